@@ -1,0 +1,5 @@
+import sys
+
+from dodoor.cli import main
+
+sys.exit(main())

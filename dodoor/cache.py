@@ -1,0 +1,121 @@
+"""The load cache: every node's load as an N×S numpy matrix, plus own deltas.
+
+State columns (``STATE_COLUMNS``): committed cores, memory and disk (demands
+queued and running), task count, pending duration in ms. A scheduler replaces
+the matrix with each pushed snapshot and re-applies the deltas it has not yet
+flushed — the snapshot cannot contain those — so its own recent placements are
+never forgotten. Every placement is applied locally at once and batched; each
+k placements yield one :class:`DeltaBatch` for the load store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dodoor.resources import N_RESOURCES, Task
+
+STATE_COLUMNS: tuple[str, ...] = ("cores", "memory_mb", "disk_mb", "tasks", "pending_ms")
+N_STATE = len(STATE_COLUMNS)
+TASKS = N_RESOURCES
+PENDING = N_RESOURCES + 1
+
+
+def task_delta(task: Task) -> np.ndarray:
+    """The state change one placement of ``task`` causes on its node."""
+    return np.array(
+        [task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms], dtype=np.float64
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateView:
+    """What a policy sees of its d candidates, from a cache, probes or the oracle."""
+
+    nodes: np.ndarray  # (d,) int node indices
+    capacity: np.ndarray  # (d, R)
+    state: np.ndarray  # (d, S) in STATE_COLUMNS order
+    slots: np.ndarray  # (d,)
+    start_ms: np.ndarray | None = None  # (d,) earliest start, oracle only
+
+    @property
+    def load(self) -> np.ndarray:
+        return self.state[:, :N_RESOURCES]
+
+    @property
+    def tasks(self) -> np.ndarray:
+        return self.state[:, TASKS]
+
+    @property
+    def pending(self) -> np.ndarray:
+        return self.state[:, PENDING]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaBatch:
+    """Accumulated own placements per node, sent to the load store every k."""
+
+    nodes: tuple[int, ...]
+    deltas: np.ndarray  # (len(nodes), S)
+    placements: int
+
+
+class LoadCache:
+    """A scheduler's cached view of the cluster (see module docstring)."""
+
+    def __init__(self, capacity: np.ndarray, slots: np.ndarray, k: int = 8) -> None:
+        self.capacity = np.asarray(capacity, dtype=np.float64)
+        self.slots = np.asarray(slots, dtype=np.float64)
+        n = self.capacity.shape[0]
+        self.state = np.zeros((n, N_STATE), dtype=np.float64)
+        self.k = k
+        self._unflushed: dict[int, np.ndarray] = {}
+        self._placements = 0
+        self.snapshots_applied = 0
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.capacity.shape[0])
+
+    def view(self, nodes: Sequence[int]) -> CandidateView:
+        idx = np.asarray(nodes, dtype=np.intp)
+        return CandidateView(idx, self.capacity[idx], self.state[idx], self.slots[idx])
+
+    def replace(self, state: np.ndarray) -> None:
+        """Install a snapshot (N×S) and re-apply deltas not yet sent to the store."""
+        if state.shape != self.state.shape:
+            raise ValueError(f"snapshot shape {state.shape} != cache shape {self.state.shape}")
+        np.copyto(self.state, state)
+        for node, delta in self._unflushed.items():
+            self.state[node] += delta
+        self.snapshots_applied += 1
+
+    def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
+        """Apply a placement locally; every k placements return the batch to send."""
+        delta = task_delta(task)
+        self.state[node] += delta
+        acc = self._unflushed.get(node)
+        if acc is None:
+            self._unflushed[node] = delta
+        else:
+            acc += delta
+        self._placements += 1
+        if self._placements >= self.k:
+            return self.flush()
+        return None
+
+    def flush(self) -> DeltaBatch | None:
+        """Hand over every unflushed delta (e.g. on shutdown); None if there are none."""
+        if not self._unflushed:
+            return None
+        nodes = tuple(self._unflushed)
+        batch = DeltaBatch(nodes, np.array([self._unflushed[n] for n in nodes]), self._placements)
+        self._unflushed.clear()
+        self._placements = 0
+        return batch
+
+    @property
+    def unflushed_placements(self) -> int:
+        return self._placements

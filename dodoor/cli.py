@@ -1,0 +1,71 @@
+"""The one entry point: ``dodoor <command>``.
+
+Each command lives with its role and contributes its own sub-parser through a
+``register(subparsers)`` function; the parser sets ``func`` to a callable that
+takes the parsed namespace and returns an exit code. Roles are imported here
+only, so the core never depends on the shells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from dodoor.errors import DodoorError
+
+# command group -> module providing register(subparsers)
+COMMAND_MODULES: tuple[str, ...] = (
+    "dodoor.sim.command",  # simulate
+    "dodoor.sim.sweep_command",  # sweep
+    "scheduler.command",  # scheduler, loadstore
+    "node_agent.command",  # agent
+    "scheduler.cluster_command",  # cluster up, submit
+    "scheduler.replay_command",  # replay, evaluate
+)
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dodoor", description="Decentralized randomized multi-resource task scheduler."
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args_list:
+        args_list = ["simulate"]  # the embedded default: replay the bundled trace
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DodoorError as exc:
+        print(f"dodoor {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Placement policies (DESIGN §4) behind the :class:`PlacementPolicy` protocol."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dodoor.errors import ValidationError
+from dodoor.policies.base import PlacementPolicy, PolicyKind, PoolPolicy, count_for
+from dodoor.policies.cached import CachedPowerOfTwo, DodoorPolicy
+from dodoor.policies.ideal import IdealPolicy
+from dodoor.policies.prequal import PrequalPolicy
+from dodoor.policies.probing import PowerOfTwo, PowerOfTwoDuration
+from dodoor.policies.simple import RandomPolicy, SparrowPolicy
+from dodoor.settings import PolicySettings
+
+POLICIES: dict[str, Callable[[PolicySettings], PlacementPolicy]] = {
+    "dodoor": DodoorPolicy,
+    "cached-power-of-two": CachedPowerOfTwo,
+    "power-of-two": PowerOfTwo,
+    "power-of-two-duration": PowerOfTwoDuration,
+    "sparrow": SparrowPolicy,
+    "prequal": PrequalPolicy,
+    "random": RandomPolicy,
+    "ideal": IdealPolicy,
+}
+LIVE_POLICIES = tuple(name for name in POLICIES if name != "ideal")
+
+
+def make_policy(name: str, settings: PolicySettings | None = None) -> PlacementPolicy:
+    """A fresh policy object by name (policies may hold per-scheduler state)."""
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise ValidationError("policy", f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    return factory(settings or PolicySettings())
+
+
+__all__ = [
+    "LIVE_POLICIES", "POLICIES", "PlacementPolicy", "PolicyKind", "PoolPolicy",
+    "count_for", "make_policy",
+]

@@ -1,0 +1,85 @@
+"""The placement-policy seam shared by the live scheduler and the simulator.
+
+A policy decides; its host (simulator or daemon) gathers the information the
+policy's :class:`PolicyKind` calls for and pays the messages that costs:
+
+* ``NONE``    — no information: ``choose`` takes the single sampled candidate.
+* ``CACHED``  — the host builds the view from its :class:`~dodoor.cache.LoadCache`
+  and records the placement there (own delta, k-batching).
+* ``PROBE``   — the host probes each candidate and builds the view from replies.
+* ``RESERVE`` — late binding (Sparrow): the host reserves on every candidate and
+  the first node with room confirms; ``choose`` is not called.
+* ``POOL``    — asynchronous probe pool (Prequal): see :class:`PoolPolicy`.
+* ``ORACLE``  — simulator only: candidates are every feasible node and the
+  view carries each node's true state and the task's earliest start.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from dodoor.cache import CandidateView
+from dodoor.resources import Task
+from dodoor.sampling import FeasibleSampler
+from dodoor.settings import PolicySettings
+
+
+class PolicyKind(enum.Enum):
+    NONE = "none"
+    CACHED = "cached"
+    PROBE = "probe"
+    RESERVE = "reserve"
+    POOL = "pool"
+    ORACLE = "oracle"
+
+
+@runtime_checkable
+class PlacementPolicy(Protocol):
+    """Chooses a node for a task from sampled candidates and what is known of them."""
+
+    name: str
+    kind: PolicyKind
+    settings: PolicySettings
+
+    def candidates(
+        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
+    ) -> list[int]:
+        """Node indices to look at (and, for PROBE/RESERVE, to message)."""
+        ...
+
+    def choose(
+        self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
+    ) -> int:
+        """The chosen node index, one of ``view.nodes``."""
+        ...
+
+
+@runtime_checkable
+class PoolPolicy(PlacementPolicy, Protocol):
+    """A policy that keeps its own pool of asynchronous probe results."""
+
+    def place_from_pool(
+        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, now_ms: float,
+        rng: random.Random,
+    ) -> int:
+        """Choose from the pool (falling back to a random feasible node)."""
+        ...
+
+    def probe_targets(self, sampler: FeasibleSampler, rng: random.Random) -> list[int]:
+        """Nodes to probe now, after a placement."""
+        ...
+
+    def on_probe_reply(self, node: int, state: np.ndarray, now_ms: float) -> None:
+        """Record a probe reply (state in STATE_COLUMNS order)."""
+        ...
+
+
+def count_for(settings: PolicySettings, rng: random.Random) -> int:
+    """How many candidates to sample: d, or only one with probability 1 − β."""
+    if settings.d <= 1 or settings.beta >= 1.0 or rng.random() < settings.beta:
+        return settings.d
+    return 1

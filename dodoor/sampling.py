@@ -1,0 +1,60 @@
+"""Uniform sampling of distinct candidate nodes that can hold a task."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from dodoor.resources import fits
+
+_MEMO_LIMIT = 4096
+
+
+class FeasibleSampler:
+    """Samples candidates uniformly among the nodes whose capacity fits a demand.
+
+    Traces repeat a few demand vectors many times, so the feasible set of each
+    distinct demand is computed once (one vectorized comparison) and memoized.
+    """
+
+    def __init__(self, capacity: np.ndarray) -> None:
+        self.capacity = np.asarray(capacity, dtype=np.float64)
+        self._memo: dict[tuple[float, ...], np.ndarray] = {}
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.capacity.shape[0])
+
+    def feasible(self, demand: np.ndarray) -> np.ndarray:
+        """Indices of every node that can hold ``demand`` (possibly empty)."""
+        key = tuple(demand.tolist())
+        found = self._memo.get(key)
+        if found is None:
+            found = np.flatnonzero(fits(demand, self.capacity))
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def sample(self, demand: np.ndarray, count: int, rng: random.Random) -> list[int]:
+        """Up to ``count`` distinct feasible node indices, uniformly at random."""
+        pool = self.feasible(demand)
+        size = int(pool.size)
+        if size <= count:
+            picks = pool.tolist()
+            rng.shuffle(picks)
+            return picks
+        chosen: list[int] = []
+        while len(chosen) < count:
+            j = int(pool[rng.randrange(size)])
+            if j not in chosen:
+                chosen.append(j)
+        return chosen
+
+    def sample_any(self, count: int, rng: random.Random) -> list[int]:
+        """``count`` node indices uniformly at random, fit ignored (probe targets)."""
+        n = self.n_nodes
+        if n == 0:
+            return []
+        return [rng.randrange(n) for _ in range(count)]

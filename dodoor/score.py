@@ -1,0 +1,55 @@
+"""The Dodoor load score (DESIGN §3) — the one implementation in the project.
+
+For a task demand r and d candidate nodes with capacities C (d×R), committed
+loads L (d×R) and pending durations D (d,)::
+
+    RL_j    = Σ_k w_k · L_jk · r_k / C_jk²  /  Σ_k w_k
+    score_j = (1 − α) · RL_j / Σ_i RL_i  +  α · D_j / Σ_i D_i
+
+Lower is better. The reference Java code's bugs are not reproduced: every
+candidate is scored with its own capacity; a zero sum makes its term zero for
+all candidates instead of NaN; a zero capacity in a resource contributes zero
+(such a node cannot hold a positive demand there and is filtered by fit anyway).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+
+def load_score(
+    demand: np.ndarray,
+    capacity: np.ndarray,
+    load: np.ndarray,
+    pending: np.ndarray,
+    weights: np.ndarray,
+    alpha: float,
+) -> np.ndarray:
+    """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1]."""
+    wsum = float(weights.sum())
+    cap2 = capacity * capacity
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_resource = np.where(cap2 > 0.0, load * demand / cap2, 0.0)
+    rl = per_resource @ weights
+    if wsum > 0.0:
+        rl = rl / wsum
+    return (1.0 - alpha) * _share(rl) + alpha * _share(np.asarray(pending, dtype=np.float64))
+
+
+def _share(values: np.ndarray) -> np.ndarray:
+    """Each value's share of the sum; all zeros when the sum is zero."""
+    total = float(values.sum())
+    if total <= 0.0:
+        return np.zeros_like(values, dtype=np.float64)
+    return values / total
+
+
+def argmin_random(scores: np.ndarray, rng: random.Random) -> int:
+    """Index of the lowest score; ties broken uniformly at random with ``rng``."""
+    best = float(scores.min())
+    ties = np.flatnonzero(scores <= best)
+    if ties.size == 1:
+        return int(ties[0])
+    return int(ties[rng.randrange(ties.size)])

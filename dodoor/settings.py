@@ -1,0 +1,89 @@
+"""Typed settings of the placement core, with the defaults of DESIGN §2–§4."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from dodoor.errors import ValidationError
+from dodoor.resources import N_RESOURCES
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Knobs of every policy. Unused knobs are ignored by policies that need none.
+
+    d: candidates sampled per task; beta: probability of taking the second and
+    further choices (1.0 = always d); alpha: duration weight of the load score;
+    k: placements per delta batch; b: placements (all schedulers) per snapshot;
+    weights: per-resource weights (cores, memory, disk).
+    """
+
+    d: int = 2
+    beta: float = 1.0
+    alpha: float = 0.5
+    k: int = 8
+    b: int = 80
+    weights: tuple[float, ...] = (1.0, 1.0, 0.0)
+    # Prequal: probes sent per placed task, pool bound, probe lifetime, reuse
+    # budget and the RIF quantile above which a probe counts as "hot".
+    probe_rate: float = 3.0
+    pool_size: int = 16
+    probe_max_age_ms: float = 1000.0
+    probe_reuse: int = 2
+    hot_quantile: float = 0.84
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.d < 1:
+            raise ValidationError("d", f"must be >= 1, got {self.d}")
+        for name in ("beta", "alpha", "hot_quantile"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValidationError(name, f"must be in [0, 1], got {value}")
+        if self.k < 1:
+            raise ValidationError("k", f"must be >= 1, got {self.k}")
+        if self.b < 1:
+            raise ValidationError("b", f"must be >= 1, got {self.b}")
+        if len(self.weights) != N_RESOURCES:
+            raise ValidationError("weights", f"needs {N_RESOURCES} values, got {len(self.weights)}")
+        if any(not math.isfinite(w) or w < 0 for w in self.weights):
+            raise ValidationError("weights", f"must be finite and >= 0, got {self.weights}")
+        if self.probe_rate < 0 or not math.isfinite(self.probe_rate):
+            raise ValidationError("probe_rate", f"must be >= 0, got {self.probe_rate}")
+        if self.pool_size < 1:
+            raise ValidationError("pool_size", f"must be >= 1, got {self.pool_size}")
+
+    def weight_vector(self) -> np.ndarray:
+        return np.asarray(self.weights, dtype=np.float64)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PolicySettings":
+        """Build from loose key/value pairs (CLI ``--param d=8``); converts types."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ValidationError(key, f"unknown policy setting; known: {sorted(known)}")
+            kwargs[key] = _convert(key, raw, getattr(cls, key, None))
+        return cls(**kwargs)
+
+
+def _convert(key: str, raw: Any, default: Any) -> Any:
+    try:
+        if key == "weights":
+            if isinstance(raw, str):
+                return tuple(float(x) for x in raw.split(","))
+            return tuple(float(x) for x in raw)
+        if isinstance(default, bool):
+            return str(raw).lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(key, f"cannot convert {raw!r}: {exc}") from exc
+    return raw

@@ -1,0 +1,265 @@
+"""Wire messages between components, and the one encode/decode seam.
+
+Every message is a frozen dataclass registered under a type name. On the wire
+it is a msgpack map ``{"v": SCHEMA_VERSION, "type": name, "body": {...}}``
+sent as ``Content-Type: application/msgpack``. Numeric vectors and matrices
+travel as raw little-endian float64 (``[shape, bytes]``), never pickles. Any
+failure to decode — bad msgpack, wrong version, unknown type, missing or
+mistyped field — raises :class:`~dodoor.errors.DecodeError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import msgpack
+import numpy as np
+
+from dodoor.errors import DecodeError, ValidationError
+from dodoor.resources import Task
+from dodoor.validation import parse_task
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/msgpack"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_REGISTRY: dict[str, type] = {}
+
+
+def message(name: str):
+    """Class decorator: a frozen dataclass message registered as ``name``."""
+
+    def wrap(cls: type) -> type:
+        cls = dataclass(frozen=True)(cls)
+        cls.TYPE = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+@message("enqueue")
+class Enqueue:
+    """Scheduler → agent: run this task (also the task sent to a confirming Sparrow node)."""
+
+    task: Task
+    scheduler_id: str
+    TYPE: ClassVar[str]
+
+
+@message("probe")
+class Probe:
+    """Scheduler → agent: report your current load (power-of-two, Prequal)."""
+
+    scheduler_id: str
+    TYPE: ClassVar[str]
+
+
+@message("probe_reply")
+class ProbeReply:
+    """Agent → scheduler: committed cores/memory/disk, task count, pending ms."""
+
+    node_id: str
+    state: np.ndarray
+    TYPE: ClassVar[str]
+
+
+@message("reserve")
+class Reserve:
+    """Scheduler → agent: hold a place in the queue for this task (Sparrow)."""
+
+    task: Task
+    scheduler_id: str
+    reply_url: str
+    TYPE: ClassVar[str]
+
+
+@message("confirm")
+class Confirm:
+    """Agent → scheduler: the reservation reached the head and fits; send the task."""
+
+    node_id: str
+    task_id: str
+    TYPE: ClassVar[str]
+
+
+@message("cancel")
+class Cancel:
+    """Scheduler → agent: drop the reservation (another node won)."""
+
+    task_id: str
+    TYPE: ClassVar[str]
+
+
+@message("deltas")
+class Deltas:
+    """Scheduler → load store: own placements since the last batch, per node."""
+
+    scheduler_id: str
+    seq: int
+    node_ids: tuple[str, ...]
+    deltas: np.ndarray
+    placements: int
+    TYPE: ClassVar[str]
+
+
+@message("snapshot")
+class Snapshot:
+    """Load store → scheduler: every live node's capacity and state."""
+
+    seq: int
+    node_ids: tuple[str, ...]
+    urls: tuple[str, ...]
+    capacity: np.ndarray
+    slots: np.ndarray
+    state: np.ndarray
+    TYPE: ClassVar[str]
+
+
+@message("node_state")
+class NodeState:
+    """Agent → load store: full state, sent on change, coalesced."""
+
+    node_id: str
+    url: str
+    seq: int
+    capacity: np.ndarray
+    slots: int
+    state: np.ndarray
+    utilization: Mapping[str, float] = field(default_factory=dict)
+    TYPE: ClassVar[str]
+
+
+@message("register")
+class Register:
+    """Scheduler → load store: push snapshots to ``url``."""
+
+    role: str
+    component_id: str
+    url: str
+    TYPE: ClassVar[str]
+
+
+@message("task_status")
+class TaskStatus:
+    """Agent → anyone asking: where a task stands."""
+
+    task_id: str
+    state: str
+    node_id: str
+    queued_ms: float | None = None
+    started_ms: float | None = None
+    finished_ms: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    TYPE: ClassVar[str]
+
+
+def encode(msg: Any) -> bytes:
+    """Serialize a registered message."""
+    name = getattr(type(msg), "TYPE", None)
+    if name not in _REGISTRY:
+        raise TypeError(f"not a wire message: {type(msg).__name__}")
+    body = {f.name: _to_wire(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
+    return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": body}, use_bin_type=True)
+
+
+def decode(data: bytes, expect: type | None = None) -> Any:
+    """Parse bytes into a message; ``expect`` restricts the accepted type."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        outer = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_MESSAGE_BYTES)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise DecodeError(f"malformed msgpack: {exc}") from exc
+    if not isinstance(outer, dict) or set(outer) != {"v", "type", "body"}:
+        raise DecodeError("expected a map with keys v, type, body")
+    if outer["v"] != SCHEMA_VERSION:
+        raise DecodeError(f"unsupported schema version {outer['v']!r}, expected {SCHEMA_VERSION}")
+    cls = _REGISTRY.get(outer["type"]) if isinstance(outer["type"], str) else None
+    if cls is None:
+        raise DecodeError(f"unknown message type {outer['type']!r}")
+    if expect is not None and cls is not expect:
+        raise DecodeError(f"expected {expect.TYPE!r}, got {cls.TYPE!r}")
+    body = outer["body"]
+    if not isinstance(body, dict):
+        raise DecodeError(f"{cls.TYPE}: body must be a map")
+    return _build(cls, body)
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value, dtype="<f8")
+        return [list(arr.shape), arr.tobytes()]
+    if isinstance(value, Task):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _build(cls: type, body: dict) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in body:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise DecodeError(f"{cls.TYPE}: missing field {f.name!r}")
+        kwargs[f.name] = _from_wire(cls.TYPE, f.name, hints[f.name], body[f.name])
+    extra = set(body) - {f.name for f in dataclasses.fields(cls)}
+    if extra:
+        raise DecodeError(f"{cls.TYPE}: unknown field {sorted(map(str, extra))[0]!r}")
+    return cls(**kwargs)
+
+
+def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
+    where = f"{kind}.{name}"
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is np.ndarray:
+        return _array(where, value)
+    if hint is Task:
+        try:
+            return parse_task(value, where=f"{where}.")
+        except ValidationError as exc:
+            raise DecodeError(f"{exc.field}: {exc.reason}") from exc
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DecodeError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if origin is Mapping:
+        if not isinstance(value, dict):
+            raise DecodeError(f"{where}: expected a map")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(f"{where}: expected a number, got {type(value).__name__}")
+        return float(value)
+    if hint in (int, str) and (isinstance(value, bool) or not isinstance(value, hint)):
+        raise DecodeError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _array(where: str, value: Any) -> np.ndarray:
+    if (
+        not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], list)
+        or not isinstance(value[1], bytes)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value[0])
+    ):
+        raise DecodeError(f"{where}: expected [shape, float64 bytes]")
+    shape, raw = value
+    expected = 8 * int(np.prod(shape, dtype=np.int64)) if shape else 8
+    if len(shape) > 2 or len(raw) != expected:
+        raise DecodeError(f"{where}: {len(raw)} bytes do not match shape {shape}")
+    return np.frombuffer(raw, dtype="<f8").reshape(shape).copy()
