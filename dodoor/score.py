@@ -28,19 +28,31 @@ def load_score(
     alpha: float,
 ) -> np.ndarray:
     """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1]."""
+    active = weights > 0.0
+    if not active.all():
+        # A zero weight must not turn an overflowing ratio into inf·0 = NaN.
+        demand, capacity, load, weights = demand[active], capacity[:, active], load[:, active], weights[active]
     wsum = float(weights.sum())
-    cap2 = capacity * capacity
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_resource = np.where(cap2 > 0.0, load * demand / cap2, 0.0)
-    rl = per_resource @ weights
+    with np.errstate(all="ignore"):
+        ratio = np.where(capacity > 0.0, load / capacity, 0.0) * np.where(
+            capacity > 0.0, demand / capacity, 0.0
+        )
+        rl = ratio @ weights
     if wsum > 0.0:
         rl = rl / wsum
     return (1.0 - alpha) * _share(rl) + alpha * _share(np.asarray(pending, dtype=np.float64))
 
 
 def _share(values: np.ndarray) -> np.ndarray:
-    """Each value's share of the sum; all zeros when the sum is zero."""
+    """Each value's share of the sum; all zeros when the sum is zero.
+
+    Values that overflowed to infinity (absurdly small capacities) split the
+    whole share among themselves rather than poisoning the others with NaN.
+    """
     total = float(values.sum())
+    if not np.isfinite(total):
+        values = (~np.isfinite(values)).astype(np.float64)
+        total = float(values.sum())
     if total <= 0.0:
         return np.zeros_like(values, dtype=np.float64)
     return values / total

@@ -255,7 +255,7 @@ def _array(where: str, value: Any) -> np.ndarray:
     if (
         not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], list)
         or not isinstance(value[1], bytes)
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value[0])
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in value[0])
     ):
         raise DecodeError(f"{where}: expected [shape, float64 bytes]")
     shape, raw = value

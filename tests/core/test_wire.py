@@ -1,0 +1,132 @@
+"""The encode/decode seam: round trips for every message, one error type for every failure."""
+
+import dataclasses
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dodoor import wire
+from dodoor.errors import DecodeError
+from dodoor.resources import Task
+
+ids = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s and s.strip())
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+tasks = st.builds(
+    Task,
+    task_id=ids,
+    cores=st.floats(0.001, 512.0),
+    memory_mb=st.integers(1, 1 << 20).map(float),
+    disk_mb=st.integers(0, 1 << 20).map(float),
+    duration_ms=st.floats(0.001, 1e9),
+    command=st.none() | st.lists(st.text(max_size=10).filter(lambda s: "\x00" not in s),
+                                 min_size=1, max_size=4).map(tuple),
+    env=st.dictionaries(ids, st.text(max_size=10).filter(lambda s: "\x00" not in s), max_size=3),
+)
+
+
+def matrices(rows):
+    return st.lists(st.lists(finite, min_size=5, max_size=5), min_size=rows, max_size=rows).map(
+        lambda r: np.array(r, dtype=np.float64).reshape(rows, 5)
+    )
+
+
+def assert_same(a, b):
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+            assert y.dtype == np.float64
+        else:
+            assert x == y, f.name
+
+
+@given(tasks, ids)
+def test_enqueue_round_trips(task, sched):
+    msg = wire.Enqueue(task, sched)
+    assert_same(wire.decode(wire.encode(msg), wire.Enqueue), msg)
+
+
+@given(st.integers(0, 6).flatmap(lambda n: st.tuples(st.just(n), matrices(n))), st.integers(0, 2**40))
+def test_snapshot_round_trips(shaped, seq):
+    n, state = shaped
+    msg = wire.Snapshot(seq, tuple(f"n{i}" for i in range(n)), tuple(f"u{i}" for i in range(n)),
+                        np.ones((n, 3)), np.full(n, 2.0), state)
+    assert_same(wire.decode(wire.encode(msg)), msg)
+
+
+def test_every_registered_message_round_trips():
+    t = Task("t1", 1.5, 256.0, 0.0, 1000.0, command=("echo", "hi"), labels={"a": "b"})
+    samples = [
+        wire.Enqueue(t, "s0"), wire.Probe("s0"), wire.ProbeReply("n0", np.arange(5.0)),
+        wire.Reserve(t, "s0", "http://127.0.0.1:1/internal/confirm"), wire.Confirm("n0", "t1"),
+        wire.Cancel("t1"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
+        wire.NodeState("n0", "http://127.0.0.1:2", 4, np.array([8.0, 1024.0, 0.0]), 2,
+                       np.zeros(5), {"cpu": 0.25}),
+        wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
+        wire.Snapshot(9, ("n0",), ("http://127.0.0.1:2",), np.ones((1, 3)), np.ones(1),
+                      np.zeros((1, 5))),
+        wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM killed"),
+    ]
+    assert {type(m).TYPE for m in samples} == set(wire._REGISTRY)
+    for msg in samples:
+        assert_same(wire.decode(wire.encode(msg)), msg)
+
+
+def _envelope(body, kind="cancel", v=wire.SCHEMA_VERSION):
+    return msgpack.packb({"v": v, "type": kind, "body": body}, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"", "malformed"),
+        (b"\xc1", "malformed"),
+        (b"\x93\x01", "malformed"),
+        (msgpack.packb([1, 2, 3]), "expected a map"),
+        (_envelope({"task_id": "t"}, v=99), "schema version 99"),
+        (_envelope({"task_id": "t"}, kind="nope"), "unknown message type"),
+        (_envelope({}), "missing field 'task_id'"),
+        (_envelope({"task_id": 5}), "expected str"),
+        (_envelope({"task_id": "t", "x": 1}), "unknown field 'x'"),
+        (_envelope({"node_id": "n", "state": [[5], b"\x00" * 7]}, "probe_reply"), "do not match"),
+        (_envelope({"node_id": "n", "state": "nope"}, "probe_reply"), "[shape, float64 bytes]"),
+        (_envelope({"task": {"id": "t", "cores": -1, "memory_mb": 1}, "scheduler_id": "s"},
+                   "enqueue"), "cores: must be > 0"),
+        (_envelope({"task": {"id": "t", "cores": float("nan"), "memory_mb": 1},
+                    "scheduler_id": "s"}, "enqueue"), "must be finite"),
+    ],
+)
+def test_bad_input_raises_decode_error_naming_the_problem(data, fragment):
+    with pytest.raises(DecodeError) as info:
+        wire.decode(data)
+    assert fragment in str(info.value)
+
+
+def test_decode_can_insist_on_a_type():
+    with pytest.raises(DecodeError, match="expected 'snapshot', got 'cancel'"):
+        wire.decode(wire.encode(wire.Cancel("t")), wire.Snapshot)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_escape_as_another_exception(data):
+    try:
+        wire.decode(data)
+    except DecodeError:
+        pass
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | finite | st.text(max_size=5)
+                    | st.binary(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
+                                                                        max_size=3),
+                    max_leaves=20),
+       st.sampled_from(sorted(wire._REGISTRY)))
+def test_arbitrary_bodies_never_escape_as_another_exception(body, kind):
+    try:
+        wire.decode(_envelope(body, kind))
+    except DecodeError:
+        pass
