@@ -58,6 +58,27 @@ def _share(values: np.ndarray) -> np.ndarray:
     return values / total
 
 
+def expected_wait(
+    demand: np.ndarray,
+    capacity: np.ndarray,
+    state: np.ndarray,
+    slots: np.ndarray,
+) -> np.ndarray:
+    """Estimated queueing delay (ms) the task would meet on each candidate.
+
+    Zero where the task fits beside everything committed there and a slot is
+    free; otherwise the pending duration spread over the node's slots — the
+    paper's score weighs pending work equally on a 1-slot and a 4-slot node,
+    though the latter drains it four times as fast. ``state`` is in
+    ``dodoor.cache.STATE_COLUMNS`` order.
+    """
+    r = demand.shape[0]
+    committed, tasks, pending = state[:, :r], state[:, r], state[:, r + 1]
+    room = np.all(committed + demand <= capacity + 1e-9, axis=1) & (tasks < slots)
+    per_slot = pending / np.maximum(slots, 1.0)
+    return np.where(room, 0.0, per_slot)
+
+
 def argmin_random(scores: np.ndarray, rng: random.Random) -> int:
     """Index of the lowest score; ties broken uniformly at random with ``rng``."""
     best = float(scores.min())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -63,14 +64,17 @@ class PolicySettings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "PolicySettings":
         """Build from loose key/value pairs (CLI ``--param d=8``); converts types."""
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
+        return cls().with_overrides(values)
+
+    def with_overrides(self, values: Mapping[str, Any]) -> "PolicySettings":
+        """A copy with some settings replaced; string values are converted."""
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
         for key, raw in values.items():
             if key not in known:
                 raise ValidationError(key, f"unknown policy setting; known: {sorted(known)}")
-            kwargs[key] = _convert(key, raw, getattr(cls, key, None))
-        return cls(**kwargs)
-
+            changes[key] = _convert(key, raw, getattr(self, key))
+        return dataclasses.replace(self, **changes)
 
 def _convert(key: str, raw: Any, default: Any) -> Any:
     try:

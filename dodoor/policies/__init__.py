@@ -6,7 +6,7 @@ from typing import Callable
 
 from dodoor.errors import ValidationError
 from dodoor.policies.base import PlacementPolicy, PolicyKind, PoolPolicy, count_for
-from dodoor.policies.cached import CachedPowerOfTwo, DodoorPolicy
+from dodoor.policies.cached import CachedPowerOfTwo, DodoorPolicy, ExpectedWaitPolicy
 from dodoor.policies.ideal import IdealPolicy
 from dodoor.policies.prequal import PrequalPolicy
 from dodoor.policies.probing import PowerOfTwo, PowerOfTwoDuration
@@ -15,6 +15,7 @@ from dodoor.settings import PolicySettings
 
 POLICIES: dict[str, Callable[[PolicySettings], PlacementPolicy]] = {
     "dodoor": DodoorPolicy,
+    "dodoor-wait": ExpectedWaitPolicy,
     "cached-power-of-two": CachedPowerOfTwo,
     "power-of-two": PowerOfTwo,
     "power-of-two-duration": PowerOfTwoDuration,
@@ -34,7 +35,28 @@ def make_policy(name: str, settings: PolicySettings | None = None) -> PlacementP
     return factory(settings or PolicySettings())
 
 
+def make_policy_spec(spec: str, base: PolicySettings | None = None) -> PlacementPolicy:
+    """A policy from ``name`` or ``name:key=value,key=value`` (e.g. ``dodoor-wait:d=8``).
+
+    Overrides apply on top of ``base``; the policy's ``name`` is the whole spec
+    so variants stay apart in tables and file names.
+    """
+    name, _, params = spec.partition(":")
+    settings = base or PolicySettings()
+    if params:
+        overrides: dict[str, str] = {}
+        for item in params.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValidationError("policy", f"bad setting {item!r} in {spec!r}; use key=value")
+            overrides[key.strip()] = value.strip()
+        settings = settings.with_overrides(overrides)
+    policy = make_policy(name, settings)
+    policy.name = spec
+    return policy
+
+
 __all__ = [
     "LIVE_POLICIES", "POLICIES", "PlacementPolicy", "PolicyKind", "PoolPolicy",
-    "count_for", "make_policy",
+    "count_for", "make_policy", "make_policy_spec",
 ]

@@ -144,3 +144,41 @@ def test_cache_placements_feed_the_next_decision():
     cache.record_placement(first, TASK)
     second = policy.choose(TASK, TASK.demand(), cache.view([0, 1]), rng)
     assert {first, second} == {0, 1}
+
+
+def test_expected_wait_is_zero_where_the_task_fits_now_and_per_slot_otherwise():
+    from dodoor.score import expected_wait
+
+    capacity = np.array([[8.0, 8192.0, 0.0], [16.0, 16384.0, 0.0], [16.0, 16384.0, 0.0]])
+    state = np.array([
+        [4.0, 2048.0, 0.0, 1.0, 6000.0],   # 1 slot taken: must wait 6000 ms
+        [8.0, 4096.0, 0.0, 1.0, 6000.0],   # 4 slots, room: starts now
+        [14.0, 4096.0, 0.0, 3.0, 6000.0],  # 4 slots but cores full: 6000/4
+    ])
+    slots = np.array([1.0, 4.0, 4.0])
+    waits = expected_wait(TASK.demand(), capacity, state, slots)
+    np.testing.assert_array_equal(waits, [6000.0, 0.0, 1500.0])
+
+
+def test_dodoor_wait_prefers_the_node_that_drains_sooner():
+    policy = make_policy("dodoor-wait")
+    # Both must wait; node 1 has more pending work but 4 slots to drain it (2500 vs 4000 ms).
+    nodes = np.array([0, 1])
+    v = CandidateView(nodes, CAP[nodes], np.array([[8, 2048, 0, 1, 4000], [16, 4096, 0, 4, 10000]],
+                                                  dtype=float), np.array([1.0, 4.0]))
+    assert policy.choose(TASK, TASK.demand(), v, random.Random(0)) == 1
+    # The paper's score would pick node 0 here (less relative load counts as much as pending).
+    paper = make_policy("dodoor").choose(TASK, TASK.demand(), v, random.Random(0))
+    assert paper == 0
+
+
+def test_policy_spec_overrides_settings_and_keeps_the_spec_as_name():
+    from dodoor.policies import make_policy_spec
+
+    policy = make_policy_spec("dodoor-wait:d=8,alpha=0.25", PolicySettings(k=4))
+    assert policy.name == "dodoor-wait:d=8,alpha=0.25"
+    assert (policy.settings.d, policy.settings.alpha, policy.settings.k) == (8, 0.25, 4)
+    with pytest.raises(ValidationError, match="use key=value"):
+        make_policy_spec("dodoor:d8")
+    with pytest.raises(ValidationError):
+        make_policy_spec("dodoor:q=1")
