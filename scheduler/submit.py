@@ -1,0 +1,129 @@
+"""A client that submits tasks to schedulers and follows them to a terminal state."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence, TextIO
+
+import aiohttp
+import msgpack
+
+from dodoor.resources import Task
+
+log = logging.getLogger(__name__)
+TERMINAL = frozenset({"succeeded", "failed", "lost"})
+
+
+class SubmitError(Exception):
+    """A scheduler refused a batch; carries its status and error body."""
+
+    def __init__(self, url: str, status: int, body: str) -> None:
+        super().__init__(f"{url} answered {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Placed:
+    task_id: str
+    node: str
+    scheduler_url: str
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/msgpack"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+async def submit(
+    session: aiohttp.ClientSession, urls: Sequence[str], tasks: Iterable[Task],
+    batch_size: int = 100, token: str | None = None,
+) -> list[Placed]:
+    """POST tasks in msgpack batches, spread round-robin over the scheduler URLs."""
+    placed: list[Placed] = []
+    url_cycle = itertools.cycle(urls)
+    batch: list[Task] = []
+
+    async def send(chunk: list[Task], url: str) -> None:
+        body = msgpack.packb({"tasks": [t.to_dict() for t in chunk]}, use_bin_type=True)
+        async with session.post(url + "/v1/tasks", data=body, headers=_headers(token)) as resp:
+            text = await resp.text()
+            if resp.status != 202:
+                raise SubmitError(url, resp.status, text)
+            answer = await resp.json(content_type=None)
+        placed.extend(Placed(p["id"], p["node"], url) for p in answer["placements"])
+
+    for task in tasks:
+        batch.append(task)
+        if len(batch) >= batch_size:
+            await send(batch, next(url_cycle))
+            batch = []
+    if batch:
+        await send(batch, next(url_cycle))
+    return placed
+
+
+async def status(session: aiohttp.ClientSession, url: str, task_id: str,
+                 token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.get(f"{url}/v1/tasks/{task_id}", headers=headers) as resp:
+        if resp.status == 404:
+            return {"id": task_id, "state": "unknown"}
+        resp.raise_for_status()
+        return await resp.json(content_type=None)
+
+
+async def follow(
+    session: aiohttp.ClientSession, placed: Sequence[Placed], token: str | None = None,
+    timeout_s: float = 600.0, poll_s: float = 0.5, concurrency: int = 32,
+    progress: TextIO | None = sys.stderr,
+) -> dict[str, dict]:
+    """Poll every task until it is terminal (or the timeout); returns id → last status."""
+    final: dict[str, dict] = {}
+    pending = {p.task_id: p for p in placed}
+    last: dict[str, dict] = {}
+    gate = asyncio.Semaphore(concurrency)
+    deadline = time.monotonic() + timeout_s
+
+    async def poll(p: Placed) -> None:
+        async with gate:
+            try:
+                last[p.task_id] = await status(session, p.scheduler_url, p.task_id, token)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.debug("status of %s failed: %s", p.task_id, exc)
+
+    while pending and time.monotonic() < deadline:
+        await asyncio.gather(*(poll(p) for p in pending.values()))
+        for task_id in [t for t in pending if last.get(t, {}).get("state") in TERMINAL]:
+            final[task_id] = last[task_id]
+            del pending[task_id]
+        if progress is not None:
+            counts = Counter(s.get("state", "?") for s in (final | last).values())
+            print_progress(progress, len(placed), counts)
+        if pending:
+            await asyncio.sleep(poll_s)
+    for task_id in pending:
+        final[task_id] = last.get(task_id, {"id": task_id, "state": "unknown"})
+    if progress is not None:
+        progress.write("\n")
+    return final
+
+
+def print_progress(out: TextIO, total: int, counts: Counter) -> None:
+    done = sum(counts[s] for s in TERMINAL)
+    width = 30
+    filled = int(width * done / total) if total else width
+    bar = "#" * filled + "-" * (width - filled)
+    out.write(
+        f"\r[{bar}] {done}/{total} done  queued {counts['queued']}  running {counts['running']}"
+        f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}"
+    )
+    out.flush()
