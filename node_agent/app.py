@@ -1,0 +1,269 @@
+"""The agent's aiohttp application: endpoints of docs/protocol.md over a NodeAgent.
+
+``create_app(settings, executor=None, clock=None)`` builds everything; the
+journal, the agent, the HTTP client session and the reporter loop start and
+stop in ``cleanup_ctx`` order, so a shutdown first stops reporting, then
+cancels running tasks (left ``running`` in the journal for the next start),
+then closes the journal and the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+import psutil
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from dodoor.clock import Clock, WallClock
+from dodoor.errors import DecodeError
+from dodoor.messages import MessageCounter
+from dodoor.resources import Task
+from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, NodeState, Probe, ProbeReply,
+                         Reserve, decode, encode)
+from node_agent.executor import Executor
+from node_agent.journal import Journal, JournalError
+from node_agent.http import MAX_BODY, auth_middleware, error_response, read_message, wire_response
+from node_agent.metrics import make_registry
+from node_agent.node import NodeAgent
+from node_agent.reporter import Reporter
+from node_agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", AgentSettings)
+CLOCK = web.AppKey("clock", Clock)
+COUNTER = web.AppKey("counter", MessageCounter)
+EXECUTOR = web.AppKey("executor", Executor)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+AGENT = web.AppKey("agent", NodeAgent)
+REPORTER = web.AppKey("reporter", Reporter)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+def create_app(settings: AgentSettings, executor: Executor | None = None,
+               clock: Clock | None = None) -> web.Application:
+    """The agent's application; ``executor`` and ``clock`` are injectable for tests."""
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[auth_middleware(settings.token)])
+    app[SETTINGS] = settings
+    app[MAX_BODY] = settings.max_body_bytes
+    app[CLOCK] = clock if clock is not None else WallClock()
+    app[COUNTER] = MessageCounter()
+    app[EXECUTOR] = executor if executor is not None else make_executor(settings)
+    app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx])
+    app.router.add_post("/internal/enqueue", handle_enqueue)
+    app.router.add_post("/internal/probe", handle_probe)
+    app.router.add_post("/internal/reserve", handle_reserve)
+    app.router.add_post("/internal/cancel", handle_cancel)
+    app.router.add_get("/v1/tasks/{task_id}", handle_task)
+    app.router.add_get("/v1/state", handle_state)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/metrics", handle_metrics)
+    return app
+
+
+def make_executor(settings: AgentSettings) -> Executor:
+    """The executor named by ``settings.executor`` (docker imported only when chosen)."""
+    if settings.executor == "sleep":
+        from node_agent.sleep_executor import SleepExecutor
+
+        return SleepExecutor(settings.sleep_scale)
+    if settings.executor == "process":
+        from node_agent.process_executor import ProcessExecutor
+
+        return ProcessExecutor(timeout_ms=settings.task_timeout_ms)
+    from node_agent.docker_executor import DockerExecutor  # needs the docker SDK and engine
+
+    return DockerExecutor(settings)
+
+
+# -- lifecycle ------------------------------------------------------------------
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(headers=app[SETTINGS].auth_headers) as session:
+        app[SESSION] = session
+        yield
+
+
+async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    journal = Journal(settings.journal_path)
+    await journal.open()
+    agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, app[EXECUTOR],
+                      journal, app[CLOCK], app[COUNTER])
+    agent.confirm = lambda url, node, task_id: _confirm(app, url, node, task_id)
+    app[AGENT] = agent
+    log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",
+             settings.node_id, settings.cores, settings.memory_mb, settings.disk_mb,
+             settings.slots, app[EXECUTOR].name)
+    await agent.resume()
+    try:
+        yield
+    finally:
+        log.info("agent %s stopping: %d queued, %d running", settings.node_id,
+                 agent.queue.n_waiting, agent.queue.n_running)
+        await agent.close()
+        await app[EXECUTOR].close()
+        await journal.close()
+
+
+async def _reporter_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    reporter = None
+    if settings.loadstore_url:
+        reporter = Reporter(app[SESSION], settings.loadstore_url, lambda seq: build_state(app, seq),
+                            app[COUNTER], settings.report_interval_ms, settings.heartbeat_ms)
+        app[REPORTER] = reporter
+        app[AGENT].on_change(reporter.notify)
+    app[REGISTRY] = make_registry(app[AGENT], reporter)
+    if reporter is None:
+        yield
+        return
+    loop = asyncio.create_task(reporter.run(), name=f"reporter-{settings.node_id}")
+    log.info("reporting to %s every <=%g ms", settings.loadstore_url, settings.report_interval_ms)
+    try:
+        yield
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def build_state(app: web.Application, seq: int) -> NodeState:
+    """The full NodeState of this agent right now."""
+    settings = app[SETTINGS]
+    agent = app[AGENT]
+    cpu, mem = await asyncio.to_thread(_utilization)
+    util = {"cpu_percent": cpu, "memory_percent": mem,
+            "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
+    return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
+                     agent.state(), util)
+
+
+def _utilization() -> tuple[float, float]:
+    return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
+
+
+async def _confirm(app: web.Application, reply_url: str, node_id: str, task_id: str) -> Task | None:
+    """Ask a Sparrow scheduler whether our held reservation gets the task."""
+    counter = app[COUNTER]
+    body = encode(Confirm(node_id, task_id))
+    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].confirm_timeout_ms / 1000.0)
+    counter.add("confirm", nbytes=len(body))
+    try:
+        async with app[SESSION].post(reply_url, data=body, timeout=timeout,
+                                     headers={"Content-Type": CONTENT_TYPE}) as resp:
+            if resp.status == 409:
+                return None
+            if resp.status != 200:
+                log.warning("confirm of %s at %s answered %d; releasing", task_id, reply_url, resp.status)
+                return None
+            data = await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("confirm of %s at %s failed (%s); releasing", task_id, reply_url, exc)
+        return None
+    try:
+        msg = decode(data, expect=Enqueue)
+    except DecodeError as exc:
+        log.warning("confirm of %s got a bad answer (%s); releasing", task_id, exc)
+        return None
+    counter.add("enqueue", nbytes=len(data))
+    return msg.task
+
+
+# -- handlers -------------------------------------------------------------------
+async def handle_enqueue(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    msg, size = await read_message(request, Enqueue)
+    app[COUNTER].add("enqueue", nbytes=size)
+    agent = app[AGENT]
+    if not agent.queue.fits_node(msg.task):
+        return _too_big(agent, msg.task)
+    try:
+        await agent.submit(msg.task, msg.scheduler_id)
+    except JournalError as exc:
+        log.error("refusing task %s: %s", msg.task.task_id, exc)
+        return error_response(503, "journal", f"cannot journal the task: {exc}")
+    return web.Response(status=202)
+
+
+async def handle_probe(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    _, size = await read_message(request, Probe)
+    app[COUNTER].add("probe", nbytes=size)
+    reply = encode(ProbeReply(app[SETTINGS].node_id, app[AGENT].state()))
+    app[COUNTER].add("probe_reply", nbytes=len(reply))
+    return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+
+async def handle_reserve(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    msg, size = await read_message(request, Reserve)
+    app[COUNTER].add("reserve", nbytes=size)
+    agent = app[AGENT]
+    if not agent.queue.fits_node(msg.task):
+        return _too_big(agent, msg.task)
+    try:
+        await agent.reserve(msg.task, msg.scheduler_id, msg.reply_url)
+    except JournalError as exc:
+        return error_response(503, "journal", f"cannot read the journal: {exc}")
+    return web.Response(status=202)
+
+
+async def handle_cancel(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    msg, size = await read_message(request, Cancel)
+    app[COUNTER].add("cancel", nbytes=size)
+    app[AGENT].cancel(msg.task_id)
+    return web.Response(status=204)
+
+
+async def handle_task(request: web.Request) -> web.StreamResponse:
+    task_id = request.match_info["task_id"]
+    try:
+        status = await request.app[AGENT].status(task_id)
+    except JournalError as exc:
+        return error_response(503, "journal", str(exc))
+    if status is None:
+        return error_response(404, "id", f"unknown task {task_id!r}")
+    request.app[COUNTER].add("task_status")
+    if CONTENT_TYPE in request.headers.get("Accept", ""):
+        return wire_response(status)
+    return web.json_response({
+        "id": status.task_id, "state": status.state, "node": status.node_id,
+        "queued_ms": status.queued_ms, "started_ms": status.started_ms,
+        "finished_ms": status.finished_ms, "exit_code": status.exit_code, "reason": status.reason,
+    })
+
+
+async def handle_state(request: web.Request) -> web.StreamResponse:
+    reporter = request.app.get(REPORTER)
+    return wire_response(await build_state(request.app, reporter.seq if reporter else 0))
+
+
+async def handle_healthz(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    agent = app[AGENT]
+    reporter = app.get(REPORTER)
+    reachable = None if reporter is None else reporter.reachable
+    return web.json_response({
+        "status": "degraded" if reachable is False else "ok",
+        "node": app[SETTINGS].node_id, "queued": agent.queue.n_waiting,
+        "running": agent.queue.n_running, "loadstore_reachable": reachable,
+        "executor": app[EXECUTOR].name,
+    })
+
+
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
+    data = generate_latest(request.app[REGISTRY])
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _too_big(agent: NodeAgent, task: Task) -> web.StreamResponse:
+    for name, want, have in zip(("cores", "memory_mb", "disk_mb"), task.demand(), agent.queue.capacity):
+        if want > have + 1e-9:
+            return error_response(422, f"task.{name}",
+                                  f"requested {want:g} but node {agent.node_id} has {have:g}")
+    return error_response(422, "task", f"does not fit node {agent.node_id}")

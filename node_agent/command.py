@@ -1,0 +1,85 @@
+"""``dodoor agent``: flags and environment → AgentSettings → a running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from aiohttp import web
+
+from node_agent.settings import EXECUTORS, AgentSettings, host_capacity
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("agent", help="run a node agent (queue, executor, journal)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8200)
+    p.add_argument("--id", dest="node_id", default="node-0", help="this node's id")
+    p.add_argument("--loadstore", required=True, help="load store base URL")
+    p.add_argument("--advertise-url", default=None,
+                   help="URL schedulers use to reach this agent (default http://HOST:PORT)")
+    p.add_argument("--cores", type=float, default=None, help="default: the host's CPU count")
+    p.add_argument("--memory-mb", type=float, default=None, help="default: the host's total memory")
+    p.add_argument("--disk-mb", type=float, default=None,
+                   help="default: free space on the journal's filesystem")
+    p.add_argument("--slots", type=int, default=None, help="concurrent tasks (default: cores)")
+    p.add_argument("--executor", choices=EXECUTORS, default="sleep")
+    p.add_argument("--journal", default=None, help="sqlite journal (default ./dodoor-agent-ID.sqlite)")
+    p.add_argument("--report-interval-ms", type=float, default=100.0)
+    p.add_argument("--heartbeat-ms", type=float, default=1000.0)
+    p.add_argument("--sleep-scale", type=float, default=1.0,
+                   help="sleep executor: multiply every duration (replay traces faster)")
+    p.add_argument("--task-timeout-ms", type=float, default=None,
+                   help="process executor: wall limit (default max(60 s, 10 × duration))")
+    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    p.add_argument("--token", default=None, help="shared bearer token (default $DODOOR_TOKEN)")
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> AgentSettings:
+    """Build the one settings object; unspecified capacity comes from this host."""
+    journal = args.journal or f"dodoor-agent-{args.node_id}.sqlite"
+    host = None
+    if None in (args.cores, args.memory_mb, args.disk_mb):
+        host = host_capacity(journal)
+    cores = args.cores if args.cores is not None else host.cores  # type: ignore[union-attr]
+    return AgentSettings(
+        node_id=args.node_id, host=args.host, port=args.port, loadstore_url=args.loadstore,
+        advertise_url=args.advertise_url, cores=cores,
+        memory_mb=args.memory_mb if args.memory_mb is not None else host.memory_mb,  # type: ignore[union-attr]
+        disk_mb=args.disk_mb if args.disk_mb is not None else host.disk_mb,  # type: ignore[union-attr]
+        slots=args.slots if args.slots is not None else max(1, int(cores)),
+        executor=args.executor, journal_path=journal,
+        report_interval_ms=args.report_interval_ms, heartbeat_ms=args.heartbeat_ms,
+        token=args.token or os.environ.get("DODOOR_TOKEN") or None,
+        max_body_bytes=args.max_body_bytes, sleep_scale=args.sleep_scale,
+        task_timeout_ms=args.task_timeout_ms,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    from node_agent.app import create_app  # aiohttp app only once the flags are good
+
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    app = create_app(settings)
+    log.info("agent %s listening on %s:%d (advertised as %s)", settings.node_id, settings.host,
+             settings.port, settings.url)
+    # run_app handles SIGINT/SIGTERM: stop accepting, drain in-flight requests, then cleanup_ctx.
+    web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None,
+                shutdown_timeout=10.0, access_log=None)
+    log.info("agent %s stopped", settings.node_id)
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

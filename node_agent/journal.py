@@ -1,0 +1,182 @@
+"""The agent's durable task journal: one sqlite file (stdlib).
+
+Every accepted task is inserted and committed before the agent answers 202,
+so a crash after that answer can never lose it. Transitions (running, and the
+terminal state with exit code, reason, times and a log tail) are recorded as
+they happen; finished rows stay, so results are served after a restart. All
+sqlite work runs on one dedicated thread — the connection lives there and the
+event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from dodoor.errors import DodoorError, ValidationError
+from dodoor.resources import Task
+from dodoor.validation import parse_task
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    task TEXT NOT NULL,
+    scheduler_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    queued_ms REAL,
+    started_ms REAL,
+    finished_ms REAL,
+    exit_code INTEGER,
+    reason TEXT,
+    log_tail TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
+class JournalError(DodoorError):
+    """The journal could not record something (disk full, read-only, corrupt)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One journal row."""
+
+    seq: int
+    task: Task
+    scheduler_id: str
+    state: str
+    queued_ms: float | None
+    started_ms: float | None
+    finished_ms: float | None
+    exit_code: int | None
+    reason: str | None
+    log_tail: str
+
+
+class Journal:
+    """Async façade over the sqlite file; see the module docstring."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._call(self._open, need_open=False)
+        log.info("journal opened at %s", self.path)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._call(self._close)
+        self._pool.shutdown(wait=True)
+
+    async def insert(self, task: Task, scheduler_id: str, state: str, queued_ms: float,
+                     started_ms: float | None = None) -> bool:
+        """Record a newly accepted task; False when the id is already in the journal."""
+        row = (task.task_id, json.dumps(task.to_dict()), scheduler_id, state, queued_ms, started_ms)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO tasks (id, task, scheduler_id, state, queued_ms, started_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return cur.rowcount == 1
+
+        return await self._write(work)
+
+    async def mark_running(self, task_id: str, started_ms: float) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
+        ))
+
+    async def finish(self, task_id: str, state: str, finished_ms: float, exit_code: int | None,
+                     reason: str | None, log_tail: str) -> None:
+        if state not in TERMINAL:
+            raise ValueError(f"not a terminal state: {state!r}")
+        await self._write(lambda c: c.execute(
+            "UPDATE tasks SET state = ?, finished_ms = ?, exit_code = ?, reason = ?, log_tail = ?"
+            " WHERE id = ?",
+            (state, finished_ms, exit_code, reason, log_tail, task_id),
+        ))
+
+    async def get(self, task_id: str) -> Record | None:
+        rows = await self._call(lambda c: c.execute(
+            "SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchall())
+        return _record(rows[0]) if rows else None
+
+    async def unfinished(self) -> list[Record]:
+        """Tasks not yet in a terminal state, in acceptance order."""
+        rows = await self._call(lambda c: c.execute(
+            "SELECT * FROM tasks WHERE state NOT IN (?, ?) ORDER BY seq", tuple(TERMINAL)).fetchall())
+        return [_record(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._call(lambda c: c.execute(
+            "SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
+        return {state: n for state, n in rows}
+
+    async def execute(self, sql: str) -> None:
+        """Run one raw statement (operators' and tests' escape hatch, e.g. PRAGMAs)."""
+        await self._call(lambda c: c.execute(sql))
+
+    # -- plumbing ---------------------------------------------------------
+    def _open(self, _conn: Any = None) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        # WAL + synchronous=NORMAL would lose the last commits on power loss; FULL keeps
+        # the promise that a 202 means the task is on disk.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_SCHEMA)
+        self._conn = conn
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        conn.close()
+        self._conn = None
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def tx(conn: sqlite3.Connection) -> T:
+            with conn:  # a transaction: committed on return, rolled back on error
+                conn.execute("BEGIN IMMEDIATE")
+                return work(conn)
+
+        return await self._call(tx)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T], need_open: bool = True) -> T:
+        def run() -> T:
+            if need_open and self._conn is None:
+                raise JournalError(f"journal {self.path} is not open")
+            return fn(self._conn)  # type: ignore[arg-type]
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, run)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+
+def _record(row: sqlite3.Row) -> Record:
+    try:
+        task = parse_task(json.loads(row["task"]))
+    except (ValueError, ValidationError) as exc:
+        raise JournalError(f"journal row {row['id']!r} holds a bad task: {exc}") from exc
+    return Record(
+        seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
+        queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
+        exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
+    )

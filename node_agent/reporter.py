@@ -1,0 +1,83 @@
+"""State reports to the load store: on change, coalesced, plus a heartbeat.
+
+A change only sets a flag; the loop sends the *current* state at most once per
+``interval_ms``, so a burst of enqueues and completions costs one report, and
+sends anyway every ``heartbeat_ms`` so the load store can tell a live idle
+agent from a dead one. Sending never blocks the queue: it runs in its own
+loop, and an unreachable load store is retried quietly (one log line per
+outage) on the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from dodoor.messages import MessageCounter
+from dodoor.wire import CONTENT_TYPE, NodeState, encode
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Sends ``NodeState`` built by ``build`` to ``{loadstore_url}/internal/node_state``."""
+
+    def __init__(self, session: aiohttp.ClientSession, loadstore_url: str,
+                 build: Callable[[int], Awaitable[NodeState]], counter: MessageCounter,
+                 interval_ms: float = 100.0, heartbeat_ms: float = 1000.0,
+                 timeout_ms: float = 1000.0, headers: dict[str, str] | None = None) -> None:
+        self.session = session
+        self.url = loadstore_url.rstrip("/") + "/internal/node_state"
+        self.build = build
+        self.counter = counter
+        self.interval_s = interval_ms / 1000.0
+        self.heartbeat_s = heartbeat_ms / 1000.0
+        self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000.0)
+        self.headers = {"Content-Type": CONTENT_TYPE, **(headers or {})}
+        self.seq = 0
+        self.sent = 0
+        self.failures = 0
+        self.reachable: bool | None = None
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        """The node's state changed; report it soon."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Report forever (cancel to stop)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=self.heartbeat_s)
+            except TimeoutError:
+                pass
+            self._changed.clear()
+            await self.send_once()
+            # Changes during this pause are folded into the next report.
+            await asyncio.sleep(self.interval_s)
+
+    async def send_once(self) -> bool:
+        self.seq += 1
+        msg = await self.build(self.seq)
+        body = encode(msg)
+        try:
+            async with self.session.post(self.url, data=body, headers=self.headers,
+                                         timeout=self.timeout) as resp:
+                if resp.status >= 300:
+                    raise aiohttp.ClientResponseError(
+                        resp.request_info, resp.history, status=resp.status, message=resp.reason or "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.failures += 1
+            if self.reachable is not False:
+                log.warning("load store %s unreachable (%s); retrying quietly", self.url, exc)
+            self.reachable = False
+            return False
+        self.counter.add("node_state", nbytes=len(body))
+        self.sent += 1
+        if self.reachable is False:
+            log.info("load store %s reachable again", self.url)
+        self.reachable = True
+        return True

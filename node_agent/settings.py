@@ -1,0 +1,89 @@
+"""Typed settings of one agent process, built once at the entry point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from dodoor.errors import ValidationError
+
+EXECUTORS = ("sleep", "process", "docker")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Everything an agent needs; ``capacity`` is (cores, memory MiB, disk MiB)."""
+
+    node_id: str = "node-0"
+    host: str = "127.0.0.1"
+    port: int = 8200
+    loadstore_url: str | None = None
+    advertise_url: str | None = None
+    cores: float = 1.0
+    memory_mb: float = 1024.0
+    disk_mb: float = 0.0
+    slots: int = 1
+    executor: str = "sleep"
+    journal_path: str = "dodoor-agent.sqlite"
+    report_interval_ms: float = 100.0
+    heartbeat_ms: float = 1000.0
+    token: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    sleep_scale: float = 1.0
+    task_timeout_ms: float | None = None
+    confirm_timeout_ms: float = 5000.0
+
+    def __post_init__(self) -> None:
+        for name in ("cores", "memory_mb"):
+            value = getattr(self, name)
+            if not (value > 0 and np.isfinite(value)):
+                raise ValidationError(name, f"must be a finite number > 0, got {value!r}")
+        if not (self.disk_mb >= 0 and np.isfinite(self.disk_mb)):
+            raise ValidationError("disk_mb", f"must be a finite number >= 0, got {self.disk_mb!r}")
+        if self.slots < 1:
+            raise ValidationError("slots", f"must be >= 1, got {self.slots!r}")
+        if self.executor not in EXECUTORS:
+            raise ValidationError("executor", f"must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if not self.report_interval_ms > 0:
+            raise ValidationError("report_interval_ms", f"must be > 0, got {self.report_interval_ms!r}")
+        if not self.heartbeat_ms > 0:
+            raise ValidationError("heartbeat_ms", f"must be > 0, got {self.heartbeat_ms!r}")
+        if self.max_body_bytes < 1024:
+            raise ValidationError("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes!r}")
+
+    @property
+    def capacity(self) -> np.ndarray:
+        return np.array([self.cores, self.memory_mb, self.disk_mb], dtype=np.float64)
+
+    @property
+    def url(self) -> str:
+        """Where schedulers reach this agent."""
+        return self.advertise_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+@dataclass(frozen=True, slots=True)
+class HostCapacity:
+    cores: float
+    memory_mb: float
+    disk_mb: float
+    slots: int
+
+
+def host_capacity(journal_path: str) -> HostCapacity:
+    """This host's capacity: CPUs, total memory, free disk where the journal lives."""
+    cores = float(psutil.cpu_count(logical=True) or os.cpu_count() or 1)
+    memory_mb = float(psutil.virtual_memory().total // (1024 * 1024))
+    where = Path(journal_path).resolve().parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    disk_mb = float(shutil.disk_usage(where).free // (1024 * 1024))
+    return HostCapacity(cores, memory_mb, disk_mb, max(1, int(cores)))
