@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Build every dodoor image locally, without any registry (DESIGN §9):
+#   dodoor-base:bookworm  debootstrap minbase rootfs fed to `docker import`
+#   dodoor:latest         the project in a venv, installed from a host-built wheelhouse
+#   dodoor-task:busybox   busybox-static in an imported scratch rootfs (sleep, CPU burn, memory touch)
+#   dodoor-task:python    numpy functions (float ops, matrix multiply, linear solve)
+# Idempotent: an image that exists is skipped; --force rebuilds all of them.
+set -euo pipefail
+
+usage() { echo "usage: $0 [--force] [--only IMAGE ...]" >&2; }
+
+FORCE=0
+ONLY=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --force) FORCE=1 ;;
+    --only) shift; ONLY+=("${1:?--only needs an image name}") ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage; exit 2 ;;
+  esac
+  shift
+done
+
+COMPOSE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$COMPOSE_DIR")"
+BUILD="$COMPOSE_DIR/.build"
+WHEELS="$BUILD/wheels"
+SUITE="${DODOOR_DEBIAN_SUITE:-bookworm}"
+MIRROR="${DODOOR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+PYTHON="${PYTHON:-python3}"
+
+BASE_IMAGE="dodoor-base:bookworm"
+APP_IMAGE="dodoor:latest"
+BUSYBOX_IMAGE="dodoor-task:busybox"
+PY_TASK_IMAGE="dodoor-task:python"
+
+BUILT=()
+SKIPPED=()
+START_ALL=$SECONDS
+
+log() { echo "[build-images] $*"; }
+die() { echo "[build-images] error: $*" >&2; exit 1; }
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+wanted() {
+  [ ${#ONLY[@]} -eq 0 ] && return 0
+  local name
+  for name in "${ONLY[@]}"; do [ "$name" = "$1" ] && return 0; done
+  return 1
+}
+
+# Run a builder unless its image exists; records what was built and how long it took.
+step() {
+  local image="$1" fn="$2"
+  if [ "$FORCE" -eq 0 ] && image_exists "$image"; then
+    SKIPPED+=("$image")
+    return 0
+  fi
+  local t0=$SECONDS
+  log "building $image"
+  "$fn"
+  BUILT+=("$image ($((SECONDS - t0)) s)")
+}
+
+docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info'"
+mkdir -p "$BUILD"
+
+build_base() {
+  [ "$(id -u)" -eq 0 ] || die "building $BASE_IMAGE runs debootstrap, which needs root (run with sudo)"
+  command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install -y debootstrap"
+  local rootfs="$BUILD/rootfs-$SUITE"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    "$SUITE" "$rootfs" "$MIRROR" >"$BUILD/debootstrap.log" 2>&1 \
+    || die "debootstrap failed; see $BUILD/debootstrap.log"
+  # Package caches and lists only make the image bigger.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+}
+
+# The project's runtime dependencies, read from pyproject.toml so there is one list.
+project_deps() {
+  "$PYTHON" - "$REPO/pyproject.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as fh:
+    for dep in tomllib.load(fh)["project"]["dependencies"]:
+        print(dep)
+PY
+}
+
+build_wheelhouse() {
+  rm -rf "$WHEELS"
+  mkdir -p "$WHEELS"
+  local deps=()
+  mapfile -t deps < <(project_deps)
+  "$PYTHON" -m pip wheel -q --no-deps -w "$WHEELS" "$REPO" >"$BUILD/pip.log" 2>&1 \
+    || die "pip wheel of the project failed; see $BUILD/pip.log"
+  "$PYTHON" -m pip download -q --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux_2_28_x86_64 -d "$WHEELS" "${deps[@]}" >>"$BUILD/pip.log" 2>&1 \
+    || die "pip download of the dependencies failed; see $BUILD/pip.log"
+  # The project wheel is rebuilt every time, so stale copies of the repo never linger.
+  rm -rf "$REPO/build" "$REPO"/*.egg-info
+}
+
+# Assemble a build context from files and the wheelhouse, then build with no network.
+docker_build() {
+  local image="$1" dockerfile="$2"; shift 2
+  local ctx="$BUILD/ctx-${image//[:\/]/-}"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp -r "$@" "$ctx"/
+  local buildlog="$BUILD/build-${image//[:\/]/-}.log"
+  docker build --network none -t "$image" -f "$dockerfile" "$ctx" >"$buildlog" 2>&1 \
+    || die "docker build of $image failed; see $buildlog"
+  rm -rf "$ctx"
+}
+
+build_app() {
+  build_wheelhouse
+  docker_build "$APP_IMAGE" "$COMPOSE_DIR/dodoor/Dockerfile" "$WHEELS"
+}
+
+build_busybox() {
+  local busybox
+  busybox="$(command -v busybox || true)"
+  [ -n "$busybox" ] || die "busybox is missing: apt-get install -y busybox-static"
+  file -L "$busybox" 2>/dev/null | grep -q 'statically linked' \
+    || ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' \
+    || die "$busybox is not static: apt-get install -y busybox-static"
+  local rootfs="$BUILD/rootfs-busybox"
+  rm -rf "$rootfs"
+  mkdir -p "$rootfs"/{bin,tmp,proc,sys,dev,etc}
+  chmod 1777 "$rootfs/tmp"
+  cp "$busybox" "$rootfs/bin/busybox"
+  local applet
+  for applet in $("$busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+  done
+  install -m 0755 "$COMPOSE_DIR/task-busybox/dodoor-task" "$rootfs/bin/dodoor-task"
+  echo 'nobody:x:65534:65534:nobody:/tmp:/bin/sh' >"$rootfs/etc/passwd"
+  echo 'nogroup:x:65534:' >"$rootfs/etc/group"
+  tar -C "$rootfs" -c . | docker import \
+    --change 'ENV PATH=/bin' \
+    --change 'USER 65534:65534' \
+    --change 'CMD ["dodoor-task", "sleep", "1"]' - "$BUSYBOX_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+}
+
+build_task_python() {
+  [ -d "$WHEELS" ] && ls "$WHEELS"/numpy-*.whl >/dev/null 2>&1 || build_wheelhouse
+  docker_build "$PY_TASK_IMAGE" "$COMPOSE_DIR/task-python/Dockerfile" \
+    "$WHEELS" "$COMPOSE_DIR/task-python/functions.py"
+}
+
+# The base comes first: the Dockerfiles build FROM it.
+if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE"; then
+  step "$BASE_IMAGE" build_base
+fi
+wanted "$APP_IMAGE" && step "$APP_IMAGE" build_app
+wanted "$BUSYBOX_IMAGE" && step "$BUSYBOX_IMAGE" build_busybox
+wanted "$PY_TASK_IMAGE" && step "$PY_TASK_IMAGE" build_task_python
+
+for item in "${SKIPPED[@]+"${SKIPPED[@]}"}"; do log "exists, skipped: $item (use --force to rebuild)"; done
+for item in "${BUILT[@]+"${BUILT[@]}"}"; do log "built: $item"; done
+log "done in $((SECONDS - START_ALL)) s"
