@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    log.info("agent %s listening on %s:%d (advertised as %s)", settings.node_id, settings.host,
+    log.info("agent %s starting on %s:%d (advertised as %s)", settings.node_id, settings.host,
              settings.port, settings.url)
     # run_app handles SIGINT/SIGTERM: stop accepting, drain in-flight requests, then cleanup_ctx.
     web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None,

@@ -48,7 +48,8 @@ class Reporter:
         self._changed.set()
 
     async def run(self) -> None:
-        """Report forever (cancel to stop)."""
+        """Report forever (cancel to stop); the first report, at once, registers the node."""
+        self._changed.set()
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=self.heartbeat_s)

@@ -1,0 +1,115 @@
+"""The real `dodoor agent` process on loopback: SIGKILL mid-queue, restart, every task ends."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from dodoor.wire import CONTENT_TYPE, Enqueue, decode, encode
+from tests.agent.conftest import make_task, wait_for
+
+TOKEN = "daemon-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(port: int, loadstore: str, journal: str, log_path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dodoor", "agent", "--host", "127.0.0.1", "--port", str(port),
+           "--id", "node-k", "--loadstore", loadstore, "--executor", "sleep", "--cores", "2",
+           "--memory-mb", "1000", "--disk-mb", "0", "--slots", "2", "--journal", journal,
+           "--report-interval-ms", "50"]
+    env = {**os.environ, "DODOOR_TOKEN": TOKEN}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"),
+                            cwd=os.getcwd())
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_queue_then_restart_finishes_everything(aiohttp_server, tmp_path):
+    reports, auth_seen = [], set()
+
+    async def node_state(request):
+        auth_seen.add(request.headers.get("Authorization"))
+        reports.append(decode(await request.read()))
+        return web.Response(status=204)
+
+    store_app = web.Application()
+    store_app.router.add_post("/internal/node_state", node_state)
+    store = await aiohttp_server(store_app, host="127.0.0.1", port=free_port())
+    loadstore = str(store.make_url("")).rstrip("/")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    journal, log_path = str(tmp_path / "agent.sqlite"), tmp_path / "agent.log"
+    ids = [f"k{i}" for i in range(8)]
+
+    async with aiohttp.ClientSession() as http:
+        async def healthy():
+            try:
+                async with http.get(base + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        async def states():
+            out = {}
+            for tid in ids:
+                async with http.get(f"{base}/v1/tasks/{tid}", headers=AUTH) as r:
+                    out[tid] = (await r.json())["state"] if r.status == 200 else None
+            return out
+
+        proc = spawn(port, loadstore, journal, log_path)
+        try:
+            await wait_for(healthy, timeout=20)
+            for tid in ids:
+                body = encode(Enqueue(make_task(tid, duration_ms=400.0), "sched-0"))
+                async with http.post(base + "/internal/enqueue", data=body,
+                                     headers={**AUTH, "Content-Type": CONTENT_TYPE}) as r:
+                    assert r.status == 202
+            async with http.post(base + "/internal/enqueue", data=b"") as r:
+                assert r.status == 401
+            first = await wait_for(lambda: _some_done(states), timeout=10)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert 1 <= sum(s == "succeeded" for s in first.values()) < len(ids)
+
+        proc = spawn(port, loadstore, journal, log_path)
+        try:
+            await wait_for(healthy, timeout=20)
+            final = await wait_for(lambda: _all_done(states), timeout=20)
+            assert set(final.values()) == {"succeeded"}
+            async with http.get(base + "/metrics", headers=AUTH) as r:
+                text = await r.text()
+            assert 'dodoor_agent_queue_length{node="node-k"} 0.0' in text
+            await wait_for(lambda: reports and reports[-1].state[3] == 0, timeout=5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert auth_seen == {f"Bearer {TOKEN}"}
+    assert {r.node_id for r in reports} == {"node-k"}
+    log_text = log_path.read_text()
+    assert "resumed" in log_text and "stopping" in log_text
+
+
+async def _some_done(states):
+    s = await states()
+    return s if any(v == "succeeded" for v in s.values()) else None
+
+
+async def _all_done(states):
+    s = await states()
+    return s if all(v in ("succeeded", "failed") for v in s.values()) else None

@@ -1,0 +1,83 @@
+import asyncio
+import logging
+import math
+import socket
+
+import numpy as np
+
+from dodoor.wire import NodeState
+from node_agent.app import AGENT, REPORTER, create_app
+from tests.agent.conftest import FakeLoadStore, GatedExecutor, enqueue, make_task, wait_for
+
+
+async def test_burst_of_changes_is_coalesced(aiohttp_client, aiohttp_server, agent_settings):
+    store = FakeLoadStore()
+    server = await aiohttp_server(store.app)
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=200.0,
+                              heartbeat_ms=60_000.0, slots=1, advertise_url="http://127.0.0.1:9999")
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(settings, executor=ex))
+    await wait_for(lambda: len(store.states) == 1)  # the registering report, sent at once
+    first = store.states[0]
+    assert isinstance(first, NodeState)
+    assert (first.node_id, first.url, first.slots, first.seq) == ("node-t", "http://127.0.0.1:9999", 1, 1)
+    np.testing.assert_array_equal(first.capacity, [4.0, 1000.0, 0.0])
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i in range(30):  # 30 enqueues, each a state change
+        assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
+    await wait_for(lambda: len(store.states) >= 2 and store.states[-1].state[3] == 30)
+    await asyncio.sleep(0.5)
+    elapsed = loop.time() - t0
+    reports = len(store.states) - 1
+    # at most one report per interval over the window (plus one in flight at each end)
+    assert 1 <= reports <= math.ceil(elapsed / 0.2) + 1
+    assert reports < 30
+    last = store.states[-1]
+    np.testing.assert_array_equal(last.state[:4], [30.0, 3000.0, 0.0, 30.0])
+    assert [s.seq for s in store.states] == list(range(1, len(store.states) + 1))
+    assert set(last.utilization) >= {"cpu_percent", "memory_percent", "queued", "running"}
+    assert (last.utilization["queued"], last.utilization["running"]) == (29.0, 1.0)
+    assert client.app[AGENT].counter.counts["node_state"] == len(store.states)
+
+
+async def test_heartbeat_without_changes(aiohttp_client, aiohttp_server, agent_settings):
+    store = FakeLoadStore()
+    server = await aiohttp_server(store.app)
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=20.0,
+                              heartbeat_ms=100.0)
+    await aiohttp_client(create_app(settings, executor=GatedExecutor()))
+    await asyncio.sleep(0.55)
+    # one at start, then one per ~120 ms (heartbeat + interval pause)
+    assert 4 <= len(store.states) <= 6
+    assert all(s.state[3] == 0 for s in store.states)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_load_store_down_never_blocks_the_queue(aiohttp_client, aiohttp_server, agent_settings, caplog):
+    caplog.set_level(logging.INFO, logger="node_agent")
+    port = closed_port()
+    settings = agent_settings(loadstore_url=f"http://127.0.0.1:{port}", report_interval_ms=10.0,
+                              heartbeat_ms=20.0, executor="sleep")
+    client = await aiohttp_client(create_app(settings))
+    reporter = client.app[REPORTER]
+    await wait_for(lambda: reporter.failures >= 3)
+    health = await (await client.get("/healthz")).json()
+    assert (health["status"], health["loadstore_reachable"]) == ("degraded", False)
+    assert (await enqueue(client, make_task("a", duration_ms=20.0))).status == 202
+    await wait_for(lambda: client.app[AGENT].finished["succeeded"] == 1)
+    outage_lines = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(outage_lines) == 1  # logged once per outage, not once per attempt
+
+    # the load store comes back on that port: reports flow again
+    store = FakeLoadStore()
+    await aiohttp_server(store.app, host="127.0.0.1", port=port)
+    await wait_for(lambda: len(store.states) >= 1)
+    await wait_for(lambda: reporter.reachable is True)
+    assert (await (await client.get("/healthz")).json())["status"] == "ok"
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
