@@ -1,0 +1,105 @@
+"""True earliest start of a task on a node, for the omniscient ``ideal`` policy.
+
+The node's FIFO + backfill is replayed forward with the exact durations —
+running tasks end, waiting and in-flight tasks start in queue order when they
+fit — giving the free room as a step function of time. A new task arriving at
+``a`` starts at the first step at or after ``a`` whose room holds it: earlier
+entries always get their pick at each step before it, which is what the
+node's scan does too. Step functions are cached per node until its state
+changes; a node with room now and nothing in flight to it needs no replay.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from dodoor.sim.node import EPS, SimNode
+
+# one step: (from_ms, free cores, free memory, free disk, free slots)
+Step = tuple[float, float, float, float, int]
+
+
+class Oracle:
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[int, list[Step]]] = {}
+        self.replays = 0
+
+    def earliest_start(self, node: SimNode, demand: tuple[float, float, float],
+                       arrival_ms: float) -> float:
+        if not node.inbound and node.fits(demand):
+            return arrival_ms  # room now, and nothing that waits there can take it first
+        cached = self._cache.get(node.index)
+        if cached is None or cached[0] != node.version:
+            cached = (node.version, self._replay(node))
+            self._cache[node.index] = cached
+        return _first_fit(cached[1], demand, arrival_ms)
+
+    def true_state(self, node: SimNode) -> list[float]:
+        """The node's state with the enqueues in flight to it already counted."""
+        row = node.state_row()
+        for _, entry in node.inbound:
+            c, m, d = entry.demand
+            row[0] += c
+            row[1] += m
+            row[2] += d
+            row[3] += 1.0
+            row[4] += entry.duration
+        return row
+
+    def _replay(self, node: SimNode) -> list[Step]:
+        self.replays += 1
+        now = node.loop.now
+        free = list(node.free)
+        slots = node.free_slots
+        ends: list[tuple[float, int, tuple[float, float, float]]] = []
+        seq = 0
+        for entry in node.running:
+            seq += 1
+            ends.append((entry.end, seq, entry.demand))
+        heapq.heapify(ends)
+        waiting = [(e.duration, e.demand) for e in node.queue if e.job is None]
+        arrivals = [(at, e.duration, e.demand) for at, e in node.inbound]
+        steps: list[Step] = []
+        t = now
+        ai = 0
+        while True:
+            while ends and ends[0][0] <= t:
+                _, _, (c, m, d) = heapq.heappop(ends)
+                free[0] += c
+                free[1] += m
+                free[2] += d
+                slots += 1
+            while ai < len(arrivals) and arrivals[ai][0] <= t:
+                waiting.append(arrivals[ai][1:])
+                ai += 1
+            still: list[tuple[float, tuple[float, float, float]]] = []
+            for duration, (c, m, d) in waiting:
+                if (slots > 0 and c <= free[0] + EPS and m <= free[1] + EPS
+                        and d <= free[2] + EPS):
+                    free[0] -= c
+                    free[1] -= m
+                    free[2] -= d
+                    slots -= 1
+                    seq += 1
+                    heapq.heappush(ends, (t + duration, seq, (c, m, d)))
+                else:
+                    still.append((duration, (c, m, d)))
+            waiting = still
+            steps.append((t, free[0], free[1], free[2], slots))
+            t = min(ends[0][0] if ends else math.inf,
+                    arrivals[ai][0] if ai < len(arrivals) else math.inf)
+            if t == math.inf:
+                return steps
+
+
+def _first_fit(steps: list[Step], demand: tuple[float, float, float], arrival_ms: float) -> float:
+    c, m, d = demand
+    last = len(steps) - 1
+    for i, (t, fc, fm, fd, slots) in enumerate(steps):
+        if i < last and steps[i + 1][0] <= arrival_ms:
+            continue  # this step is over before the task arrives
+        if slots > 0 and c <= fc + EPS and m <= fm + EPS and d <= fd + EPS:
+            return max(t, arrival_ms)
+    # the last step is the idle node, which holds every task that was sampled for it
+    return max(steps[-1][0], arrival_ms)

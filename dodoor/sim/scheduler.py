@@ -1,0 +1,178 @@
+"""A simulated scheduler: drives one policy object with the information its kind asks for.
+
+The flow per :class:`~dodoor.policies.PolicyKind` mirrors the live system:
+
+* NONE / CACHED — choose at once from the local :class:`~dodoor.cache.LoadCache`
+  (CACHED also records the placement and sends a ``deltas`` batch every k);
+* PROBE — ``probe`` every candidate, choose when all ``probe_reply`` are in;
+* RESERVE — ``reserve`` on every candidate; the first ``confirm`` gets the task
+  (``enqueue``), every other candidate a ``cancel``;
+* POOL — place from the policy's probe pool, then send its new probes;
+* ORACLE — every feasible node with its true state and true earliest start.
+
+Every task costs one ``enqueue``, whatever the policy.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import numpy as np
+
+from dodoor.cache import CandidateView, LoadCache
+from dodoor.policies import PlacementPolicy, PolicyKind
+from dodoor.resources import Task
+from dodoor.sampling import FeasibleSampler
+from dodoor.sim.engine import EventLoop
+from dodoor.sim.loadstore import SimLoadStore
+from dodoor.sim.network import Network
+from dodoor.sim.node import Entry, SimNode
+from dodoor.sim.oracle import Oracle
+
+Demand = tuple[float, float, float]
+
+
+class _ProbeRound:
+    __slots__ = ("index", "task", "demand", "dt", "nodes", "states", "missing")
+
+    def __init__(self, index: int, task: Task, demand: np.ndarray, dt: Demand,
+                 nodes: list[int]) -> None:
+        self.index = index
+        self.task = task
+        self.demand = demand
+        self.dt = dt
+        self.nodes = nodes
+        self.states: list[np.ndarray | None] = [None] * len(nodes)
+        self.missing = len(nodes)
+
+
+class _SparrowJob:
+    """One task's reservations; the first confirm wins."""
+
+    __slots__ = ("scheduler", "nodes", "entries", "winner")
+
+    def __init__(self, scheduler: "SimScheduler", nodes: list[int]) -> None:
+        self.scheduler = scheduler
+        self.nodes = nodes
+        self.entries: list[Entry] = []
+        self.winner: int | None = None
+
+    def on_confirm(self, entry: Entry, node: int) -> None:
+        self.scheduler.on_confirm(self, entry, node)
+
+
+class SimScheduler:
+    def __init__(self, index: int, policy: PlacementPolicy, cache: LoadCache,
+                 sampler: FeasibleSampler, nodes: Sequence[SimNode], store: SimLoadStore,
+                 net: Network, loop: EventLoop, rng: random.Random,
+                 oracle: Oracle | None = None) -> None:
+        self.index = index
+        self.policy = policy
+        self.cache = cache
+        self.sampler = sampler
+        self.nodes = nodes
+        self.store = store
+        self.net = net
+        self.loop = loop
+        self.rng = rng
+        self.oracle = oracle
+        handlers = {
+            PolicyKind.NONE: self._submit_local,
+            PolicyKind.CACHED: self._submit_cached,
+            PolicyKind.PROBE: self._submit_probe,
+            PolicyKind.RESERVE: self._submit_reserve,
+            PolicyKind.POOL: self._submit_pool,
+            PolicyKind.ORACLE: self._submit_oracle,
+        }
+        self.submit = handlers[policy.kind]
+        if policy.kind is PolicyKind.ORACLE and oracle is None:
+            raise ValueError(f"policy {policy.name!r} needs an oracle")
+
+    def on_snapshot(self, snapshot: np.ndarray) -> None:
+        """A ``snapshot`` arrives from the load store."""
+        self.cache.replace(snapshot)
+
+    def _enqueue(self, index: int, node: int, dt: Demand, duration: float) -> Entry:
+        entry = Entry(index, dt, duration)
+        self.net.send("enqueue", self.nodes[node].enqueue, entry)
+        return entry
+
+    # -- NONE / CACHED --------------------------------------------------------
+    def _submit_local(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        policy = self.policy
+        cands = policy.candidates(task, demand, self.sampler, self.rng)
+        node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+        self._enqueue(index, node, dt, task.duration_ms)
+
+    def _submit_cached(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        policy = self.policy
+        cands = policy.candidates(task, demand, self.sampler, self.rng)
+        node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+        self._enqueue(index, node, dt, task.duration_ms)
+        batch = self.cache.record_placement(node, task)
+        if batch is not None:
+            self.net.send("deltas", self.store.on_deltas, batch)
+
+    # -- PROBE ------------------------------------------------------------------
+    def _submit_probe(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        cands = self.policy.candidates(task, demand, self.sampler, self.rng)
+        rnd = _ProbeRound(index, task, demand, dt, cands)
+        for pos, node in enumerate(cands):
+            self.net.send("probe", self.nodes[node].probe, self._on_probe_reply, rnd, pos)
+
+    def _on_probe_reply(self, rnd: _ProbeRound, pos: int, node: int, state: np.ndarray) -> None:
+        rnd.states[pos] = state
+        rnd.missing -= 1
+        if rnd.missing:
+            return
+        idx = np.asarray(rnd.nodes, dtype=np.intp)
+        view = CandidateView(idx, self.cache.capacity[idx], np.vstack(rnd.states),
+                             self.cache.slots[idx])
+        chosen = self.policy.choose(rnd.task, rnd.demand, view, self.rng)
+        self._enqueue(rnd.index, chosen, rnd.dt, rnd.task.duration_ms)
+
+    # -- RESERVE ----------------------------------------------------------------
+    def _submit_reserve(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        cands = self.policy.candidates(task, demand, self.sampler, self.rng)
+        job = _SparrowJob(self, cands)
+        for node in cands:
+            entry = Entry(index, dt, task.duration_ms, job)
+            job.entries.append(entry)
+            self.net.send("reserve", self.nodes[node].reserve, entry)
+
+    def on_confirm(self, job: _SparrowJob, entry: Entry, node: int) -> None:
+        """A ``confirm`` arrives: the first one gets the task, the others are cancelled."""
+        if job.winner is not None:
+            return  # this node's cancel is already on its way
+        job.winner = node
+        self.net.send("enqueue", self.nodes[node].assign, entry)
+        for other_node, other in zip(job.nodes, job.entries):
+            if other is not entry:
+                self.net.send("cancel", self.nodes[other_node].cancel, other)
+
+    # -- POOL -------------------------------------------------------------------
+    def _submit_pool(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        policy = self.policy
+        node = policy.place_from_pool(task, demand, self.sampler, self.loop.now, self.rng)
+        self._enqueue(index, node, dt, task.duration_ms)
+        for target in policy.probe_targets(self.sampler, self.rng):
+            self.net.send("probe", self.nodes[target].probe, self._on_pool_reply)
+
+    def _on_pool_reply(self, node: int, state: np.ndarray) -> None:
+        self.policy.on_probe_reply(node, state, self.loop.now)
+
+    # -- ORACLE -----------------------------------------------------------------
+    def _submit_oracle(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
+        assert self.oracle is not None
+        cands = self.policy.candidates(task, demand, self.sampler, self.rng)
+        arrival = self.loop.now + self.net.delay_ms
+        nodes = self.nodes
+        starts = np.array([self.oracle.earliest_start(nodes[j], dt, arrival) for j in cands])
+        idx = np.asarray(cands, dtype=np.intp)
+        state = np.array([self.oracle.true_state(nodes[j]) for j in cands], dtype=np.float64)
+        view = CandidateView(idx, self.cache.capacity[idx], state, self.cache.slots[idx], starts)
+        chosen = self.policy.choose(task, demand, view, self.rng)
+        entry = self._enqueue(index, chosen, dt, task.duration_ms)
+        nodes[chosen].inbound.append((arrival, entry))
+        nodes[chosen].version += 1

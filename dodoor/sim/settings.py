@@ -1,0 +1,37 @@
+"""Typed settings of one simulator run, built once at the entry point."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dodoor.errors import ValidationError
+from dodoor.settings import PolicySettings
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """delay_ms: one-way delay of every message; report_interval_ms: the least
+    time between two state reports of one node; schedulers: how many
+    schedulers share the arrivals (round-robin); seed: the run seed, from which
+    every component's random stream is derived; util_points: samples of the
+    cluster-utilization curve."""
+
+    delay_ms: float = 0.5
+    report_interval_ms: float = 100.0
+    schedulers: int = 1
+    seed: int = 0
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    util_points: int = 200
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
+            raise ValidationError("delay_ms", f"must be finite and >= 0, got {self.delay_ms}")
+        if not (math.isfinite(self.report_interval_ms) and self.report_interval_ms >= 0):
+            raise ValidationError(
+                "report_interval_ms", f"must be finite and >= 0, got {self.report_interval_ms}"
+            )
+        if self.schedulers < 1:
+            raise ValidationError("schedulers", f"must be >= 1, got {self.schedulers}")
+        if self.util_points < 2:
+            raise ValidationError("util_points", f"must be >= 2, got {self.util_points}")

@@ -1,0 +1,145 @@
+"""One simulated run: a trace of tasks, a cluster and a policy in, task records out."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from dodoor.cache import LoadCache
+from dodoor.messages import MessageCounter
+from dodoor.policies import PolicyKind, make_policy_spec
+from dodoor.errors import NoFitError
+from dodoor.resources import NodeSpec, Task, capacity_matrix, check_fits_somewhere
+from dodoor.sampling import FeasibleSampler
+from dodoor.sim.engine import EventLoop
+from dodoor.sim.loadstore import SimLoadStore
+from dodoor.sim.network import Network
+from dodoor.sim.node import SimNode
+from dodoor.sim.oracle import Oracle
+from dodoor.sim.records import TaskRecords
+from dodoor.sim.scheduler import SimScheduler
+from dodoor.sim.settings import SimSettings
+from dodoor.sim.summary import summarize
+
+log = logging.getLogger(__name__)
+
+# progress(finished_tasks, total_tasks, simulated_ms)
+Progress = Callable[[int, int, float], None]
+_SLICE = 20_000  # events between progress checks
+
+
+@dataclass
+class SimResult:
+    policy: str
+    nodes: Sequence[NodeSpec]
+    records: TaskRecords
+    counter: MessageCounter
+    settings: SimSettings
+    wall_s: float
+    events: int
+    snapshots: int
+
+    def summary(self) -> dict:
+        policy = self.settings.policy
+        settings = {
+            "delay_ms": self.settings.delay_ms,
+            "report_interval_ms": self.settings.report_interval_ms,
+            "schedulers": self.settings.schedulers,
+            "seed": self.settings.seed,
+            "policy": {f.name: _plain(getattr(policy, f.name))
+                       for f in dataclasses.fields(policy) if f.name != "extra"},
+        }
+        return summarize(self.policy, self.records, self.nodes, self.counter.counts,
+                         self.wall_s, settings, self.settings.util_points)
+
+
+def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
+             settings: SimSettings | None = None, progress: Progress | None = None,
+             progress_every_s: float = 1.0) -> SimResult:
+    """Replay ``tasks`` (by arrival) on ``nodes`` under ``policy``; deterministic per seed.
+
+    ``policy`` is a name or a spec such as ``dodoor:d=8,alpha=0.3`` (its settings
+    override ``settings.policy``).
+    """
+    settings = settings or SimSettings()
+    started = time.perf_counter()
+    tasks = sorted(tasks, key=lambda t: t.arrival_ms)
+    capacity = capacity_matrix(nodes)
+    slots = np.array([n.slots for n in nodes], dtype=np.float64)
+    demands = _demands(tasks, capacity)
+
+    loop = EventLoop(min((t.arrival_ms for t in tasks), default=0.0))
+    net = Network(loop, settings.delay_ms)
+    records = TaskRecords(tasks)
+    policies = [make_policy_spec(policy, settings.policy) for _ in range(settings.schedulers)]
+    knobs = policies[0].settings
+    kind = policies[0].kind
+    store = SimLoadStore(len(nodes), knobs.b, net)
+    # only the cache-based policies have a load store to report to
+    reporter = store.on_report if kind is PolicyKind.CACHED else None
+    sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms)
+                 for i, spec in enumerate(nodes)]
+    oracle = Oracle() if kind is PolicyKind.ORACLE else None
+    sampler = FeasibleSampler(capacity)
+    schedulers = [
+        SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k), sampler, sim_nodes,
+                     store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle)
+        for i, own_policy in enumerate(policies)
+    ]
+    store.subscribe([s.on_snapshot for s in schedulers])
+
+    n = len(tasks)
+    m = len(schedulers)
+
+    def arrive(i: int) -> None:
+        task = tasks[i]
+        arr, tup = demands[i]
+        schedulers[i % m].submit(i, task, arr, tup)
+        if i + 1 < n:
+            loop.call_at(tasks[i + 1].arrival_ms, arrive, i + 1)
+
+    if n:
+        loop.call_at(tasks[0].arrival_ms, arrive, 0)
+    last_report = time.perf_counter()
+    while loop.pending:
+        loop.run(max_events=_SLICE)
+        if progress is not None and time.perf_counter() - last_report >= progress_every_s:
+            last_report = time.perf_counter()
+            progress(records.finished, n, loop.now)
+    if records.finished != n:
+        raise RuntimeError(f"{policy}: only {records.finished} of {n} tasks finished")
+    wall_s = time.perf_counter() - started
+    log.info("%s: %d tasks, %d events in %.2f s", policy, n, loop.events_run, wall_s)
+    return SimResult(policy, list(nodes), records, net.counter,
+                     dataclasses.replace(settings, policy=knobs), wall_s, loop.events_run,
+                     store.snapshots)
+
+
+def _demands(tasks: Sequence[Task], capacity: np.ndarray
+             ) -> list[tuple[np.ndarray, tuple[float, float, float]]]:
+    """Each task's demand as a shared array and a tuple; rejects tasks that fit nowhere."""
+    memo: dict[tuple[float, float, float], tuple[np.ndarray, tuple[float, float, float]]] = {}
+    out = []
+    for task in tasks:
+        key = (float(task.cores), float(task.memory_mb), float(task.disk_mb))
+        found = memo.get(key)
+        if found is None:
+            arr = np.array(key, dtype=np.float64)
+            try:
+                check_fits_somewhere(arr, capacity)
+            except NoFitError as exc:
+                raise NoFitError(exc.field, f"task {task.task_id!r}: {exc.reason}") from exc
+            arr.setflags(write=False)
+            found = memo[key] = (arr, key)
+        out.append(found)
+    return out
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,44 @@
+"""``dodoor simulate`` end to end on a 200-task slice."""
+
+import csv
+import json
+
+from dodoor.cli import main
+
+
+def test_simulate_writes_summary_csv_and_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["simulate", "--limit", "200", "--load", "0.9", "--out", str(out),
+                 "--policy", "dodoor,power-of-two,ideal", "--policy", "dodoor:d=8",
+                 "--seed", "3"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["policy"] for s in summary] == ["dodoor", "power-of-two", "ideal", "dodoor:d=8"]
+    assert all(s["tasks"] == 200 and s["nodes"] == 100 for s in summary)
+    assert summary[1]["messages"]["per_task"] == 5.0
+    assert summary[3]["settings"]["policy"]["d"] == 8
+    with (out / "tasks_dodoor.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 200 and rows[0]["node"].startswith("node-")
+    assert (out / "tasks_dodoor_d8.csv").exists()
+    for png in ("makespan_cdf.png", "utilization.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "dodoor/power-of-two: msgs/task 0.4" in printed
+    assert "dodoor/ideal:" in printed
+
+
+def test_bad_trace_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,2.0,4893,9046,59925,15,simulated,medium\n1,two,1,1,1,1,x,y\n")
+    code = main(["simulate", "--trace", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("dodoor simulate: error: ") and "bad.csv:2" in err[-1]
+
+
+def test_unknown_policy_and_param_are_rejected(tmp_path, capsys):
+    assert main(["simulate", "--policy", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert main(["simulate", "--param", "dd=3", "--out", str(tmp_path)]) == 2
+    assert "dd" in capsys.readouterr().err
