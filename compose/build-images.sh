@@ -160,7 +160,9 @@ build_task_python() {
 
 # The base comes first: the Dockerfiles build FROM it.
 if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE"; then
-  step "$BASE_IMAGE" build_base
+  # --force with --only rebuilds the base only when it is named itself.
+  if [ ${#ONLY[@]} -gt 0 ] && ! wanted "$BASE_IMAGE"; then FORCE=0 step "$BASE_IMAGE" build_base
+  else step "$BASE_IMAGE" build_base; fi
 fi
 wanted "$APP_IMAGE" && step "$APP_IMAGE" build_app
 wanted "$BUSYBOX_IMAGE" && step "$BUSYBOX_IMAGE" build_busybox

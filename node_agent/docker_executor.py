@@ -1,0 +1,282 @@
+"""The Docker executor: one container per task, with the task's limits.
+
+Tasks run as sibling containers through the engine's API (``docker.from_env()``):
+``nano_cpus`` from the task's cores, ``mem_limit`` (and an equal swap limit, so
+the limit is real) from its memory, no privileges, every capability dropped, no
+mounts, no network by default. Images are never pulled: an image outside the
+allow-list or absent from the host fails the task with a reason, never the
+agent. Containers carry the labels ``dodoor.task_id`` and ``dodoor.agent_id`` so
+a restarted agent can find what its previous run left behind (``reconcile``).
+Every SDK call blocks, so each goes through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dodoor.resources import Task
+from node_agent.executor import Adopted, TaskResult
+
+log = logging.getLogger(__name__)
+
+BUSYBOX_IMAGE = "dodoor-task:busybox"
+PYTHON_IMAGE = "dodoor-task:python"
+TASK_LABEL = "dodoor.task_id"
+AGENT_LABEL = "dodoor.agent_id"
+LOG_TAIL_BYTES = 4096
+# Problem sizes for a named function given without arguments (about a second or less each).
+FUNCTION_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "floatops": ("10000000",),
+    "matmul": ("512",),
+    "linsolve": ("1000",),
+}
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """How the Docker executor runs containers; built once from the agent's settings."""
+
+    agent_id: str = "node-0"
+    default_image: str = BUSYBOX_IMAGE
+    function_image: str = PYTHON_IMAGE
+    allowed_images: frozenset[str] = field(
+        default_factory=lambda: frozenset({BUSYBOX_IMAGE, PYTHON_IMAGE}))
+    network_mode: str = "none"
+    sleep_scale: float = 1.0
+    timeout_factor: float = 10.0
+    min_timeout_ms: float = 60_000.0
+    stop_timeout_s: int = 1
+    pids_limit: int = 1024
+    max_pool_size: int = 64
+
+    @classmethod
+    def from_agent(cls, settings: Any) -> "DockerSettings":
+        """From an agent's settings object: its ``node_id`` plus any ``docker_*`` fields it has."""
+        kwargs: dict[str, Any] = {"agent_id": settings.node_id,
+                                  "sleep_scale": getattr(settings, "sleep_scale", 1.0)}
+        images = getattr(settings, "docker_allowed_images", None)
+        if images:
+            kwargs["allowed_images"] = frozenset(images)
+        network = getattr(settings, "docker_network", None)
+        if network:
+            kwargs["network_mode"] = network
+        return cls(**kwargs)
+
+
+class TaskSpecError(Exception):
+    """The task cannot be turned into a container (bad image, unknown function)."""
+
+
+class DockerExecutor:
+    """Runs each task in its own container; see the module docstring.
+
+    ``settings`` is a :class:`DockerSettings` or the agent's settings object
+    (anything with ``node_id``). ``client`` is injectable; by default the
+    engine named by the environment (``DOCKER_HOST`` or the local socket).
+    """
+
+    name = "docker"
+
+    def __init__(self, settings: Any = None, client: Any = None) -> None:
+        if settings is None:
+            settings = DockerSettings()
+        elif not isinstance(settings, DockerSettings):
+            settings = DockerSettings.from_agent(settings)
+        self.settings: DockerSettings = settings
+        if client is None:
+            import docker  # imported here so the other executors never need the SDK
+
+            client = docker.from_env(max_pool_size=settings.max_pool_size)
+        self.client = client
+        self._adopted: dict[str, Any] = {}
+
+    # -- building the container spec -------------------------------------
+    def image_and_command(self, task: Task) -> tuple[str, list[str]]:
+        """The image and command a task runs; raises :class:`TaskSpecError` when it cannot run."""
+        if task.function is not None:
+            if task.image is not None and task.image != self.settings.function_image:
+                raise TaskSpecError(f"function {task.function!r} runs on "
+                                    f"{self.settings.function_image}, not {task.image!r}")
+            if task.function not in FUNCTION_DEFAULTS:
+                raise TaskSpecError(f"unknown function {task.function!r}; known: "
+                                    f"{', '.join(sorted(FUNCTION_DEFAULTS))}")
+            args = task.command or FUNCTION_DEFAULTS[task.function]
+            image, command = self.settings.function_image, [task.function, *args]
+        else:
+            image = task.image or self.settings.default_image
+            if task.command:
+                command = list(task.command)
+            else:
+                # A task with no command stands for its duration estimate (trace replay).
+                seconds = task.duration_ms / 1000.0 * self.settings.sleep_scale
+                command = ["dodoor-task", "sleep", f"{seconds:.3f}"]
+        if image not in self.settings.allowed_images:
+            raise TaskSpecError(f"image {image!r} is not allowed; allowed: "
+                                f"{', '.join(sorted(self.settings.allowed_images))}")
+        return image, command
+
+    def container_spec(self, task: Task, image: str, command: list[str]) -> dict[str, Any]:
+        """Keyword arguments for ``containers.create``."""
+        memory = f"{max(4, int(math.ceil(task.memory_mb)))}m"  # the engine refuses < 4 MiB (4m is its floor)
+        labels = {f"dodoor.label.{k}": str(v) for k, v in task.labels.items()}
+        labels.update({TASK_LABEL: task.task_id, AGENT_LABEL: self.settings.agent_id})
+        env = dict(task.env)
+        env.update({"DODOOR_TASK_ID": task.task_id, "DODOOR_CORES": f"{task.cores:g}"})
+        return {
+            "image": image,
+            "command": command,
+            "labels": labels,
+            "environment": env,
+            "nano_cpus": int(round(task.cores * 1e9)),
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "pids_limit": self.settings.pids_limit,
+            "network_mode": self.settings.network_mode,
+            "privileged": False,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "detach": True,
+        }
+
+    def wall_limit_s(self, task: Task) -> float:
+        limit_ms = max(self.settings.min_timeout_ms,
+                       self.settings.timeout_factor * task.duration_ms * self.settings.sleep_scale)
+        return limit_ms / 1000.0
+
+    # -- the Executor protocol -------------------------------------------
+    async def run(self, task: Task) -> TaskResult:
+        try:
+            image, command = self.image_and_command(task)
+            await asyncio.to_thread(self._check_image, image)
+        except TaskSpecError as exc:
+            log.warning("task %s not run: %s", task.task_id, exc)
+            return TaskResult("failed", reason=str(exc))
+        spec = self.container_spec(task, image, command)
+        try:
+            container = await asyncio.to_thread(self.client.containers.create, **spec)
+        except Exception as exc:  # noqa: BLE001 - any engine refusal fails the task, not the agent
+            log.warning("task %s: cannot create a container: %s", task.task_id, exc)
+            return TaskResult("failed", reason=f"cannot create the container: {_explain(exc)}")
+        try:
+            await asyncio.to_thread(container.start)
+            return await self._finish(container, self.wall_limit_s(task))
+        except asyncio.CancelledError:
+            # Shielded so the container goes even though our caller stops waiting.
+            await asyncio.shield(asyncio.to_thread(self._discard, container, True))
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await asyncio.to_thread(self._discard, container)
+            log.warning("task %s: container %s failed to run: %s", task.task_id,
+                        container.short_id, exc)
+            return TaskResult("failed", reason=f"container error: {_explain(exc)}")
+
+    async def reconcile(self) -> list[Adopted]:
+        containers = await asyncio.to_thread(
+            self.client.containers.list, all=True,
+            filters={"label": f"{AGENT_LABEL}={self.settings.agent_id}"})
+        found: list[Adopted] = []
+        for container in containers:
+            task_id = container.labels.get(TASK_LABEL)
+            if task_id is None:
+                continue
+            status = container.status
+            if status in ("running", "paused", "restarting"):
+                self._adopted[task_id] = container
+                found.append(Adopted(task_id, running=True))
+            elif status in ("exited", "dead"):
+                result = await asyncio.to_thread(self._result, container)
+                await asyncio.to_thread(self._discard, container)
+                found.append(Adopted(task_id, running=False, result=result))
+            else:
+                # Created but never started: drop it; the journal re-runs the task.
+                await asyncio.to_thread(self._discard, container)
+        if found:
+            log.info("reconciled %d container(s) of agent %s (%d running)", len(found),
+                     self.settings.agent_id, sum(1 for a in found if a.running))
+        return found
+
+    async def wait_adopted(self, task_id: str) -> TaskResult:
+        try:
+            container = self._adopted.pop(task_id)
+        except KeyError as exc:
+            raise LookupError(f"no adopted container for task {task_id!r}") from exc
+        try:
+            return await self._finish(container, None)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(self._discard, container, True))
+            raise
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)
+
+    # -- blocking helpers (run in threads) --------------------------------
+    def _check_image(self, image: str) -> None:
+        from docker.errors import ImageNotFound
+
+        try:
+            self.client.images.get(image)
+        except ImageNotFound as exc:
+            raise TaskSpecError(f"image {image!r} is not present on this host "
+                                "(images are never pulled; build it with compose/build-images.sh)"
+                                ) from exc
+
+    async def _finish(self, container: Any, timeout_s: float | None) -> TaskResult:
+        import requests
+
+        try:
+            await asyncio.to_thread(container.wait, timeout=timeout_s)
+        except requests.exceptions.RequestException:
+            if timeout_s is None:
+                raise
+            await asyncio.to_thread(self._discard, container)
+            return TaskResult("failed", reason=f"timed out after {timeout_s:g} s")
+        result = await asyncio.to_thread(self._result, container)
+        await asyncio.to_thread(self._discard, container)
+        return result
+
+    def _result(self, container: Any) -> TaskResult:
+        container.reload()
+        state = container.attrs.get("State", {})
+        code = state.get("ExitCode")
+        tail = _log_tail(container)
+        if state.get("OOMKilled"):
+            return TaskResult("failed", exit_code=code, reason="OOM killed", log_tail=tail)
+        if code == 0:
+            return TaskResult("succeeded", exit_code=0, log_tail=tail)
+        return TaskResult("failed", exit_code=code, reason=f"exit code {code}", log_tail=tail)
+
+    def _discard(self, container: Any, stop: bool = False) -> None:
+        """Remove a container; ``stop`` first gives its process the stop grace period."""
+        from docker.errors import APIError, NotFound
+
+        if stop:
+            try:
+                container.stop(timeout=self.settings.stop_timeout_s)
+            except (NotFound, APIError):
+                pass
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            # "removal already in progress" is fine; anything else is worth a line.
+            if getattr(exc, "status_code", None) != 409:
+                log.warning("could not remove container %s: %s", container.short_id, exc)
+
+
+def _log_tail(container: Any) -> str:
+    try:
+        data = container.logs(stdout=True, stderr=True, tail=100)
+    except Exception as exc:  # noqa: BLE001 - a missing log never changes the result
+        log.debug("no logs for container %s: %s", container.short_id, exc)
+        return ""
+    return data[-LOG_TAIL_BYTES:].decode("utf-8", errors="replace")
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

@@ -1,0 +1,219 @@
+"""DockerExecutor against the real engine and the project's task images."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from dodoor.resources import Task
+from node_agent.docker_executor import (AGENT_LABEL, BUSYBOX_IMAGE, PYTHON_IMAGE, TASK_LABEL,
+                                        DockerExecutor, DockerSettings)
+from node_agent.executor import Executor
+from tests.docker.conftest import labelled
+
+pytestmark = pytest.mark.docker
+
+
+def make(agent_id: str, **overrides) -> DockerExecutor:
+    return DockerExecutor(DockerSettings(agent_id=agent_id, **overrides))
+
+
+def task(task_id: str, *command: str, cores: float = 0.5, memory_mb: float = 64,
+         **fields) -> Task:
+    return Task(task_id, cores, memory_mb, duration_ms=500.0,
+                command=tuple(command) if command else None, **fields)
+
+
+async def wait_for_container(client, agent_id: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await asyncio.to_thread(labelled, client, agent_id)
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no container of agent {agent_id} appeared in {timeout} s")
+
+
+async def test_is_an_executor(agent_id):
+    executor = make(agent_id)
+    assert isinstance(executor, Executor)
+    await executor.close()
+
+
+async def test_success_with_output(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(task("ok-1", "sh", "-c", "echo hello from $DODOOR_TASK_ID"))
+    await executor.close()
+    assert result.state == "succeeded"
+    assert result.exit_code == 0
+    assert result.reason is None
+    assert "hello from ok-1" in result.log_tail
+
+
+async def test_task_without_command_sleeps_its_duration(agent_id):
+    executor = make(agent_id, sleep_scale=0.5)
+    start = time.monotonic()
+    result = await executor.run(Task("dur-1", 0.2, 16, duration_ms=2000.0))
+    elapsed = time.monotonic() - start
+    await executor.close()
+    assert result.state == "succeeded"
+    assert elapsed >= 1.0  # 2000 ms scaled by 0.5
+
+
+async def test_limits_visible_in_inspect(agent_id, docker_client):
+    executor = make(agent_id)
+    job = asyncio.ensure_future(executor.run(
+        task("lim-1", "dodoor-task", "sleep", "2", cores=1.5, memory_mb=96,
+             labels={"team": "a"})))
+    container = await wait_for_container(docker_client, agent_id)
+    attrs = container.attrs
+    host = attrs["HostConfig"]
+    assert host["NanoCpus"] == 1_500_000_000
+    assert host["Memory"] == 96 * 1024 * 1024
+    assert host["MemorySwap"] == 96 * 1024 * 1024
+    assert host["NetworkMode"] == "none"
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"]
+    assert not host.get("Binds")
+    assert attrs["Mounts"] == []
+    labels = attrs["Config"]["Labels"]
+    assert labels[TASK_LABEL] == "lim-1"
+    assert labels[AGENT_LABEL] == agent_id
+    assert labels["dodoor.label.team"] == "a"
+    assert attrs["Config"]["Image"] == BUSYBOX_IMAGE
+    result = await job
+    await executor.close()
+    assert result.state == "succeeded"
+
+
+async def test_nonzero_exit(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(task("bad-1", "dodoor-task", "exit", "3"))
+    await executor.close()
+    assert result.state == "failed"
+    assert result.exit_code == 3
+    assert result.reason == "exit code 3"
+    assert "exiting with 3" in result.log_tail
+
+
+async def test_oom_killed(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(task("oom-1", "dodoor-task", "touch", "256", memory_mb=32))
+    await executor.close()
+    assert result.state == "failed"
+    assert result.reason == "OOM killed"
+    assert result.exit_code == 137
+
+
+async def test_memory_within_limit_succeeds(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(task("mem-1", "dodoor-task", "touch", "16", memory_mb=128))
+    await executor.close()
+    assert result.state == "succeeded", result
+    assert f"touched {16 * 1024 * 1024} bytes" in result.log_tail
+
+
+async def test_disallowed_image_fails_the_task(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(task("img-1", "true", image="debian:bookworm"))
+    await executor.close()
+    assert result.state == "failed"
+    assert "'debian:bookworm' is not allowed" in result.reason
+
+
+async def test_missing_image_fails_the_task(agent_id):
+    missing = "dodoor-task:does-not-exist"
+    executor = make(agent_id, allowed_images=frozenset({BUSYBOX_IMAGE, missing}))
+    result = await executor.run(task("img-2", "true", image=missing))
+    await executor.close()
+    assert result.state == "failed"
+    assert f"{missing!r} is not present on this host" in result.reason
+
+
+async def test_named_function_runs_on_the_python_image(agent_id, docker_client):
+    executor = make(agent_id)
+    job = asyncio.ensure_future(executor.run(
+        Task("fn-1", 1.0, 256, function="linsolve", command=("300",))))
+    container = await wait_for_container(docker_client, agent_id)
+    assert container.attrs["Config"]["Image"] == PYTHON_IMAGE
+    result = await job
+    await executor.close()
+    assert result.state == "succeeded", result
+    assert '"function": "linsolve"' in result.log_tail
+    assert '"size": 300' in result.log_tail
+
+
+async def test_unknown_function_fails_the_task(agent_id):
+    executor = make(agent_id)
+    result = await executor.run(Task("fn-2", 1.0, 256, function="fft"))
+    await executor.close()
+    assert result.state == "failed"
+    assert "unknown function 'fft'" in result.reason
+
+
+async def test_wall_limit(agent_id):
+    executor = make(agent_id, min_timeout_ms=1000.0, timeout_factor=0.0)
+    result = await executor.run(task("slow-1", "dodoor-task", "sleep", "30"))
+    await executor.close()
+    assert result.state == "failed"
+    assert result.reason == "timed out after 1 s"
+
+
+async def test_cancel_stops_and_removes(agent_id, docker_client):
+    executor = make(agent_id)
+    job = asyncio.ensure_future(executor.run(task("cancel-1", "dodoor-task", "sleep", "60")))
+    await wait_for_container(docker_client, agent_id)
+    start = time.monotonic()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert time.monotonic() - start < 10
+    assert labelled(docker_client, agent_id) == []
+    await executor.close()
+
+
+async def test_parallel_tasks(agent_id):
+    executor = make(agent_id)
+    results = await asyncio.gather(*(
+        executor.run(task(f"par-{i}", "sh", "-c", f"sleep 0.5; echo {i}")) for i in range(8)))
+    await executor.close()
+    assert [r.state for r in results] == ["succeeded"] * 8
+    assert [r.log_tail.strip() for r in results] == [str(i) for i in range(8)]
+
+
+async def test_reconcile_adopts_running_and_collects_exited(agent_id, docker_client):
+    labels = {AGENT_LABEL: agent_id}
+    running = docker_client.containers.run(
+        BUSYBOX_IMAGE, ["dodoor-task", "sleep", "2"], detach=True,
+        labels={**labels, TASK_LABEL: "left-running"})
+    exited = docker_client.containers.run(
+        BUSYBOX_IMAGE, ["dodoor-task", "exit", "5"], detach=True,
+        labels={**labels, TASK_LABEL: "left-exited"})
+    exited.wait()
+    other = docker_client.containers.run(
+        BUSYBOX_IMAGE, ["dodoor-task", "sleep", "5"], detach=True,
+        labels={AGENT_LABEL: agent_id + "-other", TASK_LABEL: "not-mine"})
+    try:
+        executor = make(agent_id)
+        adopted = {a.task_id: a for a in await executor.reconcile()}
+        assert set(adopted) == {"left-running", "left-exited"}
+        assert adopted["left-running"].running is True
+        done = adopted["left-exited"]
+        assert done.running is False
+        assert done.result.state == "failed"
+        assert done.result.exit_code == 5
+        assert "exiting with 5" in done.result.log_tail
+        # The exited one was collected and removed right away.
+        assert [c.id for c in labelled(docker_client, agent_id)] == [running.id]
+        result = await executor.wait_adopted("left-running")
+        assert result.state == "succeeded"
+        with pytest.raises(LookupError):
+            await executor.wait_adopted("left-running")
+        await executor.close()
+        # Another agent's container was not touched.
+        other.reload()
+        assert other.status == "running"
+    finally:
+        other.remove(force=True)
