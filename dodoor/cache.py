@@ -106,6 +106,20 @@ class LoadCache:
             return self.flush()
         return None
 
+    def undo_placement(self, node: int, task: Task) -> None:
+        """Take back a placement whose enqueue failed (the task went elsewhere).
+
+        The negative delta joins the unflushed batch so the load store is
+        corrected too; the placement count is left as it was.
+        """
+        delta = task_delta(task)
+        self.state[node] -= delta
+        acc = self._unflushed.get(node)
+        if acc is None:
+            self._unflushed[node] = -delta
+        else:
+            acc -= delta
+
     def flush(self) -> DeltaBatch | None:
         """Hand over every unflushed delta (e.g. on shutdown); None if there are none."""
         if not self._unflushed:

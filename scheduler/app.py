@@ -1,0 +1,310 @@
+"""The scheduler daemon: ``create_app(settings)`` (protocol: docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import AsyncIterator
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from dodoor.clock import Clock, MonotonicClock
+from dodoor.errors import DecodeError, NoFitError, ValidationError
+from dodoor.messages import MessageCounter
+from dodoor.wire import Confirm, Deltas, Register, Snapshot, decode
+from scheduler.agents import PeerClient, PeerError
+from scheduler.httpkit import (
+    BackgroundTasks, GaugeCollector, MessageCollector, auth_headers, auth_middleware,
+    error_middleware, json_error, metrics_handler, msgpack_response, read_body,
+)
+from scheduler.intake import BodyError, parse_submission
+from scheduler.placer import NoNodesError, Placer
+from scheduler.settings import SchedulerSettings
+from scheduler.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerState:
+    """Everything one scheduler app holds; built in ``create_app``, wired in cleanup_ctx."""
+
+    def __init__(self, settings: SchedulerSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rng = random.Random(settings.seed)
+        self.counter = MessageCounter()
+        self.view = ClusterView(settings.scheduler_id, settings.policy_settings.k)
+        self.deltas: asyncio.Queue[Deltas] = asyncio.Queue()
+        self.background = BackgroundTasks()
+        self.loadstore_reachable = False
+        self.registered = False
+        self.loadstore_instance: str | None = None
+        self.placer: Placer | None = None  # needs the client session (cleanup_ctx)
+        self.peers: PeerClient | None = None
+
+    def emit_deltas(self, deltas: Deltas) -> None:
+        self.deltas.put_nowait(deltas)
+
+    def health(self) -> dict:
+        age = self.view.age_ms(self.clock.now_ms())
+        degraded = not self.loadstore_reachable or self.view.snapshot_ms is None
+        return {
+            "status": "degraded" if degraded else "ok",
+            "id": self.settings.scheduler_id,
+            "policy": self.settings.policy,
+            "loadstore_reachable": self.loadstore_reachable,
+            "snapshot_seq": self.view.snapshot_seq,
+            "snapshot_age_ms": age,
+            "nodes": self.view.n_nodes,
+        }
+
+
+STATE = web.AppKey("scheduler_state", SchedulerState)
+
+
+def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.Application:
+    """The scheduler's aiohttp application."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(settings.token)],
+    )
+    state = SchedulerState(settings, clock or MonotonicClock())
+    app[STATE] = state
+    registry = CollectorRegistry()
+    registry.register(MessageCollector(state.counter))
+    registry.register(GaugeCollector({
+        "dodoor_scheduler_nodes": ("Live nodes in the cached view", lambda: state.view.n_nodes),
+        "dodoor_scheduler_placements": ("Tasks placed", lambda: state.placer.placements
+                                        if state.placer else 0),
+        "dodoor_scheduler_failovers": ("Enqueues that failed over to another node",
+                                       lambda: state.placer.failovers if state.placer else 0),
+        "dodoor_scheduler_degraded": ("1 while the load store is unreachable",
+                                      lambda: state.health()["status"] == "degraded"),
+        "dodoor_scheduler_snapshot_age_seconds": (
+            "Age of the last snapshot (-1 before the first)",
+            lambda: -1 if state.view.snapshot_ms is None
+            else (state.clock.now_ms() - state.view.snapshot_ms) / 1000.0),
+    }))
+    app.cleanup_ctx.append(_client_ctx)
+    app.cleanup_ctx.append(_loops_ctx)
+    app.router.add_post("/v1/tasks", submit)
+    app.router.add_get("/v1/tasks/{task_id}", task_status)
+    app.router.add_get("/v1/nodes", nodes)
+    app.router.add_post("/internal/snapshot", snapshot)
+    app.router.add_post("/internal/confirm", confirm)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler(registry))
+    return app
+
+
+async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    s = state.settings
+    connector = aiohttp.TCPConnector(limit=s.max_connections, keepalive_timeout=60.0)
+    session = aiohttp.ClientSession(connector=connector)
+    state.peers = PeerClient(session, state.counter, s.agent_timeout_ms, auth_headers(s.token))
+    state.placer = Placer(s, state.view, state.peers, state.rng, state.clock, state.emit_deltas,
+                          state.background)
+    log.info("scheduler %s starting: policy=%s url=%s loadstore=%s", s.scheduler_id, s.policy,
+             s.url, s.loadstore_url)
+    yield
+    await state.background.close()
+    await session.close()
+    log.info("scheduler %s stopped", s.scheduler_id)
+
+
+async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    loops = [
+        asyncio.create_task(_loadstore_loop(state), name="loadstore-watch"),
+        asyncio.create_task(_deltas_loop(state), name="deltas-sender"),
+    ]
+    yield
+    for task in loops:
+        task.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    await _flush_deltas(state)
+
+
+async def _loadstore_loop(state: SchedulerState) -> None:
+    """Register until the load store answers; then watch it and re-register after it returns."""
+    s = state.settings
+    assert state.peers is not None
+    base = s.loadstore_url.rstrip("/")
+    while True:
+        if not state.registered:
+            try:
+                await state.peers.send(base + "/internal/register",
+                                       Register("scheduler", s.scheduler_id, s.url))
+                health = await state.peers.get_json(base + "/healthz")
+            except PeerError as exc:
+                if state.loadstore_reachable:
+                    log.warning("load store unreachable: %s", exc)
+                state.loadstore_reachable = False
+                await asyncio.sleep(s.register_retry_ms / 1000.0)
+                continue
+            state.registered = state.loadstore_reachable = True
+            state.loadstore_instance = health.get("instance") if isinstance(health, dict) else None
+            log.info("registered with load store %s", base)
+        await asyncio.sleep(s.loadstore_check_ms / 1000.0)
+        try:
+            health = await state.peers.get_json(base + "/healthz")
+        except PeerError as exc:
+            log.warning("load store unreachable, placing on the last snapshot: %s", exc)
+            state.loadstore_reachable = state.registered = False
+            continue
+        if isinstance(health, dict) and health.get("instance") != state.loadstore_instance:
+            log.info("load store restarted; registering again")
+            state.registered = False
+
+
+def merge_deltas(batch: list[Deltas]) -> Deltas:
+    """Several delta batches as one message (sent when they queue up under load)."""
+    if len(batch) == 1:
+        return batch[0]
+    acc: dict[str, np.ndarray] = {}
+    for d in batch:
+        for node, row in zip(d.node_ids, d.deltas):
+            if node in acc:
+                acc[node] = acc[node] + row
+            else:
+                acc[node] = np.array(row, dtype=np.float64)
+    ids = tuple(acc)
+    return Deltas(batch[-1].scheduler_id, batch[-1].seq, ids,
+                  np.array([acc[i] for i in ids]), sum(d.placements for d in batch))
+
+
+async def _deltas_loop(state: SchedulerState) -> None:
+    while True:
+        batch = [await state.deltas.get()]
+        while not state.deltas.empty():
+            batch.append(state.deltas.get_nowait())
+        await _send_deltas(state, merge_deltas(batch))
+
+
+async def _send_deltas(state: SchedulerState, msg: Deltas) -> None:
+    assert state.peers is not None
+    try:
+        await state.peers.send(state.settings.loadstore_url.rstrip("/") + "/internal/deltas", msg)
+    except PeerError as exc:
+        # The store is soft state: it will rebuild from the next node reports.
+        log.debug("deltas not delivered: %s", exc)
+        state.loadstore_reachable = False
+
+
+async def _flush_deltas(state: SchedulerState) -> None:
+    """On shutdown, hand over what is still queued or unflushed, best effort."""
+    pending = []
+    while not state.deltas.empty():
+        pending.append(state.deltas.get_nowait())
+    last = state.view.take_deltas(state.view.cache.flush())
+    if last is not None:
+        pending.append(last)
+    if pending and state.loadstore_reachable:
+        await _send_deltas(state, merge_deltas(pending))
+
+
+# -- handlers ---------------------------------------------------------------
+
+async def submit(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    placer = state.placer
+    assert placer is not None
+    body = await read_body(request)
+    try:
+        tasks, batch = parse_submission(body, request.content_type if body else "",
+                                        state.settings.max_batch)
+        placer.check_fits(tasks, batch)
+    except BodyError as exc:
+        return json_error(exc.status, exc.field, exc.reason)
+    except NoFitError as exc:
+        return json_error(422, exc.field, exc.reason)
+    except ValidationError as exc:
+        return json_error(400, exc.field, exc.reason)
+    except NoNodesError as exc:
+        return json_error(503, "cluster", str(exc))
+    placements = await placer.place(tasks)
+    body_out = {"placements": [p.as_dict() for p in placements]}
+    failed = [p for p in placements if p.error is not None]
+    if failed:
+        body_out["error"] = {"field": "node", "reason": f"{len(failed)} task(s) could not be "
+                             f"enqueued on any agent; first: {failed[0].error}"}
+        return web.json_response(body_out, status=503)
+    return web.json_response(body_out, status=202)
+
+
+async def task_status(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    placer = state.placer
+    assert placer is not None and state.peers is not None
+    task_id = request.match_info["task_id"]
+    res = placer.reservations.get(task_id)
+    if res is not None:
+        return web.json_response(_status_body(task_id, "queued", None,
+                                              reason="reserved, waiting for a confirm"))
+    node = placer.placed.get(task_id)
+    if node is None:
+        return json_error(404, "id", f"unknown task {task_id!r}")
+    idx = state.view.index.get(node)
+    if idx is None:
+        return web.json_response(_status_body(task_id, "lost", node,
+                                              reason=f"node {node} is gone"))
+    try:
+        st = await state.peers.task_status(state.view.urls[idx], task_id)
+    except PeerError as exc:
+        return json_error(503, "node", f"agent {node} unreachable: {exc}")
+    if st is None:
+        return web.json_response(_status_body(task_id, "lost", node,
+                                              reason=f"agent {node} does not know the task"))
+    state.counter.add("task_status")
+    return web.json_response({
+        "id": task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,
+        "started_ms": st.started_ms, "finished_ms": st.finished_ms,
+        "exit_code": st.exit_code, "reason": st.reason,
+    })
+
+
+def _status_body(task_id: str, state: str, node: str | None, reason: str) -> dict:
+    return {"id": task_id, "state": state, "node": node, "queued_ms": None, "started_ms": None,
+            "finished_ms": None, "exit_code": None, "reason": reason}
+
+
+async def nodes(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(state.view.describe(state.clock.now_ms()))
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        snap = decode(await read_body(request), Snapshot)
+        leftover = state.view.apply(snap, state.clock.now_ms())
+    except (DecodeError, ValueError) as exc:
+        return json_error(400, "snapshot", str(exc))
+    state.counter.add("snapshot")
+    state.loadstore_reachable = True
+    if leftover is not None:
+        state.emit_deltas(leftover)
+    return web.Response(status=204)
+
+
+async def confirm(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.placer is not None
+    try:
+        msg = decode(await read_body(request), Confirm)
+    except DecodeError as exc:
+        return json_error(400, "confirm", str(exc))
+    state.counter.add("confirm")
+    enqueue = state.placer.confirm(msg.node_id, msg.task_id)
+    if enqueue is None:
+        return json_error(409, "task_id", f"task {msg.task_id!r} is not waiting for a confirm")
+    return msgpack_response(enqueue)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].health())

@@ -1,0 +1,84 @@
+"""``dodoor scheduler`` and ``dodoor loadstore``: flags + env → settings → serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from dodoor.errors import ValidationError
+from dodoor.policies import LIVE_POLICIES
+from dodoor.settings import PolicySettings
+from scheduler.settings import DEFAULT_MAX_BODY, LoadStoreSettings, SchedulerSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``scheduler`` and ``loadstore`` commands."""
+    sp = subparsers.add_parser("scheduler", help="run a scheduler daemon")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8100)
+    sp.add_argument("--id", dest="scheduler_id", default="sched-0")
+    sp.add_argument("--loadstore", required=True, help="load store URL, e.g. http://127.0.0.1:8090")
+    sp.add_argument("--advertise-url", default=None,
+                    help="URL agents and the load store use to reach this scheduler")
+    sp.add_argument("--policy", default="dodoor", choices=LIVE_POLICIES)
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="policy setting (d, beta, alpha, k, b, weights, ...); repeatable")
+    sp.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    sp.set_defaults(func=run_scheduler)
+
+    lp = subparsers.add_parser("loadstore", help="run the load store daemon")
+    lp.add_argument("--host", default="127.0.0.1")
+    lp.add_argument("--port", type=int, default=8090)
+    lp.add_argument("--b", type=int, default=80, help="placements per snapshot push")
+    lp.add_argument("--dead-after-ms", type=float, default=3000.0)
+    lp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    lp.set_defaults(func=run_loadstore)
+
+
+def parse_params(items: list[str]) -> PolicySettings:
+    """``["d=8", "alpha=0.3"]`` → PolicySettings."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError("param", f"expected KEY=VALUE, got {item!r}")
+        values[key.strip()] = value.strip()
+    return PolicySettings.from_mapping(values)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return args.token or os.environ.get("DODOOR_TOKEN") or None
+
+
+def scheduler_settings(args: argparse.Namespace) -> SchedulerSettings:
+    return SchedulerSettings(
+        scheduler_id=args.scheduler_id, host=args.host, port=args.port,
+        loadstore_url=args.loadstore, advertise_url=args.advertise_url, policy=args.policy,
+        policy_settings=parse_params(args.param), max_body_bytes=args.max_body_bytes,
+        seed=args.seed, token=_token(args),
+    )
+
+
+def loadstore_settings(args: argparse.Namespace) -> LoadStoreSettings:
+    return LoadStoreSettings(host=args.host, port=args.port, b=args.b,
+                             dead_after_ms=args.dead_after_ms, token=_token(args))
+
+
+def run_scheduler(args: argparse.Namespace) -> int:
+    from scheduler.app import create_app
+    from scheduler.httpkit import run
+
+    settings = scheduler_settings(args)
+    run(create_app(settings), settings.host, settings.port)
+    return 0
+
+
+def run_loadstore(args: argparse.Namespace) -> int:
+    from scheduler.httpkit import run
+    from scheduler.loadstore_app import create_app
+
+    settings = loadstore_settings(args)
+    run(create_app(settings), settings.host, settings.port)
+    return 0

@@ -1,0 +1,149 @@
+"""The load store's state: node reports, scheduler deltas, b-counting, dead-node expiry.
+
+Pure (no I/O): time comes from an injected clock, so expiry and counting are
+tested exactly on a ManualClock. The app in :mod:`scheduler.loadstore_app`
+does the pushing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from dodoor.cache import N_STATE
+from dodoor.clock import Clock
+from dodoor.resources import N_RESOURCES
+from dodoor.wire import Deltas, NodeState, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeRecord:
+    node_id: str
+    url: str
+    capacity: np.ndarray  # (R,)
+    slots: int
+    reported: np.ndarray  # (S,) state in the last report
+    delta: np.ndarray  # (S,) scheduler deltas since that report
+    last_report_ms: float
+    seq: int
+    alive: bool = True
+    utilization: dict | None = None
+
+    @property
+    def state(self) -> np.ndarray:
+        return self.reported + self.delta
+
+
+class LoadStoreState:
+    """Node states plus deltas; decides when a snapshot is due.
+
+    ``report``/``add_deltas``/``expire`` return True when every scheduler
+    should get a snapshot: the live node set changed, or b placements were
+    counted since the last push.
+    """
+
+    def __init__(self, b: int, dead_after_ms: float, clock: Clock) -> None:
+        self.b = b
+        self.dead_after_ms = dead_after_ms
+        self.clock = clock
+        self.nodes: dict[str, NodeRecord] = {}
+        self.since_push = 0
+        self.placements = 0
+        self.seq = 0
+
+    def live(self) -> list[NodeRecord]:
+        return [self.nodes[k] for k in sorted(self.nodes) if self.nodes[k].alive]
+
+    def report(self, msg: NodeState) -> bool:
+        """Install an agent's full state; True when the node is new, revived or resized."""
+        capacity = np.asarray(msg.capacity, dtype=np.float64).reshape(-1)
+        state = np.asarray(msg.state, dtype=np.float64).reshape(-1)
+        if capacity.shape != (N_RESOURCES,) or state.shape != (N_STATE,):
+            raise ValueError(f"node_state of {msg.node_id!r}: capacity must have {N_RESOURCES} "
+                             f"values and state {N_STATE}, got {capacity.size} and {state.size}")
+        if not (np.all(np.isfinite(capacity)) and np.all(np.isfinite(state))) or msg.slots < 1:
+            raise ValueError(f"node_state of {msg.node_id!r}: non-finite values or slots < 1")
+        now = self.clock.now_ms()
+        rec = self.nodes.get(msg.node_id)
+        if rec is None:
+            self.nodes[msg.node_id] = NodeRecord(
+                msg.node_id, msg.url.rstrip("/"), capacity, int(msg.slots), state,
+                np.zeros(N_STATE), now, msg.seq, utilization=dict(msg.utilization),
+            )
+            log.info("node %s joined (%s)", msg.node_id, msg.url)
+            return True
+        changed = (not rec.alive or rec.url != msg.url.rstrip("/") or rec.slots != msg.slots
+                   or not np.array_equal(rec.capacity, capacity))
+        if not rec.alive:
+            log.info("node %s is back", msg.node_id)
+        rec.url = msg.url.rstrip("/")
+        rec.capacity = capacity
+        rec.slots = int(msg.slots)
+        rec.reported = state
+        # The report already counts every task the agent received, so the
+        # deltas recorded before it are dropped.
+        rec.delta = np.zeros(N_STATE)
+        rec.last_report_ms = now
+        rec.seq = msg.seq
+        rec.alive = True
+        rec.utilization = dict(msg.utilization)
+        return changed
+
+    def add_deltas(self, msg: Deltas) -> bool:
+        """Add a scheduler's deltas; True when b placements were counted since the last push."""
+        deltas = np.asarray(msg.deltas, dtype=np.float64)
+        if len(msg.node_ids) == 0:
+            deltas = deltas.reshape(0, N_STATE)
+        if deltas.shape != (len(msg.node_ids), N_STATE):
+            raise ValueError(f"deltas of shape {deltas.shape} for {len(msg.node_ids)} nodes")
+        if not np.all(np.isfinite(deltas)) or msg.placements < 0:
+            raise ValueError("deltas must be finite and placements >= 0")
+        for node, row in zip(msg.node_ids, deltas):
+            rec = self.nodes.get(node)
+            if rec is not None and rec.alive:
+                rec.delta += row
+        self.placements += msg.placements
+        self.since_push += msg.placements
+        if self.since_push >= self.b:
+            self.since_push = 0
+            return True
+        return False
+
+    def expire(self) -> bool:
+        """Mark nodes without a report for dead_after_ms dead; True if any died."""
+        now = self.clock.now_ms()
+        died = False
+        for rec in self.nodes.values():
+            if rec.alive and now - rec.last_report_ms > self.dead_after_ms:
+                rec.alive = False
+                died = True
+                log.warning("node %s is dead: no report for %.0f ms", rec.node_id,
+                            now - rec.last_report_ms)
+        return died
+
+    def snapshot(self) -> Snapshot:
+        """Every live node's capacity and state (report + deltas), ordered by id."""
+        live = self.live()
+        self.seq += 1
+        n = len(live)
+        return Snapshot(
+            seq=self.seq,
+            node_ids=tuple(r.node_id for r in live),
+            urls=tuple(r.url for r in live),
+            capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
+            slots=np.array([float(r.slots) for r in live]).reshape(n),
+            state=np.array([r.state for r in live]).reshape(n, N_STATE),
+        )
+
+    def describe(self) -> dict:
+        now = self.clock.now_ms()
+        return {"nodes": [
+            {"id": r.node_id, "url": r.url, "alive": r.alive, "slots": r.slots,
+             "capacity": r.capacity.tolist(), "state": r.state.tolist(),
+             "report_age_ms": now - r.last_report_ms, "utilization": r.utilization or {}}
+            for r in (self.nodes[k] for k in sorted(self.nodes))
+        ], "snapshot_seq": self.seq, "placements": self.placements}

@@ -1,0 +1,217 @@
+"""The load-store daemon: ``create_app(settings)`` (protocol: docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from dodoor.clock import Clock, MonotonicClock
+from dodoor.errors import DecodeError
+from dodoor.messages import MessageCounter
+from dodoor.wire import Deltas, NodeState, Register, decode, encode
+from scheduler.agents import PeerClient, PeerError
+from scheduler.httpkit import (
+    GaugeCollector, MessageCollector, auth_headers, auth_middleware, error_middleware,
+    json_error, metrics_handler, read_body,
+)
+from scheduler.loadstore import LoadStoreState
+from scheduler.settings import LoadStoreSettings
+
+log = logging.getLogger(__name__)
+
+
+class Pusher:
+    """Pushes snapshots: one POST per scheduler, concurrent, each with a timeout.
+
+    Requests coalesce: while a push is in flight, further triggers make one
+    more push afterwards, never a queue of them. A failing scheduler only
+    misses this push; it is forgotten after ``forget_after_failures`` in a row.
+    """
+
+    def __init__(self, store: LoadStoreState, settings: LoadStoreSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.schedulers: dict[str, str] = {}  # id -> url
+        self.failures: dict[str, int] = {}
+        self.peers: PeerClient | None = None
+        self._wanted: set[str] = set()
+        self._event = asyncio.Event()
+        self.pushes = 0
+
+    def register(self, msg: Register) -> None:
+        if self.schedulers.get(msg.component_id) != msg.url:
+            log.info("scheduler %s registered at %s", msg.component_id, msg.url)
+        self.schedulers[msg.component_id] = msg.url.rstrip("/")
+        self.failures[msg.component_id] = 0
+        self.request({msg.component_id})
+
+    def request(self, targets: set[str] | None = None) -> None:
+        """Ask for a push to ``targets`` (all schedulers when None)."""
+        self._wanted |= set(self.schedulers) if targets is None else targets
+        self._event.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            wanted, self._wanted = self._wanted, set()
+            targets = [(sid, self.schedulers[sid]) for sid in sorted(wanted)
+                       if sid in self.schedulers]
+            if not targets:
+                continue
+            data = encode(self.store.snapshot())
+            await asyncio.gather(*(self._push(sid, url, data) for sid, url in targets))
+
+    async def _push(self, sid: str, url: str, data: bytes) -> None:
+        assert self.peers is not None
+        self.peers.counter.add("snapshot")
+        self.pushes += 1
+        try:
+            await self.peers.post_raw(url + "/internal/snapshot", data)
+        except PeerError as exc:
+            n = self.failures.get(sid, 0) + 1
+            self.failures[sid] = n
+            log.warning("snapshot push to %s failed (%d in a row): %s", sid, n, exc)
+            if n >= self.settings.forget_after_failures:
+                log.warning("forgetting scheduler %s", sid)
+                self.schedulers.pop(sid, None)
+                self.failures.pop(sid, None)
+            return
+        self.failures[sid] = 0
+
+
+class LoadStoreApp:
+    def __init__(self, settings: LoadStoreSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.instance = uuid.uuid4().hex
+        self.counter = MessageCounter()
+        self.store = LoadStoreState(settings.b, settings.dead_after_ms, clock)
+        self.pusher = Pusher(self.store, settings)
+
+
+LOADSTORE = web.AppKey("loadstore", LoadStoreApp)
+
+
+def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
+               expiry_loop: bool = True) -> web.Application:
+    """The load store's aiohttp application.
+
+    ``expiry_loop=False`` leaves dead-node expiry to explicit ``expire_now``
+    calls (tests on a ManualClock).
+    """
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(settings.token)],
+    )
+    ls = LoadStoreApp(settings, clock or MonotonicClock())
+    app[LOADSTORE] = ls
+    registry = CollectorRegistry()
+    registry.register(MessageCollector(ls.counter))
+    registry.register(GaugeCollector({
+        "dodoor_loadstore_live_nodes": ("Live nodes", lambda: len(ls.store.live())),
+        "dodoor_loadstore_schedulers": ("Registered schedulers",
+                                        lambda: len(ls.pusher.schedulers)),
+        "dodoor_loadstore_placements": ("Placements counted from deltas",
+                                        lambda: ls.store.placements),
+    }))
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        ls.pusher.peers = PeerClient(session, ls.counter, settings.push_timeout_ms,
+                                     auth_headers(settings.token))
+        loops = [asyncio.create_task(ls.pusher.run(), name="snapshot-pusher")]
+        if expiry_loop:
+            loops.append(asyncio.create_task(_expiry(ls), name="dead-node-expiry"))
+        log.info("load store starting: b=%d dead_after_ms=%.0f", settings.b,
+                 settings.dead_after_ms)
+        yield
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await session.close()
+        log.info("load store stopped")
+
+    app.cleanup_ctx.append(background)
+    app.router.add_post("/internal/register", register)
+    app.router.add_post("/internal/deltas", deltas)
+    app.router.add_post("/internal/node_state", node_state)
+    app.router.add_get("/v1/nodes", nodes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler(registry))
+    return app
+
+
+def expire_now(ls: LoadStoreApp) -> bool:
+    """Run one expiry pass; pushes a snapshot when a node died."""
+    if ls.store.expire():
+        ls.pusher.request()
+        return True
+    return False
+
+
+async def _expiry(ls: LoadStoreApp) -> None:
+    while True:
+        await asyncio.sleep(ls.settings.expiry_interval_ms / 1000.0)
+        expire_now(ls)
+
+
+async def _decode(request: web.Request, cls: type):
+    return decode(await read_body(request), cls)
+
+
+async def register(request: web.Request) -> web.Response:
+    ls = request.app[LOADSTORE]
+    try:
+        msg = await _decode(request, Register)
+    except DecodeError as exc:
+        return json_error(400, "register", str(exc))
+    ls.counter.add("register")
+    if msg.role != "scheduler":
+        return json_error(400, "role", f"only schedulers register, got {msg.role!r}")
+    ls.pusher.register(msg)
+    return web.Response(status=204)
+
+
+async def deltas(request: web.Request) -> web.Response:
+    ls = request.app[LOADSTORE]
+    try:
+        msg = await _decode(request, Deltas)
+        due = ls.store.add_deltas(msg)
+    except (DecodeError, ValueError) as exc:
+        return json_error(400, "deltas", str(exc))
+    ls.counter.add("deltas")
+    if due:
+        ls.pusher.request()
+    return web.Response(status=204)
+
+
+async def node_state(request: web.Request) -> web.Response:
+    ls = request.app[LOADSTORE]
+    try:
+        msg = await _decode(request, NodeState)
+        changed = ls.store.report(msg)
+    except (DecodeError, ValueError) as exc:
+        return json_error(400, "node_state", str(exc))
+    ls.counter.add("node_state")
+    if changed:
+        ls.pusher.request()
+    return web.Response(status=204)
+
+
+async def nodes(request: web.Request) -> web.Response:
+    return web.json_response(request.app[LOADSTORE].store.describe())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ls = request.app[LOADSTORE]
+    return web.json_response({
+        "status": "ok", "role": "loadstore", "instance": ls.instance,
+        "nodes": len(ls.store.live()), "schedulers": len(ls.pusher.schedulers),
+    })

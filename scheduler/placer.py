@@ -1,0 +1,317 @@
+"""Placing tasks live: the configured policy, its messages, forwarding and failover.
+
+Each policy kind (``dodoor.policies.base.PolicyKind``) is served here:
+
+* NONE / CACHED / POOL decide synchronously, one task after the other, so a
+  batch's later tasks see the earlier ones' deltas; the enqueues then go out
+  concurrently.
+* PROBE probes the candidates and chooses from the replies.
+* RESERVE (Sparrow) reserves on the candidates; the first agent to confirm gets
+  the task in the confirm's reply (see :mod:`scheduler.reservations`).
+
+An enqueue that fails moves the task to the next candidate, then to other
+random feasible nodes (DESIGN §6), taking back the cached delta of the failed
+node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from dodoor.cache import CandidateView
+from dodoor.clock import Clock
+from dodoor.errors import NoFitError
+from dodoor.policies import PolicyKind, make_policy
+from dodoor.resources import Task, check_fits_somewhere
+from dodoor.wire import Cancel, Deltas, Enqueue, Probe, ProbeReply, Reserve
+from scheduler.agents import PeerClient, PeerError
+from scheduler.httpkit import BackgroundTasks
+from scheduler.reservations import Reservations
+from scheduler.settings import SchedulerSettings
+from scheduler.view import ClusterView
+
+log = logging.getLogger(__name__)
+Target = tuple[str, str]  # (node id, agent url)
+
+
+class NoNodesError(Exception):
+    """No live node is known (no snapshot yet, or every node is dead)."""
+
+
+@dataclass(slots=True)
+class Placement:
+    task_id: str
+    node: str | None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        out: dict = {"id": self.task_id, "node": self.node}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class PlacementLog:
+    """Bounded LRU of task id → node id, for idempotent resubmission and status."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._map: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, task_id: str) -> str | None:
+        node = self._map.get(task_id)
+        if node is not None:
+            self._map.move_to_end(task_id)
+        return node
+
+    def put(self, task_id: str, node: str) -> None:
+        self._map[task_id] = node
+        self._map.move_to_end(task_id)
+        while len(self._map) > self.limit:
+            self._map.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+class Placer:
+    """Places tasks for one scheduler (see module docstring)."""
+
+    def __init__(
+        self, settings: SchedulerSettings, view: ClusterView, peers: PeerClient,
+        rng: random.Random, clock: Clock, emit_deltas: Callable[[Deltas], None],
+        background: BackgroundTasks,
+    ) -> None:
+        self.settings = settings
+        self.view = view
+        self.peers = peers
+        self.rng = rng
+        self.clock = clock
+        self.emit_deltas = emit_deltas
+        self.background = background
+        self.policy = make_policy(settings.policy, settings.policy_settings)
+        self.kind = self.policy.kind
+        self._policy_generation = view.generation
+        self.placed = PlacementLog(settings.idempotency_entries)
+        self.reservations = Reservations()
+        self.placements = 0
+        self.failovers = 0
+        self._enqueue_url = "/internal/enqueue"
+
+    # -- admission ---------------------------------------------------------
+
+    def check_fits(self, tasks: list[Task], batch: bool) -> None:
+        """Raise NoFitError (field ``tasks[i].<resource>``) or NoNodesError."""
+        capacity = self.view.cache.capacity
+        if capacity.shape[0] == 0:
+            raise NoNodesError("no live nodes are known yet")
+        for i, task in enumerate(tasks):
+            try:
+                check_fits_somewhere(task.demand(), capacity)
+            except NoFitError as exc:
+                field = f"tasks[{i}].{exc.field}" if batch else exc.field
+                raise NoFitError(field, exc.reason) from exc
+
+    # -- placement ---------------------------------------------------------
+
+    async def place(self, tasks: list[Task]) -> list[Placement]:
+        """Place every task; already placed ids return their existing placement."""
+        out: list[Placement | None] = [None] * len(tasks)
+        sync_kind = self.kind in (PolicyKind.CACHED, PolicyKind.NONE, PolicyKind.POOL)
+        coros = []
+        for i, task in enumerate(tasks):
+            existing = self.existing(task.task_id)
+            if existing is not None:
+                out[i] = existing
+                continue
+            if sync_kind:
+                coros.append((i, self._forward(task, self._decide(task), recorded=True)))
+            elif self.kind is PolicyKind.PROBE:
+                coros.append((i, self._place_probed(task)))
+            else:
+                coros.append((i, self._place_reserved(task)))
+        if coros:
+            results = await asyncio.gather(*(c for _, c in coros))
+            for (i, _), placement in zip(coros, results):
+                out[i] = placement
+        if self.kind is PolicyKind.POOL:
+            self._feed_pool()
+        return [p for p in out if p is not None]
+
+    def existing(self, task_id: str) -> Placement | None:
+        node = self.placed.get(task_id)
+        if node is not None:
+            return Placement(task_id, node)
+        res = self.reservations.get(task_id)
+        if res is not None:
+            return Placement(task_id, res.bound)
+        return None
+
+    def _target(self, idx: int) -> Target:
+        return self.view.node_ids[idx], self.view.urls[idx]
+
+    def _decide(self, task: Task) -> list[Target]:
+        """Preference order for NONE/CACHED/POOL; records the cached delta at once."""
+        demand = task.demand()
+        view = self.view
+        if self.kind is PolicyKind.POOL:
+            if self._policy_generation != view.generation:
+                # pool entries hold node indices of the old node table
+                self.policy = make_policy(self.settings.policy, self.settings.policy_settings)
+                self._policy_generation = view.generation
+            node = self.policy.place_from_pool(task, demand, view.sampler,
+                                               self.clock.now_ms(), self.rng)
+            return [self._target(node)]
+        cands = self.policy.candidates(task, demand, view.sampler, self.rng)
+        chosen = self.policy.choose(task, demand, view.cache.view(cands), self.rng)
+        if self.kind is PolicyKind.CACHED:
+            self._record(view.node_ids[chosen], task)
+        return [self._target(chosen)] + [self._target(c) for c in cands if c != chosen]
+
+    def _record(self, node_id: str, task: Task) -> None:
+        if self.kind is not PolicyKind.CACHED:
+            return
+        idx = self.view.index.get(node_id)
+        if idx is None:
+            return
+        batch = self.view.cache.record_placement(idx, task)
+        if batch is not None:
+            deltas = self.view.take_deltas(batch)
+            if deltas is not None:
+                self.emit_deltas(deltas)
+
+    def _undo(self, node_id: str, task: Task) -> None:
+        if self.kind is not PolicyKind.CACHED:
+            return
+        idx = self.view.index.get(node_id)
+        if idx is not None:
+            self.view.cache.undo_placement(idx, task)
+
+    async def _forward(self, task: Task, prefs: list[Target], recorded: bool) -> Placement:
+        """Enqueue on the first target that accepts; fall over to random feasible nodes."""
+        tried: set[str] = set()
+        first = prefs[0][0] if (prefs and recorded) else None
+        queue = list(prefs)
+        extra_rounds = 1
+        last_error = "no candidate"
+        while True:
+            for node_id, url in queue:
+                if node_id in tried:
+                    continue
+                tried.add(node_id)
+                try:
+                    await self.peers.send(url + self._enqueue_url,
+                                          Enqueue(task, self.settings.scheduler_id))
+                except PeerError as exc:
+                    last_error = str(exc)
+                    log.warning("enqueue of %s on %s failed: %s", task.task_id, node_id, exc)
+                    if node_id == first:
+                        self._undo(node_id, task)
+                    self.failovers += 1
+                    continue
+                if node_id != first:
+                    self._record(node_id, task)
+                self.placed.put(task.task_id, node_id)
+                self.placements += 1
+                return Placement(task.task_id, node_id)
+            if extra_rounds <= 0 or self.settings.max_failover == 0 or self.view.n_nodes == 0:
+                return Placement(task.task_id, None, f"no agent accepted the task: {last_error}")
+            extra_rounds -= 1
+            picks = self.view.sampler.sample(task.demand(), self.settings.max_failover + len(tried),
+                                             self.rng)
+            queue = [self._target(i) for i in picks if self.view.node_ids[i] not in tried]
+            queue = queue[: self.settings.max_failover]
+
+    async def _place_probed(self, task: Task) -> Placement:
+        demand = task.demand()
+        view = self.view
+        cands = self.policy.candidates(task, demand, view.sampler, self.rng)
+        targets = [self._target(c) for c in cands]
+        replies = await asyncio.gather(
+            *(self.peers.send(url + "/internal/probe", Probe(self.settings.scheduler_id),
+                              expect=ProbeReply) for _, url in targets),
+            return_exceptions=True,
+        )
+        answered = [(t, r) for t, r in zip(targets, replies) if isinstance(r, ProbeReply)]
+        idx = [self.view.index.get(t[0]) for t, _ in answered]
+        if not answered or any(i is None for i in idx):
+            return await self._forward(task, [], recorded=False)
+        nodes = np.array(idx, dtype=np.intp)
+        cache = self.view.cache
+        candidate_view = CandidateView(nodes, cache.capacity[nodes],
+                                       np.stack([r.state for _, r in answered]),
+                                       cache.slots[nodes])
+        chosen = self.policy.choose(task, demand, candidate_view, self.rng)
+        chosen_target = self._target(chosen)
+        prefs = [chosen_target] + [t for t, _ in answered if t != chosen_target]
+        return await self._forward(task, prefs, recorded=False)
+
+    async def _place_reserved(self, task: Task) -> Placement:
+        demand = task.demand()
+        cands = self.policy.candidates(task, demand, self.view.sampler, self.rng)
+        targets = [self._target(c) for c in cands]
+        res = self.reservations.open(task, targets)
+        reply_url = self.settings.url + "/internal/confirm"
+        msg = Reserve(task, self.settings.scheduler_id, reply_url)
+        sent = await asyncio.gather(
+            *(self.peers.send(url + "/internal/reserve", msg) for _, url in targets),
+            return_exceptions=True,
+        )
+        failed = {t[0] for t, r in zip(targets, sent) if isinstance(r, BaseException)}
+        if failed:
+            res.drop(failed)
+        if not res.targets and res.bound is None:
+            self.reservations.close(task.task_id)
+            return await self._forward(task, [], recorded=False)
+        try:
+            await asyncio.wait_for(res.event.wait(), self.settings.sparrow_wait_ms / 1000.0)
+        except asyncio.TimeoutError:
+            pass
+        return Placement(task.task_id, res.bound)
+
+    def confirm(self, node_id: str, task_id: str) -> Enqueue | None:
+        """A Sparrow confirm: the task for the first confirming node, None (409) otherwise."""
+        res = self.reservations.bind(task_id, node_id)
+        if res is None:
+            return None
+        self.placed.put(task_id, node_id)
+        self.placements += 1
+        for other, url in res.targets:
+            if other != node_id:
+                self.background.spawn(self._cancel(url, task_id), name=f"cancel-{task_id}")
+        self.peers.counter.add("enqueue")
+        return Enqueue(res.task, self.settings.scheduler_id)
+
+    async def _cancel(self, url: str, task_id: str) -> None:
+        try:
+            await self.peers.send(url + "/internal/cancel", Cancel(task_id))
+        except PeerError as exc:
+            log.info("cancel of %s at %s failed: %s", task_id, url, exc)
+
+    # -- Prequal probe pool ------------------------------------------------
+
+    def _feed_pool(self) -> None:
+        targets = self.policy.probe_targets(self.view.sampler, self.rng)
+        for idx in targets:
+            if len(self.background) >= self.settings.max_probe_inflight:
+                break
+            node_id, url = self._target(idx)
+            self.background.spawn(self._pool_probe(node_id, url), name=f"probe-{node_id}")
+
+    async def _pool_probe(self, node_id: str, url: str) -> None:
+        try:
+            reply = await self.peers.send(url + "/internal/probe",
+                                          Probe(self.settings.scheduler_id), expect=ProbeReply)
+        except PeerError as exc:
+            log.debug("pool probe of %s failed: %s", node_id, exc)
+            return
+        idx = self.view.index.get(node_id)
+        if idx is not None and self._policy_generation == self.view.generation:
+            self.policy.on_probe_reply(idx, reply.state, self.clock.now_ms())

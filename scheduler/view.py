@@ -1,0 +1,113 @@
+"""A scheduler's view of the cluster: node table, load cache and sampler from snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dodoor.cache import N_STATE, LoadCache
+from dodoor.resources import N_RESOURCES, RESOURCES
+from dodoor.sampling import FeasibleSampler
+from dodoor.wire import Deltas, Snapshot
+
+
+class ClusterView:
+    """Live nodes as last pushed by the load store, plus this scheduler's own deltas.
+
+    When a snapshot brings the same nodes, the cache keeps its unflushed deltas
+    (``LoadCache.replace``); when the node set changes, the cache and sampler are
+    rebuilt and ``generation`` moves on, so indices taken before are known stale.
+    """
+
+    def __init__(self, scheduler_id: str, k: int) -> None:
+        self.scheduler_id = scheduler_id
+        self.k = k
+        self.node_ids: tuple[str, ...] = ()
+        self.urls: tuple[str, ...] = ()
+        self.index: dict[str, int] = {}
+        self.cache = LoadCache(np.zeros((0, N_RESOURCES)), np.zeros(0), k)
+        self.sampler = FeasibleSampler(self.cache.capacity)
+        self.generation = 0
+        self.snapshot_seq = -1
+        self.snapshot_ms: float | None = None
+        self.snapshots = 0
+        self._delta_seq = 0
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    def apply(self, snap: Snapshot, now_ms: float) -> Deltas | None:
+        """Install a snapshot; returns unflushed deltas of a replaced node set, if any."""
+        n = len(snap.node_ids)
+        shapes = {
+            "urls": (len(snap.urls), n),
+            "capacity": (snap.capacity.shape, (n, N_RESOURCES)),
+            "slots": (snap.slots.shape, (n,)),
+            "state": (snap.state.shape, (n, N_STATE)),
+        }
+        for name, (got, want) in shapes.items():
+            if got != want and not (n == 0 and np.size(got) in (0, 1)):
+                raise ValueError(f"snapshot.{name} has shape {got}, expected {want}")
+        if len(set(snap.node_ids)) != n:
+            raise ValueError("snapshot.node_ids has duplicates")
+        capacity = snap.capacity.reshape(n, N_RESOURCES)
+        slots = snap.slots.reshape(n)
+        state = snap.state.reshape(n, N_STATE)
+        leftover = None
+        same = (
+            tuple(snap.node_ids) == self.node_ids
+            and np.array_equal(capacity, self.cache.capacity)
+            and np.array_equal(slots, self.cache.slots)
+        )
+        if not same:
+            leftover = self.take_deltas(self.cache.flush())
+            self.cache = LoadCache(capacity, slots, self.k)
+            self.sampler = FeasibleSampler(self.cache.capacity)
+            self.node_ids = tuple(snap.node_ids)
+            self.index = {node: i for i, node in enumerate(self.node_ids)}
+            self.generation += 1
+        self.urls = tuple(u.rstrip("/") for u in snap.urls)
+        self.cache.replace(state)
+        self.snapshot_seq = snap.seq
+        self.snapshot_ms = now_ms
+        self.snapshots += 1
+        return leftover
+
+    def take_deltas(self, batch) -> Deltas | None:
+        """A :class:`~dodoor.cache.DeltaBatch` as the wire message, under node ids."""
+        if batch is None:
+            return None
+        self._delta_seq += 1
+        return Deltas(
+            scheduler_id=self.scheduler_id,
+            seq=self._delta_seq,
+            node_ids=tuple(self.node_ids[i] for i in batch.nodes),
+            deltas=batch.deltas,
+            placements=batch.placements,
+        )
+
+    def describe(self, now_ms: float) -> dict:
+        """The ``GET /v1/nodes`` body."""
+        nodes = []
+        for i, node in enumerate(self.node_ids):
+            cap = self.cache.capacity[i]
+            state = self.cache.state[i]
+            nodes.append({
+                "id": node,
+                "url": self.urls[i],
+                "capacity": {name: float(cap[j]) for j, name in enumerate(RESOURCES)},
+                "slots": int(self.cache.slots[i]),
+                "state": {
+                    "cores": float(state[0]), "memory_mb": float(state[1]),
+                    "disk_mb": float(state[2]), "tasks": float(state[3]),
+                    "pending_ms": float(state[4]),
+                },
+            })
+        return {
+            "nodes": nodes,
+            "snapshot_seq": self.snapshot_seq,
+            "snapshot_age_ms": self.age_ms(now_ms),
+        }
+
+    def age_ms(self, now_ms: float) -> float | None:
+        return None if self.snapshot_ms is None else now_ms - self.snapshot_ms

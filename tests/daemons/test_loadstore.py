@@ -1,0 +1,216 @@
+"""Load store: b-counting, deltas, dead-node expiry on a ManualClock, pushes, auth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dodoor.clock import ManualClock
+from dodoor.wire import CONTENT_TYPE, Deltas, NodeState, Register, Snapshot, decode, encode
+from scheduler.loadstore import LoadStoreState
+from scheduler.loadstore_app import LOADSTORE, create_app, expire_now
+from scheduler.settings import LoadStoreSettings
+from tests.daemons.conftest import free_port, wait_for
+
+MSGPACK = {"Content-Type": CONTENT_TYPE}
+
+
+def node_state(node_id: str, seq: int = 1, tasks: float = 0.0, cores: float = 8.0) -> NodeState:
+    return NodeState(node_id, f"http://127.0.0.1:9/{node_id}", seq,
+                     np.array([cores, 1024.0, 0.0]), 2, np.array([0, 0, 0, tasks, 0.0]))
+
+
+def deltas(nodes: tuple[str, ...], placements: int, per_node: float = 1.0) -> Deltas:
+    rows = np.array([[per_node, 0, 0, per_node, 10.0 * per_node]] * len(nodes))
+    return Deltas("s", 1, nodes, rows.reshape(len(nodes), 5), placements)
+
+
+def test_b_counting_across_batches():
+    store = LoadStoreState(b=10, dead_after_ms=1000, clock=ManualClock())
+    store.report(node_state("n1"))
+    due = [store.add_deltas(deltas(("n1",), 3)) for _ in range(7)]
+    # 3, 6, 9, 12 -> push; then 3, 6, 9
+    assert due == [False, False, False, True, False, False, False]
+    assert store.placements == 21
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), max_size=40),
+       st.integers(min_value=1, max_value=50))
+def test_pushes_never_lag_more_than_b_placements(batches, b):
+    store = LoadStoreState(b=b, dead_after_ms=1000, clock=ManualClock())
+    since = 0
+    for n in batches:
+        since += n
+        if store.add_deltas(deltas((), n)):
+            assert since >= b
+            since = 0
+        assert since < b
+
+
+def test_deltas_add_to_the_report_and_a_new_report_resets_them():
+    store = LoadStoreState(b=80, dead_after_ms=1000, clock=ManualClock())
+    store.report(node_state("n1", tasks=2))
+    store.add_deltas(deltas(("n1", "unknown"), 2, per_node=1.0))
+    store.add_deltas(deltas(("n1",), 1, per_node=2.0))
+    snap = store.snapshot()
+    assert snap.node_ids == ("n1",)
+    np.testing.assert_array_equal(snap.state[0], [3, 0, 0, 5, 30.0])
+    store.report(node_state("n1", seq=2, tasks=4))
+    np.testing.assert_array_equal(store.snapshot().state[0], [0, 0, 0, 4, 0.0])
+
+
+def test_dead_nodes_expire_and_come_back():
+    clock = ManualClock()
+    store = LoadStoreState(b=80, dead_after_ms=3000, clock=clock)
+    assert store.report(node_state("a")) is True
+    assert store.report(node_state("b")) is True
+    assert store.report(node_state("a", seq=2)) is False  # same node, same size
+    clock.advance(2000)
+    store.report(node_state("b", seq=2))
+    clock.advance(1000)
+    assert store.expire() is False  # a is exactly at the deadline
+    clock.advance(1)
+    assert store.expire() is True
+    assert store.snapshot().node_ids == ("b",)
+    assert store.expire() is False
+    clock.advance(5000)
+    assert store.expire() is True
+    assert store.snapshot().node_ids == ()
+    assert store.report(node_state("a", seq=3)) is True  # revived
+    assert store.snapshot().node_ids == ("a",)
+
+
+def test_resized_node_changes_the_node_set():
+    store = LoadStoreState(b=80, dead_after_ms=3000, clock=ManualClock())
+    store.report(node_state("a"))
+    assert store.report(node_state("a", seq=2, cores=16)) is True
+
+
+@pytest.mark.parametrize("bad", [
+    NodeState("x", "u", 1, np.zeros(2), 1, np.zeros(5)),
+    NodeState("x", "u", 1, np.zeros(3), 0, np.zeros(5)),
+    NodeState("x", "u", 1, np.array([1.0, np.nan, 0]), 1, np.zeros(5)),
+])
+def test_bad_reports_rejected(bad):
+    store = LoadStoreState(b=80, dead_after_ms=3000, clock=ManualClock())
+    with pytest.raises(ValueError):
+        store.report(bad)
+    assert store.nodes == {}
+
+
+class FakeScheduler:
+    """Records snapshot pushes; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self.fail = False
+        self.app = web.Application()
+        self.app.router.add_post("/internal/snapshot", self._snapshot)
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        if self.fail:
+            return web.Response(status=500)
+        self.snapshots.append(decode(await request.read(), Snapshot))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def loadstore(aiohttp_server, aiohttp_client):
+    async def build(token=None, **kw):
+        clock = ManualClock()
+        app = create_app(LoadStoreSettings(token=token, **kw), clock=clock, expiry_loop=False)
+        client = await aiohttp_client(await aiohttp_server(app, host="127.0.0.1",
+                                                           port=free_port()))
+        return client, app[LOADSTORE], clock
+
+    return build
+
+
+async def start_scheduler(aiohttp_server) -> tuple[FakeScheduler, str]:
+    fake = FakeScheduler()
+    server = await aiohttp_server(fake.app, host="127.0.0.1", port=free_port())
+    return fake, str(server.make_url("")).rstrip("/")
+
+
+async def test_register_pushes_snapshot_then_every_b_and_on_expiry(loadstore, aiohttp_server):
+    client, ls, clock = await loadstore(b=4, dead_after_ms=1000)
+    s1, url1 = await start_scheduler(aiohttp_server)
+    s2, url2 = await start_scheduler(aiohttp_server)
+    for nid in ("n1", "n2"):
+        assert (await client.post("/internal/node_state", data=encode(node_state(nid)),
+                                  headers=MSGPACK)).status == 204
+    for sid, url in (("s1", url1), ("s2", url2)):
+        resp = await client.post("/internal/register", data=encode(Register("scheduler", sid, url)),
+                                 headers=MSGPACK)
+        assert resp.status == 204
+    await wait_for(lambda: len(s1.snapshots) == 1 and len(s2.snapshots) == 1)
+    assert s1.snapshots[0].node_ids == ("n1", "n2")
+    for _ in range(3):
+        await client.post("/internal/deltas", data=encode(deltas(("n1",), 1)), headers=MSGPACK)
+    await client.post("/internal/deltas", data=encode(deltas(("n2",), 1)), headers=MSGPACK)
+    await wait_for(lambda: len(s1.snapshots) == 2 and len(s2.snapshots) == 2)
+    np.testing.assert_array_equal(s2.snapshots[1].state[:, 3], [3.0, 1.0])
+    clock.advance(600)
+    await client.post("/internal/node_state", data=encode(node_state("n2", seq=2)),
+                      headers=MSGPACK)
+    clock.advance(600)
+    assert expire_now(ls) is True
+    await wait_for(lambda: len(s1.snapshots) == 3 and len(s2.snapshots) == 3)
+    assert s1.snapshots[2].node_ids == ("n2",)
+    assert ls.counter.counts["snapshot"] == 6
+    nodes = await (await client.get("/v1/nodes")).json()
+    assert [(n["id"], n["alive"]) for n in nodes["nodes"]] == [("n1", False), ("n2", True)]
+
+
+async def test_a_failing_scheduler_does_not_block_the_others(loadstore, aiohttp_server):
+    client, ls, _ = await loadstore(b=1, forget_after_failures=2)
+    ok, ok_url = await start_scheduler(aiohttp_server)
+    bad, bad_url = await start_scheduler(aiohttp_server)
+    bad.fail = True
+    await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
+    for sid, url in (("ok", ok_url), ("bad", bad_url)):
+        await client.post("/internal/register", data=encode(Register("scheduler", sid, url)),
+                          headers=MSGPACK)
+    await wait_for(lambda: len(ok.snapshots) == 1 and ls.pusher.failures.get("bad") == 1)
+    await client.post("/internal/deltas", data=encode(deltas(("n1",), 1)), headers=MSGPACK)
+    await wait_for(lambda: len(ok.snapshots) == 2 and "bad" not in ls.pusher.schedulers)
+    await client.post("/internal/deltas", data=encode(deltas(("n1",), 1)), headers=MSGPACK)
+    await wait_for(lambda: len(ok.snapshots) == 3)
+    assert bad.snapshots == []
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/internal/node_state", b"\x93garbage"),
+    ("/internal/deltas", encode(Deltas("s", 1, ("a", "b"), np.zeros((1, 5)), 1))),
+    ("/internal/deltas", encode(node_state("n"))),
+    ("/internal/register", encode(Register("agent", "x", "u"))),
+])
+async def test_bad_messages_are_400(loadstore, path, data):
+    client, ls, _ = await loadstore()
+    resp = await client.post(path, data=data, headers=MSGPACK)
+    assert resp.status == 400
+    assert "error" in await resp.json()
+    assert ls.store.placements == 0
+
+
+async def test_token(loadstore):
+    client, ls, _ = await loadstore(token="tok")
+    assert (await client.get("/healthz")).status == 200
+    data = encode(node_state("n1"))
+    assert (await client.post("/internal/node_state", data=data, headers=MSGPACK)).status == 401
+    resp = await client.post("/internal/node_state", data=data,
+                             headers={**MSGPACK, "Authorization": "Bearer tok"})
+    assert resp.status == 204
+    assert [r.node_id for r in ls.store.live()] == ["n1"]
+
+
+async def test_metrics(loadstore):
+    client, _, _ = await loadstore()
+    await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
+    text = await (await client.get("/metrics")).text()
+    assert 'dodoor_messages_total{type="node_state"} 1.0' in text
+    assert "dodoor_loadstore_live_nodes 1.0" in text

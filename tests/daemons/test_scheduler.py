@@ -1,0 +1,393 @@
+"""Scheduler app behaviour against fake agents and a real in-process load store."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import msgpack
+import numpy as np
+import pytest
+from aiohttp import web
+
+from dodoor.settings import PolicySettings
+from dodoor.wire import CONTENT_TYPE, Snapshot, encode
+from scheduler.app import STATE, create_app
+from scheduler.loadstore_app import LOADSTORE
+from scheduler.loadstore_app import create_app as create_loadstore
+from scheduler.settings import LoadStoreSettings, SchedulerSettings
+from tests.daemons.conftest import FakeAgent, free_port, wait_for
+
+TASK = {"cores": 1, "memory_mb": 1024, "duration_ms": 100}
+
+
+class Stack:
+    """A real load store, fake agents and one scheduler, all on loopback in-process."""
+
+    def __init__(self, client, scheduler_app, loadstore_server, agents):
+        self.client = client
+        self.app = scheduler_app
+        self.state = scheduler_app[STATE]
+        self.loadstore_server = loadstore_server
+        self.ls = loadstore_server.app[LOADSTORE]
+        self.agents = agents
+
+    def by_id(self, node_id: str) -> FakeAgent:
+        return next(a for a in self.agents if a.node_id == node_id)
+
+    async def post(self, payload, *, msgpack_body=False, headers=None):
+        h = dict(headers or {})
+        if msgpack_body:
+            h["Content-Type"] = CONTENT_TYPE
+            data = msgpack.packb(payload)
+        else:
+            h["Content-Type"] = "application/json"
+            data = json.dumps(payload)
+        resp = await self.client.post("/v1/tasks", data=data, headers=h)
+        return resp.status, await resp.json()
+
+
+@pytest.fixture
+def make_stack(aiohttp_server, aiohttp_client, fake_agents):
+    async def build(agents=None, policy="dodoor", b=80, token=None, unreachable=(), **params):
+        agents = agents or [FakeAgent(f"node-{i}", token=token) for i in range(3)]
+        await fake_agents(*agents)
+        ls_server = await aiohttp_server(
+            create_loadstore(LoadStoreSettings(b=b, token=token)), host="127.0.0.1",
+            port=free_port())
+        ls_url = str(ls_server.make_url("")).rstrip("/")
+        for node_id in unreachable:  # reported, but nothing listens there
+            ghost = FakeAgent(node_id, token=token)
+            ghost.url = f"http://127.0.0.1:{free_port()}"
+            agents.append(ghost)
+        for agent in agents:
+            await agent.report(ls_url)
+        port = free_port()
+        settings = SchedulerSettings(
+            scheduler_id="sched-t", port=port, loadstore_url=ls_url, policy=policy,
+            policy_settings=PolicySettings(**params), seed=1, token=token,
+            sparrow_wait_ms=50, loadstore_check_ms=100, register_retry_ms=50,
+            agent_timeout_ms=1000,
+        )
+        app = create_app(settings)
+        server = await aiohttp_server(app, host="127.0.0.1", port=port)
+        client = await aiohttp_client(server)
+        stack = Stack(client, app, ls_server, agents)
+        await wait_for(lambda: stack.state.view.n_nodes == len(agents))
+        return stack
+
+    return build
+
+
+async def test_single_task_is_placed_and_forwarded(make_stack):
+    stack = await make_stack()
+    status, body = await stack.post({**TASK, "id": "t-1"})
+    assert status == 202
+    [placement] = body["placements"]
+    assert placement["id"] == "t-1"
+    agent = stack.by_id(placement["node"])
+    assert agent.enqueued["t-1"].task.cores == 1.0
+    assert agent.enqueued["t-1"].scheduler_id == "sched-t"
+    assert sum(len(a.enqueued) for a in stack.agents) == 1
+
+
+async def test_batch_in_msgpack_places_every_task_once_in_order(make_stack):
+    stack = await make_stack()
+    tasks = [{**TASK, "id": f"b-{i}"} for i in range(30)]
+    status, body = await stack.post({"tasks": tasks}, msgpack_body=True)
+    assert status == 202
+    assert [p["id"] for p in body["placements"]] == [t["id"] for t in tasks]
+    for p in body["placements"]:
+        assert p["id"] in stack.by_id(p["node"]).enqueued
+    assert sum(len(a.enqueued) for a in stack.agents) == 30
+    # the cache saw every own placement (k=8 deltas plus the unflushed rest)
+    assert stack.state.view.cache.state[:, 3].sum() == 30
+
+
+async def test_generated_ids_when_absent(make_stack):
+    stack = await make_stack()
+    status, body = await stack.post({"tasks": [TASK, TASK]})
+    assert status == 202
+    ids = [p["id"] for p in body["placements"]]
+    assert len(set(ids)) == 2 and all(len(i) == 32 for i in ids)
+
+
+async def test_failover_when_agent_refuses_or_is_unreachable(make_stack):
+    good = FakeAgent("good")
+    refusing = FakeAgent("refusing")
+    refusing.fail_enqueue = True
+    stack = await make_stack([good, refusing], unreachable=("ghost",))
+    status, body = await stack.post({"tasks": [{**TASK, "id": f"f-{i}"} for i in range(12)]})
+    assert status == 202
+    assert {p["node"] for p in body["placements"]} == {"good"}
+    assert len(good.enqueued) == 12
+    assert refusing.enqueue_posts > 0
+    assert stack.state.placer.failovers >= refusing.enqueue_posts
+    # the failed nodes' cached deltas were taken back
+    view = stack.state.view
+    tasks = dict(zip(view.node_ids, view.cache.state[:, 3]))
+    assert tasks == {"good": 12.0, "ghost": 0.0, "refusing": 0.0}
+
+
+async def test_503_when_no_agent_accepts(make_stack):
+    bad = FakeAgent("bad")
+    bad.fail_enqueue = True
+    stack = await make_stack([bad])
+    status, body = await stack.post({**TASK, "id": "x"})
+    assert status == 503
+    assert body["placements"] == [{"id": "x", "node": None, "error": body["placements"][0]["error"]}]
+    assert "503" in body["placements"][0]["error"]
+
+
+async def test_resubmission_returns_existing_placement(make_stack):
+    stack = await make_stack()
+    _, first = await stack.post({**TASK, "id": "same"})
+    status, second = await stack.post({"tasks": [{**TASK, "id": "same"}, {**TASK, "id": "new"}]})
+    assert status == 202
+    assert second["placements"][0] == first["placements"][0]
+    assert sum(a.enqueue_posts for a in stack.agents) == 2
+
+
+@pytest.mark.parametrize(
+    "payload, status, field, reason",
+    [
+        ({**TASK, "cores": -1}, 400, "cores", "must be > 0, got -1"),
+        ({**TASK, "cores": 0}, 400, "cores", "must be > 0, got 0"),
+        ({**TASK, "memory_mb": 1.5}, 400, "memory_mb", "must be a whole number, got 1.5"),
+        ({**TASK, "cores": "2"}, 400, "cores", "must be a number, got str"),
+        ({**TASK, "cores": True}, 400, "cores", "must be a number, got bool"),
+        ({**TASK, "bogus": 1}, 400, "bogus", "unknown field"),
+        ({"memory_mb": 5}, 400, "cores", "is required"),
+        ({"tasks": [TASK, TASK, {**TASK, "cores": -1}]}, 400, "tasks[2].cores",
+         "must be > 0, got -1"),
+        ({"tasks": [{**TASK, "id": "a"}, {**TASK, "id": "a"}]}, 400, "tasks[1].id",
+         "duplicate id 'a' (also tasks[0].id)"),
+        ({"tasks": []}, 400, "tasks", "must not be empty"),
+        ({"tasks": {}}, 400, "tasks", "must be a list, got dict"),
+        ({"tasks": [TASK], "extra": 1}, 400, "extra", "unknown field"),
+        ([1, 2], 400, "task", "must be an object, got list"),
+        ({**TASK, "cores": 100}, 422, "cores", "requested 100 but the largest node has 8"),
+        ({"tasks": [TASK, {**TASK, "memory_mb": 10**6}]}, 422, "tasks[1].memory_mb",
+         "requested 1000000 but the largest node has 65536"),
+    ],
+)
+async def test_validation_errors_name_the_field(make_stack, payload, status, field, reason):
+    stack = await make_stack()
+    got_status, body = await stack.post(payload)
+    assert (got_status, body) == (status, {"error": {"field": field, "reason": reason}})
+    got_status, body = await stack.post(payload, msgpack_body=True)
+    assert (got_status, body["error"]["field"]) == (status, field)
+    assert sum(a.enqueue_posts for a in stack.agents) == 0
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+async def test_non_finite_numbers_rejected(make_stack, literal):
+    stack = await make_stack()
+    data = '{"cores": %s, "memory_mb": 10}' % literal
+    resp = await stack.client.post("/v1/tasks", data=data,
+                                   headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert (await resp.json())["error"]["field"] == "cores"
+    resp = await stack.client.post("/v1/tasks", headers={"Content-Type": CONTENT_TYPE},
+                                   data=msgpack.packb({"cores": 1, "memory_mb": 10,
+                                                       "duration_ms": math.nan}))
+    assert resp.status == 400
+    assert await resp.json() == {"error": {"field": "duration_ms",
+                                           "reason": "must be finite, got nan"}}
+
+
+@pytest.mark.parametrize(
+    "data, ctype, status, field",
+    [
+        (b'{"cores": 1,', "application/json", 400, "body"),
+        (b"\xff\xfe", "application/json", 400, "body"),
+        (b"\xc1", CONTENT_TYPE, 400, "body"),
+        (msgpack.packb({1: 2}), CONTENT_TYPE, 400, "body"),
+        (b"cores=1", "text/plain", 415, "content-type"),
+        (b"", "application/json", 400, "body"),
+    ],
+)
+async def test_malformed_bodies(make_stack, data, ctype, status, field):
+    stack = await make_stack()
+    resp = await stack.client.post("/v1/tasks", data=data, headers={"Content-Type": ctype})
+    assert resp.status == status
+    assert (await resp.json())["error"]["field"] == field
+
+
+async def test_body_over_the_cap_is_413_json(make_stack):
+    stack = await make_stack()
+    big = json.dumps({"tasks": [TASK] * 200_000})
+    assert len(big) > 8 * 1024 * 1024
+    resp = await stack.client.post("/v1/tasks", data=big,
+                                   headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+    assert (await resp.json())["error"]["field"] == "body"
+
+
+async def test_deltas_reach_the_load_store_every_k(make_stack):
+    stack = await make_stack(k=4)
+    for i in range(7):
+        assert (await stack.post({**TASK, "id": f"d-{i}"}))[0] == 202
+    await wait_for(lambda: stack.ls.store.placements == 4)
+    assert stack.state.view.cache.unflushed_placements == 3
+    assert (await stack.post({**TASK, "id": "d-7"}))[0] == 202
+    await wait_for(lambda: stack.ls.store.placements == 8)
+    live = {r.node_id: r.state[3] for r in stack.ls.store.live()}
+    assert sum(live.values()) == 8
+
+
+async def test_snapshot_pushed_every_b_replaces_the_cache(make_stack):
+    stack = await make_stack(k=2, b=6)
+    seq0 = stack.state.view.snapshot_seq
+    for i in range(6):
+        await stack.post({**TASK, "id": f"s-{i}"})
+    await wait_for(lambda: stack.state.view.snapshot_seq > seq0)
+    view = stack.state.view
+    # the pushed snapshot holds all six placements, none counted twice
+    assert view.cache.state[:, 3].sum() == 6
+    assert view.cache.state[:, 0].sum() == 6.0
+
+
+async def test_snapshot_with_a_new_node_set_rebuilds_the_view(make_stack):
+    stack = await make_stack()
+    snap = Snapshot(seq=99, node_ids=("n-a", "n-b"), urls=("http://127.0.0.1:1/", "u2"),
+                    capacity=np.array([[4.0, 100.0, 0.0], [2.0, 50.0, 0.0]]),
+                    slots=np.array([1.0, 2.0]), state=np.array([[1, 2, 0, 1, 50.0],
+                                                                 [0, 0, 0, 0, 0.0]]))
+    resp = await stack.client.post("/internal/snapshot", data=encode(snap),
+                                   headers={"Content-Type": CONTENT_TYPE})
+    assert resp.status == 204
+    nodes = await (await stack.client.get("/v1/nodes")).json()
+    assert nodes["snapshot_seq"] == 99
+    assert [n["id"] for n in nodes["nodes"]] == ["n-a", "n-b"]
+    assert nodes["nodes"][0]["url"] == "http://127.0.0.1:1"
+    assert nodes["nodes"][0]["state"]["pending_ms"] == 50.0
+    assert nodes["nodes"][1]["capacity"] == {"cores": 2.0, "memory_mb": 50.0, "disk_mb": 0.0}
+    status, body = await stack.post({**TASK, "cores": 5, "memory_mb": 50})
+    assert status == 422 and body["error"]["field"] == "cores"
+
+
+async def test_bad_snapshot_is_400(make_stack):
+    stack = await make_stack()
+    snap = Snapshot(seq=1, node_ids=("a",), urls=("u",), capacity=np.zeros((2, 3)),
+                    slots=np.ones(1), state=np.zeros((1, 5)))
+    resp = await stack.client.post("/internal/snapshot", data=encode(snap),
+                                   headers={"Content-Type": CONTENT_TYPE})
+    assert resp.status == 400
+    resp = await stack.client.post("/internal/snapshot", data=b"junk",
+                                   headers={"Content-Type": CONTENT_TYPE})
+    assert resp.status == 400
+
+
+async def test_degraded_health_when_load_store_is_gone_and_placement_continues(make_stack):
+    stack = await make_stack()
+    health = await (await stack.client.get("/healthz")).json()
+    assert health["status"] == "ok"
+    await stack.loadstore_server.close()
+    await wait_for(lambda: not stack.state.loadstore_reachable, timeout=5)
+    health = await (await stack.client.get("/healthz")).json()
+    assert health["status"] == "degraded"
+    assert health["snapshot_age_ms"] > 0
+    status, body = await stack.post({**TASK, "id": "while-degraded"})
+    assert status == 202 and body["placements"][0]["node"].startswith("node-")
+
+
+async def test_task_status_states(make_stack):
+    stack = await make_stack()
+    _, body = await stack.post({**TASK, "id": "st"})
+    node = body["placements"][0]["node"]
+    resp = await stack.client.get("/v1/tasks/st")
+    got = await resp.json()
+    assert resp.status == 200
+    assert (got["state"], got["node"], got["exit_code"], got["finished_ms"]) == (
+        "succeeded", node, 0, 3.0)
+    assert (await stack.client.get("/v1/tasks/nope")).status == 404
+    del stack.by_id(node).enqueued["st"]
+    got = await (await stack.client.get("/v1/tasks/st")).json()
+    assert got["state"] == "lost" and "does not know" in got["reason"]
+
+
+async def test_task_on_a_vanished_node_is_lost(make_stack):
+    stack = await make_stack()
+    _, body = await stack.post({**TASK, "id": "v"})
+    node = body["placements"][0]["node"]
+    others = [a for a in stack.agents if a.node_id != node]
+    snap = Snapshot(seq=500, node_ids=tuple(a.node_id for a in others),
+                    urls=tuple(a.url for a in others),
+                    capacity=np.array([a.capacity for a in others]),
+                    slots=np.ones(len(others)), state=np.zeros((len(others), 5)))
+    await stack.client.post("/internal/snapshot", data=encode(snap),
+                            headers={"Content-Type": CONTENT_TYPE})
+    got = await (await stack.client.get("/v1/tasks/v")).json()
+    assert (got["state"], got["node"]) == ("lost", node)
+
+
+async def test_power_of_two_probes_and_picks_the_shorter_queue(make_stack):
+    busy, idle = FakeAgent("busy"), FakeAgent("idle")
+    busy.state = np.array([4, 4096, 0, 5, 5000.0])
+    stack = await make_stack([busy, idle], policy="power-of-two")
+    status, body = await stack.post({"tasks": [{**TASK, "id": f"p-{i}"} for i in range(5)]})
+    assert status == 202
+    assert {p["node"] for p in body["placements"]} == {"idle"}
+    counts = stack.state.counter.counts
+    assert (counts["probe"], counts["probe_reply"], counts["enqueue"]) == (10, 10, 5)
+    assert counts["deltas"] == 0
+
+
+async def test_power_of_two_duration_uses_pending_time(make_stack):
+    a, b = FakeAgent("a"), FakeAgent("b")
+    a.state = np.array([0, 0, 0, 1, 9000.0])
+    b.state = np.array([0, 0, 0, 3, 10.0])
+    stack = await make_stack([a, b], policy="power-of-two-duration")
+    _, body = await stack.post({"tasks": [{**TASK, "id": f"q-{i}"} for i in range(4)]})
+    assert {p["node"] for p in body["placements"]} == {"b"}
+
+
+async def test_sparrow_first_confirm_wins_and_the_other_is_cancelled(make_stack):
+    a, b = FakeAgent("a"), FakeAgent("b")
+    stack = await make_stack([a, b], policy="sparrow")
+    status, body = await stack.post({**TASK, "id": "sp"})
+    assert status == 202 and body["placements"] == [{"id": "sp", "node": None}]
+    assert set(a.reserved) == set(b.reserved) == {"sp"}
+    assert (await stack.client.get("/v1/tasks/sp")).status == 200
+    status, reply = await b.confirm("sp")
+    assert status == 200 and reply.task.task_id == "sp" and reply.task.cores == 1.0
+    await wait_for(lambda: a.cancelled == ["sp"])
+    status, reply = await a.confirm("sp")
+    assert status == 409 and reply["error"]["field"] == "task_id"
+    _, again = await stack.post({**TASK, "id": "sp"})
+    assert again["placements"] == [{"id": "sp", "node": "b"}]
+    counts = stack.state.counter.counts
+    assert (counts["reserve"], counts["confirm"], counts["enqueue"], counts["cancel"]) == (
+        2, 2, 1, 1)
+
+
+async def test_prequal_feeds_its_probe_pool(make_stack):
+    stack = await make_stack(policy="prequal", probe_rate=2.0)
+    for i in range(5):
+        assert (await stack.post({**TASK, "id": f"pq-{i}"}))[0] == 202
+    await wait_for(lambda: stack.state.counter.counts["probe_reply"] == 10)
+    assert sum(a.probes for a in stack.agents) == 10
+    assert stack.state.placer.policy.pool_size > 0
+
+
+async def test_token_required_except_healthz(make_stack):
+    stack = await make_stack(token="s3cret")
+    assert (await stack.client.get("/healthz")).status == 200
+    resp = await stack.client.get("/v1/nodes")
+    assert resp.status == 401
+    assert (await resp.json())["error"]["field"] == "authorization"
+    status, _ = await stack.post(TASK, headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    status, body = await stack.post(TASK, headers={"Authorization": "Bearer s3cret"})
+    assert status == 202
+    # the scheduler authenticated itself to the load store (registration, snapshot)
+    assert stack.state.view.n_nodes == 3
+
+
+async def test_metrics_export_message_counts(make_stack):
+    stack = await make_stack()
+    await stack.post({"tasks": [TASK] * 3})
+    text = await (await stack.client.get("/metrics")).text()
+    assert 'dodoor_messages_total{type="enqueue"} 3.0' in text
+    assert "dodoor_scheduler_nodes 3.0" in text
