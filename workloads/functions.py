@@ -88,25 +88,24 @@ def load_functions(
     stats = _read_durations(Path(durations)) if durations is not None else {}
     app_memory = _read_memory(Path(memory)) if memory is not None else {}
     arrivals = _expand(rows, spread, limit, spread_rng)
+    # Everything but a sampled duration is per function: work it out once per row.
+    per_row = []
+    for row in rows:
+        points = stats.get((row.owner, row.app, row.function))
+        memory_mb = float(max(1, math.ceil(app_memory.get((row.owner, row.app), default_memory_mb))))
+        labels = {"source": "azure-functions2019", "trigger": row.trigger, "function": row.function}
+        per_row.append((points, memory_mb, labels))
     tasks: list[Task] = []
     for n, (arrival, index) in enumerate(arrivals):
-        row = rows[index]
-        points = stats.get((row.owner, row.app, row.function))
+        points, memory_mb, labels = per_row[index]
         if points is None:
             duration = default_duration_ms
         elif duration_stat == "average":
             duration = points[0]
         else:
             duration = _sample(points[1], duration_rng)
-        tasks.append(Task(
-            task_id=f"inv-{n}",
-            cores=cores,
-            memory_mb=float(max(1, math.ceil(app_memory.get((row.owner, row.app), default_memory_mb)))),
-            disk_mb=disk_mb,
-            duration_ms=max(MIN_DURATION_MS, duration),
-            arrival_ms=arrival,
-            labels={"source": "azure-functions2019", "trigger": row.trigger, "function": row.function},
-        ))
+        tasks.append(Task(f"inv-{n}", cores, memory_mb, disk_mb, max(MIN_DURATION_MS, duration),
+                          arrival, labels=labels))
     log.debug("expanded %d invocations of %d functions from minute %d of %s",
               len(tasks), len(rows), first_minute, path)
     return tasks

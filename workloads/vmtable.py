@@ -18,15 +18,15 @@ import io
 import logging
 import math
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, NamedTuple
 
 from dodoor.errors import TraceFormatError, ValidationError
 from dodoor.resources import Task
 from workloads.packing_sqlite import (
     DEFAULT_CAP_MS,
+    arrival_times,
     capped_lifetime_ms,
     check_retime_options,
-    space_arrivals,
 )
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def load_vmtable(
     check_retime_options(cap_ms, rate, limit, window)
     if not (math.isfinite(disk_mb) and disk_mb >= 0):
         raise ValidationError("disk_mb", f"must be >= 0, got {disk_mb!r}")
-    rows = _rows(path, cap_ms, window, disk_mb)
+    rows = _rows(path, window)
     if limit is None:
         ordered = sorted(rows)
     else:
@@ -76,30 +76,54 @@ def load_vmtable(
         ordered = heapq.nsmallest(limit, rows)
     if not ordered and limit != 0:
         _require_content(path)
-    tasks = [task for _, _, task in ordered]
+    arrivals = arrival_times([vm.created * 1000.0 for vm in ordered], rate)
+    labels: dict[str, dict[str, str]] = {}
+    tasks = [
+        Task(
+            task_id=vm.vm_id,
+            cores=vm.cores,
+            memory_mb=float(max(1, round(vm.memory_gb * MIB_PER_GB))),
+            disk_mb=float(disk_mb),
+            duration_ms=capped_lifetime_ms((vm.deleted - vm.created) * 1000.0, cap_ms),
+            arrival_ms=arrival,
+            labels=labels.setdefault(vm.category, {"source": "azure-vmtable", "category": vm.category}),
+        )
+        for vm, arrival in zip(ordered, arrivals)
+    ]
     log.debug("loaded %d VMs from %s", len(tasks), path)
-    return space_arrivals(tasks, (created * 1000.0 for created, _, _ in ordered), rate)
+    return tasks
 
 
-def _rows(path: Path, cap_ms: float, window: tuple[float, float] | None,
-          disk_mb: float) -> Iterator[tuple[float, int, Task]]:
+class VmRow(NamedTuple):
+    """One parsed row; ordered by creation time, then line."""
+
+    created: float
+    line: int
+    vm_id: str
+    deleted: float
+    cores: float
+    memory_gb: float
+    category: str
+
+
+def _rows(path: Path, window: tuple[float, float] | None) -> Iterator[VmRow]:
     seen: set[str] = set()
     with open_text(path) as handle:
         try:
             for line_no, row in enumerate(csv.reader(handle), start=1):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                created, task = _task(path, line_no, row, cap_ms, disk_mb)
-                if task.task_id in seen:
-                    raise TraceFormatError(str(path), line_no, 1, f"duplicate vmid {task.task_id!r}")
-                seen.add(task.task_id)
-                if window is None or window[0] <= created < window[1]:
-                    yield created, line_no, task
+                vm = _parse(path, line_no, row)
+                if vm.vm_id in seen:
+                    raise TraceFormatError(str(path), line_no, 1, f"duplicate vmid {vm.vm_id!r}")
+                seen.add(vm.vm_id)
+                if window is None or window[0] <= vm.created < window[1]:
+                    yield vm
         except (UnicodeDecodeError, OSError, EOFError, csv.Error) as exc:
             raise TraceFormatError(str(path), 0, "-", f"unreadable: {exc}") from exc
 
 
-def _task(path: Path, line: int, row: list[str], cap_ms: float, disk_mb: float) -> tuple[float, Task]:
+def _parse(path: Path, line: int, row: list[str]) -> VmRow:
     if len(row) != N_COLUMNS:
         column = min(len(row), N_COLUMNS) + 1
         raise TraceFormatError(str(path), line, column, f"expected {N_COLUMNS} columns, got {len(row)}")
@@ -115,15 +139,7 @@ def _task(path: Path, line: int, row: list[str], cap_ms: float, disk_mb: float) 
                                f"vmdeleted: {row[4]!r} is before vmcreated {row[3]!r}")
     cores = _bucket(path, line, 10, row[9])
     memory_gb = _bucket(path, line, 11, row[10])
-    task = Task(
-        task_id=vm_id,
-        cores=cores,
-        memory_mb=float(max(1, round(memory_gb * MIB_PER_GB))),
-        disk_mb=float(disk_mb),
-        duration_ms=capped_lifetime_ms((deleted - created) * 1000.0, cap_ms),
-        labels={"source": "azure-vmtable", "category": row[8].strip()},
-    )
-    return created, task
+    return VmRow(created, line, vm_id, deleted, cores, memory_gb, row[8].strip())
 
 
 def _bucket(path: Path, line: int, column: int, text: str) -> float:

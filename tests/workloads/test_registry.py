@@ -83,3 +83,21 @@ def test_describe_formats_lists_every_format_and_option():
         for option in fmt.options():
             assert option in text
     assert "rate" in fmt.options() or fmt.name == "functions"
+
+
+def test_every_loader_yields_tasks_the_api_accepts(tmp_path):
+    """Trace tasks are submitted through the API by `cluster submit`: they must validate."""
+    from dodoor.validation import parse_task
+
+    paths = [
+        make_db(tmp_path / "p.sqlite"),
+        write(tmp_path / "vmtable.csv", VM_ROWS),
+        write(tmp_path / "inv.csv", [HEADER, *FUNCTION_ROWS]),
+        bundled_trace(),
+    ]
+    for path in paths:
+        tasks = load_trace(path, limit=50)
+        assert tasks
+        for task in tasks:
+            again = parse_task(task.to_dict())
+            assert again == task.with_arrival(0.0)
