@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class Journal:
         self.path = str(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
+        self._writes: queue.SimpleQueue = queue.SimpleQueue()
 
     async def open(self) -> None:
         await self._call(self._open, need_open=False)
@@ -150,12 +152,60 @@ class Journal:
         self._conn = None
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def tx(conn: sqlite3.Connection) -> T:
-            with conn:  # a transaction: committed on return, rolled back on error
-                conn.execute("BEGIN IMMEDIATE")
-                return work(conn)
+        # Group commit: writes queued while the journal thread is busy share one
+        # transaction (one fsync), each in its own savepoint so one failure spoils
+        # only itself. Every caller still returns only after the commit.
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self._writes.put((work, fut, loop))
+        self._pool.submit(self._drain)
+        return await fut
 
-        return await self._call(tx)
+    def _drain(self) -> None:
+        batch = []
+        while True:
+            try:
+                batch.append(self._writes.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return  # an earlier drain took these writes
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            if conn is None:
+                raise JournalError(f"journal {self.path} is not open")
+            conn.execute("BEGIN IMMEDIATE")
+            for work, _, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, work(conn)))
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except (sqlite3.Error, JournalError) as exc:
+            if conn is not None and conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("journal %s: rollback failed", self.path)
+            outcomes = [(False, exc)] * len(batch)
+        for (_, fut, loop), (ok, value) in zip(batch, outcomes):
+            loop.call_soon_threadsafe(self._settle, fut, ok, value)
+
+    def _settle(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
+        if fut.done():  # the writer was cancelled (shutdown); the write still happened
+            return
+        if ok:
+            fut.set_result(value)
+        elif isinstance(value, sqlite3.Error):
+            error = JournalError(f"journal {self.path}: {value}")
+            error.__cause__ = value
+            fut.set_exception(error)
+        else:
+            fut.set_exception(value)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T], need_open: bool = True) -> T:
         def run() -> T:

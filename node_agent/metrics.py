@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dodoor.cache import STATE_COLUMNS
 from node_agent.node import NodeAgent
 from node_agent.queue import RESERVATION
 from node_agent.reporter import Reporter
@@ -53,7 +54,7 @@ class AgentCollector(Collector):
         yield messages
         committed = GaugeMetricFamily("dodoor_agent_committed", "Committed load (queued + running)",
                                       labels=["node", "resource"])
-        for name, value in zip(("cores", "memory_mb", "disk_mb", "tasks", "pending_ms"), agent.state()):
+        for name, value in zip(STATE_COLUMNS, agent.state()):
             committed.add_metric([agent.node_id, name], float(value))
         yield committed
         if self.reporter is not None:

@@ -45,8 +45,6 @@ class NodeAgent:
         self.confirm: ConfirmFn | None = None
         self._listeners: list[Callable[[], None]] = []
         self._jobs: dict[str, asyncio.Task] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._closing = False
 
     # -- observation ------------------------------------------------------
@@ -70,10 +68,6 @@ class NodeAgent:
         return TaskStatus(task_id, record.state, self.node_id, record.queued_ms,
                           record.started_ms, record.finished_ms, record.exit_code, record.reason)
 
-    async def wait_idle(self) -> None:
-        """Until nothing is queued or running (tests, draining)."""
-        await self._idle.wait()
-
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
@@ -83,7 +77,11 @@ class NodeAgent:
         for rec in records:
             found = adopted.get(rec.task.task_id)
             entry = Entry(rec.task, TASK, rec.scheduler_id, queued_ms=rec.queued_ms or now)
-            if found is not None and not found.running and found.result is not None:
+            if found is None and not self.queue.fits_node(rec.task):
+                # Restarted with a smaller capacity: waiting would be forever.
+                await self._record_result(rec.task.task_id, TaskResult(
+                    FAILED, reason=f"does not fit node {self.node_id} after a restart"))
+            elif found is not None and not found.running and found.result is not None:
                 await self._record_result(rec.task.task_id, found.result)
             elif found is not None and found.running:
                 entry.started_ms = rec.started_ms
@@ -153,7 +151,6 @@ class NodeAgent:
         self._changed()
 
     def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
-        self._idle.clear()
         self._jobs[entry.task_id] = asyncio.ensure_future(self._supervise(entry, work))
 
     async def _supervise(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
@@ -173,8 +170,6 @@ class NodeAgent:
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
         self._pump()
-        if not self.queue and not self._jobs:
-            self._idle.set()
 
     async def _run(self, entry: Entry) -> TaskResult:
         started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
