@@ -48,13 +48,18 @@ DURATION_STATS = ("average", "sample")
 
 @dataclass(frozen=True, slots=True)
 class FunctionRow:
-    """One invocation row: the function's identity and its counts in the chosen minutes."""
+    """One invocation row: the function's identity and its non-zero minutes.
+
+    Kept sparse because most functions are idle most minutes and a day's file
+    has tens of thousands of rows by 1,440 minutes.
+    """
 
     owner: str
     app: str
     function: str
     trigger: str
-    counts: np.ndarray
+    minutes: np.ndarray  # 0-based within the selected range
+    counts: np.ndarray  # invocations in each of those minutes, all > 0
 
 
 def load_functions(
@@ -148,7 +153,8 @@ def _read_invocations(path: Path, minutes: tuple[int, int] | None) -> tuple[list
                     if not row[column].strip():
                         raise TraceFormatError(str(path), line_no, column + 1, f"{KEY_COLUMNS[column]}: empty")
                 counts = _counts(path, line_no, row, first, last)
-                rows.append(FunctionRow(row[0], row[1], row[2], row[3].strip(), counts))
+                busy = np.flatnonzero(counts)
+                rows.append(FunctionRow(row[0], row[1], row[2], row[3].strip(), busy, counts[busy]))
         except (UnicodeDecodeError, OSError, EOFError, csv.Error) as exc:
             raise TraceFormatError(str(path), 0, "-", f"unreadable: {exc}") from exc
     return rows, first
@@ -205,14 +211,18 @@ def _expand(rows: Sequence[FunctionRow], spread: str, limit: int | None,
     out: list[tuple[float, int]] = []
     if not rows:
         return out
-    matrix = np.stack([row.counts for row in rows])
-    for minute in range(matrix.shape[1]):
+    minutes = np.concatenate([row.minutes for row in rows])
+    counts = np.concatenate([row.counts for row in rows])
+    indices = np.concatenate([np.full(len(row.minutes), i) for i, row in enumerate(rows)])
+    order = np.lexsort((indices, minutes))  # by minute, then file order
+    minutes, counts, indices = minutes[order], counts[order], indices[order]
+    starts = np.flatnonzero(np.diff(minutes, prepend=-1))
+    for begin, end in zip(starts.tolist(), [*starts[1:].tolist(), len(minutes)]):
         if limit is not None and len(out) >= limit:
             break
-        base = minute * MS_PER_MINUTE
+        base = int(minutes[begin]) * MS_PER_MINUTE
         batch: list[tuple[float, int, int]] = []
-        for index in np.flatnonzero(matrix[:, minute]).tolist():
-            count = int(matrix[index, minute])
+        for index, count in zip(indices[begin:end].tolist(), counts[begin:end].tolist()):
             if spread == "random":
                 offsets = sorted(rng.random() * MS_PER_MINUTE for _ in range(count))
             else:
