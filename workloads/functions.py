@@ -151,7 +151,8 @@ def _read_invocations(path: Path, minutes: tuple[int, int] | None) -> tuple[list
                                            f"expected {len(header)} columns, got {len(row)}")
                 for column in range(3):
                     if not row[column].strip():
-                        raise TraceFormatError(str(path), line_no, column + 1, f"{KEY_COLUMNS[column]}: empty")
+                        raise TraceFormatError(str(path), line_no, column + 1,
+                                               f"{KEY_COLUMNS[column]}: empty")
                 counts = _counts(path, line_no, row, first, last)
                 busy = np.flatnonzero(counts)
                 rows.append(FunctionRow(row[0], row[1], row[2], row[3].strip(), busy, counts[busy]))
@@ -284,7 +285,8 @@ def _value(path: Path, line: int, index: int, name: str, text: str) -> float:
     except ValueError as exc:
         raise TraceFormatError(str(path), line, index + 1, f"{name}: not a number: {text!r}") from exc
     if not math.isfinite(value) or value < 0:
-        raise TraceFormatError(str(path), line, index + 1, f"{name}: must be a finite number >= 0, got {text!r}")
+        raise TraceFormatError(str(path), line, index + 1,
+                               f"{name}: must be a finite number >= 0, got {text!r}")
     return value
 
 

@@ -32,7 +32,8 @@ def make_db(path, vms=VMS, vm_types=VM_TYPES, vm_columns=None, skip_table=None):
         n = len(columns.split(","))
         conn.executemany(f"INSERT INTO vm VALUES ({','.join('?' * n)})", [row[:n] for row in vms])
     if skip_table != "vmType":
-        conn.execute("CREATE TABLE vmType (id INTEGER PRIMARY KEY, vmTypeId, machineId, core, memory, hdd, ssd, nic)")
+        conn.execute("CREATE TABLE vmType "
+                     "(id INTEGER PRIMARY KEY, vmTypeId, machineId, core, memory, hdd, ssd, nic)")
         conn.executemany("INSERT INTO vmType (vmTypeId, machineId, core, memory, hdd, ssd, nic) "
                          "VALUES (?,?,?,?,?,?,?)", vm_types)
     conn.commit()
