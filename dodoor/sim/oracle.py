@@ -11,6 +11,7 @@ changes; a node with room now and nothing in flight to it needs no replay.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 
@@ -20,20 +21,43 @@ from dodoor.sim.node import EPS, SimNode
 Step = tuple[float, float, float, float, int]
 
 
+class _Timeline:
+    """A node's replayed room over time, valid for one node version."""
+
+    __slots__ = ("version", "steps", "times", "first_fit")
+
+    def __init__(self, version: int, steps: list[Step]) -> None:
+        self.version = version
+        self.steps = steps
+        self.times = [step[0] for step in steps]
+        # demand -> index of the first step that holds it, from the last query's step on;
+        # arrivals only move forward, so it stays right until that step is over
+        self.first_fit: dict[tuple[float, float, float], int] = {}
+
+
 class Oracle:
+    """Earliest starts from per-node replays, cached until the node changes."""
+
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[int, list[Step]]] = {}
+        self._cache: dict[int, _Timeline] = {}
         self.replays = 0
 
     def earliest_start(self, node: SimNode, demand: tuple[float, float, float],
                        arrival_ms: float) -> float:
         if not node.inbound and node.fits(demand):
             return arrival_ms  # room now, and nothing that waits there can take it first
-        cached = self._cache.get(node.index)
-        if cached is None or cached[0] != node.version:
-            cached = (node.version, self._replay(node))
-            self._cache[node.index] = cached
-        return _first_fit(cached[1], demand, arrival_ms)
+        timeline = self._cache.get(node.index)
+        if timeline is None or timeline.version != node.version:
+            timeline = _Timeline(node.version, self._replay(node))
+            self._cache[node.index] = timeline
+        times = timeline.times
+        current = bisect.bisect_right(times, arrival_ms) - 1
+        current = max(current, 0)
+        found = timeline.first_fit.get(demand)
+        if found is None or found < current:
+            found = _first_fit(timeline.steps, demand, current)
+            timeline.first_fit[demand] = found
+        return max(times[found], arrival_ms)
 
     def true_state(self, node: SimNode) -> list[float]:
         """The node's state with the enqueues in flight to it already counted."""
@@ -93,13 +117,12 @@ class Oracle:
                 return steps
 
 
-def _first_fit(steps: list[Step], demand: tuple[float, float, float], arrival_ms: float) -> float:
+def _first_fit(steps: list[Step], demand: tuple[float, float, float], start: int) -> int:
+    """Index of the first step from ``start`` on whose room holds ``demand``."""
     c, m, d = demand
-    last = len(steps) - 1
-    for i, (t, fc, fm, fd, slots) in enumerate(steps):
-        if i < last and steps[i + 1][0] <= arrival_ms:
-            continue  # this step is over before the task arrives
+    for i in range(start, len(steps)):
+        _, fc, fm, fd, slots = steps[i]
         if slots > 0 and c <= fc + EPS and m <= fm + EPS and d <= fd + EPS:
-            return max(t, arrival_ms)
-    # the last step is the idle node, which holds every task that was sampled for it
-    return max(steps[-1][0], arrival_ms)
+            return i
+    # the last step is the idle node, which holds every task sampled for it
+    return len(steps) - 1
