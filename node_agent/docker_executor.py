@@ -93,6 +93,7 @@ class DockerExecutor:
             client = docker.from_env(max_pool_size=settings.max_pool_size)
         self.client = client
         self._adopted: dict[str, Any] = {}
+        self._host_cpus: int | None = None
 
     # -- building the container spec -------------------------------------
     def image_and_command(self, task: Task) -> tuple[str, list[str]]:
@@ -119,8 +120,14 @@ class DockerExecutor:
                                 f"{', '.join(sorted(self.settings.allowed_images))}")
         return image, command
 
-    def container_spec(self, task: Task, image: str, command: list[str]) -> dict[str, Any]:
-        """Keyword arguments for ``containers.create``."""
+    def container_spec(self, task: Task, image: str, command: list[str],
+                       host_cpus: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``containers.create``.
+
+        An agent may advertise a virtual capacity larger than its host; the engine
+        refuses a CPU quota above the host's CPU count, so the quota is capped there.
+        """
+        cores = task.cores if host_cpus is None else min(task.cores, float(host_cpus))
         memory = f"{max(4, int(math.ceil(task.memory_mb)))}m"  # the engine refuses < 4 MiB (4m is its floor)
         labels = {f"dodoor.label.{k}": str(v) for k, v in task.labels.items()}
         labels.update({TASK_LABEL: task.task_id, AGENT_LABEL: self.settings.agent_id})
@@ -131,7 +138,7 @@ class DockerExecutor:
             "command": command,
             "labels": labels,
             "environment": env,
-            "nano_cpus": int(round(task.cores * 1e9)),
+            "nano_cpus": int(round(cores * 1e9)),
             "mem_limit": memory,
             "memswap_limit": memory,
             "pids_limit": self.settings.pids_limit,
@@ -155,14 +162,26 @@ class DockerExecutor:
         except TaskSpecError as exc:
             log.warning("task %s not run: %s", task.task_id, exc)
             return TaskResult("failed", reason=str(exc))
-        spec = self.container_spec(task, image, command)
+        if self._host_cpus is None:
+            info = await asyncio.to_thread(self.client.info)
+            self._host_cpus = int(info.get("NCPU") or 0) or None
+        spec = self.container_spec(task, image, command, self._host_cpus)
+        # Creation cannot be interrupted half-way, so a cancel waits for it to
+        # finish and then removes the container instead of leaking it.
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create_and_start, spec))
         try:
-            container = await asyncio.to_thread(self.client.containers.create, **spec)
+            container = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            try:
+                container = await creating
+            except Exception:  # noqa: BLE001 - nothing was left running
+                raise asyncio.CancelledError from None
+            await asyncio.to_thread(self._discard, container, True)
+            raise
         except Exception as exc:  # noqa: BLE001 - any engine refusal fails the task, not the agent
-            log.warning("task %s: cannot create a container: %s", task.task_id, exc)
-            return TaskResult("failed", reason=f"cannot create the container: {_explain(exc)}")
+            log.warning("task %s: cannot start a container: %s", task.task_id, exc)
+            return TaskResult("failed", reason=f"cannot start the container: {_explain(exc)}")
         try:
-            await asyncio.to_thread(container.start)
             return await self._finish(container, self.wall_limit_s(task))
         except asyncio.CancelledError:
             # Shielded so the container goes even though our caller stops waiting.
@@ -223,6 +242,15 @@ class DockerExecutor:
             raise TaskSpecError(f"image {image!r} is not present on this host "
                                 "(images are never pulled; build it with compose/build-images.sh)"
                                 ) from exc
+
+    def _create_and_start(self, spec: dict[str, Any]) -> Any:
+        container = self.client.containers.create(**spec)
+        try:
+            container.start()
+        except BaseException:
+            self._discard(container)
+            raise
+        return container
 
     async def _finish(self, container: Any, timeout_s: float | None) -> TaskResult:
         import requests

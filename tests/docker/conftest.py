@@ -46,8 +46,12 @@ def images(docker_client) -> tuple[str, ...]:
 
 
 def labelled(client, agent_id: str) -> list:
-    """Every container (running or not) carrying this agent's label."""
-    return client.containers.list(all=True, filters={"label": f"dodoor.agent_id={agent_id}"})
+    """Every container (running or not) carrying this agent's label.
+
+    Sparse listing: a full listing inspects each container and races with removal.
+    """
+    return client.containers.list(all=True, sparse=True,
+                                  filters={"label": f"dodoor.agent_id={agent_id}"})
 
 
 @pytest.fixture
@@ -58,4 +62,4 @@ def agent_id(docker_client, images) -> Iterator[str]:
     leftovers = labelled(docker_client, name)
     for container in leftovers:
         container.remove(force=True)
-    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+    assert not leftovers, f"containers left behind: {[c.id[:12] for c in leftovers]}"

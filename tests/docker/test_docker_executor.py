@@ -31,7 +31,7 @@ async def wait_for_container(client, agent_id: str, timeout: float = 15.0):
     while time.monotonic() < deadline:
         found = await asyncio.to_thread(labelled, client, agent_id)
         if found:
-            return found[0]
+            return await asyncio.to_thread(client.containers.get, found[0].id)
         await asyncio.sleep(0.05)
     raise AssertionError(f"no container of agent {agent_id} appeared in {timeout} s")
 
@@ -135,14 +135,14 @@ async def test_missing_image_fails_the_task(agent_id):
 async def test_named_function_runs_on_the_python_image(agent_id, docker_client):
     executor = make(agent_id)
     job = asyncio.ensure_future(executor.run(
-        Task("fn-1", 1.0, 256, function="linsolve", command=("300",))))
+        Task("fn-1", 1.0, 256, function="linsolve", command=("300", "--repeat", "100"))))
     container = await wait_for_container(docker_client, agent_id)
     assert container.attrs["Config"]["Image"] == PYTHON_IMAGE
     result = await job
     await executor.close()
     assert result.state == "succeeded", result
     assert '"function": "linsolve"' in result.log_tail
-    assert '"size": 300' in result.log_tail
+    assert '"size": 300, "repeat": 100' in result.log_tail
 
 
 async def test_unknown_function_fails_the_task(agent_id):
@@ -217,3 +217,16 @@ async def test_reconcile_adopts_running_and_collects_exited(agent_id, docker_cli
         assert other.status == "running"
     finally:
         other.remove(force=True)
+
+
+async def test_cpu_quota_capped_at_the_host(agent_id, docker_client):
+    # A virtual capacity may exceed the host; the engine would refuse the quota.
+    host_cpus = docker_client.info()["NCPU"]
+    executor = make(agent_id)
+    job = asyncio.ensure_future(executor.run(
+        task("big-1", "dodoor-task", "sleep", "1", cores=host_cpus + 6.0)))
+    container = await wait_for_container(docker_client, agent_id)
+    assert container.attrs["HostConfig"]["NanoCpus"] == host_cpus * 1_000_000_000
+    result = await job
+    await executor.close()
+    assert result.state == "succeeded", result
