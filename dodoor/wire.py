@@ -50,6 +50,18 @@ class Enqueue:
     TYPE: ClassVar[str]
 
 
+@message("enqueue_batch")
+class EnqueueBatch:
+    """Scheduler → agent: several tasks in one request (``POST /internal/enqueue_batch``).
+
+    Counted as one ``enqueue`` per task, like the single enqueues it replaces.
+    """
+
+    tasks: tuple[Task, ...]
+    scheduler_id: str
+    TYPE: ClassVar[str]
+
+
 @message("probe")
 class Probe:
     """Scheduler → agent: report your current load (power-of-two, Prequal)."""
@@ -197,7 +209,7 @@ def _to_wire(value: Any) -> Any:
     if isinstance(value, Task):
         return value.to_dict()
     if isinstance(value, tuple):
-        return list(value)
+        return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
         return dict(value)
     return value
@@ -234,6 +246,10 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
             return parse_task(value, where=f"{where}.")
         except ValidationError as exc:
             raise DecodeError(f"{exc.field}: {exc.reason}") from exc
+    if origin is tuple and args and args[0] is Task:
+        if not isinstance(value, list):
+            raise DecodeError(f"{where}: expected a list of tasks")
+        return tuple(_from_wire(kind, f"{name}[{i}]", Task, v) for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DecodeError(f"{where}: expected a list of strings")

@@ -13,7 +13,11 @@ from dodoor.wire import CONTENT_TYPE, TaskStatus, decode, encode
 
 
 class PeerError(Exception):
-    """A peer could not be reached or refused a message."""
+    """A peer could not be reached or refused a message (``status`` when it answered)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PeerClient:
@@ -30,9 +34,12 @@ class PeerClient:
         self._get_headers = {"Accept": CONTENT_TYPE, **headers}
 
     async def send(self, url: str, msg: Any, expect: type | None = None,
-                   count: int = 1) -> Any:
-        """POST ``msg`` to ``url``; the decoded reply when ``expect`` is given, else None."""
-        self.counter.add(msg.TYPE, count)
+                   count: int = 1, kind: str | None = None) -> Any:
+        """POST ``msg`` to ``url``; the decoded reply when ``expect`` is given, else None.
+
+        Counted ``count`` times under ``kind`` (default: the message's type).
+        """
+        self.counter.add(kind or msg.TYPE, count)
         return await self.post_raw(url, encode(msg), expect)
 
     async def post_raw(self, url: str, data: bytes, expect: type | None = None) -> Any:
@@ -41,7 +48,7 @@ class PeerClient:
                                          timeout=self.timeout) as resp:
                 body = await resp.read()
                 if resp.status >= 300:
-                    raise PeerError(f"{url}: HTTP {resp.status} {body[:200]!r}")
+                    raise PeerError(f"{url}: HTTP {resp.status} {body[:200]!r}", resp.status)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from exc
         if expect is None:

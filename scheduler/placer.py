@@ -30,7 +30,7 @@ from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.wire import Cancel, Deltas, Enqueue, Probe, ProbeReply, Reserve
+from dodoor.wire import Cancel, Deltas, Enqueue, EnqueueBatch, Probe, ProbeReply, Reserve
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import BackgroundTasks
 from scheduler.reservations import Reservations
@@ -103,7 +103,8 @@ class Placer:
         self.reservations = Reservations()
         self.placements = 0
         self.failovers = 0
-        self._enqueue_url = "/internal/enqueue"
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
 
     # -- admission ---------------------------------------------------------
 
@@ -126,24 +127,75 @@ class Placer:
         out: list[Placement | None] = [None] * len(tasks)
         sync_kind = self.kind in (PolicyKind.CACHED, PolicyKind.NONE, PolicyKind.POOL)
         coros = []
+        groups: dict[Target, list[tuple[int, Task, list[Target]]]] = {}
         for i, task in enumerate(tasks):
             existing = self.existing(task.task_id)
             if existing is not None:
                 out[i] = existing
                 continue
             if sync_kind:
-                coros.append((i, self._forward(task, self._decide(task), recorded=True)))
+                prefs = self._decide(task)
+                groups.setdefault(prefs[0], []).append((i, task, prefs))
             elif self.kind is PolicyKind.PROBE:
-                coros.append((i, self._place_probed(task)))
+                coros.append(self._indexed(i, self._place_probed(task)))
             else:
-                coros.append((i, self._place_reserved(task)))
-        if coros:
-            results = await asyncio.gather(*(c for _, c in coros))
-            for (i, _), placement in zip(coros, results):
+                coros.append(self._indexed(i, self._place_reserved(task)))
+        for target, items in groups.items():
+            coros.append(self._send_group(target, items))
+        for done in await asyncio.gather(*coros):
+            for i, placement in done:
                 out[i] = placement
         if self.kind is PolicyKind.POOL:
             self._feed_pool()
         return [p for p in out if p is not None]
+
+    @staticmethod
+    async def _indexed(i: int, coro) -> list[tuple[int, Placement]]:
+        return [(i, await coro)]
+
+    def _limit(self, url: str) -> asyncio.Semaphore:
+        sem = self._limits.get(url)
+        if sem is None:
+            sem = self._limits[url] = asyncio.Semaphore(self.settings.agent_inflight)
+        return sem
+
+    async def _enqueue(self, url: str, task: Task) -> None:
+        async with self._limit(url):
+            await self.peers.send(url + "/internal/enqueue",
+                                  Enqueue(task, self.settings.scheduler_id))
+
+    async def _send_group(
+        self, target: Target, items: list[tuple[int, Task, list[Target]]]
+    ) -> list[tuple[int, Placement]]:
+        """Enqueue one agent's share of a batch: one request when the agent takes batches."""
+        node_id, url = target
+        if len(items) == 1 or not self.settings.batch_enqueue or url in self._no_batch:
+            results = await asyncio.gather(
+                *(self._forward(task, prefs, recorded=True) for _, task, prefs in items))
+            return [(i, p) for (i, _, _), p in zip(items, results)]
+        msg = EnqueueBatch(tuple(task for _, task, _ in items), self.settings.scheduler_id)
+        try:
+            async with self._limit(url):
+                await self.peers.send(url + "/internal/enqueue_batch", msg, count=len(items),
+                                      kind="enqueue")
+        except PeerError as exc:
+            if exc.status in (404, 405):
+                log.info("agent %s takes no batched enqueues; sending one by one", node_id)
+                self._no_batch.add(url)
+                self.peers.counter.counts["enqueue"] -= len(items)  # nothing was delivered
+                return await self._send_group(target, items)
+            log.warning("batched enqueue of %d tasks on %s failed: %s", len(items), node_id, exc)
+            self.failovers += len(items)
+            for _, task, _ in items:
+                self._undo(node_id, task)
+            results = await asyncio.gather(
+                *(self._forward(task, prefs, recorded=False, tried={node_id})
+                  for _, task, prefs in items))
+            return [(i, p) for (i, _, _), p in zip(items, results)]
+        for _, task, _ in items:
+            self.placed.put(task.task_id, node_id)
+        self.placements += len(items)
+        return [(i, Placement(task.task_id, node_id)) for i, task, _ in items]
 
     def existing(self, task_id: str) -> Placement | None:
         node = self.placed.get(task_id)
@@ -194,9 +246,13 @@ class Placer:
         if idx is not None:
             self.view.cache.undo_placement(idx, task)
 
-    async def _forward(self, task: Task, prefs: list[Target], recorded: bool) -> Placement:
-        """Enqueue on the first target that accepts; fall over to random feasible nodes."""
-        tried: set[str] = set()
+    async def _forward(self, task: Task, prefs: list[Target], recorded: bool,
+                       tried: set[str] | None = None) -> Placement:
+        """Enqueue on the first target that accepts; fall over to random feasible nodes.
+
+        ``recorded``: the cached delta of ``prefs[0]`` is already applied.
+        """
+        tried = set() if tried is None else set(tried)
         first = prefs[0][0] if (prefs and recorded) else None
         queue = list(prefs)
         extra_rounds = 1
@@ -207,8 +263,7 @@ class Placer:
                     continue
                 tried.add(node_id)
                 try:
-                    await self.peers.send(url + self._enqueue_url,
-                                          Enqueue(task, self.settings.scheduler_id))
+                    await self._enqueue(url, task)
                 except PeerError as exc:
                     last_error = str(exc)
                     log.warning("enqueue of %s on %s failed: %s", task.task_id, node_id, exc)

@@ -44,6 +44,12 @@ class SchedulerSettings:
     sparrow_wait_ms: float = 200.0
     max_probe_inflight: int = 64
     max_connections: int = 256
+    # Enqueue requests in flight per agent; more wait here instead of timing
+    # out in the agent's queue (a timed-out enqueue may still have been accepted).
+    agent_inflight: int = 8
+    # Send a batch's tasks for one agent in one request (falls back to single
+    # enqueues for agents that answer 404/405 to /internal/enqueue_batch).
+    batch_enqueue: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in LIVE_POLICIES:
@@ -54,7 +60,8 @@ class SchedulerSettings:
         if not self.scheduler_id:
             raise ValidationError("id", "must not be empty")
         for name in ("max_body_bytes", "agent_timeout_ms", "idempotency_entries", "max_batch",
-                     "loadstore_check_ms", "register_retry_ms", "max_connections"):
+                     "loadstore_check_ms", "register_retry_ms", "max_connections",
+                     "agent_inflight"):
             _positive(name, getattr(self, name))
         if self.max_failover < 0:
             raise ValidationError("max_failover", f"must be >= 0, got {self.max_failover}")

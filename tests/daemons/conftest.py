@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 
 from dodoor.wire import (
-    CONTENT_TYPE, Cancel, Confirm, Enqueue, NodeState, Probe, ProbeReply, Reserve, TaskStatus,
+    CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, NodeState, Probe, ProbeReply, Reserve, TaskStatus,
     decode, encode,
 )
 
@@ -130,14 +130,15 @@ def spawn(tmp_path):
 class FakeAgent:
     """The agent side of docs/protocol.md, in-process, recording what arrives.
 
-    ``fail_enqueue`` answers enqueues with 503; ``auto_confirm`` makes a
+    ``fail_enqueue`` answers enqueues with 503; ``batch=False`` leaves out
+    ``/internal/enqueue_batch`` (404, as an agent without batching); ``auto_confirm`` makes a
     reservation confirm at once (a node with room); tasks "succeed" as soon as
     they are enqueued unless ``finish`` is False.
     """
 
     def __init__(self, node_id: str, cores: float = 8, memory_mb: float = 65536,
                  disk_mb: float = 0, slots: int = 1, token: str | None = None,
-                 auto_confirm: bool = False, finish: bool = True) -> None:
+                 auto_confirm: bool = False, finish: bool = True, batch: bool = True) -> None:
         self.node_id = node_id
         self.capacity = np.array([cores, memory_mb, disk_mb], dtype=np.float64)
         self.slots = slots
@@ -148,6 +149,7 @@ class FakeAgent:
         self.state = np.zeros(5)
         self.enqueued: dict[str, Enqueue] = {}
         self.enqueue_posts = 0
+        self.batch_posts = 0
         self.probes = 0
         self.reserved: dict[str, Reserve] = {}
         self.cancelled: list[str] = []
@@ -156,6 +158,8 @@ class FakeAgent:
         self.seq = 0
         self.app = web.Application()
         self.app.router.add_post("/internal/enqueue", self._enqueue)
+        if batch:
+            self.app.router.add_post("/internal/enqueue_batch", self._enqueue_batch)
         self.app.router.add_post("/internal/probe", self._probe)
         self.app.router.add_post("/internal/reserve", self._reserve)
         self.app.router.add_post("/internal/cancel", self._cancel)
@@ -174,6 +178,15 @@ class FakeAgent:
             return web.json_response({"error": {"field": "node", "reason": "down"}}, status=503)
         msg = decode(await request.read(), Enqueue)
         self.enqueued.setdefault(msg.task.task_id, msg)
+        return web.Response(status=202)
+
+    async def _enqueue_batch(self, request: web.Request) -> web.Response:
+        self.batch_posts += 1
+        if self.fail_enqueue:
+            return web.json_response({"error": {"field": "node", "reason": "down"}}, status=503)
+        msg = decode(await request.read(), EnqueueBatch)
+        for task in msg.tasks:
+            self.enqueued.setdefault(task.task_id, Enqueue(task, msg.scheduler_id))
         return web.Response(status=202)
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -104,6 +104,43 @@ async def test_batch_in_msgpack_places_every_task_once_in_order(make_stack):
     assert stack.state.view.cache.state[:, 3].sum() == 30
 
 
+async def test_batch_sends_one_request_per_agent(make_stack):
+    stack = await make_stack()
+    status, body = await stack.post({"tasks": [{**TASK, "id": f"g-{i}"} for i in range(60)]},
+                                    msgpack_body=True)
+    assert status == 202
+    used = {p["node"] for p in body["placements"]}
+    for agent in stack.agents:
+        assert agent.batch_posts == (1 if agent.node_id in used else 0)
+        assert agent.enqueue_posts == 0
+    assert stack.state.counter.counts["enqueue"] == 60
+
+
+async def test_batch_falls_back_to_single_enqueues_without_batch_support(make_stack):
+    agents = [FakeAgent(f"old-{i}", batch=False) for i in range(2)]
+    stack = await make_stack(agents)
+    status, body = await stack.post({"tasks": [{**TASK, "id": f"o-{i}"} for i in range(20)]})
+    assert status == 202
+    assert sum(a.enqueue_posts for a in agents) == 20
+    assert sum(len(a.enqueued) for a in agents) == 20
+    assert stack.state.counter.counts["enqueue"] == 20
+    # the second batch goes straight to single enqueues
+    await stack.post({"tasks": [{**TASK, "id": f"o2-{i}"} for i in range(20)]})
+    assert sum(a.enqueue_posts for a in agents) == 40
+
+
+async def test_failed_batch_fails_over_per_task(make_stack):
+    good, bad = FakeAgent("good"), FakeAgent("bad")
+    bad.fail_enqueue = True
+    stack = await make_stack([good, bad])
+    status, body = await stack.post({"tasks": [{**TASK, "id": f"h-{i}"} for i in range(40)]})
+    assert status == 202
+    assert {p["node"] for p in body["placements"]} == {"good"}
+    assert bad.batch_posts == 1 and len(good.enqueued) == 40
+    view = stack.state.view
+    assert dict(zip(view.node_ids, view.cache.state[:, 3])) == {"bad": 0.0, "good": 40.0}
+
+
 async def test_generated_ids_when_absent(make_stack):
     stack = await make_stack()
     status, body = await stack.post({"tasks": [TASK, TASK]})
