@@ -19,11 +19,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from dodoor.clock import Clock, WallClock
-from dodoor.errors import DecodeError
+from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
-from dodoor.resources import Task
-from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, NodeState, Probe, ProbeReply,
-                         Reserve, decode, encode)
+from dodoor.resources import RESOURCES, Task
+from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, NodeState, Probe,
+                         ProbeReply, Reserve, decode, encode)
 from node_agent.executor import Executor
 from node_agent.journal import Journal, JournalError
 from node_agent.http import MAX_BODY, auth_middleware, error_response, read_message, wire_response
@@ -56,6 +56,7 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app[EXECUTOR] = executor if executor is not None else make_executor(settings)
     app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx])
     app.router.add_post("/internal/enqueue", handle_enqueue)
+    app.router.add_post("/internal/enqueue_batch", handle_enqueue_batch)
     app.router.add_post("/internal/probe", handle_probe)
     app.router.add_post("/internal/reserve", handle_reserve)
     app.router.add_post("/internal/cancel", handle_cancel)
@@ -78,7 +79,10 @@ def make_executor(settings: AgentSettings) -> Executor:
         return ProcessExecutor(timeout_ms=settings.task_timeout_ms)
     from node_agent.docker_executor import DockerExecutor  # needs the docker SDK and engine
 
-    return DockerExecutor(settings)
+    try:
+        return DockerExecutor(settings)
+    except Exception as exc:  # the SDK raises its own types for a missing or refusing engine
+        raise DodoorError(f"cannot use the docker executor: {exc}") from exc
 
 
 # -- lifecycle ------------------------------------------------------------------
@@ -189,6 +193,23 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     return web.Response(status=202)
 
 
+async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
+    """Several tasks in one request: all journaled in one transaction, or none (503)."""
+    app = request.app
+    msg, size = await read_message(request, EnqueueBatch)
+    app[COUNTER].add("enqueue", n=len(msg.tasks), nbytes=size)
+    agent = app[AGENT]
+    for i, task in enumerate(msg.tasks):
+        if not agent.queue.fits_node(task):
+            return _too_big(agent, task, where=f"tasks[{i}].")
+    try:
+        await agent.submit_many(msg.tasks, msg.scheduler_id)
+    except JournalError as exc:
+        log.error("refusing a batch of %d tasks: %s", len(msg.tasks), exc)
+        return error_response(503, "journal", f"cannot journal the tasks: {exc}")
+    return web.Response(status=202)
+
+
 async def handle_probe(request: web.Request) -> web.StreamResponse:
     app = request.app
     _, size = await read_message(request, Probe)
@@ -223,11 +244,12 @@ async def handle_cancel(request: web.Request) -> web.StreamResponse:
 async def handle_task(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
     try:
-        status = await request.app[AGENT].status(task_id)
+        found = await request.app[AGENT].status_and_log(task_id)
     except JournalError as exc:
         return error_response(503, "journal", str(exc))
-    if status is None:
+    if found is None:
         return error_response(404, "id", f"unknown task {task_id!r}")
+    status, log_tail = found
     request.app[COUNTER].add("task_status")
     if CONTENT_TYPE in request.headers.get("Accept", ""):
         return wire_response(status)
@@ -235,6 +257,7 @@ async def handle_task(request: web.Request) -> web.StreamResponse:
         "id": status.task_id, "state": status.state, "node": status.node_id,
         "queued_ms": status.queued_ms, "started_ms": status.started_ms,
         "finished_ms": status.finished_ms, "exit_code": status.exit_code, "reason": status.reason,
+        "log_tail": log_tail,
     })
 
 
@@ -261,9 +284,9 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _too_big(agent: NodeAgent, task: Task) -> web.StreamResponse:
-    for name, want, have in zip(("cores", "memory_mb", "disk_mb"), task.demand(), agent.queue.capacity):
+def _too_big(agent: NodeAgent, task: Task, where: str = "task.") -> web.StreamResponse:
+    for name, want, have in zip(RESOURCES, task.demand(), agent.queue.capacity):
         if want > have + 1e-9:
-            return error_response(422, f"task.{name}",
+            return error_response(422, f"{where}{name}",
                                   f"requested {want:g} but node {agent.node_id} has {have:g}")
-    return error_response(422, "task", f"does not fit node {agent.node_id}")
+    return error_response(422, where.rstrip("."), f"does not fit node {agent.node_id}")

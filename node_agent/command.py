@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sleep executor: multiply every duration (replay traces faster)")
     p.add_argument("--task-timeout-ms", type=float, default=None,
                    help="process executor: wall limit (default max(60 s, 10 × duration))")
+    p.add_argument("--docker-network", default=None,
+                   help="docker executor: network for task containers (default none)")
+    p.add_argument("--docker-allow-image", action="append", default=[], metavar="IMAGE",
+                   help="docker executor: an image tasks may use (repeatable; default the built task images)")
     p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
     p.add_argument("--token", default=None, help="shared bearer token (default $DODOOR_TOKEN)")
     p.set_defaults(func=run)
@@ -57,7 +61,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         report_interval_ms=args.report_interval_ms, heartbeat_ms=args.heartbeat_ms,
         token=args.token or os.environ.get("DODOOR_TOKEN") or None,
         max_body_bytes=args.max_body_bytes, sleep_scale=args.sleep_scale,
-        task_timeout_ms=args.task_timeout_ms,
+        task_timeout_ms=args.task_timeout_ms, docker_network=args.docker_network,
+        docker_allowed_images=tuple(args.docker_allow_image),
     )
 
 

@@ -18,7 +18,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.resources import Task
@@ -88,15 +88,19 @@ class Journal:
     async def insert(self, task: Task, scheduler_id: str, state: str, queued_ms: float,
                      started_ms: float | None = None) -> bool:
         """Record a newly accepted task; False when the id is already in the journal."""
-        row = (task.task_id, json.dumps(task.to_dict()), scheduler_id, state, queued_ms, started_ms)
+        [fresh] = await self.insert_many((task,), scheduler_id, state, queued_ms, started_ms)
+        return fresh
 
-        def work(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
+    async def insert_many(self, tasks: Sequence[Task], scheduler_id: str, state: str,
+                          queued_ms: float, started_ms: float | None = None) -> list[bool]:
+        """Record several tasks all-or-nothing; per task, False when its id was already known."""
+        rows = [(t.task_id, json.dumps(t.to_dict()), scheduler_id, state, queued_ms, started_ms)
+                for t in tasks]
+
+        def work(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(
                 "INSERT OR IGNORE INTO tasks (id, task, scheduler_id, state, queued_ms, started_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            return cur.rowcount == 1
+                " VALUES (?, ?, ?, ?, ?, ?)", row).rowcount == 1 for row in rows]
 
         return await self._write(work)
 

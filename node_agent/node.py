@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
@@ -56,17 +56,22 @@ class NodeAgent:
         return self.queue.state(self.clock.now_ms())
 
     async def status(self, task_id: str) -> TaskStatus | None:
+        found = await self.status_and_log(task_id)
+        return None if found is None else found[0]
+
+    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
+        """Where a task stands, with the tail of its output once it has ended."""
         entry = self.queue.get(task_id)
         if entry is not None and entry.kind == TASK:
             running = self.queue.is_running(task_id)
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
-                              started_ms=entry.started_ms if running else None)
+                              started_ms=entry.started_ms if running else None), ""
         record = await self.journal.get(task_id)
         if record is None:
             return None
-        return TaskStatus(task_id, record.state, self.node_id, record.queued_ms,
-                          record.started_ms, record.finished_ms, record.exit_code, record.reason)
+        return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
+                          record.finished_ms, record.exit_code, record.reason), record.log_tail
 
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:
@@ -106,17 +111,34 @@ class NodeAgent:
     # -- requests ---------------------------------------------------------
     async def submit(self, task: Task, scheduler_id: str) -> bool:
         """Journal and queue a task; False for a duplicate id. Raises JournalError."""
-        if task.task_id in self.queue:
-            return False
+        return await self.submit_many((task,), scheduler_id) == 1
+
+    async def submit_many(self, tasks: Sequence[Task], scheduler_id: str) -> int:
+        """Journal (all or nothing) and queue tasks in order; returns how many were new.
+
+        Ids already queued, journaled or repeated within ``tasks`` are skipped.
+        Raises JournalError, in which case none was accepted.
+        """
+        seen: set[str] = set()
+        fresh = []
+        for task in tasks:
+            if task.task_id not in self.queue and task.task_id not in seen:
+                seen.add(task.task_id)
+                fresh.append(task)
+        if not fresh:
+            return 0
         now = self.clock.now_ms()
-        if not await self.journal.insert(task, scheduler_id, QUEUED, now):
-            return False
-        if task.task_id in self.queue:  # a reservation for it arrived while we were writing
-            return False
-        self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
-        self._changed()
-        self._pump()
-        return True
+        inserted = await self.journal.insert_many(fresh, scheduler_id, QUEUED, now)
+        added = 0
+        for task, new in zip(fresh, inserted):
+            # Also skip a reservation for the same id that arrived while we were writing.
+            if new and task.task_id not in self.queue:
+                self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
+                added += 1
+        if added:
+            self._changed()
+            self._pump()
+        return added
 
     async def reserve(self, task: Task, scheduler_id: str, reply_url: str) -> bool:
         """Hold a place for a Sparrow reservation; False when the id is already known."""

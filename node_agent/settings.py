@@ -37,6 +37,9 @@ class AgentSettings:
     sleep_scale: float = 1.0
     task_timeout_ms: float | None = None
     confirm_timeout_ms: float = 5000.0
+    # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
+    docker_network: str | None = None
+    docker_allowed_images: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("cores", "memory_mb"):

@@ -27,14 +27,14 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     await wait_for(lambda: ex.started == ["a"])
     assert await status(client, "a") == (200, {
         "id": "a", "state": "running", "node": "node-t", "queued_ms": 1000.0,
-        "started_ms": 1000.0, "finished_ms": None, "exit_code": None, "reason": None})
+        "started_ms": 1000.0, "finished_ms": None, "exit_code": None, "reason": None, "log_tail": ""})
     clock.advance(250.0)
-    ex.release("a")
+    ex.release("a", TaskResult("succeeded", exit_code=0, log_tail="done\n"))
     await wait_for(lambda: state_of(client, "a"))
     await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
     assert await status(client, "a") == (200, {
         "id": "a", "state": "succeeded", "node": "node-t", "queued_ms": 1000.0,
-        "started_ms": 1000.0, "finished_ms": 1250.0, "exit_code": 0, "reason": None})
+        "started_ms": 1000.0, "finished_ms": 1250.0, "exit_code": 0, "reason": None, "log_tail": "done\n"})
     resp = await client.get("/v1/tasks/a", headers={"Accept": CONTENT_TYPE})
     assert decode(await resp.read()) == TaskStatus("a", "succeeded", "node-t", 1000.0, 1000.0, 1250.0, 0, None)
     assert (await status(client, "nope"))[0] == 404
@@ -235,3 +235,33 @@ async def test_malformed_bodies_are_400_naming_the_problem(aiohttp_client, agent
     assert resp.status == 422
     assert (await resp.json())["error"] == {"field": "task.cores", "reason": "requested 16 but node node-t has 4"}
     assert ex.started == []
+
+
+async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_client, agent_settings):
+    from dodoor.wire import EnqueueBatch
+
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    await enqueue(client, make_task("old"))
+    batch = EnqueueBatch(tuple(make_task(t) for t in ("b1", "old", "b2", "b1")), "sched-0")
+    assert (await post(client, "/internal/enqueue_batch", batch)).status == 202
+    agent = client.app[AGENT]
+    assert [e.task_id for e in agent.queue.waiting] == ["b1", "b2"]
+    assert agent.counter.counts["enqueue"] == 5  # one per task carried, as the scheduler counts
+
+    too_big = EnqueueBatch((make_task("ok"), make_task("wide", cores=9.0)), "sched-0")
+    resp = await post(client, "/internal/enqueue_batch", too_big)
+    assert resp.status == 422
+    assert (await resp.json())["error"]["field"] == "tasks[1].cores"
+    assert (await status(client, "ok"))[0] == 404  # nothing of a refused batch is kept
+
+    await agent.journal.execute("PRAGMA query_only=ON")
+    resp = await post(client, "/internal/enqueue_batch", EnqueueBatch((make_task("j1"), make_task("j2")), "s"))
+    assert resp.status == 503
+    await agent.journal.execute("PRAGMA query_only=OFF")
+    assert [(await status(client, t))[0] for t in ("j1", "j2")] == [404, 404]
+    for tid in ("old", "b1", "b2"):
+        await wait_for(lambda: ex.started[-1:] == [tid])
+        ex.release(tid)
+    await wait_for(lambda: agent.queue.n_running == 0)
+    assert ex.started == ["old", "b1", "b2"]

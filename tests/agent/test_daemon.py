@@ -1,6 +1,5 @@
 """The real `dodoor agent` process on loopback: SIGKILL mid-queue, restart, every task ends."""
 
-import asyncio
 import os
 import signal
 import socket

@@ -1,5 +1,4 @@
 import argparse
-import sqlite3
 
 import pytest
 

@@ -1,8 +1,6 @@
 import asyncio
 import sys
 
-import pytest
-
 from dodoor.resources import Task
 from node_agent.app import AGENT, create_app
 from node_agent.process_executor import LOG_TAIL_BYTES, ProcessExecutor
@@ -84,3 +82,5 @@ async def test_agent_with_process_executor_reports_exit_codes(aiohttp_client, ag
     assert (bodies["p-ok"]["state"], bodies["p-ok"]["exit_code"]) == ("succeeded", 0)
     assert (bodies["p-bad"]["state"], bodies["p-bad"]["exit_code"]) == ("failed", 5)
     assert bodies["p-mem"]["state"] == "failed" and bodies["p-mem"]["exit_code"] == 1
+    assert "MemoryError" in bodies["p-mem"]["log_tail"]
+    assert bodies["p-ok"]["log_tail"] == "1\n"
