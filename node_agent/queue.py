@@ -58,6 +58,7 @@ class TaskQueue:
         self._running: dict[str, Entry] = {}
         self._committed = np.zeros(N_RESOURCES, dtype=np.float64)
         self._in_use = np.zeros(N_RESOURCES, dtype=np.float64)
+        self._waiting_ms = 0.0  # sum of duration estimates of waiting entries
 
     # -- inspection -------------------------------------------------------
     def __contains__(self, task_id: str) -> bool:
@@ -111,7 +112,7 @@ class TaskQueue:
         out = np.zeros(N_STATE, dtype=np.float64)
         out[:N_RESOURCES] = self._committed
         out[TASKS] = len(self)
-        pending = sum(e.task.duration_ms for e in self._waiting.values())
+        pending = max(0.0, self._waiting_ms)
         for e in self._running.values():
             elapsed = now_ms - (e.started_ms if e.started_ms is not None else now_ms)
             pending += max(0.0, e.task.duration_ms - elapsed)
@@ -125,6 +126,7 @@ class TaskQueue:
             raise QueueError(f"task {entry.task_id!r} is already queued")
         self._waiting[entry.task_id] = entry
         self._committed += entry.task.demand()
+        self._waiting_ms += entry.task.duration_ms
 
     def add_running(self, entry: Entry, now_ms: float) -> None:
         """Put an entry straight into the running set (a task adopted after a restart)."""
@@ -139,18 +141,25 @@ class TaskQueue:
 
     def schedule(self, now_ms: float) -> list[Entry]:
         """Start, in queue order, every waiting entry that fits; return them."""
+        free_slots = self.slots - len(self._running)
+        if free_slots <= 0 or not self._waiting:
+            return []
+        free = self.free
         started: list[Entry] = []
-        for entry in tuple(self._waiting.values()):
-            if len(self._running) >= self.slots:
-                break
+        for entry in self._waiting.values():  # no mutation here: removals happen below
             demand = entry.task.demand()
-            if not fits(demand, self.free):
+            if not fits(demand, free):
                 continue
+            free -= demand
+            started.append(entry)
+            if len(started) == free_slots:
+                break
+        for entry in started:
             del self._waiting[entry.task_id]
+            self._waiting_ms -= entry.task.duration_ms
             entry.started_ms = now_ms
             self._running[entry.task_id] = entry
-            self._in_use += demand
-            started.append(entry)
+            self._in_use += entry.task.demand()
         return started
 
     def finish(self, task_id: str) -> Entry:
@@ -169,6 +178,7 @@ class TaskQueue:
         entry = self._waiting.pop(task_id, None)
         if entry is not None:
             self._committed -= entry.task.demand()
+            self._waiting_ms -= entry.task.duration_ms
             self._clean()
         return entry
 
@@ -186,6 +196,8 @@ class TaskQueue:
 
     def _clean(self) -> None:
         # Repeated float additions and subtractions leave dust; an empty queue is exactly zero.
+        if not self._waiting:
+            self._waiting_ms = 0.0
         if not self._waiting and not self._running:
             self._committed[:] = 0.0
             self._in_use[:] = 0.0

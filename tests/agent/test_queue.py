@@ -116,7 +116,8 @@ def test_fits_node_checks_the_capacity_not_the_free_space():
 
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("add"), st.floats(0.1, 4.0), st.integers(1, 1000), st.booleans()),
+        st.tuples(st.just("add"), st.floats(0.1, 4.0), st.integers(1, 1000), st.booleans(),
+                  st.floats(1.0, 1e6)),
         st.tuples(st.just("finish"), st.integers(0, 50)),
         st.tuples(st.just("drop"), st.integers(0, 50)),
     ),
@@ -132,8 +133,8 @@ def test_committed_load_is_the_sum_of_live_demands(ops, slots):
     n = 0
     for op in ops:
         if op[0] == "add":
-            _, cores, mem, reservation = op
-            q.add(Entry(task(f"t{n}", cores, float(mem)), kind=RESERVATION if reservation else "task"))
+            _, cores, mem, reservation, dur = op
+            q.add(Entry(task(f"t{n}", cores, float(mem), dur=dur), kind=RESERVATION if reservation else "task"))
             n += 1
         elif op[0] == "finish":
             running = list(q.running)
@@ -152,6 +153,8 @@ def test_committed_load_is_the_sum_of_live_demands(ops, slots):
         assert np.all(in_use <= cap + 1e-9)
         assert q.n_running <= slots
         assert q.state(0.0)[3] == len(live)
+        # started at 0 and observed at 0: every live entry still owes its full estimate
+        assert q.state(0.0)[4] == pytest.approx(sum(e.task.duration_ms for e in live), abs=1e-6)
         # work-conserving: nothing waiting could have started
         free = cap - in_use
         if q.n_running < slots:
