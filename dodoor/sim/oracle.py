@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
 
 from dodoor.sim.node import EPS, SimNode
 
@@ -84,19 +83,25 @@ class Oracle:
         heapq.heapify(ends)
         waiting = [(e.duration, e.demand) for e in node.queue if e.job is None]
         arrivals = [(at, e.duration, e.demand) for at, e in node.inbound]
-        steps: list[Step] = []
-        t = now
+        steps: list[Step] = [(now, free[0], free[1], free[2], slots)]
         ai = 0
+        # One event at a time, in the loop's order — ends by (time, start order),
+        # an end before an arrival at the same time — each followed by a scan,
+        # exactly as the node handles them; batching simultaneous ends would let
+        # a later entry see room an earlier one takes in the real run.
         while True:
-            while ends and ends[0][0] <= t:
-                _, _, (c, m, d) = heapq.heappop(ends)
+            if ends and (ai >= len(arrivals) or ends[0][0] <= arrivals[ai][0]):
+                t, _, (c, m, d) = heapq.heappop(ends)
                 free[0] += c
                 free[1] += m
                 free[2] += d
                 slots += 1
-            while ai < len(arrivals) and arrivals[ai][0] <= t:
+            elif ai < len(arrivals):
+                t = arrivals[ai][0]
                 waiting.append(arrivals[ai][1:])
                 ai += 1
+            else:
+                return steps
             still: list[tuple[float, tuple[float, float, float]]] = []
             for duration, (c, m, d) in waiting:
                 if (slots > 0 and c <= free[0] + EPS and m <= free[1] + EPS
@@ -111,10 +116,6 @@ class Oracle:
                     still.append((duration, (c, m, d)))
             waiting = still
             steps.append((t, free[0], free[1], free[2], slots))
-            t = min(ends[0][0] if ends else math.inf,
-                    arrivals[ai][0] if ai < len(arrivals) else math.inf)
-            if t == math.inf:
-                return steps
 
 
 def _first_fit(steps: list[Step], demand: tuple[float, float, float], start: int) -> int:

@@ -2,13 +2,12 @@
 
 from hypothesis import given, settings, strategies as st
 
-from dodoor.resources import NodeSpec
+from dodoor.resources import NodeSpec, Task
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.network import Network
 from dodoor.sim.node import Entry, SimNode
 from dodoor.sim.oracle import Oracle
 from dodoor.sim.records import TaskRecords
-from dodoor.resources import Task
 
 demands = st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.sampled_from([100.0, 900.0]),
                     st.integers(1, 400).map(float), st.integers(0, 300).map(float))
@@ -19,7 +18,9 @@ demands = st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.sampled_from([100.0, 90
        st.integers(0, 3), demands, st.integers(0, 500).map(float))
 def test_prediction_matches_the_replay(earlier, slots, in_flight, new, ask_at):
     spec = NodeSpec("n", 4, 1000, 0, slots)
-    tasks = [Task(f"t{i}", c, m, 0, dur, at) for i, (c, m, dur, at) in enumerate(earlier)]
+    # everything the oracle may know of has arrived by ``ask_at`` or is in flight
+    tasks = [Task(f"t{i}", c, m, 0, dur, min(at, ask_at))
+             for i, (c, m, dur, at) in enumerate(earlier)]
     tasks.append(Task("new", new[0], new[1], 0, new[2], ask_at))
     loop = EventLoop()
     net = Network(loop, 5.0)

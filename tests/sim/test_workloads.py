@@ -20,7 +20,8 @@ def test_scaled_trace_has_the_asked_load(rows, load, n_nodes):
     tasks = [Task(f"t{i}", 1, 1, 0, d, a) for i, (d, a) in enumerate(rows)]
     nodes = scaled(n_nodes)
     out = scale_to_load(tasks, nodes, load)
-    assert offered_load(out, nodes) == pytest.approx(load, rel=1e-9)
+    # rel 1e-6: arrivals near 1e7 ms over a span of a few ms lose float digits
+    assert offered_load(out, nodes) == pytest.approx(load, rel=1e-6)
     # only arrivals move: order, first arrival, durations and ids stay
     assert [t.duration_ms for t in out] == [t.duration_ms for t in tasks]
     assert min(t.arrival_ms for t in out) == pytest.approx(min(t.arrival_ms for t in tasks))
