@@ -4,7 +4,8 @@
 #   dodoor:latest         the project in a venv, installed from a host-built wheelhouse
 #   dodoor-task:busybox   busybox-static in an imported scratch rootfs (sleep, CPU burn, memory touch)
 #   dodoor-task:python    numpy functions (float ops, matrix multiply, linear solve)
-# Idempotent: an image that exists is skipped; --force rebuilds all of them.
+# Idempotent: an image that exists is skipped (dodoor:latest also when it was built
+# from the current sources); --force rebuilds all of them. Works from any cwd.
 set -euo pipefail
 
 usage() { echo "usage: $0 [--force] [--only IMAGE ...]" >&2; }
@@ -25,6 +26,7 @@ COMPOSE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$COMPOSE_DIR")"
 BUILD="$COMPOSE_DIR/.build"
 WHEELS="$BUILD/wheels"
+PROJECT_WHEEL="$BUILD/project"
 SUITE="${DODOOR_DEBIAN_SUITE:-bookworm}"
 MIRROR="${DODOOR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PYTHON="${PYTHON:-python3}"
@@ -93,19 +95,45 @@ with open(sys.argv[1], "rb") as fh:
 PY
 }
 
+# The files the dodoor wheel is built from (tracked or new, not ignored), one per line.
+project_files() {
+  (cd "$REPO" && git ls-files -co --exclude-standard -- \
+      pyproject.toml README.md dodoor scheduler node_agent workloads \
+    | while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done | sort)
+}
+
+# A digest of the project sources: dodoor:latest is rebuilt whenever it changes.
+source_digest() {
+  (cd "$REPO" && project_files | tr '\n' '\0' | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+image_label() {
+  docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+# Dependency wheels are downloaded once per dependency list; the project wheel is
+# rebuilt from a copy of the sources (so the repo itself gets no build/ litter).
 build_wheelhouse() {
-  rm -rf "$WHEELS"
   mkdir -p "$WHEELS"
-  local deps=()
+  local deps=() digest
   mapfile -t deps < <(project_deps)
-  "$PYTHON" -m pip wheel -q --no-deps -w "$WHEELS" "$REPO" >"$BUILD/pip.log" 2>&1 \
+  digest="$(printf '%s\n' "${deps[@]}" | sha256sum | cut -c1-16)"
+  if [ "$FORCE" -eq 1 ] || [ "$(cat "$WHEELS/.deps" 2>/dev/null)" != "$digest" ]; then
+    rm -f "$WHEELS"/*.whl "$WHEELS/.deps"
+    "$PYTHON" -m pip download -q --only-binary=:all: --python-version 3.11 \
+      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux_2_28_x86_64 -d "$WHEELS" "${deps[@]}" >"$BUILD/pip.log" 2>&1 \
+      || die "pip download of the dependencies failed; see $BUILD/pip.log"
+    printf '%s\n' "${deps[@]}" >"$WHEELS/requirements.txt"
+    echo "$digest" >"$WHEELS/.deps"
+  fi
+  local src="$BUILD/src"
+  rm -rf "$src" "$PROJECT_WHEEL"
+  mkdir -p "$src" "$PROJECT_WHEEL"
+  (cd "$REPO" && project_files | tar -c -T -) | tar -C "$src" -x
+  "$PYTHON" -m pip wheel -q --no-deps -w "$PROJECT_WHEEL" "$src" >>"$BUILD/pip.log" 2>&1 \
     || die "pip wheel of the project failed; see $BUILD/pip.log"
-  "$PYTHON" -m pip download -q --only-binary=:all: --python-version 3.11 \
-    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux_2_28_x86_64 -d "$WHEELS" "${deps[@]}" >>"$BUILD/pip.log" 2>&1 \
-    || die "pip download of the dependencies failed; see $BUILD/pip.log"
-  # The project wheel is rebuilt every time, so stale copies of the repo never linger.
-  rm -rf "$REPO/build" "$REPO"/*.egg-info
+  rm -rf "$src"
 }
 
 # Assemble a build context from files and the wheelhouse, then build with no network.
@@ -116,14 +144,16 @@ docker_build() {
   mkdir -p "$ctx"
   cp -r "$@" "$ctx"/
   local buildlog="$BUILD/build-${image//[:\/]/-}.log"
-  docker build --network none -t "$image" -f "$dockerfile" "$ctx" >"$buildlog" 2>&1 \
+  docker build --network none ${BUILD_LABEL:+--label "$BUILD_LABEL"} \
+    -t "$image" -f "$dockerfile" "$ctx" >"$buildlog" 2>&1 \
     || die "docker build of $image failed; see $buildlog"
   rm -rf "$ctx"
 }
 
 build_app() {
   build_wheelhouse
-  docker_build "$APP_IMAGE" "$COMPOSE_DIR/dodoor/Dockerfile" "$WHEELS"
+  BUILD_LABEL="dodoor.source=$(source_digest)" \
+    docker_build "$APP_IMAGE" "$COMPOSE_DIR/dodoor/Dockerfile" "$WHEELS" "$PROJECT_WHEEL"
 }
 
 build_busybox() {
@@ -153,7 +183,7 @@ build_busybox() {
 }
 
 build_task_python() {
-  [ -d "$WHEELS" ] && ls "$WHEELS"/numpy-*.whl >/dev/null 2>&1 || build_wheelhouse
+  ls "$WHEELS"/numpy-*.whl >/dev/null 2>&1 || build_wheelhouse
   docker_build "$PY_TASK_IMAGE" "$COMPOSE_DIR/task-python/Dockerfile" \
     "$WHEELS" "$COMPOSE_DIR/task-python/functions.py"
 }
@@ -164,7 +194,15 @@ if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE"; then
   if [ ${#ONLY[@]} -gt 0 ] && ! wanted "$BASE_IMAGE"; then FORCE=0 step "$BASE_IMAGE" build_base
   else step "$BASE_IMAGE" build_base; fi
 fi
-wanted "$APP_IMAGE" && step "$APP_IMAGE" build_app
+if wanted "$APP_IMAGE"; then
+  # An existing dodoor:latest built from other sources is stale: rebuild it.
+  if image_exists "$APP_IMAGE" && [ "$(image_label "$APP_IMAGE" dodoor.source)" != "$(source_digest)" ]; then
+    log "$APP_IMAGE was built from other sources: rebuilding"
+    FORCE_APP=1
+  fi
+  if [ "${FORCE_APP:-0}" -eq 1 ]; then FORCE=1 step "$APP_IMAGE" build_app
+  else step "$APP_IMAGE" build_app; fi
+fi
 wanted "$BUSYBOX_IMAGE" && step "$BUSYBOX_IMAGE" build_busybox
 wanted "$PY_TASK_IMAGE" && step "$PY_TASK_IMAGE" build_task_python
 
