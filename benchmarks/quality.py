@@ -2,9 +2,10 @@
 
 Prints one row per (trace, load, policy) and the ratios dodoor/power-of-two and
 dodoor/ideal for messages per task and mean / p99 makespan; writes the same as
-markdown to ``--out``.
+markdown to ``--out``. With ``--seeds N`` every figure is the mean over seeds
+0..N-1 (one seed's sampling luck moves a policy's mean makespan by 10-20%).
 
-    python benchmarks/quality.py [--out quality.md] [--jobs 2] [--policy NAME ...]
+    python benchmarks/quality.py [--out quality.md] [--jobs 2] [--seeds 3] [--policy SPEC ...]
 """
 
 from __future__ import annotations
@@ -41,8 +42,24 @@ def run_one(trace: str, load: str, policy: str, seed: int) -> dict:
     return summary
 
 
-def markdown(groups: dict[tuple[str, str], list[dict]], own_loads: dict[str, float]) -> str:
-    lines = ["# Simulated placement quality (paper100, 1 scheduler, delay 0.5 ms, b=80, k=8)", ""]
+def average(summaries: list[dict]) -> dict:
+    """The first summary with its figures replaced by their mean over all of them."""
+    out = dict(summaries[0])
+    n = len(summaries)
+    for key in ("makespan_ms", "sched_latency_ms"):
+        out[key] = {k: sum(s[key][k] for s in summaries) / n for k in summaries[0][key]}
+    out["throughput_tps"] = sum(s["throughput_tps"] for s in summaries) / n
+    out["wall_s"] = sum(s["wall_s"] for s in summaries)
+    out["messages"] = dict(summaries[0]["messages"],
+                           per_task=sum(s["messages"]["per_task"] for s in summaries) / n)
+    out["seeds"] = n
+    return out
+
+
+def markdown(groups: dict[tuple[str, str], list[dict]], own_loads: dict[str, float],
+             seeds: int) -> str:
+    lines = ["# Simulated placement quality (paper100, 1 scheduler, delay 0.5 ms, b=80, k=8, "
+             f"mean over {seeds} seed{'s' if seeds > 1 else ''})", ""]
     for (trace, load), rows in groups.items():
         label = f"own timing ({own_loads[trace]:.2f} of slots)" if load == "own" else load
         lines += [f"## {trace}, load {label}", "",
@@ -71,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"variants {', '.join(VARIANTS)})")
     p.add_argument("--trace", action="append", default=None, choices=BUNDLED)
     p.add_argument("--load", action="append", default=None, choices=LOADS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="average over seeds 0..N-1")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = p.parse_args(argv)
     policies = args.policy or [*POLICIES, *VARIANTS]
@@ -83,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     groups: dict[tuple[str, str], list[dict]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, t, load, pol, args.seed) for t, load, pol in jobs]
-        for (t, load, _), future in zip(jobs, futures):
-            summary = future.result()
+        futures = [[pool.submit(run_one, t, load, pol, seed) for seed in range(args.seeds)]
+                   for t, load, pol in jobs]
+        for (t, load, _), per_seed in zip(jobs, futures):
+            summary = average([f.result() for f in per_seed])
             groups.setdefault((t, load), []).append(summary)
             mk = summary["makespan_ms"]
             print(f"{t:18s} load {load:>4s}  {summary['policy']:22s} "
@@ -100,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dodoor/{base}: msgs/task {r['msgs_per_task']:.3f}  mean makespan "
                   f"{r['mean_makespan']:.3f}  p99 makespan {r['p99_makespan']:.3f}")
         print()
-    Path(args.out).write_text(markdown(groups, own), encoding="utf-8")
+    Path(args.out).write_text(markdown(groups, own, args.seeds), encoding="utf-8")
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return 0
 
