@@ -113,7 +113,10 @@ class Placer:
         capacity = self.view.cache.capacity
         if capacity.shape[0] == 0:
             raise NoNodesError("no live nodes are known yet")
+        sampler = self.view.sampler
         for i, task in enumerate(tasks):
+            if sampler.feasible(task.demand()).size:  # memoized per distinct demand
+                continue
             try:
                 check_fits_somewhere(task.demand(), capacity)
             except NoFitError as exc:

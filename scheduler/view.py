@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dodoor.cache import N_STATE, LoadCache
+from dodoor.cache import N_STATE, STATE_COLUMNS, LoadCache
 from dodoor.resources import N_RESOURCES, RESOURCES
 from dodoor.sampling import FeasibleSampler
 from dodoor.wire import Deltas, Snapshot
@@ -97,11 +97,7 @@ class ClusterView:
                 "url": self.urls[i],
                 "capacity": {name: float(cap[j]) for j, name in enumerate(RESOURCES)},
                 "slots": int(self.cache.slots[i]),
-                "state": {
-                    "cores": float(state[0]), "memory_mb": float(state[1]),
-                    "disk_mb": float(state[2]), "tasks": float(state[3]),
-                    "pending_ms": float(state[4]),
-                },
+                "state": {name: float(state[j]) for j, name in enumerate(STATE_COLUMNS)},
             })
         return {
             "nodes": nodes,

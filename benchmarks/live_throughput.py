@@ -1,0 +1,364 @@
+"""Live placement throughput and latency on loopback (not a test; prints figures).
+
+Starts a load store, 2 schedulers and 16 agents (sleep executor, ~zero
+durations) as ``python -m dodoor`` processes on 127.0.0.1, then runs a load
+generator in a separate process against scheduler 0:
+
+1. batched msgpack submissions (closed loop) -> placed tasks/s;
+2. single-task JSON submissions (closed loop) -> placed tasks/s;
+3. single-task submissions, open loop at half the single-task peak ->
+   p50/p99 submit->enqueued latency (the 202 comes back once the agent has
+   accepted the enqueue);
+4. scheduling messages per task by type, from the daemons' /metrics.
+
+Usage: python benchmarks/live_throughput.py [--seconds 5] [--batch 500]
+       [--policy dodoor] [--agents 16] [--schedulers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = {"cores": 0.01, "memory_mb": 1, "duration_ms": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+class Cluster:
+    """The daemons, started and stopped as processes."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, null: bool) -> None:
+        self.args = args
+        self.null = null
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+        self.loadstore = ""
+        self.schedulers: list[str] = []
+        self.agents: list[str] = []
+
+    def _spawn(self, argv: list[str], port: int, null: bool = False) -> str:
+        log = open(self.workdir / f"{argv[0]}-{port}.log", "wb")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        cmd = ([sys.executable, __file__, "nullagent", *argv[1:]] if null else
+               [sys.executable, "-m", "dodoor", "--log-level", "WARNING", *argv])
+        self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT))
+        return f"http://127.0.0.1:{port}"
+
+    def _wait(self, url: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                get(url + "/healthz")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{url} did not come up; logs in {self.workdir}")
+
+    def start(self) -> None:
+        a = self.args
+        port = free_port()
+        self.loadstore = self._spawn(["loadstore", "--port", str(port), "--b", str(a.b)], port)
+        self._wait(self.loadstore)
+        for i in range(a.agents):
+            port = free_port()
+            if self.null:
+                self.agents.append(self._spawn(
+                    ["agent", "--port", str(port), "--id", f"node-{i:02d}", "--loadstore",
+                     self.loadstore], port, null=True))
+                continue
+            self.agents.append(self._spawn(
+                ["agent", "--port", str(port), "--id", f"node-{i:02d}", "--loadstore",
+                 self.loadstore, "--cores", "64", "--memory-mb", "262144", "--disk-mb", "0",
+                 "--slots", "64", "--executor", "sleep", "--sleep-scale", "0",
+                 "--journal", str(self.workdir / f"node-{i}.sqlite")], port))
+        for i in range(a.schedulers):
+            port = free_port()
+            params = [x for p in a.param for x in ("--param", p)]
+            self.schedulers.append(self._spawn(
+                ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
+                 self.loadstore, "--policy", a.policy, "--seed", str(i), *params], port))
+        for url in self.agents + self.schedulers:
+            self._wait(url)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            views = [json.loads(get(s + "/v1/nodes")) for s in self.schedulers]
+            if all(len(v["nodes"]) == a.agents for v in views):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("schedulers never saw every agent")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def scrape(url: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^dodoor_messages_total\{type="(\w+)"\} ([0-9.e+]+)$',
+                         get(url + "/metrics"), re.M):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def messages(cluster: Cluster) -> dict[str, float]:
+    """Sent scheduling messages: schedulers' own, plus the store's pushes and received reports."""
+    total: dict[str, float] = {}
+    for url in cluster.schedulers:
+        for kind, n in scrape(url).items():
+            if kind not in ("snapshot", "confirm"):  # counted where they are sent
+                total[kind] = total.get(kind, 0.0) + n
+    store = scrape(cluster.loadstore)
+    for kind in ("snapshot", "node_state"):
+        total[kind] = store.get(kind, 0.0)
+    return total
+
+
+def run_loadgen(argv: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "loadgen", *argv], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- a null agent (its own process): accepts enqueues, runs nothing ---------
+
+async def _null_agent(a: argparse.Namespace) -> None:
+    import aiohttp
+    import numpy as np
+    from aiohttp import web
+
+    from dodoor.wire import CONTENT_TYPE, Enqueue, EnqueueBatch, NodeState, decode, encode
+
+    received = 0
+
+    async def enqueue(request: web.Request) -> web.Response:
+        nonlocal received
+        decode(await request.read(), Enqueue)  # a real agent decodes and validates too
+        received += 1
+        return web.Response(status=202)
+
+    async def enqueue_batch(request: web.Request) -> web.Response:
+        nonlocal received
+        received += len(decode(await request.read(), EnqueueBatch).tasks)
+        return web.Response(status=202)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "received": received})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/internal/enqueue", enqueue)
+    app.router.add_post("/internal/enqueue_batch", enqueue_batch)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", a.port).start()
+    url = f"http://127.0.0.1:{a.port}"
+    seq = 0
+    async with aiohttp.ClientSession() as session:
+        while True:  # a heartbeat report keeps the node alive in the load store
+            seq += 1
+            msg = NodeState(a.id, url, seq, np.array([64.0, 262144.0, 0.0]), 64, np.zeros(5))
+            try:
+                async with session.post(a.loadstore + "/internal/node_state", data=encode(msg),
+                                        headers={"Content-Type": CONTENT_TYPE}) as resp:
+                    await resp.read()
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(1.0)
+
+
+def null_agent_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--id", required=True)
+    p.add_argument("--loadstore", required=True)
+    a = p.parse_args(argv)
+    import uvloop
+    uvloop.install()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(_null_agent(a))
+
+
+# -- the load generator (its own process) -----------------------------------
+
+async def _loadgen(a: argparse.Namespace) -> dict:
+    import aiohttp
+    import msgpack
+
+    url = a.url + "/v1/tasks"
+    connector = aiohttp.TCPConnector(limit=a.concurrency)
+    placed = 0
+    errors = 0
+    latencies: list[float] = []
+    counter = iter(range(10**12))
+    run_id = os.urandom(4).hex()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def submit(n: int) -> None:
+            nonlocal placed, errors
+            tasks = [{**TASK, "id": f"{run_id}-{next(counter)}"} for _ in range(n)]
+            if a.mode == "batch":
+                data = msgpack.packb({"tasks": tasks})
+                headers = {"Content-Type": "application/msgpack"}
+            else:
+                data = json.dumps(tasks[0]).encode()
+                headers = {"Content-Type": "application/json"}
+            t0 = time.perf_counter()
+            async with session.post(url, data=data, headers=headers) as resp:
+                await resp.read()
+                if resp.status == 202:
+                    placed += n
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        n = a.batch if a.mode == "batch" else 1
+        start = time.perf_counter()
+        end = start + a.seconds
+        if a.rate:  # open loop: a request every 1/rate seconds
+            pending: set[asyncio.Task] = set()
+            i = 0
+            while True:
+                due = start + i / a.rate
+                if due >= end:
+                    break
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(submit(n))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                i += 1
+            await asyncio.gather(*pending)
+        else:
+            async def worker() -> None:
+                while time.perf_counter() < end:
+                    await submit(n)
+
+            await asyncio.gather(*(worker() for _ in range(a.concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+
+    def q(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000.0 if latencies else float("nan")
+
+    return {"placed": placed, "errors": errors, "seconds": elapsed,
+            "tasks_per_s": placed / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99)}
+
+
+def loadgen_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--mode", choices=("batch", "single"), default="batch")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=float, default=0.0, help="open-loop requests/s (0: closed)")
+    a = p.parse_args(argv)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(_loadgen(a))))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        loadgen_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "nullagent":
+        null_agent_main(sys.argv[2:])
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--single-concurrency", type=int, default=32)
+    p.add_argument("--policy", default="dodoor")
+    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--agents", type=int, default=16)
+    p.add_argument("--schedulers", type=int, default=2)
+    p.add_argument("--b", type=int, default=80)
+    p.add_argument("--agents-kind", choices=("real", "null", "both"), default="both")
+    a = p.parse_args()
+    for null in ([False, True] if a.agents_kind == "both" else [a.agents_kind == "null"]):
+        measure(a, null)
+
+
+def measure(a: argparse.Namespace, null: bool) -> None:
+    tmp = tempfile.mkdtemp(prefix="dodoor-bench-")
+    cluster = Cluster(a, Path(tmp), null)
+    kind = "null agents (accept and drop; the scheduler's ceiling)" if null else \
+        "real agents (sleep executor, sqlite journal)"
+    try:
+        cluster.start()
+        target = cluster.schedulers[0]
+        print(f"\n== 1 load store, {a.schedulers} schedulers, {a.agents} {kind}, "
+              f"policy {a.policy}, {os.cpu_count()} CPUs")
+        run_loadgen(["--url", target, "--mode", "batch", "--batch", "50",
+                     "--seconds", "1"])  # warm-up
+        before = messages(cluster)
+        batch = run_loadgen(["--url", target, "--mode", "batch", "--batch", str(a.batch),
+                             "--concurrency", str(a.concurrency), "--seconds", str(a.seconds)])
+        after = messages(cluster)
+        print(f"batched msgpack ({a.batch}/request, {a.concurrency} in flight): "
+              f"{batch['tasks_per_s']:,.0f} tasks/s placed ({batch['placed']} tasks, "
+              f"{batch['errors']} failed requests, p50 {batch['p50_ms']:.1f} ms/request)")
+        single = run_loadgen(["--url", target, "--mode", "single", "--concurrency",
+                              str(a.single_concurrency), "--seconds", str(a.seconds)])
+        print(f"single JSON ({a.single_concurrency} in flight): "
+              f"{single['tasks_per_s']:,.0f} tasks/s placed ({single['errors']} failed)")
+        rate = single["tasks_per_s"] / 2
+        half = run_loadgen(["--url", target, "--mode", "single", "--rate", f"{rate:.1f}",
+                            "--concurrency", "256", "--seconds", str(a.seconds)])
+        print(f"submit->enqueued latency at half the single-task peak ({rate:,.0f} tasks/s, "
+              f"open loop): p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
+        placed = batch["placed"]
+        per_type = {k: (after.get(k, 0) - before.get(k, 0)) / placed
+                    for k in sorted(set(after) | set(before)) if placed}
+        from dodoor.messages import SCHEDULING_TYPES
+        sched = sum(v for k, v in per_type.items() if k in SCHEDULING_TYPES)
+        print("messages per task (batched run): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in per_type.items() if v) + f"; scheduling {sched:.3f}")
+        print(f"vs issue targets: batched {batch['tasks_per_s'] / 20000:.2f}x of 20,000 tasks/s; "
+              f"p99 {half['p99_ms'] / 5.0:.2f}x of 5 ms")
+    except BaseException:
+        print(f"failed; daemon logs kept in {tmp}", file=sys.stderr)
+        raise
+    finally:
+        cluster.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()
