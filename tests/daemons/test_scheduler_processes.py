@@ -128,3 +128,51 @@ async def test_processes_with_real_agents(spawn):
             await asyncio.sleep(0.05)
         assert view["snapshot_seq"] > seq
         assert sum(n["state"]["tasks"] for n in view["nodes"]) <= 8
+
+
+@pytest.mark.skipif(not HAVE_AGENT, reason="node agent (node_agent.command) not in the repo yet")
+async def test_every_live_policy_against_real_agents(spawn):
+    """Schedulers of each message pattern share one load store and three real agents."""
+    token = "pol-token"
+    env = {"DODOOR_TOKEN": token}
+    ls_port = free_port()
+    loadstore = await asyncio.to_thread(spawn, ["loadstore", "--port", str(ls_port)], ls_port,
+                                        env)
+    for i in range(3):
+        port = free_port()
+        await asyncio.to_thread(
+            spawn, ["agent", "--port", str(port), "--id", f"node-{i}", "--loadstore",
+                    loadstore.url, "--cores", "4", "--memory-mb", "4096", "--disk-mb", "100",
+                    "--slots", "2", "--executor", "sleep"], port, env)
+    policies = ("sparrow", "power-of-two", "prequal", "cached-power-of-two")
+    schedulers = {}
+    for policy in policies:
+        port = free_port()
+        schedulers[policy] = await asyncio.to_thread(
+            spawn, ["scheduler", "--port", str(port), "--id", f"s-{policy}", "--loadstore",
+                    loadstore.url, "--policy", policy, "--seed", "5"], port, env)
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=auth) as session:
+        for policy, sched in schedulers.items():
+            for _ in range(200):
+                _, view = await _get(session, sched.url + "/v1/nodes")
+                if len(view["nodes"]) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            tasks = [{"id": f"{policy}-{i}", "cores": 1, "memory_mb": 128, "duration_ms": 30}
+                     for i in range(6)]
+            async with session.post(sched.url + "/v1/tasks", json={"tasks": tasks}) as resp:
+                assert resp.status == 202, await resp.text()
+        for policy, sched in schedulers.items():
+            states = {}
+            for _ in range(100):
+                for i in range(6):
+                    _, body = await _get(session, f"{sched.url}/v1/tasks/{policy}-{i}")
+                    states[i] = (body["state"], body["node"])
+                if all(s == "succeeded" for s, _ in states.values()):
+                    break
+                await asyncio.sleep(0.1)
+            assert all(s == "succeeded" for s, _ in states.values()), (policy, states)
+            assert {n for _, n in states.values()} <= {"node-0", "node-1", "node-2"}
+            metrics = await (await session.get(sched.url + "/metrics")).text()
+            assert 'dodoor_messages_total{type="enqueue"} 6.0' in metrics, (policy, metrics)
