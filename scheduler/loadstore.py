@@ -65,8 +65,11 @@ class LoadStoreState:
         if capacity.shape != (N_RESOURCES,) or state.shape != (N_STATE,):
             raise ValueError(f"node_state of {msg.node_id!r}: capacity must have {N_RESOURCES} "
                              f"values and state {N_STATE}, got {capacity.size} and {state.size}")
-        if not (np.all(np.isfinite(capacity)) and np.all(np.isfinite(state))) or msg.slots < 1:
-            raise ValueError(f"node_state of {msg.node_id!r}: non-finite values or slots < 1")
+        if not (np.all(np.isfinite(capacity)) and np.all(np.isfinite(state))):
+            raise ValueError(f"node_state of {msg.node_id!r}: non-finite capacity or state")
+        if np.any(capacity < 0) or msg.slots < 1:
+            raise ValueError(f"node_state of {msg.node_id!r}: negative capacity or slots < 1 "
+                             f"(capacity {capacity.tolist()}, slots {msg.slots})")
         now = self.clock.now_ms()
         rec = self.nodes.get(msg.node_id)
         if rec is None:

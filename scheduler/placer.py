@@ -105,6 +105,7 @@ class Placer:
         self.failovers = 0
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
+        self._inflight: dict[str, asyncio.Future] = {}
 
     # -- admission ---------------------------------------------------------
 
@@ -126,28 +127,49 @@ class Placer:
     # -- placement ---------------------------------------------------------
 
     async def place(self, tasks: list[Task]) -> list[Placement]:
-        """Place every task; already placed ids return their existing placement."""
+        """Place every task; already placed ids return their existing placement.
+
+        An id that another request is placing right now waits for that
+        placement instead of being placed twice.
+        """
         out: list[Placement | None] = [None] * len(tasks)
         sync_kind = self.kind in (PolicyKind.CACHED, PolicyKind.NONE, PolicyKind.POOL)
         coros = []
         groups: dict[Target, list[tuple[int, Task, list[Target]]]] = {}
-        for i, task in enumerate(tasks):
-            existing = self.existing(task.task_id)
-            if existing is not None:
-                out[i] = existing
-                continue
-            if sync_kind:
-                prefs = self._decide(task)
-                groups.setdefault(prefs[0], []).append((i, task, prefs))
-            elif self.kind is PolicyKind.PROBE:
-                coros.append(self._indexed(i, self._place_probed(task)))
-            else:
-                coros.append(self._indexed(i, self._place_reserved(task)))
-        for target, items in groups.items():
-            coros.append(self._send_group(target, items))
-        for done in await asyncio.gather(*coros):
-            for i, placement in done:
-                out[i] = placement
+        mine: list[str] = []
+        loop = asyncio.get_running_loop()
+        try:
+            for i, task in enumerate(tasks):
+                existing = self.existing(task.task_id)
+                if existing is not None:
+                    out[i] = existing
+                    continue
+                pending = self._inflight.get(task.task_id)
+                if pending is not None:
+                    coros.append(self._indexed(i, asyncio.shield(pending)))
+                    continue
+                self._inflight[task.task_id] = loop.create_future()
+                mine.append(task.task_id)
+                if sync_kind:
+                    prefs = self._decide(task)
+                    groups.setdefault(prefs[0], []).append((i, task, prefs))
+                elif self.kind is PolicyKind.PROBE:
+                    coros.append(self._indexed(i, self._place_probed(task)))
+                else:
+                    coros.append(self._indexed(i, self._place_reserved(task)))
+            for target, items in groups.items():
+                coros.append(self._send_group(target, items))
+            for done in await asyncio.gather(*coros):
+                for i, placement in done:
+                    out[i] = placement
+        finally:
+            by_id = {p.task_id: p for p in out if p is not None}
+            for task_id in mine:
+                fut = self._inflight.pop(task_id)
+                if task_id in by_id:
+                    fut.set_result(by_id[task_id])
+                else:
+                    fut.cancel()
         if self.kind is PolicyKind.POOL:
             self._feed_pool()
         return [p for p in out if p is not None]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 import pytest
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dodoor.clock import ManualClock
@@ -94,6 +95,7 @@ def test_resized_node_changes_the_node_set():
     NodeState("x", "u", 1, np.zeros(2), 1, np.zeros(5)),
     NodeState("x", "u", 1, np.zeros(3), 0, np.zeros(5)),
     NodeState("x", "u", 1, np.array([1.0, np.nan, 0]), 1, np.zeros(5)),
+    NodeState("x", "u", 1, np.array([-1.0, 1, 0]), 1, np.zeros(5)),
 ])
 def test_bad_reports_rejected(bad):
     store = LoadStoreState(b=80, dead_after_ms=3000, clock=ManualClock())
@@ -214,3 +216,36 @@ async def test_metrics(loadstore):
     text = await (await client.get("/metrics")).text()
     assert 'dodoor_messages_total{type="node_state"} 1.0' in text
     assert "dodoor_loadstore_live_nodes 1.0" in text
+
+
+@pytest.fixture
+def shared_loadstore(loadstore):
+    built: list = []
+
+    async def get():
+        if not built:
+            built.append(await loadstore())
+        return built[0]
+
+    return get
+
+
+def _envelopes():
+    bodies = st.dictionaries(
+        st.sampled_from(["node_id", "url", "seq", "capacity", "slots", "state", "node_ids",
+                         "deltas", "placements", "scheduler_id", "role", "component_id"]),
+        st.none() | st.integers(-5, 5) | st.text(max_size=4) | st.binary(max_size=48)
+        | st.lists(st.integers(0, 3) | st.binary(max_size=40), max_size=3), max_size=8)
+    return st.builds(lambda kind, body: msgpack.packb({"v": 1, "type": kind, "body": body}),
+                     st.sampled_from(["node_state", "deltas", "register", "snapshot"]), bodies)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=120), _envelopes()),
+       path=st.sampled_from(["/internal/node_state", "/internal/deltas", "/internal/register"]))
+async def test_no_input_crashes_the_load_store(shared_loadstore, data, path):
+    client, ls, _ = await shared_loadstore()
+    resp = await client.post(path, data=data, headers=MSGPACK)
+    assert resp.status in (204, 400), await resp.text()
+    assert (await client.get("/v1/nodes")).status == 200

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
 import msgpack
 import numpy as np
 import pytest
-from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dodoor.settings import PolicySettings
 from dodoor.wire import CONTENT_TYPE, Snapshot, encode
@@ -77,6 +79,19 @@ def make_stack(aiohttp_server, aiohttp_client, fake_agents):
         return stack
 
     return build
+
+
+@pytest.fixture
+def fuzz_stack(make_stack):
+    """One stack reused across hypothesis examples (built on first use)."""
+    built: list[Stack] = []
+
+    async def get() -> Stack:
+        if not built:
+            built.append(await make_stack())
+        return built[0]
+
+    return get
 
 
 async def test_single_task_is_placed_and_forwarded(make_stack):
@@ -428,3 +443,52 @@ async def test_metrics_export_message_counts(make_stack):
     text = await (await stack.client.get("/metrics")).text()
     assert 'dodoor_messages_total{type="enqueue"} 3.0' in text
     assert "dodoor_scheduler_nodes 3.0" in text
+
+
+async def test_concurrent_submissions_of_one_id_place_it_once(make_stack):
+    stack = await make_stack()
+    results = await asyncio.gather(*(stack.post({**TASK, "id": "race"}) for _ in range(8)))
+    assert {status for status, _ in results} == {202}
+    assert len({body["placements"][0]["node"] for _, body in results}) == 1
+    assert sum(a.enqueue_posts + a.batch_posts for a in stack.agents) == 1
+
+
+async def test_load_store_restart_brings_a_new_registration(make_stack, aiohttp_server):
+    stack = await make_stack()
+    port = stack.loadstore_server.port
+    await stack.loadstore_server.close()
+    await wait_for(lambda: not stack.state.loadstore_reachable)
+    fresh = await aiohttp_server(create_loadstore(LoadStoreSettings()), host="127.0.0.1",
+                                 port=port)
+    ls = fresh.app[LOADSTORE]
+    await wait_for(lambda: "sched-t" in ls.pusher.schedulers, timeout=5)
+    # the new store knows no nodes until they report; the push empties the view
+    await wait_for(lambda: stack.state.view.n_nodes == 0)
+    for agent in stack.agents:
+        await agent.report(str(fresh.make_url("")).rstrip("/"))
+    await wait_for(lambda: stack.state.view.n_nodes == 3)
+    health = await (await stack.client.get("/healthz")).json()
+    assert health["status"] == "ok"
+    assert (await stack.post({**TASK, "id": "after-restart"}))[0] == 202
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(
+        st.sampled_from(["id", "cores", "memory_mb", "duration_ms", "tasks", "env", "x"]), c,
+        max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=200), VALUES.map(msgpack.packb),
+                      VALUES.map(lambda v: json.dumps(v).encode())),
+       path=st.sampled_from(["/v1/tasks", "/internal/snapshot", "/internal/confirm"]),
+       ctype=st.sampled_from([CONTENT_TYPE, "application/json"]))
+async def test_no_input_crashes_the_scheduler(fuzz_stack, data, path, ctype):
+    stack = await fuzz_stack()
+    resp = await stack.client.post(path, data=data, headers={"Content-Type": ctype})
+    assert resp.status < 500 or resp.status == 503, await resp.text()
+    if resp.status >= 400:
+        assert "error" in await resp.json()
