@@ -9,6 +9,7 @@ import os
 
 from aiohttp import web
 
+from dodoor.errors import DodoorError
 from node_agent.settings import EXECUTORS, AgentSettings, host_capacity
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("agent %s starting on %s:%d (advertised as %s)", settings.node_id, settings.host,
              settings.port, settings.url)
     # run_app handles SIGINT/SIGTERM: stop accepting, drain in-flight requests, then cleanup_ctx.
-    web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None,
-                shutdown_timeout=10.0, access_log=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None,
+                    shutdown_timeout=10.0, access_log=None)
+    except OSError as exc:  # typically the port is taken
+        raise DodoorError(f"cannot serve on {settings.host}:{settings.port}: {exc}") from exc
     log.info("agent %s stopped", settings.node_id)
     return 0
 

@@ -83,7 +83,7 @@ class Journal:
     async def close(self) -> None:
         if self._conn is not None:
             await self._call(self._close)
-        self._pool.shutdown(wait=True)
+        await asyncio.to_thread(self._pool.shutdown, True)
 
     async def insert(self, task: Task, scheduler_id: str, state: str, queued_ms: float,
                      started_ms: float | None = None) -> bool:

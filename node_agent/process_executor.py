@@ -73,7 +73,8 @@ class ProcessExecutor:
         reader = asyncio.ensure_future(_read_tail(proc.stdout, tail))  # type: ignore[arg-type]
         limit_ms = self.wall_limit_ms(task)
         try:
-            await asyncio.wait_for(proc.wait(), timeout=limit_ms / 1000.0)
+            async with asyncio.timeout(limit_ms / 1000.0):
+                await proc.wait()
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
@@ -127,7 +128,8 @@ async def _read_tail(stream: asyncio.StreamReader, tail: deque[bytes]) -> None:
 async def _finish_reader(reader: asyncio.Future) -> None:
     # A grandchild may keep the pipe open after the task's own process exited.
     try:
-        await asyncio.wait_for(reader, timeout=1.0)
+        async with asyncio.timeout(1.0):
+            await reader
     except TimeoutError:
         pass
 

@@ -52,7 +52,8 @@ class Reporter:
         self._changed.set()
         while True:
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout=self.heartbeat_s)
+                async with asyncio.timeout(self.heartbeat_s):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
             self._changed.clear()

@@ -112,3 +112,18 @@ async def _some_done(states):
 async def _all_done(states):
     s = await states()
     return s if all(v in ("succeeded", "failed") for v in s.values()) else None
+
+
+def test_busy_port_is_a_clear_error_not_a_hang(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # the load store URL points nowhere, so the reporter is mid-retry when startup fails
+        done = subprocess.run(
+            [sys.executable, "-m", "dodoor", "agent", "--port", str(port), "--loadstore",
+             f"http://127.0.0.1:{free_port()}", "--cores", "1", "--memory-mb", "100", "--disk-mb", "0",
+             "--journal", str(tmp_path / "j.sqlite")],
+            capture_output=True, text=True, timeout=30, cwd=os.getcwd())
+    assert done.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr
