@@ -119,10 +119,11 @@ def test_busy_port_is_a_clear_error_not_a_hang(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        # the load store URL points nowhere, so the reporter is mid-retry when startup fails
+        # the load store URL points nowhere (loopback port 1), so the reporter has just
+        # failed a report when startup fails; uvloop then hung on a cancelled wait_for
         done = subprocess.run(
             [sys.executable, "-m", "dodoor", "agent", "--port", str(port), "--loadstore",
-             f"http://127.0.0.1:{free_port()}", "--cores", "1", "--memory-mb", "100", "--disk-mb", "0",
+             "http://127.0.0.1:1", "--cores", "1", "--memory-mb", "100", "--disk-mb", "0",
              "--journal", str(tmp_path / "j.sqlite")],
             capture_output=True, text=True, timeout=30, cwd=os.getcwd())
     assert done.returncode == 2
