@@ -214,7 +214,8 @@ class NodeAgent:
             return None  # released by _supervise; the scheduler placed it elsewhere
         now = self.clock.now_ms()
         self.queue.promote(entry.task_id, task)
-        entry.queued_ms = now
+        # The task itself arrives (and starts) now; the hold before it was the reservation's.
+        entry.queued_ms = entry.started_ms = now
         try:
             await self.journal.insert(task, entry.scheduler_id, RUNNING, now, started_ms=now)
         except JournalError as exc:

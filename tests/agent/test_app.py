@@ -171,8 +171,8 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     sched = FakeScheduler()
     server = await aiohttp_server(sched.app)
     url = str(server.make_url("/internal/confirm"))
-    ex = GatedExecutor()
-    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    ex, clock = GatedExecutor(), ManualClock(0.0)
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex, clock=clock))
     await enqueue(client, make_task("a"))
     await wait_for(lambda: ex.started == ["a"])
     sched.refuse.add("r1")
@@ -184,13 +184,15 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     assert (await post(client, "/internal/cancel", Cancel("r3"))).status == 204
     assert client.app[AGENT].state()[3] == 3.0
     assert sched.confirms == []  # nothing confirmed while a holds the only slot
+    clock.advance(500.0)
     ex.release("a")
     await wait_for(lambda: ex.started == ["a", "r2"])
     assert [c.task_id for c in sched.confirms] == ["r1", "r2"]
     assert {c.node_id for c in sched.confirms} == {"node-t"}
     # the confirmed task replaced the reservation's estimate with its own demand
     np.testing.assert_array_equal(client.app[AGENT].state()[:4], [2.0, 100.0, 0.0, 1.0])
-    assert await state_of(client, "r2") == "running"
+    _, r2 = await status(client, "r2")
+    assert (r2["state"], r2["queued_ms"], r2["started_ms"]) == ("running", 500.0, 500.0)
     assert (await status(client, "r1"))[0] == 404
     ex.release("r2")
     await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
