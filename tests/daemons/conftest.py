@@ -63,7 +63,7 @@ class Daemon:
     """One ``python -m dodoor`` process on loopback."""
 
     def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, cwd: Path | None = None) -> None:
         self.args = args
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -71,7 +71,7 @@ class Daemon:
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dodoor", *args], cwd=str(REPO), env=full_env,
+            [sys.executable, "-m", "dodoor", *args], cwd=str(cwd or REPO), env=full_env,
             stdout=self._log, stderr=subprocess.STDOUT,
         )
 
@@ -116,7 +116,8 @@ def spawn(tmp_path):
     def start(args: list[str], port: int, env: dict[str, str] | None = None,
               wait: bool = True) -> Daemon:
         name = f"{args[0]}-{port}.log"
-        daemon = Daemon(args, port, env, tmp_path / name)
+        # run in the test's own directory: default files (agent journals) land there
+        daemon = Daemon(args, port, env, tmp_path / name, cwd=tmp_path)
         started.append(daemon)
         if wait:
             daemon.wait_healthy()
