@@ -11,8 +11,10 @@ event loop never blocks on the disk.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +77,7 @@ class Journal:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock_fd: int | None = None
 
     async def open(self) -> None:
         await self._call(self._open, need_open=False)
@@ -142,6 +145,30 @@ class Journal:
     # -- plumbing ---------------------------------------------------------
     def _open(self, _conn: Any = None) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._connect()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        # Two agents resuming the same journal would both re-run its tasks; the OS drops
+        # the lock with the process, so a SIGKILLed agent never leaves it stale.
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise JournalError(f"journal {self.path} is in use by another agent") from exc
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def _connect(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         # WAL + synchronous=NORMAL would lose the last commits on power loss; FULL keeps
@@ -154,6 +181,7 @@ class Journal:
     def _close(self, conn: sqlite3.Connection) -> None:
         conn.close()
         self._conn = None
+        self._release_lock()
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         # Group commit: writes queued while the journal thread is busy share one

@@ -47,6 +47,19 @@ async def test_journal_errors_are_journal_errors(tmp_path):
     await bad.close()
 
 
+async def test_one_journal_one_agent(tmp_path):
+    first = Journal(tmp_path / "shared.sqlite")
+    await first.open()
+    second = Journal(tmp_path / "shared.sqlite")
+    with pytest.raises(JournalError, match="in use by another agent"):
+        await second.open()
+    await second.close()
+    await first.close()
+    third = Journal(tmp_path / "shared.sqlite")  # released on close
+    await third.open()
+    await third.close()
+
+
 async def test_restart_with_smaller_capacity_fails_what_cannot_fit(aiohttp_client, agent_settings):
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(cores=4.0, slots=1), executor=ex))
