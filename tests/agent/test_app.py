@@ -267,3 +267,38 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
         ex.release(tid)
     await wait_for(lambda: agent.queue.n_running == 0)
     assert ex.started == ["old", "b1", "b2"]
+
+
+class CrashingExecutor(GatedExecutor):
+    async def run(self, task):
+        self.started.append(task.task_id)
+        if task.task_id == "boom":
+            raise RuntimeError("engine exploded")
+        return await self._gate(task.task_id)
+
+
+async def test_executor_crash_fails_the_task_and_frees_the_slot(aiohttp_client, agent_settings):
+    ex = CrashingExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    await enqueue(client, make_task("boom"))
+    await enqueue(client, make_task("next"))
+    await wait_for(lambda: ex.started == ["boom", "next"])
+    _, body = await status(client, "boom")
+    assert body["state"] == "failed"
+    assert body["reason"] == "executor error: RuntimeError('engine exploded')"
+
+
+async def test_unreachable_confirm_target_releases_the_reservation(aiohttp_client, agent_settings):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/internal/confirm"
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    assert (await post(client, "/internal/reserve", Reserve(make_task("r"), "s", dead))).status == 202
+    await enqueue(client, make_task("t"))
+    await wait_for(lambda: ex.started == ["t"])  # the held slot came back after the failed confirm
+    agent = client.app[AGENT]
+    assert "r" not in agent.queue
+    assert agent.counter.counts["confirm"] == 1
