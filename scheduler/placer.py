@@ -39,6 +39,7 @@ from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
 Target = tuple[str, str]  # (node id, agent url)
+_DECISIONS_PER_YIELD = 256
 
 
 class NoNodesError(Exception):
@@ -153,6 +154,10 @@ class Placer:
                 if sync_kind:
                     prefs = self._decide(task)
                     groups.setdefault(prefs[0], []).append((i, task, prefs))
+                    if len(mine) % _DECISIONS_PER_YIELD == 0:
+                        # a long batch must not starve other requests and snapshots;
+                        # targets are node ids, so a snapshot in between is harmless
+                        await asyncio.sleep(0)
                 elif self.kind is PolicyKind.PROBE:
                     coros.append(self._indexed(i, self._place_probed(task)))
                 else:
@@ -171,7 +176,7 @@ class Placer:
                 else:
                     fut.cancel()
         if self.kind is PolicyKind.POOL:
-            self._feed_pool()
+            self._feed_pool(sum(1 for p in out if p is not None and p.node is not None))
         return [p for p in out if p is not None]
 
     @staticmethod
@@ -377,13 +382,14 @@ class Placer:
 
     # -- Prequal probe pool ------------------------------------------------
 
-    def _feed_pool(self) -> None:
-        targets = self.policy.probe_targets(self.view.sampler, self.rng)
-        for idx in targets:
-            if len(self.background) >= self.settings.max_probe_inflight:
-                break
-            node_id, url = self._target(idx)
-            self.background.spawn(self._pool_probe(node_id, url), name=f"probe-{node_id}")
+    def _feed_pool(self, placed: int) -> None:
+        """Probe ``probe_rate`` nodes per placed task; beyond the in-flight bound, skip."""
+        for _ in range(placed):
+            for idx in self.policy.probe_targets(self.view.sampler, self.rng):
+                if len(self.background) >= self.settings.max_probe_inflight:
+                    return
+                node_id, url = self._target(idx)
+                self.background.spawn(self._pool_probe(node_id, url), name=f"probe-{node_id}")
 
     async def _pool_probe(self, node_id: str, url: str) -> None:
         try:

@@ -421,6 +421,9 @@ async def test_prequal_feeds_its_probe_pool(make_stack):
     await wait_for(lambda: stack.state.counter.counts["probe_reply"] == 10)
     assert sum(a.probes for a in stack.agents) == 10
     assert stack.state.placer.policy.pool_size > 0
+    # a batch earns probe_rate probes per task, not per request
+    assert (await stack.post({"tasks": [{**TASK, "id": f"pb-{i}"} for i in range(4)]}))[0] == 202
+    await wait_for(lambda: stack.state.counter.counts["probe_reply"] == 18)
 
 
 async def test_token_required_except_healthz(make_stack):
