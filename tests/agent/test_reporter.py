@@ -48,8 +48,9 @@ async def test_heartbeat_without_changes(aiohttp_client, aiohttp_server, agent_s
                               heartbeat_ms=100.0)
     await aiohttp_client(create_app(settings, executor=GatedExecutor()))
     await asyncio.sleep(0.55)
-    # one at start, then one per ~120 ms (heartbeat + interval pause)
-    assert 4 <= len(store.states) <= 6
+    # one at start, then one per ~120 ms (heartbeat + interval pause): 5 on an idle machine;
+    # fewer only when the event loop is starved, more never
+    assert 3 <= len(store.states) <= 6
     assert all(s.state[3] == 0 for s in store.states)
 
 
