@@ -7,14 +7,19 @@ mounts, no network by default. Images are never pulled: an image outside the
 allow-list or absent from the host fails the task with a reason, never the
 agent. Containers carry the labels ``dodoor.task_id`` and ``dodoor.agent_id`` so
 a restarted agent can find what its previous run left behind (``reconcile``).
-Every SDK call blocks, so each goes through ``asyncio.to_thread``.
+Every SDK call blocks, so each goes through ``asyncio.to_thread`` — except the
+long waits for containers to exit, which run on the executor's own thread pool:
+the loop's default pool has only a few threads (CPU count + 4), and a busy agent
+holding them all in waits would stall every other blocking call in the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +56,7 @@ class DockerSettings:
     min_timeout_ms: float = 60_000.0
     stop_timeout_s: int = 1
     pids_limit: int = 1024
-    max_pool_size: int = 64
+    max_waits: int = 256
 
     @classmethod
     def from_agent(cls, settings: Any) -> "DockerSettings":
@@ -90,8 +95,11 @@ class DockerExecutor:
         if client is None:
             import docker  # imported here so the other executors never need the SDK
 
-            client = docker.from_env(max_pool_size=settings.max_pool_size)
+            # One connection per concurrent wait, plus headroom for the short calls.
+            client = docker.from_env(max_pool_size=settings.max_waits + 16)
         self.client = client
+        self._wait_pool = ThreadPoolExecutor(settings.max_waits,
+                                             thread_name_prefix="docker-wait")
         self._adopted: dict[str, Any] = {}
         self._host_cpus: int | None = None
 
@@ -230,6 +238,7 @@ class DockerExecutor:
             raise
 
     async def close(self) -> None:
+        self._wait_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.client.close)
 
     # -- blocking helpers (run in threads) --------------------------------
@@ -256,7 +265,9 @@ class DockerExecutor:
         import requests
 
         try:
-            await asyncio.to_thread(container.wait, timeout=timeout_s)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._wait_pool,
+                                       functools.partial(container.wait, timeout=timeout_s))
         except requests.exceptions.RequestException:
             if timeout_s is None:
                 raise

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from docker.errors import NotFound
 
 from dodoor.resources import Task
 from node_agent.docker_executor import (AGENT_LABEL, BUSYBOX_IMAGE, PYTHON_IMAGE, TASK_LABEL,
@@ -31,7 +32,10 @@ async def wait_for_container(client, agent_id: str, timeout: float = 15.0):
     while time.monotonic() < deadline:
         found = await asyncio.to_thread(labelled, client, agent_id)
         if found:
-            return await asyncio.to_thread(client.containers.get, found[0].id)
+            try:
+                return await asyncio.to_thread(client.containers.get, found[0].id)
+            except NotFound:
+                pass  # listed while the engine was still registering it: look again
         await asyncio.sleep(0.05)
     raise AssertionError(f"no container of agent {agent_id} appeared in {timeout} s")
 
@@ -230,3 +234,25 @@ async def test_cpu_quota_capped_at_the_host(agent_id, docker_client):
     result = await job
     await executor.close()
     assert result.state == "succeeded", result
+
+
+async def test_waits_do_not_exhaust_the_default_thread_pool(agent_id, docker_client):
+    # With the loop's pool at 2 threads, 6 tasks must still all run at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+    executor = make(agent_id)
+    jobs = [asyncio.ensure_future(executor.run(task(f"pool-{i}", "dodoor-task", "sleep", "4")))
+            for i in range(6)]
+    most = 0
+    deadline = time.monotonic() + 20
+    while most < 6 and time.monotonic() < deadline and not all(j.done() for j in jobs):
+        found = await asyncio.to_thread(
+            docker_client.api.containers, filters={"label": f"{AGENT_LABEL}={agent_id}",
+                                                   "status": "running"})
+        most = max(most, len(found))
+        await asyncio.sleep(0.1)
+    results = await asyncio.gather(*jobs)
+    await executor.close()
+    assert most == 6
+    assert [r.state for r in results] == ["succeeded"] * 6
