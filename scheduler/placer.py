@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -33,6 +31,7 @@ from dodoor.resources import Task, check_fits_somewhere
 from dodoor.wire import Cancel, Deltas, Enqueue, EnqueueBatch, Probe, ProbeReply, Reserve
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import BackgroundTasks
+from scheduler.placements import Placement, PlacementLog
 from scheduler.reservations import Reservations
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
@@ -44,42 +43,6 @@ _DECISIONS_PER_YIELD = 256
 
 class NoNodesError(Exception):
     """No live node is known (no snapshot yet, or every node is dead)."""
-
-
-@dataclass(slots=True)
-class Placement:
-    task_id: str
-    node: str | None
-    error: str | None = None
-
-    def as_dict(self) -> dict:
-        out: dict = {"id": self.task_id, "node": self.node}
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-
-class PlacementLog:
-    """Bounded LRU of task id → node id, for idempotent resubmission and status."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._map: OrderedDict[str, str] = OrderedDict()
-
-    def get(self, task_id: str) -> str | None:
-        node = self._map.get(task_id)
-        if node is not None:
-            self._map.move_to_end(task_id)
-        return node
-
-    def put(self, task_id: str, node: str) -> None:
-        self._map[task_id] = node
-        self._map.move_to_end(task_id)
-        while len(self._map) > self.limit:
-            self._map.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._map)
 
 
 class Placer:

@@ -8,7 +8,7 @@ import importlib.util
 import aiohttp
 import pytest
 
-from tests.daemons.conftest import FakeAgent, free_port, wait_for
+from tests.daemons.conftest import FakeAgent, free_port
 
 pytestmark = pytest.mark.slow
 HAVE_AGENT = importlib.util.find_spec("node_agent.command") is not None

@@ -1,0 +1,42 @@
+"""What a submission returns per task, and the bounded log of placed ids."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Placement:
+    task_id: str
+    node: str | None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        out: dict = {"id": self.task_id, "node": self.node}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class PlacementLog:
+    """Bounded LRU of task id → node id, for idempotent resubmission and status."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._map: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, task_id: str) -> str | None:
+        node = self._map.get(task_id)
+        if node is not None:
+            self._map.move_to_end(task_id)
+        return node
+
+    def put(self, task_id: str, node: str) -> None:
+        self._map[task_id] = node
+        self._map.move_to_end(task_id)
+        while len(self._map) > self.limit:
+            self._map.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._map)
