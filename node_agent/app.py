@@ -97,7 +97,7 @@ async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
     journal = Journal(settings.journal_path)
     await journal.open()
     agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, app[EXECUTOR],
-                      journal, app[CLOCK], app[COUNTER])
+                      journal, app[CLOCK], app[COUNTER], settings.journal_keep_finished)
     agent.confirm = lambda url, node, task_id: _confirm(app, url, node, task_id)
     app[AGENT] = agent
     log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slots", type=int, default=None, help="concurrent tasks (default: cores)")
     p.add_argument("--executor", choices=EXECUTORS, default="sleep")
     p.add_argument("--journal", default=None, help="sqlite journal (default ./dodoor-agent-ID.sqlite)")
+    p.add_argument("--journal-keep-finished", type=int, default=0, metavar="N",
+                   help="keep only the newest N finished results in the journal (0: all)")
     p.add_argument("--report-interval-ms", type=float, default=100.0)
     p.add_argument("--heartbeat-ms", type=float, default=1000.0)
     p.add_argument("--sleep-scale", type=float, default=1.0,
@@ -63,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         token=args.token or os.environ.get("DODOOR_TOKEN") or None,
         max_body_bytes=args.max_body_bytes, sleep_scale=args.sleep_scale,
         task_timeout_ms=args.task_timeout_ms, docker_network=args.docker_network,
+        journal_keep_finished=args.journal_keep_finished,
         docker_allowed_images=tuple(args.docker_allow_image),
     )
 

@@ -138,6 +138,23 @@ class Journal:
             "SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
         return {state: n for state, n in rows}
 
+    async def prune(self, keep: int) -> int:
+        """Forget all but the newest ``keep`` finished tasks; returns how many rows went.
+
+        A forgotten id is no longer recognised as a duplicate, nor answered by
+        ``GET /v1/tasks/{id}``.
+        """
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM tasks WHERE state IN (?, ?) AND seq NOT IN"
+                " (SELECT seq FROM tasks WHERE state IN (?, ?) ORDER BY seq DESC LIMIT ?)",
+                (*TERMINAL, *TERMINAL, keep)).rowcount
+
+        return await self._write(work)
+
     async def execute(self, sql: str) -> None:
         """Run one raw statement (operators' and tests' escape hatch, e.g. PRAGMAs)."""
         await self._call(lambda c: c.execute(sql))

@@ -34,7 +34,8 @@ class NodeAgent:
     """Queue + executor + journal for one node; see the module docstring."""
 
     def __init__(self, node_id: str, capacity: np.ndarray, slots: int, executor: Executor,
-                 journal: Journal, clock: Clock, counter: MessageCounter | None = None) -> None:
+                 journal: Journal, clock: Clock, counter: MessageCounter | None = None,
+                 keep_finished: int = 0) -> None:
         self.node_id = node_id
         self.queue = TaskQueue(capacity, slots)
         self.executor = executor
@@ -43,6 +44,9 @@ class NodeAgent:
         self.counter = counter if counter is not None else MessageCounter()
         self.finished: Counter[str] = Counter()  # terminal states reached by this process
         self.confirm: ConfirmFn | None = None
+        # 0 keeps every result; otherwise the journal is pruned to this many now and then.
+        self.keep_finished = keep_finished
+        self._since_prune = 0
         self._listeners: list[Callable[[], None]] = []
         self._jobs: dict[str, asyncio.Task] = {}
         self._closing = False
@@ -233,6 +237,14 @@ class NodeAgent:
             log.error("could not journal the result of %s: %s", task_id, exc)
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
         self._changed()
+        self._since_prune += 1
+        # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
+        if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):
+            self._since_prune = 0
+            try:
+                await self.journal.prune(self.keep_finished)
+            except JournalError as exc:
+                log.warning("could not prune the journal: %s", exc)
 
     def _changed(self) -> None:
         for listener in self._listeners:

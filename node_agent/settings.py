@@ -37,6 +37,7 @@ class AgentSettings:
     sleep_scale: float = 1.0
     task_timeout_ms: float | None = None
     confirm_timeout_ms: float = 5000.0
+    journal_keep_finished: int = 0  # 0: keep every finished task's result
     # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
     docker_network: str | None = None
     docker_allowed_images: tuple[str, ...] = ()
@@ -56,6 +57,9 @@ class AgentSettings:
             raise ValidationError("report_interval_ms", f"must be > 0, got {self.report_interval_ms!r}")
         if not self.heartbeat_ms > 0:
             raise ValidationError("heartbeat_ms", f"must be > 0, got {self.heartbeat_ms!r}")
+        if self.journal_keep_finished < 0:
+            raise ValidationError("journal_keep_finished",
+                                  f"must be >= 0, got {self.journal_keep_finished!r}")
         if self.max_body_bytes < 1024:
             raise ValidationError("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes!r}")
 

@@ -121,3 +121,24 @@ async def test_concurrent_writes_share_commits_and_stay_exact(tmp_path):
     assert await j2.counts() == {"succeeded": 40}
     assert (await j2.get("t5")).queued_ms == 5.0
     await j2.close()
+
+
+async def test_journal_keeps_only_the_newest_finished_results(aiohttp_client, agent_settings):
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1, journal_keep_finished=3), executor=ex))
+    agent = client.app[AGENT]
+    for i in range(6):
+        await enqueue(client, make_task(f"k{i}"))
+    await enqueue(client, make_task("waiting"))
+    for i in range(6):
+        await wait_for(lambda: ex.started[-1:] == [f"k{i}"])
+        ex.release(f"k{i}")
+    await wait_for(lambda: ex.started[-1:] == ["waiting"])
+    await wait_for(lambda: agent.finished["succeeded"] == 6)
+
+    async def pruned():
+        return await agent.journal.counts() == {"succeeded": 3, "running": 1}
+
+    await wait_for(pruned)  # unfinished work is never pruned
+    codes = [(await client.get(f"/v1/tasks/k{i}")).status for i in range(6)]
+    assert codes == [404, 404, 404, 200, 200, 200]
