@@ -67,9 +67,10 @@ def test_every_task_runs_once_on_a_node_that_holds_it(slice500):
             assert rec.end[i] == pytest.approx(rec.start[i] + t.duration_ms)
 
 
-def test_never_more_running_than_slots_or_cores(slice500):
+@pytest.mark.parametrize("policy", ["dodoor", "sparrow", "ideal"])
+def test_never_more_running_than_slots_or_cores(slice500, policy):
     tasks, nodes = slice500
-    rec = simulate(tasks, nodes, "dodoor").records
+    rec = simulate(tasks, nodes, policy).records
     for j, node in enumerate(nodes):
         mine = [i for i in range(len(rec)) if rec.node[i] == j]
         for i in mine:  # at each start, what is running there
@@ -119,3 +120,29 @@ def test_ideal_beats_random_on_the_trace(slice500):
     rand = simulate(tasks, nodes, "random").summary()["makespan_ms"]["mean"]
     assert ideal < rand
     assert np.isfinite(ideal)
+
+
+def test_several_schedulers_are_deterministic_and_share_the_work(slice500):
+    tasks, nodes = slice500
+    settings = SimSettings(schedulers=3, seed=2)
+    a = simulate(tasks, nodes, "dodoor", settings)
+    b = simulate(tasks, nodes, "dodoor", settings)
+    assert a.records.node == b.records.node and a.records.start == b.records.start
+    # 500 placements split 167/167/166 over 3 schedulers: 20+20+20 full batches of 8;
+    # 6 snapshots (every 80 placements) pushed to 3 schedulers each
+    assert a.counter.counts["deltas"] == 60 and a.counter.counts["snapshot"] == 18
+
+
+def test_utilization_curve_exact():
+    from dodoor.sim.summary import utilization_curve
+
+    nodes = [NodeSpec("A", 4, 4096, 0, 2)]
+    tasks = [Task("a", 2, 100, 0, 100, 0), Task("b", 1, 100, 0, 50, 0)]
+    res = simulate(tasks, nodes, "random", SimSettings(delay_ms=0.0, util_points=5))
+    times, busy = utilization_curve(res.records, nodes, 5)
+    # grid 0, 25, 50, 75, 100: both run until 50, then only a, and a ends at 100
+    assert times.tolist() == [0, 25, 50, 75, 100]
+    assert busy.tolist() == [0.75, 0.75, 0.5, 0.5, 0.0]
+    s = res.summary()
+    assert s["utilization"]["mean_cores"] == pytest.approx((2 * 100 + 1 * 50) / (4 * 100))
+    assert s["throughput_tps"] == pytest.approx(2 / 0.1)
