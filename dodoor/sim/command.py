@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from dodoor.sim.report import format_ratios, format_table
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
 
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
