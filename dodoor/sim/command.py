@@ -18,7 +18,6 @@ from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
 
 
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "simulate", help="trace-driven simulation of the placement policies",
