@@ -27,35 +27,24 @@ def load_score(
     weights: np.ndarray,
     alpha: float,
 ) -> np.ndarray:
-    """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1]."""
-    active = weights > 0.0
-    if not active.all():
-        # A zero weight must not turn an overflowing ratio into inf·0 = NaN.
-        demand, capacity, load, weights = demand[active], capacity[:, active], load[:, active], weights[active]
-    wsum = float(weights.sum())
-    with np.errstate(all="ignore"):
-        ratio = np.where(capacity > 0.0, load / capacity, 0.0) * np.where(
-            capacity > 0.0, demand / capacity, 0.0
-        )
-        rl = ratio @ weights
-    if wsum > 0.0:
-        rl = rl / wsum
-    return (1.0 - alpha) * _share(rl) + alpha * _share(np.asarray(pending, dtype=np.float64))
+    """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1].
 
-
-def _share(values: np.ndarray) -> np.ndarray:
-    """Each value's share of the sum; all zeros when the sum is zero.
-
-    Values that overflowed to infinity (absurdly small capacities) split the
-    whole share among themselves rather than poisoning the others with NaN.
+    Domain: capacities are 0 or at least 1e-6 of their unit, loads and demands
+    finite and non-negative (what validation admits). The body is kept to a
+    handful of array operations because it runs once per placed task.
     """
-    total = float(values.sum())
-    if not np.isfinite(total):
-        values = (~np.isfinite(values)).astype(np.float64)
-        total = float(values.sum())
-    if total <= 0.0:
-        return np.zeros_like(values, dtype=np.float64)
-    return values / total
+    cap2 = capacity * capacity
+    ratio = np.divide(load * demand, cap2, out=np.zeros(cap2.shape), where=cap2 > 0.0)
+    rl = ratio @ weights
+    rl_total = float(rl.sum())
+    pending_total = float(pending.sum())
+    score = np.zeros(rl.shape)
+    if rl_total > 0.0:
+        # Σ_k w_k cancels in RL_j / Σ_i RL_i, so it is never divided out.
+        score += (1.0 - alpha) / rl_total * rl
+    if pending_total > 0.0:
+        score += alpha / pending_total * pending
+    return score
 
 
 def expected_wait(
@@ -81,8 +70,9 @@ def expected_wait(
 
 def argmin_random(scores: np.ndarray, rng: random.Random) -> int:
     """Index of the lowest score; ties broken uniformly at random with ``rng``."""
-    best = float(scores.min())
-    ties = np.flatnonzero(scores <= best)
-    if ties.size == 1:
-        return int(ties[0])
-    return int(ties[rng.randrange(ties.size)])
+    values = scores.tolist()
+    best = min(values)
+    ties = [i for i, v in enumerate(values) if v <= best]
+    if len(ties) == 1:
+        return ties[0]
+    return ties[rng.randrange(len(ties))]

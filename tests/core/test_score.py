@@ -13,13 +13,15 @@ W = np.array([1.0, 1.0, 0.0])
 
 positive = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 nonneg = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
+# The score's documented domain: a capacity is 0 (resource absent) or at least 1e-6.
+capacities = st.just(0.0) | st.floats(min_value=1e-6, max_value=1e6)
 
 
 @st.composite
 def candidates(draw, d=None):
     d = d or draw(st.integers(min_value=1, max_value=8))
     demand = np.array([draw(positive), draw(positive), draw(nonneg)])
-    capacity = np.array([[draw(positive), draw(positive), draw(nonneg)] for _ in range(d)])
+    capacity = np.array([[draw(positive), draw(positive), draw(capacities)] for _ in range(d)])
     load = np.array([[draw(nonneg) for _ in range(3)] for _ in range(d)])
     pending = np.array([draw(nonneg) for _ in range(d)])
     alpha = draw(st.floats(min_value=0.0, max_value=1.0))
