@@ -87,9 +87,7 @@ def _tasks_from_args(args: argparse.Namespace) -> list[Task]:
     if args.trace is not None:
         from workloads.registry import load_trace
 
-        loaded = load_trace(args.trace)
-        if args.limit is not None:
-            loaded = loaded[: args.limit]
+        loaded = load_trace(args.trace, limit=args.limit)
         run_id = uuid.uuid4().hex[:8]
         return [
             parse_task({**t.to_dict(), "id": f"{run_id}-{t.task_id}",

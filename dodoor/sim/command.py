@@ -130,15 +130,9 @@ def load_inputs(trace: str | None, cluster: str, limit: int | None,
 
 
 def _load_trace(path: str, limit: int | None) -> list[Task]:
-    import workloads
+    from workloads.registry import load_trace
 
-    loader = getattr(workloads, "load_trace", None)
-    if loader is None:
-        from workloads.dodoor_csv import load_dodoor_csv
-
-        return load_dodoor_csv(path, limit=limit)
-    tasks = list(loader(path))
-    return tasks[:limit] if limit is not None else tasks
+    return load_trace(path, limit=limit)
 
 
 def _progress_printer(name: str):
