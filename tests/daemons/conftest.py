@@ -255,7 +255,7 @@ async def fake_agents(aiohttp_server):
     return start
 
 
-async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> None:
+async def wait_for(predicate, timeout: float = 15.0, interval: float = 0.01) -> None:
     """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

@@ -336,7 +336,7 @@ async def test_degraded_health_when_load_store_is_gone_and_placement_continues(m
     health = await (await stack.client.get("/healthz")).json()
     assert health["status"] == "ok"
     await stack.loadstore_server.close()
-    await wait_for(lambda: not stack.state.loadstore_reachable, timeout=5)
+    await wait_for(lambda: not stack.state.loadstore_reachable, timeout=15)
     health = await (await stack.client.get("/healthz")).json()
     assert health["status"] == "degraded"
     assert health["snapshot_age_ms"] > 0
@@ -464,7 +464,7 @@ async def test_load_store_restart_brings_a_new_registration(make_stack, aiohttp_
     fresh = await aiohttp_server(create_loadstore(LoadStoreSettings()), host="127.0.0.1",
                                  port=port)
     ls = fresh.app[LOADSTORE]
-    await wait_for(lambda: "sched-t" in ls.pusher.schedulers, timeout=5)
+    await wait_for(lambda: "sched-t" in ls.pusher.schedulers, timeout=15)
     # the new store knows no nodes until they report; the push empties the view
     await wait_for(lambda: stack.state.view.n_nodes == 0)
     for agent in stack.agents:

@@ -37,7 +37,7 @@ async def _submit_and_converge(session, scheduler, token: str, n_nodes: int, n_t
         async def node_view():
             return (await _get(session, scheduler.url + "/v1/nodes", token))[1]
 
-        for _ in range(200):
+        for _ in range(400):
             if len((await node_view())["nodes"]) == n_nodes:
                 break
             await asyncio.sleep(0.05)
@@ -52,7 +52,7 @@ async def _submit_and_converge(session, scheduler, token: str, n_nodes: int, n_t
             placements = (await resp.json())["placements"]
         assert [p["id"] for p in placements] == [t["id"] for t in tasks]
         states: dict[str, str] = {}
-        for _ in range(200):
+        for _ in range(400):
             for p in placements:
                 if states.get(p["id"]) != "succeeded":
                     status, body = await _get(session, f"{scheduler.url}/v1/tasks/{p['id']}",
@@ -110,7 +110,7 @@ async def test_processes_with_real_agents(spawn):
             return sum(n["state"][3] for n in view["nodes"]) == 0
 
         # the agents report their finished work: the load store's view empties
-        for _ in range(100):
+        for _ in range(300):
             if await store_drained():
                 break
             await asyncio.sleep(0.1)
@@ -121,7 +121,7 @@ async def test_processes_with_real_agents(spawn):
         async with session.post(scheduler.url + "/v1/tasks", json={"tasks": more},
                                 headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 202
-        for _ in range(100):
+        for _ in range(300):
             view = await node_view()
             if view["snapshot_seq"] > seq:
                 break
@@ -154,7 +154,7 @@ async def test_every_live_policy_against_real_agents(spawn):
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=auth) as session:
         for policy, sched in schedulers.items():
-            for _ in range(200):
+            for _ in range(400):
                 _, view = await _get(session, sched.url + "/v1/nodes")
                 if len(view["nodes"]) == 3:
                     break
@@ -165,7 +165,7 @@ async def test_every_live_policy_against_real_agents(spawn):
                 assert resp.status == 202, await resp.text()
         for policy, sched in schedulers.items():
             states = {}
-            for _ in range(100):
+            for _ in range(300):
                 for i in range(6):
                     _, body = await _get(session, f"{sched.url}/v1/tasks/{policy}-{i}")
                     states[i] = (body["state"], body["node"])
