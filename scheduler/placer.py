@@ -110,7 +110,11 @@ class Placer:
                     continue
                 pending = self._inflight.get(task.task_id)
                 if pending is not None:
-                    coros.append(self._indexed(i, asyncio.shield(pending)))
+                    coros.append(self._wait_other(i, task.task_id, pending))
+                    continue
+                if not self.view.sampler.feasible(task.demand()).size:
+                    # the node set changed since admission (a snapshot during a yield)
+                    out[i] = Placement(task.task_id, None, "no live node can hold the task")
                     continue
                 self._inflight[task.task_id] = loop.create_future()
                 mine.append(task.task_id)
@@ -145,6 +149,18 @@ class Placer:
     @staticmethod
     async def _indexed(i: int, coro) -> list[tuple[int, Placement]]:
         return [(i, await coro)]
+
+    async def _wait_other(self, i: int, task_id: str,
+                          fut: asyncio.Future) -> list[tuple[int, Placement]]:
+        """Wait for another request's placement of the same id."""
+        try:
+            return [(i, await asyncio.shield(fut))]
+        except asyncio.CancelledError:
+            if not fut.cancelled():
+                raise  # this request itself is being cancelled
+            found = self.existing(task_id)
+            return [(i, found or Placement(task_id, None,
+                                           "the concurrent submission of this id was interrupted"))]
 
     def _limit(self, url: str) -> asyncio.Semaphore:
         sem = self._limits.get(url)

@@ -495,3 +495,15 @@ async def test_no_input_crashes_the_scheduler(fuzz_stack, data, path, ctype):
     assert resp.status < 500 or resp.status == 503, await resp.text()
     if resp.status >= 400:
         assert "error" in await resp.json()
+
+
+async def test_task_that_stopped_fitting_after_admission_is_reported_not_crashed(make_stack):
+    from dodoor.validation import parse_task
+
+    stack = await make_stack()
+    too_big = parse_task({"id": "big", "cores": 100, "memory_mb": 1})
+    fine = parse_task({"id": "fine", "cores": 1, "memory_mb": 1})
+    placements = await stack.state.placer.place([too_big, fine])
+    assert placements[0].as_dict() == {"id": "big", "node": None,
+                                       "error": "no live node can hold the task"}
+    assert placements[1].node is not None
