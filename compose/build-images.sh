@@ -59,10 +59,15 @@ step() {
     SKIPPED+=("$image")
     return 0
   fi
-  local t0=$SECONDS
+  local t0=$SECONDS old
+  old="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
   log "building $image"
   "$fn"
   BUILT+=("$image ($((SECONDS - t0)) s)")
+  # The replaced image is now untagged: drop it unless a container still uses it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info'"
