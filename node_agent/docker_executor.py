@@ -33,6 +33,9 @@ PYTHON_IMAGE = "dodoor-task:python"
 TASK_LABEL = "dodoor.task_id"
 AGENT_LABEL = "dodoor.agent_id"
 LOG_TAIL_BYTES = 4096
+# The engine's floors: it refuses a memory limit under 6 MiB and a CPU quota under 0.01 CPU.
+MIN_MEMORY_MB = 6
+MIN_CORES = 0.01
 # Problem sizes for a named function given without arguments (about a second or less each).
 FUNCTION_DEFAULTS: dict[str, tuple[str, ...]] = {
     "floatops": ("10000000",),
@@ -133,10 +136,12 @@ class DockerExecutor:
         """Keyword arguments for ``containers.create``.
 
         An agent may advertise a virtual capacity larger than its host; the engine
-        refuses a CPU quota above the host's CPU count, so the quota is capped there.
+        refuses a CPU quota above the host's CPU count, so the quota is capped there
+        (and raised to the engine's floors for very small tasks).
         """
         cores = task.cores if host_cpus is None else min(task.cores, float(host_cpus))
-        memory = f"{max(4, int(math.ceil(task.memory_mb)))}m"  # the engine refuses < 4 MiB (4m is its floor)
+        cores = max(MIN_CORES, cores)
+        memory = f"{max(MIN_MEMORY_MB, int(math.ceil(task.memory_mb)))}m"
         labels = {f"dodoor.label.{k}": str(v) for k, v in task.labels.items()}
         labels.update({TASK_LABEL: task.task_id, AGENT_LABEL: self.settings.agent_id})
         env = dict(task.env)

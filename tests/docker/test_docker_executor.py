@@ -256,3 +256,15 @@ async def test_waits_do_not_exhaust_the_default_thread_pool(agent_id, docker_cli
     await executor.close()
     assert most == 6
     assert [r.state for r in results] == ["succeeded"] * 6
+
+
+async def test_tiny_task_gets_the_engine_floors(agent_id, docker_client):
+    executor = make(agent_id)
+    job = asyncio.ensure_future(executor.run(
+        task("tiny-1", "dodoor-task", "sleep", "1", cores=0.001, memory_mb=1)))
+    container = await wait_for_container(docker_client, agent_id)
+    assert container.attrs["HostConfig"]["NanoCpus"] == 10_000_000
+    assert container.attrs["HostConfig"]["Memory"] == 6 * 1024 * 1024
+    result = await job
+    await executor.close()
+    assert result.state == "succeeded", result
