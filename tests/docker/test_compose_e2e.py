@@ -274,6 +274,16 @@ def test_killed_agent_loses_no_task(cluster, docker_client):
 
 
 def test_down_leaves_nothing(cluster, docker_client):
+    # Down in the middle of work: agents stop and remove their task containers on SIGTERM.
+    long = [dict(t, env=dict(t["env"], SLEEP_S="60")) for t in trace_tasks("down", 8, offset=200)]
+    submit(cluster, long)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if sum(c["State"] == "running" for c in task_containers(docker_client, cluster.project)) >= 4:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the long tasks never started")
     cluster.down()
     left = docker_client.containers.list(
         all=True, sparse=True, filters={"label": f"com.docker.compose.project={cluster.project}"})
