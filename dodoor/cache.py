@@ -92,6 +92,21 @@ class LoadCache:
             self.state[node] += delta
         self.snapshots_applied += 1
 
+    def replace_rows(self, nodes: np.ndarray, rows: np.ndarray) -> None:
+        """Install a delta snapshot: only ``rows`` of ``nodes`` are new.
+
+        Like :meth:`replace` for those rows (unflushed deltas re-applied); the
+        other rows keep the cached value, own deltas included.
+        """
+        idx = np.asarray(nodes, dtype=np.intp)
+        self.state[idx] = rows
+        if self._unflushed:
+            for node in idx.tolist():
+                delta = self._unflushed.get(node)
+                if delta is not None:
+                    self.state[node] += delta
+        self.snapshots_applied += 1
+
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
         delta = task_delta(task)

@@ -13,6 +13,9 @@ from dodoor.errors import ValidationError
 from dodoor.resources import N_RESOURCES
 
 
+AUTO_B_TARGET_MS = 50.0  # the snapshot-age target of ``b=auto``
+
+
 @dataclass(frozen=True)
 class PolicySettings:
     """Knobs of every policy. Unused knobs are ignored by policies that need none.
@@ -36,6 +39,11 @@ class PolicySettings:
     probe_max_age_ms: float = 1000.0
     probe_reuse: int = 2
     hot_quantile: float = 0.84
+    # Beyond the paper (dodoor.snapshots): b chosen by the load store to hold
+    # the mean snapshot age near this many ms (0 = fixed b; ``b=auto`` = 50),
+    # and snapshots carrying only the rows changed since the previous one.
+    adaptive_b_target_ms: float = 0.0
+    delta_snapshots: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +63,9 @@ class PolicySettings:
             raise ValidationError("weights", f"must be finite and >= 0, got {self.weights}")
         if self.probe_rate < 0 or not math.isfinite(self.probe_rate):
             raise ValidationError("probe_rate", f"must be >= 0, got {self.probe_rate}")
+        if not (math.isfinite(self.adaptive_b_target_ms) and self.adaptive_b_target_ms >= 0):
+            raise ValidationError("adaptive_b_target_ms",
+                                  f"must be finite and >= 0, got {self.adaptive_b_target_ms}")
         if self.pool_size < 1:
             raise ValidationError("pool_size", f"must be >= 1, got {self.pool_size}")
 
@@ -70,6 +81,9 @@ class PolicySettings:
         """A copy with some settings replaced; string values are converted."""
         known = {f.name for f in fields(self)}
         changes: dict[str, Any] = {}
+        if str(values.get("b", "")).strip().lower() == "auto":
+            values = {k: v for k, v in values.items() if k != "b"}
+            values.setdefault("adaptive_b_target_ms", AUTO_B_TARGET_MS)
         for key, raw in values.items():
             if key not in known:
                 raise ValidationError(key, f"unknown policy setting; known: {sorted(known)}")

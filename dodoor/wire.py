@@ -128,6 +128,25 @@ class Snapshot:
     capacity: np.ndarray
     slots: np.ndarray
     state: np.ndarray
+    epoch: str = ""  # the store instance; set when it also sends SnapshotDelta
+    TYPE: ClassVar[str]
+
+
+@message("snapshot_delta")
+class SnapshotDelta:
+    """Load store → scheduler: only the rows changed since the scheduler's last snapshot.
+
+    ``base_seq`` is the seq of the snapshot this one extends, ``epoch`` the
+    store instance's; a scheduler holding another base or epoch answers 409
+    and gets a full :class:`Snapshot` (``dodoor.snapshots``). Counted as a
+    ``snapshot`` message.
+    """
+
+    seq: int
+    base_seq: int
+    epoch: str
+    node_ids: tuple[str, ...]
+    state: np.ndarray
     TYPE: ClassVar[str]
 
 

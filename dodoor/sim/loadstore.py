@@ -1,4 +1,9 @@
-"""The simulated load store: last node reports plus scheduler deltas, b-batched snapshots."""
+"""The simulated load store: last node reports plus scheduler deltas, b-batched snapshots.
+
+Options beyond the paper (``dodoor.snapshots``): delta snapshots (each
+scheduler gets only the rows changed since its previous snapshot) and an
+adaptive b that holds the mean snapshot age near a target.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dodoor.cache import N_STATE, DeltaBatch
-from dodoor.sim.network import Network
+from dodoor.snapshots import AdaptiveBatch, DeltaPublisher, SnapshotUpdate
+from dodoor.sim.network import Network, wire_sizes
 
-SnapshotSink = Callable[[np.ndarray], None]
+SnapshotSink = Callable[[SnapshotUpdate], None]
 
 
 class SimLoadStore:
@@ -17,17 +23,27 @@ class SimLoadStore:
 
     A node's row is its last report plus the deltas received since; a report
     supersedes those deltas (the node already counts the tasks they describe),
-    so deltas never pile up.
+    so deltas never pile up. Every push is one ``snapshot`` message per
+    scheduler, sized by the wire model (full: every row; delta: changed rows).
     """
 
-    def __init__(self, n_nodes: int, b: int, net: Network) -> None:
+    def __init__(self, n_nodes: int, b: int, net: Network, *, delta: bool = False,
+                 adaptive_target_ms: float = 0.0) -> None:
         self.reported = np.zeros((n_nodes, N_STATE), dtype=np.float64)
         self.since = np.zeros((n_nodes, N_STATE), dtype=np.float64)
         self.b = b
         self.net = net
         self.placements = 0
         self.snapshots = 0
+        self.resyncs = 0
+        self.publisher = DeltaPublisher(n_nodes, epoch="sim") if delta else None
+        self.adaptive = (AdaptiveBatch(adaptive_target_ms, b, start_ms=net.loop.now)
+                         if adaptive_target_ms > 0 else None)
+        self.b_trace: list[tuple[float, int]] = []  # (time, b) after each push when adaptive
         self._sinks: list[SnapshotSink] = []
+        self._all = np.arange(n_nodes, dtype=np.intp)
+        self._seq = 0
+        self._sizes = wire_sizes()
 
     def subscribe(self, sinks: Sequence[SnapshotSink]) -> None:
         self._sinks.extend(sinks)
@@ -39,14 +55,48 @@ class SimLoadStore:
         """A ``node_state`` arrives."""
         self.reported[node] = state
         self.since[node] = 0.0
+        if self.publisher is not None:
+            self.publisher.mark(node)
 
     def on_deltas(self, batch: DeltaBatch) -> None:
         """A ``deltas`` batch arrives; every b placements push a snapshot."""
-        self.since[list(batch.nodes)] += batch.deltas
+        nodes = list(batch.nodes)
+        self.since[nodes] += batch.deltas
+        if self.publisher is not None:
+            self.publisher.mark(nodes)
         self.placements += batch.placements
+        if self.adaptive is not None:
+            if self.placements >= self.b:
+                counted, self.placements = self.placements, 0
+                self._push()
+                self.b = self.adaptive.observe(self.net.loop.now, counted)
+                self.b_trace.append((self.net.loop.now, self.b))
+            return
         while self.placements >= self.b:
             self.placements -= self.b
-            self.snapshots += 1
-            snapshot = self.view()
-            for sink in self._sinks:
-                self.net.send("snapshot", sink, snapshot)
+            self._push()
+
+    def resync(self, sub: int) -> None:
+        """A scheduler saw a gap: its next snapshot is full, sent now."""
+        self.resyncs += 1
+        assert self.publisher is not None
+        self.publisher.resync(sub)
+        self._send(sub, self._sinks[sub], self.view())
+
+    def _push(self) -> None:
+        self.snapshots += 1
+        self._seq += 1
+        snapshot = self.view()
+        for sub, sink in enumerate(self._sinks):
+            self._send(sub, sink, snapshot)
+
+    def _send(self, sub: int, sink: SnapshotSink, snapshot: np.ndarray) -> None:
+        now = self.net.loop.now
+        if self.publisher is None:
+            update = SnapshotUpdate("sim", self._seq, -1, self._all, snapshot, True, now)
+            base, per_row = self._sizes.full_snapshot
+        else:
+            update = self.publisher.update_for(sub, snapshot, now)
+            base, per_row = (self._sizes.full_snapshot if update.full
+                             else self._sizes.delta_snapshot)
+        self.net.send_sized("snapshot", base + per_row * update.n_rows, sink, update)

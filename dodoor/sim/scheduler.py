@@ -24,9 +24,10 @@ from dodoor.cache import CandidateView, LoadCache
 from dodoor.policies import PlacementPolicy, PolicyKind
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
+from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.loadstore import SimLoadStore
-from dodoor.sim.network import Network
+from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import Entry, SimNode
 from dodoor.sim.oracle import Oracle
 
@@ -77,6 +78,13 @@ class SimScheduler:
         self.loop = loop
         self.rng = rng
         self.oracle = oracle
+        # snapshot age: when the store built the snapshot in the cache (the
+        # empty start state is exact at the start), summed over decisions
+        self.snapshot_made_ms = loop.now
+        self.age_sum_ms = 0.0
+        self.decisions = 0
+        self.receiver: DeltaReceiver | None = None
+        self._delta_size = wire_sizes().deltas
         handlers = {
             PolicyKind.NONE: self._submit_local,
             PolicyKind.CACHED: self._submit_cached,
@@ -89,9 +97,26 @@ class SimScheduler:
         if policy.kind is PolicyKind.ORACLE and oracle is None:
             raise ValueError(f"policy {policy.name!r} needs an oracle")
 
-    def on_snapshot(self, snapshot: np.ndarray) -> None:
-        """A ``snapshot`` arrives from the load store."""
-        self.cache.replace(snapshot)
+    def use_delta_snapshots(self) -> None:
+        """Accept delta snapshots (checked against seq and epoch) from now on."""
+        self.receiver = DeltaReceiver(self.cache.n_nodes, self.cache.state.shape[1])
+
+    def on_snapshot(self, update: SnapshotUpdate) -> None:
+        """A ``snapshot`` (full or delta) arrives from the load store."""
+        receiver = self.receiver
+        if receiver is not None:
+            if receiver.accept(update) is Outcome.RESYNC:
+                self.net.send("register", self.store.resync, self.index)
+                return
+        if update.full:
+            self.cache.replace(update.rows)
+        else:
+            self.cache.replace_rows(update.nodes, update.rows)
+        self.snapshot_made_ms = update.made_ms
+
+    @property
+    def mean_snapshot_age_ms(self) -> float | None:
+        return self.age_sum_ms / self.decisions if self.decisions else None
 
     def _enqueue(self, index: int, node: int, dt: Demand, duration: float) -> Entry:
         entry = Entry(index, dt, duration)
@@ -110,9 +135,13 @@ class SimScheduler:
         cands = policy.candidates(task, demand, self.sampler, self.rng)
         node = policy.choose(task, demand, self.cache.view(cands), self.rng)
         self._enqueue(index, node, dt, task.duration_ms)
+        self.age_sum_ms += self.loop.now - self.snapshot_made_ms
+        self.decisions += 1
         batch = self.cache.record_placement(node, task)
         if batch is not None:
-            self.net.send("deltas", self.store.on_deltas, batch)
+            base, per_row = self._delta_size
+            self.net.send_sized("deltas", base + per_row * len(batch.nodes),
+                                self.store.on_deltas, batch)
 
     # -- PROBE ------------------------------------------------------------------
     def _submit_probe(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:

@@ -12,14 +12,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dodoor.cache import LoadCache
-from dodoor.messages import MessageCounter
+from dodoor.messages import SCHEDULING_TYPES, MessageCounter
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.errors import NoFitError
 from dodoor.resources import NodeSpec, Task, capacity_matrix, check_fits_somewhere
 from dodoor.sampling import FeasibleSampler
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.loadstore import SimLoadStore
-from dodoor.sim.network import Network
+from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import SimNode
 from dodoor.sim.oracle import Oracle
 from dodoor.sim.records import TaskRecords
@@ -44,6 +44,9 @@ class SimResult:
     wall_s: float
     events: int
     snapshots: int
+    snapshot_age_ms: float | None = None
+    sized_bytes: dict[str, int] | None = None
+    resyncs: int = 0
 
     def summary(self) -> dict:
         policy = self.settings.policy
@@ -55,8 +58,15 @@ class SimResult:
             "policy": {f.name: _plain(getattr(policy, f.name))
                        for f in dataclasses.fields(policy) if f.name != "extra"},
         }
-        return summarize(self.policy, self.records, self.nodes, self.counter.counts,
-                         self.wall_s, settings, self.settings.util_points)
+        out = summarize(self.policy, self.records, self.nodes, self.counter.counts,
+                        self.wall_s, settings, self.settings.util_points)
+        by_type = wire_sizes().bytes_by_type(self.counter.counts, self.sized_bytes or {})
+        sched_bytes = sum(n for kind, n in by_type.items() if kind in SCHEDULING_TYPES)
+        out["messages"]["bytes_by_type"] = by_type
+        out["messages"]["bytes_per_task"] = sched_bytes / len(self.records) if self.records else 0.0
+        out["snapshots"] = {"pushes": self.snapshots, "resyncs": self.resyncs,
+                            "mean_age_ms": self.snapshot_age_ms}
+        return out
 
 
 def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
@@ -80,7 +90,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     policies = [make_policy_spec(policy, settings.policy) for _ in range(settings.schedulers)]
     knobs = policies[0].settings
     kind = policies[0].kind
-    store = SimLoadStore(len(nodes), knobs.b, net)
+    store = SimLoadStore(len(nodes), knobs.b, net, delta=knobs.delta_snapshots,
+                         adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.on_report if kind is PolicyKind.CACHED else None
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms)
@@ -92,6 +103,9 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                      store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle)
         for i, own_policy in enumerate(policies)
     ]
+    if knobs.delta_snapshots:
+        for s in schedulers:
+            s.use_delta_snapshots()
     store.subscribe([s.on_snapshot for s in schedulers])
 
     n = len(tasks)
@@ -116,9 +130,11 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
         raise RuntimeError(f"{policy}: only {records.finished} of {n} tasks finished")
     wall_s = time.perf_counter() - started
     log.info("%s: %d tasks, %d events in %.2f s", policy, n, loop.events_run, wall_s)
+    decisions = sum(s.decisions for s in schedulers)
+    age = sum(s.age_sum_ms for s in schedulers) / decisions if decisions else None
     return SimResult(policy, list(nodes), records, net.counter,
                      dataclasses.replace(settings, policy=knobs), wall_s, loop.events_run,
-                     store.snapshots)
+                     store.snapshots, age, dict(net.counter.bytes), store.resyncs)
 
 
 def _demands(tasks: Sequence[Task], capacity: np.ndarray

@@ -68,7 +68,8 @@ def test_every_registered_message_round_trips():
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
         wire.Snapshot(9, ("n0",), ("http://127.0.0.1:2",), np.ones((1, 3)), np.ones(1),
-                      np.zeros((1, 5))),
+                      np.zeros((1, 5)), "e1"),
+        wire.SnapshotDelta(10, 9, "e1", ("n0",), np.ones((1, 5))),
         wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM killed"),
     ]
     assert {type(m).TYPE for m in samples} == set(wire._REGISTRY)

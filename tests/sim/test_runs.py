@@ -87,10 +87,12 @@ def test_summary_schema(slice500):
                       "throughput_tps", "messages", "wall_s"}
     assert set(s) - {"settings", "utilization"} == {
         "policy", "tasks", "nodes", "makespan_ms", "sched_latency_ms", "throughput_tps",
-        "messages", "wall_s"}
+        "messages", "wall_s", "snapshots"}
+    assert set(s["snapshots"]) == {"pushes", "resyncs", "mean_age_ms"}
     assert set(s["makespan_ms"]) == {"mean", "p50", "p99", "p999"}
     assert set(s["sched_latency_ms"]) == {"mean", "p99"}
-    assert set(s["messages"]) == {"total", "per_task", "by_type"}
+    assert set(s["messages"]) == {"total", "per_task", "by_type", "bytes_by_type",
+                                  "bytes_per_task"}
     assert s["policy"] == "dodoor" and s["tasks"] == 500 and s["nodes"] == 100
     m = s["messages"]
     assert m["total"] == sum(v for k, v in m["by_type"].items() if k != "completion")
