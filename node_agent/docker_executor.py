@@ -55,6 +55,7 @@ class DockerSettings:
         default_factory=lambda: frozenset({BUSYBOX_IMAGE, PYTHON_IMAGE}))
     network_mode: str = "none"
     sleep_scale: float = 1.0
+    timeout_ms: float | None = None
     timeout_factor: float = 10.0
     min_timeout_ms: float = 60_000.0
     stop_timeout_s: int = 1
@@ -65,7 +66,8 @@ class DockerSettings:
     def from_agent(cls, settings: Any) -> "DockerSettings":
         """From an agent's settings object: its ``node_id`` plus any ``docker_*`` fields it has."""
         kwargs: dict[str, Any] = {"agent_id": settings.node_id,
-                                  "sleep_scale": getattr(settings, "sleep_scale", 1.0)}
+                                  "sleep_scale": getattr(settings, "sleep_scale", 1.0),
+                                  "timeout_ms": getattr(settings, "task_timeout_ms", None)}
         images = getattr(settings, "docker_allowed_images", None)
         if images:
             kwargs["allowed_images"] = frozenset(images)
@@ -163,6 +165,9 @@ class DockerExecutor:
         }
 
     def wall_limit_s(self, task: Task) -> float:
+        """A fixed ``timeout_ms``, else ``timeout_factor`` × the (scaled) estimate, floored."""
+        if self.settings.timeout_ms is not None:
+            return self.settings.timeout_ms / 1000.0
         limit_ms = max(self.settings.min_timeout_ms,
                        self.settings.timeout_factor * task.duration_ms * self.settings.sleep_scale)
         return limit_ms / 1000.0

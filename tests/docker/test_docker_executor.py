@@ -268,3 +268,24 @@ async def test_tiny_task_gets_the_engine_floors(agent_id, docker_client):
     result = await job
     await executor.close()
     assert result.state == "succeeded", result
+
+
+def test_settings_from_the_agents_settings():
+    from node_agent.settings import AgentSettings
+
+    agent = AgentSettings(node_id="node-7", executor="docker", sleep_scale=0.25,
+                          task_timeout_ms=1500.0)
+    settings = DockerSettings.from_agent(agent)
+    assert settings.agent_id == "node-7"
+    assert settings.sleep_scale == 0.25
+    assert settings.timeout_ms == 1500.0
+    assert settings.allowed_images == frozenset({BUSYBOX_IMAGE, PYTHON_IMAGE})
+    assert settings.network_mode == "none"
+
+
+async def test_fixed_wall_limit_from_the_agent(agent_id):
+    executor = make(agent_id, timeout_ms=1500.0)
+    result = await executor.run(task("slow-2", "dodoor-task", "sleep", "30"))
+    await executor.close()
+    assert result.state == "failed"
+    assert result.reason == "timed out after 1.5 s"
