@@ -1,0 +1,218 @@
+"""Parameter sweeps: a grid of policy settings × loads, simulated in parallel processes.
+
+Each cell is one :func:`dodoor.sim.simulation.simulate` run; a worker process
+loads the trace once and keeps it for the cells it gets. Results are plain
+rows (dicts) written as CSV, a markdown table and heatmaps.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import itertools
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from dodoor.errors import ValidationError
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("mean_makespan_s", "mean makespan (s)"),
+    ("p99_makespan_s", "p99 makespan (s)"),
+    ("msgs_per_task", "scheduling messages per task"),
+    ("snapshot_age_ms", "mean snapshot age (ms)"),
+)
+RESULT_COLUMNS = ("mean_makespan_s", "p99_makespan_s", "msgs_per_task", "bytes_per_task",
+                  "snapshot_age_ms", "snapshots", "wall_s")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid. ``load`` None means the trace's own timing."""
+
+    policy: str
+    params: tuple[tuple[str, str], ...]
+    load: float | None
+    trace: str | None
+    cluster: str = "paper100"
+    limit: int | None = None
+    seed: int = 0
+
+    @property
+    def spec(self) -> str:
+        base, _, fixed = self.policy.partition(":")
+        items = [fixed] if fixed else []
+        items += [f"{k}={v}" for k, v in self.params]
+        return f"{base}:{','.join(items)}" if items else base
+
+
+def parse_loads(text: str) -> list[float | None]:
+    """``0.5,0.9,own`` -> [0.5, 0.9, None]."""
+    loads: list[float | None] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if item == "own":
+            loads.append(None)
+            continue
+        try:
+            value = float(item)
+        except ValueError as exc:
+            raise ValidationError("load", f"expected a number or 'own', got {item!r}") from exc
+        if not value > 0:
+            raise ValidationError("load", f"must be > 0, got {value}")
+        loads.append(value)
+    if not loads:
+        raise ValidationError("load", f"no load in {text!r}")
+    return loads
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """Repeated ``key=v1,v2`` options -> {key: [v1, v2]} (order kept)."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not vals:
+            raise ValidationError("param", f"expected KEY=V1,V2,..., got {item!r}")
+        if key in grid:
+            raise ValidationError("param", f"{key!r} given twice")
+        grid[key] = vals
+    return grid
+
+
+def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[float | None],
+               trace: str | None, cluster: str = "paper100", limit: int | None = None,
+               seed: int = 0) -> list[Cell]:
+    """Every combination of the grid's values at every load; settings checked up front."""
+    from dodoor.policies import make_policy_spec
+
+    keys = list(grid)
+    cells = []
+    for load in loads:
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            cell = Cell(policy, tuple(zip(keys, combo)), load, trace, cluster, limit, seed)
+            make_policy_spec(cell.spec)  # a bad key or value fails before any work starts
+            cells.append(cell)
+    return cells
+
+
+@functools.lru_cache(maxsize=8)
+def _inputs(trace: str | None, cluster: str, limit: int | None, load: float | None):
+    from dodoor.sim.command import load_inputs
+
+    return load_inputs(trace, cluster, limit, load)
+
+
+def run_cell(cell: Cell) -> dict:
+    """Simulate one cell; the row holds the grid coordinates and the results."""
+    from dodoor.sim.settings import SimSettings
+    from dodoor.sim.simulation import simulate
+
+    tasks, nodes = _inputs(cell.trace, cell.cluster, cell.limit, cell.load)
+    started = time.perf_counter()
+    s = simulate(tasks, nodes, cell.spec, SimSettings(seed=cell.seed)).summary()
+    row: dict = {"policy": cell.policy, "load": "own" if cell.load is None else cell.load}
+    row.update(dict(cell.params))
+    age = s["snapshots"]["mean_age_ms"]
+    row.update({
+        "mean_makespan_s": s["makespan_ms"]["mean"] / 1000.0,
+        "p99_makespan_s": s["makespan_ms"]["p99"] / 1000.0,
+        "msgs_per_task": s["messages"]["per_task"],
+        "bytes_per_task": s["messages"]["bytes_per_task"],
+        "snapshot_age_ms": float("nan") if age is None else age,
+        "snapshots": s["snapshots"]["pushes"],
+        "wall_s": time.perf_counter() - started,
+    })
+    return row
+
+
+Progress = Callable[[int, int, Cell, dict], None]
+
+
+def run_sweep(cells: Sequence[Cell], jobs: int = 1, progress: Progress | None = None) -> list[dict]:
+    """Run every cell (``jobs`` worker processes); rows come back in grid order."""
+    if jobs < 1:
+        raise ValidationError("jobs", f"must be >= 1, got {jobs}")
+    rows: list[dict | None] = [None] * len(cells)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_cell, cell): i for i, cell in enumerate(cells)}
+        for done, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            rows[i] = future.result()
+            if progress is not None:
+                progress(done, len(cells), cells[i], rows[i])
+    return [r for r in rows if r is not None]
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_markdown(rows: Sequence[dict], keys: Sequence[str]) -> str:
+    head = ["load", *keys, "mean s", "p99 s", "msgs/task", "bytes/task", "snapshot age ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["load"]), *(str(r[k]) for k in keys),
+                 f"{r['mean_makespan_s']:.1f}", f"{r['p99_makespan_s']:.1f}",
+                 f"{r['msgs_per_task']:.3f}", f"{r['bytes_per_task']:.0f}",
+                 f"{r['snapshot_age_ms']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_heatmaps(rows: Sequence[dict], keys: Sequence[str], out: Path) -> list[Path]:
+    """One PNG per metric: a heatmap over the first two swept keys, one panel per
+    load and per combination of any further keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    xkey = keys[0] if keys else None
+    ykey = keys[1] if len(keys) > 1 else None
+    rest = list(keys[2:])
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["load"], *(r[k] for k in rest)), []).append(r)
+    written = []
+    for metric, label in METRICS:
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
+        for ax, (group, members) in zip(axes[0], groups.items()):
+            xs = _ordered(members, xkey)
+            ys = _ordered(members, ykey)
+            grid = np.full((len(ys), len(xs)), np.nan)
+            for r in members:
+                grid[ys.index(r.get(ykey, "")), xs.index(r.get(xkey, ""))] = r[metric]
+            image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+            for (yi, xi), value in np.ndenumerate(grid):
+                ax.text(xi, yi, "" if np.isnan(value) else f"{value:.3g}", ha="center",
+                        va="center", color="white", fontsize=8)
+            ax.set_xticks(range(len(xs)), xs)
+            ax.set_yticks(range(len(ys)), ys)
+            ax.set_xlabel(xkey or "")
+            ax.set_ylabel(ykey or "")
+            title = f"load {group[0]}" + "".join(f", {k}={v}" for k, v in zip(rest, group[1:]))
+            ax.set_title(title, fontsize=9)
+            fig.colorbar(image, ax=ax)
+        fig.suptitle(label)
+        fig.tight_layout()
+        path = out / f"heatmap_{metric}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _ordered(rows: Iterable[dict], key: str | None) -> list[str]:
+    if key is None:
+        return [""]
+    return list(dict.fromkeys(str(r[key]) for r in rows))
