@@ -183,8 +183,11 @@ async def _null_agent(a: argparse.Namespace) -> None:
     await web.TCPSite(runner, "127.0.0.1", a.port).start()
     url = f"http://127.0.0.1:{a.port}"
     seq = 0
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as session:
-        while True:  # a heartbeat report keeps the node alive in the load store
+        while not stop.is_set():  # a heartbeat report keeps the node alive in the load store
             seq += 1
             msg = NodeState(a.id, url, seq, np.array([64.0, 262144.0, 0.0]), 64, np.zeros(5))
             try:
@@ -193,7 +196,11 @@ async def _null_agent(a: argparse.Namespace) -> None:
                     await resp.read()
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(1.0)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+    await runner.cleanup()
 
 
 def null_agent_main(argv: list[str]) -> None:
@@ -204,7 +211,6 @@ def null_agent_main(argv: list[str]) -> None:
     a = p.parse_args(argv)
     import uvloop
     uvloop.install()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     asyncio.run(_null_agent(a))
 
 
