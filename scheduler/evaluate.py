@@ -1,0 +1,200 @@
+"""``dodoor evaluate``: every policy in simulation and (optionally) live, one report.
+
+The simulator and the live replay get the very same task list (arrivals
+compressed by the speedup, durations scaled) and the same cluster shape
+(``scaled(agents)``, the nodes ``LocalCluster`` starts), so their summaries
+compare metric by metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from dodoor.resources import Task
+from dodoor.sim.command import file_part
+from dodoor.sim.records import TaskRecords
+from dodoor.sim.settings import SimSettings
+from dodoor.sim.simulation import simulate
+from scheduler.localcluster import ClusterSettings, LocalCluster
+from scheduler.replay import ReplaySettings, replay, scale_tasks
+from scheduler.report import render
+from workloads.clusters import scaled
+
+log = logging.getLogger(__name__)
+COMPOSE_FILE = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.yml"
+COMPOSE_SCHEDULERS = ("http://127.0.0.1:8101", "http://127.0.0.1:8102")
+COMPOSE_LOADSTORE = "http://127.0.0.1:8090"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """live: None (simulation only), ``local`` (a fresh LocalCluster per policy),
+    ``compose`` (docker compose with DODOOR_POLICY) or scheduler URLs (one running
+    cluster: only its own policy is replayed)."""
+
+    policies: tuple[str, ...]
+    out: Path
+    live: str | None = None
+    speedup: float = 1.0
+    duration_scale: float = 1.0
+    agents: int = 6
+    schedulers: int = 2
+    seed: int = 0
+    delay_ms: float = 0.5
+    timeout_s: float = 600.0
+    command: str = "dodoor evaluate"
+    token: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def free_base_port(span: int = 120, tries: int = 50) -> int:
+    """A base port P with P..P+span free on 127.0.0.1 (LocalCluster uses P, P+10.., P+100..)."""
+    import random
+
+    rng = random.Random()
+    for _ in range(tries):
+        base = rng.randrange(20000, 60000 - span)
+        if all(_port_free(base + i) for i in range(span)):
+            return base
+    raise RuntimeError(f"no free block of {span} ports found on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_ready(urls: Sequence[str], nodes: int, timeout_s: float = 30.0) -> None:
+    """Until every scheduler reports an ``ok`` view with all ``nodes``."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(urls)
+    while pending and time.monotonic() < deadline:
+        url = pending[0]
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2.0) as resp:
+                health = json.loads(resp.read())
+            if health.get("status") == "ok" and int(health.get("nodes", 0)) >= nodes:
+                pending.pop(0)
+                continue
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    if pending:
+        raise TimeoutError(f"schedulers {pending} did not see {nodes} nodes in {timeout_s:.0f} s")
+
+
+def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, TaskRecords]:
+    settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=s.seed)
+    result = simulate(tasks, scaled(s.agents), policy, settings)
+    summary = result.summary()
+    summary["settings"]["mode"] = "sim"
+    return summary, result.records
+
+
+def run_live_local(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, TaskRecords]:
+    workdir = s.out / f"cluster-{policy}"
+    cluster = LocalCluster(ClusterSettings(agents=s.agents, schedulers=s.schedulers,
+                                           policy=policy, base_port=free_base_port(),
+                                           workdir=workdir, token=s.token))
+    with cluster:
+        wait_ready(cluster.scheduler_urls, s.agents)
+        rs = ReplaySettings(urls=tuple(cluster.scheduler_urls), agents=tuple(cluster.agent_urls),
+                            loadstore=cluster.loadstore_url, timeout_s=s.timeout_s, token=s.token)
+        result = asyncio.run(replay(_fresh_ids(tasks), rs))
+    return _live_summary(result, policy, s), result.records
+
+
+def run_live_compose(tasks: Sequence[Task], policy: str,
+                     s: EvalSettings) -> tuple[dict, TaskRecords]:
+    env = {**os.environ, "DODOOR_POLICY": policy}
+    base = ["docker", "compose", "-f", str(COMPOSE_FILE)]
+    subprocess.run([*base, "up", "-d", "--wait"], env=env, check=True)
+    try:
+        wait_ready(COMPOSE_SCHEDULERS, 1, timeout_s=60.0)
+        # compose agents publish no ports: their messages are counted at the receivers
+        rs = ReplaySettings(urls=COMPOSE_SCHEDULERS, agents=(), loadstore=COMPOSE_LOADSTORE,
+                            timeout_s=s.timeout_s, token=s.token)
+        result = asyncio.run(replay(_fresh_ids(tasks), rs))
+    finally:
+        subprocess.run([*base, "down"], env=env, check=False)
+    return _live_summary(result, policy, s), result.records
+
+
+def run_live_url(tasks: Sequence[Task], urls: Sequence[str],
+                 s: EvalSettings) -> tuple[str, dict, TaskRecords]:
+    with urllib.request.urlopen(urls[0] + "/healthz", timeout=5.0) as resp:
+        policy = json.loads(resp.read()).get("policy", "unknown")
+    rs = ReplaySettings(urls=tuple(urls), timeout_s=s.timeout_s, token=s.token)
+    result = asyncio.run(replay(_fresh_ids(tasks), rs))
+    return policy, _live_summary(result, policy, s), result.records
+
+
+def _fresh_ids(tasks: Sequence[Task]) -> list[Task]:
+    return scale_tasks(tasks, prefix=uuid.uuid4().hex[:8] + "-")
+
+
+def _live_summary(result, policy: str, s: EvalSettings) -> dict:
+    result.records.write_csv(s.out / f"tasks_live_{file_part(policy)}.csv", result.nodes)
+    return result.summary(policy, {"speedup": s.speedup, "duration_scale": s.duration_scale,
+                                   "schedulers": s.schedulers})
+
+
+def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
+    """Run everything, write summaries, CSVs, figures and ``report.md``; returns its path."""
+    from scheduler import report_plots
+
+    tasks = scale_tasks(trace_tasks, s.speedup, s.duration_scale)
+    s.out.mkdir(parents=True, exist_ok=True)
+    sim, live, records = [], [], {}
+    for policy in s.policies:
+        print(f"simulating {policy}: {len(tasks)} tasks", file=sys.stderr)
+        summary, rec = run_sim(tasks, policy, s)
+        sim.append(summary)
+        records[f"{policy} sim"] = rec
+        rec.write_csv(s.out / f"tasks_sim_{file_part(policy)}.csv", scaled(s.agents))
+    live_policies = s.policies
+    if s.live not in (None, "local", "compose"):
+        urls = [u.strip().rstrip("/") for u in s.live.split(",") if u.strip()]
+        policy, summary, rec = run_live_url(tasks, urls, s)
+        live.append(summary)
+        records[f"{policy} live"] = rec
+        s.notes.append(f"live: one running cluster (policy {policy}); other policies "
+                       "were simulated only")
+        live_policies = ()
+    for policy in live_policies if s.live in ("local", "compose") else ():
+        print(f"live {policy} ({s.live}): {len(tasks)} tasks", file=sys.stderr)
+        runner = run_live_local if s.live == "local" else run_live_compose
+        summary, rec = runner(tasks, policy, s)
+        live.append(summary)
+        records[f"{policy} live"] = rec
+    (s.out / "summary_sim.json").write_text(json.dumps(sim, indent=2) + "\n", encoding="utf-8")
+    if live:
+        (s.out / "summary_live.json").write_text(json.dumps(live, indent=2) + "\n",
+                                                 encoding="utf-8")
+    figures = ["latency_cdf.png", "messages_per_task.png", "utilization.png"]
+    report_plots.latency_cdf(records, s.out / figures[0])
+    report_plots.messages_bars(sim, live, s.out / figures[1])
+    util = {f"{x['policy']} sim": x for x in sim} | {f"{x['policy']} live": x for x in live}
+    report_plots.utilization(util, s.out / figures[2])
+    if live:
+        figures.append("sim_vs_live.png")
+        report_plots.sim_vs_live_bars(sim, live, s.out / figures[3])
+    path = s.out / "report.md"
+    path.write_text(render(sim, live, s.command, figures, s.notes), encoding="utf-8")
+    return path

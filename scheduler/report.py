@@ -1,0 +1,143 @@
+"""The evaluation report: policy table with ratios to dodoor, sim versus live, ranking.
+
+Everything here reads summary objects (the ``summary.json`` schema shared by
+``dodoor simulate`` and ``dodoor replay``), so a report can be rebuilt from
+saved summaries alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+SUBJECT = "dodoor"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    read: Callable[[dict], float]
+    scale: float = 1.0  # printed value = read(summary) * scale
+    digits: int = 3
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("msgs_per_task", "msgs/task", lambda s: s["messages"]["per_task"]),
+    Metric("throughput", "tasks/s", lambda s: s["throughput_tps"]),
+    Metric("mean", "makespan mean s", lambda s: s["makespan_ms"]["mean"], 1e-3),
+    Metric("p50", "p50 s", lambda s: s["makespan_ms"]["p50"], 1e-3),
+    Metric("p99", "p99 s", lambda s: s["makespan_ms"]["p99"], 1e-3),
+    Metric("p999", "p99.9 s", lambda s: s["makespan_ms"]["p999"], 1e-3),
+    Metric("sched", "sched latency ms", lambda s: s["sched_latency_ms"]["mean"], 1.0, 2),
+)
+# The metrics the sim-versus-live target is stated for.
+TARGET_METRICS = ("mean", "msgs_per_task")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def table_rows(summaries: Sequence[dict], subject: str = SUBJECT) -> list[dict]:
+    """Per policy: each metric's value and its ratio to ``subject`` (nan without one)."""
+    base = next((s for s in summaries if s["policy"] == subject), None)
+    rows = []
+    for s in summaries:
+        row: dict = {"policy": s["policy"]}
+        for m in METRICS:
+            value = m.read(s)
+            row[m.key] = value
+            row[m.key + "_ratio"] = ratio(value, m.read(base)) if base is not None else math.nan
+        rows.append(row)
+    return rows
+
+
+def _num(value: float, digits: int) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(summaries: Sequence[dict], subject: str = SUBJECT) -> str:
+    """A markdown table: every metric followed by its ratio to ``subject`` (×dodoor)."""
+    head = ["policy"]
+    for m in METRICS:
+        head += [m.label, f"×{subject}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table_rows(summaries, subject):
+        cells = [row["policy"]]
+        for m in METRICS:
+            cells += [_num(row[m.key] * m.scale, m.digits), _num(row[m.key + "_ratio"], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sim_vs_live(sim: Sequence[dict], live: Sequence[dict]) -> list[dict]:
+    """Per policy in both: each metric's (live − sim) / sim."""
+    by_policy = {s["policy"]: s for s in sim}
+    out = []
+    for lv in live:
+        sm = by_policy.get(lv["policy"])
+        if sm is None:
+            continue
+        row: dict = {"policy": lv["policy"]}
+        for m in METRICS:
+            row[m.key] = ratio(m.read(lv) - m.read(sm), m.read(sm))
+        out.append(row)
+    return out
+
+
+def markdown_sim_vs_live(sim: Sequence[dict], live: Sequence[dict]) -> str:
+    head = ["policy"] + [m.label for m in METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in sim_vs_live(sim, live):
+        cells = [row["policy"]] + [_pct(row[m.key]) for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return "–" if math.isnan(value) else f"{100.0 * value:+.1f}%"
+
+
+def ranking(summaries: Sequence[dict], key: str = "mean") -> list[str]:
+    """Policies from best to worst by a makespan metric (lower is better)."""
+    metric = next(m for m in METRICS if m.key == key)
+    return [s["policy"] for s in sorted(summaries, key=lambda s: (metric.read(s), s["policy"]))]
+
+
+def target_check(sim: Sequence[dict], live: Sequence[dict], limit: float = 0.15) -> list[str]:
+    """Sentences on the brief's targets: same ranking, |difference| ≤ limit."""
+    lines = []
+    sim_rank, live_rank = ranking(sim), ranking(live)
+    common = [p for p in sim_rank if p in live_rank]
+    same = common == [p for p in live_rank if p in sim_rank]
+    lines.append(f"Ranking by mean makespan — simulated: {', '.join(sim_rank)}; live: "
+                 f"{', '.join(live_rank)} ({'same' if same else 'DIFFERENT'}).")
+    for row in sim_vs_live(sim, live):
+        for key in TARGET_METRICS:
+            diff = row[key]
+            label = next(m.label for m in METRICS if m.key == key)
+            verdict = "within" if abs(diff) <= limit else "OUTSIDE"
+            lines.append(f"{row['policy']}: {label} live vs sim {_pct(diff)} ({verdict} "
+                         f"±{100 * limit:.0f}%).")
+    return lines
+
+
+def render(sim: Sequence[dict], live: Sequence[dict], command: str,
+           figures: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """The whole ``report.md``."""
+    parts = ["# dodoor evaluation", "", f"Command: `{command}`", ""]
+    if sim:
+        parts += ["## Simulated", "", markdown_table(sim), ""]
+    if live:
+        parts += ["## Live", "", markdown_table(live), ""]
+    if sim and live:
+        parts += ["## Sim versus live", "", "(live − sim) / sim per metric:", "",
+                  markdown_sim_vs_live(sim, live), ""]
+        parts += [f"- {line}" for line in target_check(sim, live)] + [""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    if figures:
+        parts += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    return "\n".join(parts)
