@@ -157,7 +157,8 @@ class FakeAgent:
         self.confirm_replies: list[tuple[int, Any]] = []
         self.url = ""
         self.seq = 0
-        self.app = web.Application()
+        self.unauthorized = 0
+        self.app = web.Application(middlewares=[self._auth])
         self.app.router.add_post("/internal/enqueue", self._enqueue)
         if batch:
             self.app.router.add_post("/internal/enqueue_batch", self._enqueue_batch)
@@ -166,6 +167,15 @@ class FakeAgent:
         self.app.router.add_post("/internal/cancel", self._cancel)
         self.app.router.add_get("/v1/tasks/{task_id}", self._status)
         self.app.router.add_get("/healthz", self._healthz)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if self.token and request.path != "/healthz":
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                self.unauthorized += 1
+                return web.json_response({"error": {"field": "authorization",
+                                                    "reason": "bad token"}}, status=401)
+        return await handler(request)
 
     def headers(self) -> dict[str, str]:
         h = {"Content-Type": CONTENT_TYPE}

@@ -434,8 +434,14 @@ async def test_token_required_except_healthz(make_stack):
     assert (await resp.json())["error"]["field"] == "authorization"
     status, _ = await stack.post(TASK, headers={"Authorization": "Bearer wrong"})
     assert status == 401
-    status, body = await stack.post(TASK, headers={"Authorization": "Bearer s3cret"})
+    status, body = await stack.post({**TASK, "id": "authed"},
+                                    headers={"Authorization": "Bearer s3cret"})
     assert status == 202
+    # the scheduler authenticated itself to the agent (which checks the token)
+    agent = stack.by_id(body["placements"][0]["node"])
+    assert "authed" in agent.enqueued and agent.unauthorized == 0
+    resp = await stack.client.get("/v1/tasks/authed", headers={"Authorization": "Bearer s3cret"})
+    assert (await resp.json())["state"] == "succeeded"
     # the scheduler authenticated itself to the load store (registration, snapshot)
     assert stack.state.view.n_nodes == 3
 
