@@ -160,6 +160,10 @@ async def _loadstore_loop(state: SchedulerState) -> None:
         if isinstance(health, dict) and health.get("instance") != state.loadstore_instance:
             log.info("load store restarted; registering again")
             state.registered = False
+            continue
+        if not state.loadstore_reachable:
+            log.info("load store %s reachable again", base)
+        state.loadstore_reachable = True
 
 
 def merge_deltas(batch: list[Deltas]) -> Deltas:

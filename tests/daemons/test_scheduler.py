@@ -513,3 +513,10 @@ async def test_task_that_stopped_fitting_after_admission_is_reported_not_crashed
     assert placements[0].as_dict() == {"id": "big", "node": None,
                                        "error": "no live node can hold the task"}
     assert placements[1].node is not None
+
+
+async def test_health_recovers_after_a_transient_delta_failure(make_stack):
+    stack = await make_stack()
+    stack.state.loadstore_reachable = False  # as after one failed deltas POST
+    await wait_for(lambda: stack.state.loadstore_reachable)
+    assert (await (await stack.client.get("/healthz")).json())["status"] == "ok"
