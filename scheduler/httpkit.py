@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dodoor.errors import DodoorError
 from dodoor.messages import MessageCounter
 from dodoor.wire import CONTENT_TYPE, encode
 
@@ -151,5 +152,8 @@ def run(app: web.Application, host: str, port: int) -> None:
     else:
         loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host=host, port=port, loop=loop, print=None, access_log=None,
-                shutdown_timeout=10.0)
+    try:
+        web.run_app(app, host=host, port=port, loop=loop, print=None, access_log=None,
+                    shutdown_timeout=10.0)
+    except OSError as exc:  # typically the port is taken: one clear line, exit 2
+        raise DodoorError(f"cannot serve on {host}:{port}: {exc}") from exc

@@ -88,3 +88,15 @@ def test_stop_terminates_every_process(tmp_path):
     for url in urls:
         with pytest.raises(OSError):
             urllib.request.urlopen(url + "/healthz", timeout=1)
+def test_a_component_that_dies_at_start_is_reported_with_its_log(tmp_path):
+    base = _free_base_port()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", base))  # the load store's port is taken
+    blocker.listen()
+    try:
+        cluster = LocalCluster(ClusterSettings(agents=1, schedulers=1, base_port=base,
+                                               workdir=tmp_path / "c", startup_timeout_s=20))
+        with pytest.raises(RuntimeError, match=r"loadstore exited with code 2; see .*loadstore\.log"):
+            cluster.start()
+    finally:
+        blocker.close()
