@@ -6,7 +6,8 @@ Every rejection is a :class:`ValidationError` naming the field and the reason.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from dodoor.errors import ValidationError
 from dodoor.resources import Task
