@@ -41,9 +41,9 @@ def load_score(
     score = np.zeros(rl.shape)
     if rl_total > 0.0:
         # Σ_k w_k cancels in RL_j / Σ_i RL_i, so it is never divided out.
-        score += (1.0 - alpha) / rl_total * rl
+        score += rl / rl_total * (1.0 - alpha)
     if pending_total > 0.0:
-        score += alpha / pending_total * pending
+        score += pending / pending_total * alpha
     return score
 
 
