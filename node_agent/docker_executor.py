@@ -177,12 +177,15 @@ class DockerExecutor:
         try:
             image, command = self.image_and_command(task)
             await asyncio.to_thread(self._check_image, image)
+            if self._host_cpus is None:
+                info = await asyncio.to_thread(self.client.info)
+                self._host_cpus = int(info.get("NCPU") or 0) or None
         except TaskSpecError as exc:
             log.warning("task %s not run: %s", task.task_id, exc)
             return TaskResult("failed", reason=str(exc))
-        if self._host_cpus is None:
-            info = await asyncio.to_thread(self.client.info)
-            self._host_cpus = int(info.get("NCPU") or 0) or None
+        except Exception as exc:  # noqa: BLE001 - an engine that does not answer fails the task
+            log.warning("task %s not run: the Docker engine failed: %s", task.task_id, exc)
+            return TaskResult("failed", reason=f"docker engine error: {_explain(exc)}")
         spec = self.container_spec(task, image, command, self._host_cpus)
         # Creation cannot be interrupted half-way, so a cancel waits for it to
         # finish and then removes the container instead of leaking it.

@@ -289,3 +289,14 @@ async def test_fixed_wall_limit_from_the_agent(agent_id):
     await executor.close()
     assert result.state == "failed"
     assert result.reason == "timed out after 1.5 s"
+
+
+async def test_unreachable_engine_fails_the_task_not_the_agent(tmp_path):
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
+    executor = DockerExecutor(DockerSettings(agent_id="nowhere"), client=client)
+    result = await executor.run(task("gone-1", "true"))
+    await executor.close()
+    assert result.state == "failed"
+    assert result.reason.startswith("docker engine error:")
