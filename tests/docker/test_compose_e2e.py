@@ -27,7 +27,8 @@ from dodoor.resources import Task
 from tests.docker.conftest import BUILD_SCRIPT
 from workloads.dodoor_csv import bundled_trace, load_dodoor_csv
 
-pytestmark = pytest.mark.docker
+# The first test also builds the images (about 2.5 min from nothing): allow for it.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 COMPOSE_DIR = Path(__file__).resolve().parents[2] / "compose"
 TOKEN = f"e2e-{uuid.uuid4().hex}"

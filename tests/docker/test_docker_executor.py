@@ -14,7 +14,8 @@ from node_agent.docker_executor import (AGENT_LABEL, BUSYBOX_IMAGE, PYTHON_IMAGE
 from node_agent.executor import Executor
 from tests.docker.conftest import labelled
 
-pytestmark = pytest.mark.docker
+# The first test also builds the images (about 2.5 min from nothing): allow for it.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 
 def make(agent_id: str, **overrides) -> DockerExecutor:

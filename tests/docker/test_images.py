@@ -9,7 +9,8 @@ import pytest
 
 from tests.docker.conftest import BUILD_SCRIPT, IMAGES
 
-pytestmark = pytest.mark.docker
+# The first test also builds the images (about 2.5 min from nothing): allow for it.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 
 def run(client, image: str, command: list[str], **kwargs) -> tuple[int, str]:
