@@ -15,6 +15,7 @@ import numpy as np
 from dodoor.cache import N_STATE
 from dodoor.clock import Clock
 from dodoor.resources import N_RESOURCES
+from dodoor.snapshots import AdaptiveBatch
 from dodoor.wire import Deltas, NodeState, Snapshot
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,12 @@ class LoadStoreState:
     counted since the last push.
     """
 
-    def __init__(self, b: int, dead_after_ms: float, clock: Clock) -> None:
+    def __init__(self, b: int, dead_after_ms: float, clock: Clock,
+                 adaptive_b_target_ms: float = 0.0) -> None:
         self.b = b
+        # optional: b follows the placement rate to hold snapshot age near a target
+        self.adaptive = (AdaptiveBatch(adaptive_b_target_ms, b, start_ms=clock.now_ms())
+                         if adaptive_b_target_ms > 0 else None)
         self.dead_after_ms = dead_after_ms
         self.clock = clock
         self.nodes: dict[str, NodeRecord] = {}
@@ -112,6 +117,8 @@ class LoadStoreState:
         self.placements += msg.placements
         self.since_push += msg.placements
         if self.since_push >= self.b:
+            if self.adaptive is not None:
+                self.b = self.adaptive.observe(self.clock.now_ms(), self.since_push)
             self.since_push = 0
             return True
         return False

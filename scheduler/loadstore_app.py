@@ -92,7 +92,8 @@ class LoadStoreApp:
         self.clock = clock
         self.instance = uuid.uuid4().hex
         self.counter = MessageCounter()
-        self.store = LoadStoreState(settings.b, settings.dead_after_ms, clock)
+        self.store = LoadStoreState(settings.b, settings.dead_after_ms, clock,
+                                    settings.adaptive_b_target_ms)
         self.pusher = Pusher(self.store, settings)
 
 
@@ -120,6 +121,8 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
                                         lambda: len(ls.pusher.schedulers)),
         "dodoor_loadstore_placements": ("Placements counted from deltas",
                                         lambda: ls.store.placements),
+        "dodoor_loadstore_batch_b": ("Placements per snapshot push (adapts when enabled)",
+                                     lambda: ls.store.b),
     }))
 
     async def background(app: web.Application) -> AsyncIterator[None]:

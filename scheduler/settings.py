@@ -86,6 +86,8 @@ class LoadStoreSettings:
     # re-registers when it notices the load store again.
     forget_after_failures: int = 100
     max_body_bytes: int = 64 * 1024 * 1024
+    # > 0: b adapts to the placement rate to hold snapshot age near this (dodoor.snapshots)
+    adaptive_b_target_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.b < 1:
