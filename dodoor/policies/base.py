@@ -25,6 +25,7 @@ import numpy as np
 from dodoor.cache import CandidateView
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
+from dodoor.score import argmin_random, load_score
 from dodoor.settings import PolicySettings
 
 
@@ -83,3 +84,39 @@ def count_for(settings: PolicySettings, rng: random.Random) -> int:
     if settings.d <= 1 or settings.beta >= 1.0 or rng.random() < settings.beta:
         return settings.d
     return 1
+
+
+class SampledPolicy:
+    """Shared plumbing of the concrete policies.
+
+    A name, the settings, and ``candidates`` = ``samples`` feasible nodes
+    uniformly at random — by default d of them under the β rule. Subclasses
+    set ``kind``, ``default_name`` and ``choose``.
+    """
+
+    kind: PolicyKind
+    default_name: str
+    samples: int | None = None  # a fixed candidate count; None means d (with β)
+
+    def __init__(self, settings: PolicySettings, name: str | None = None) -> None:
+        self.name = name or self.default_name
+        self.settings = settings
+        self._weights = settings.weight_vector()
+
+    def candidates(
+        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
+    ) -> list[int]:
+        count = self.samples if self.samples is not None else count_for(self.settings, rng)
+        return sampler.sample(demand, count, rng)
+
+    def lowest_score(
+        self, demand: np.ndarray, view: CandidateView, among: np.ndarray, rng: random.Random
+    ) -> int:
+        """The node, among view positions ``among``, with the lowest load score."""
+        if among.size == 1:
+            return int(view.nodes[among[0]])
+        scores = load_score(
+            demand, view.capacity[among], view.load[among], view.pending[among],
+            self._weights, self.settings.alpha,
+        )
+        return int(view.nodes[among[argmin_random(scores, rng)]])

@@ -7,14 +7,12 @@ import random
 import numpy as np
 
 from dodoor.cache import CandidateView
-from dodoor.policies.base import PolicyKind
+from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
-from dodoor.score import argmin_random, load_score
-from dodoor.settings import PolicySettings
 
 
-class IdealPolicy:
+class IdealPolicy(SampledPolicy):
     """Knows every node's true state and exact durations.
 
     Candidates are all feasible nodes; the host fills ``view.start_ms`` with the
@@ -23,11 +21,7 @@ class IdealPolicy:
     """
 
     kind = PolicyKind.ORACLE
-
-    def __init__(self, settings: PolicySettings, name: str = "ideal") -> None:
-        self.name = name
-        self.settings = settings
-        self._weights = settings.weight_vector()
+    default_name = "ideal"
 
     def candidates(
         self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
@@ -40,11 +34,4 @@ class IdealPolicy:
         if view.start_ms is None:
             raise ValueError("the ideal policy needs view.start_ms from an oracle")
         earliest = float(view.start_ms.min())
-        tied = np.flatnonzero(view.start_ms <= earliest + 1e-9)
-        if tied.size == 1:
-            return int(view.nodes[tied[0]])
-        scores = load_score(
-            demand, view.capacity[tied], view.load[tied], view.pending[tied],
-            self._weights, self.settings.alpha,
-        )
-        return int(view.nodes[tied[argmin_random(scores, rng)]])
+        return self.lowest_score(demand, view, np.flatnonzero(view.start_ms <= earliest + 1e-9), rng)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dodoor.cache import PENDING, TASKS, CandidateView
-from dodoor.policies.base import PolicyKind
+from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import Task, fits
 from dodoor.sampling import FeasibleSampler
 from dodoor.settings import PolicySettings
@@ -32,19 +32,15 @@ class _Probe:
     uses: int = 0
 
 
-class PrequalPolicy:
+class PrequalPolicy(SampledPolicy):
     kind = PolicyKind.POOL
+    default_name = "prequal"
+    samples = 1  # the fallback when the pool has nothing usable
 
-    def __init__(self, settings: PolicySettings, name: str = "prequal") -> None:
-        self.name = name
-        self.settings = settings
+    def __init__(self, settings: PolicySettings, name: str | None = None) -> None:
+        super().__init__(settings, name)
         self._pool: list[_Probe] = []
         self._credit = 0.0
-
-    def candidates(
-        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
-    ) -> list[int]:
-        return sampler.sample(demand, 1, rng)
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random

@@ -7,27 +7,17 @@ import random
 import numpy as np
 
 from dodoor.cache import CandidateView
-from dodoor.policies.base import PolicyKind
+from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import Task
-from dodoor.sampling import FeasibleSampler
 from dodoor.score import argmin_random
-from dodoor.settings import PolicySettings
 
 
-class PowerOfTwo:
+class PowerOfTwo(SampledPolicy):
     """Probe two feasible nodes, send the task to the one with fewer tasks."""
 
     kind = PolicyKind.PROBE
-    probes = 2
-
-    def __init__(self, settings: PolicySettings, name: str = "power-of-two") -> None:
-        self.name = name
-        self.settings = settings
-
-    def candidates(
-        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
-    ) -> list[int]:
-        return sampler.sample(demand, self.probes, rng)
+    default_name = "power-of-two"
+    samples = 2
 
     def _metric(self, view: CandidateView) -> np.ndarray:
         return view.tasks
@@ -41,8 +31,7 @@ class PowerOfTwo:
 class PowerOfTwoDuration(PowerOfTwo):
     """Probe two feasible nodes, send the task to the one with less pending work."""
 
-    def __init__(self, settings: PolicySettings, name: str = "power-of-two-duration") -> None:
-        super().__init__(settings, name)
+    default_name = "power-of-two-duration"
 
     def _metric(self, view: CandidateView) -> np.ndarray:
         return view.pending

@@ -7,25 +7,16 @@ import random
 import numpy as np
 
 from dodoor.cache import CandidateView
-from dodoor.policies.base import PolicyKind
+from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import Task
-from dodoor.sampling import FeasibleSampler
-from dodoor.settings import PolicySettings
 
 
-class RandomPolicy:
+class RandomPolicy(SampledPolicy):
     """A uniformly random node that can hold the task. No messages."""
 
     kind = PolicyKind.NONE
-
-    def __init__(self, settings: PolicySettings, name: str = "random") -> None:
-        self.name = name
-        self.settings = settings
-
-    def candidates(
-        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
-    ) -> list[int]:
-        return sampler.sample(demand, 1, rng)
+    default_name = "random"
+    samples = 1
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
@@ -33,7 +24,7 @@ class RandomPolicy:
         return int(view.nodes[0])
 
 
-class SparrowPolicy:
+class SparrowPolicy(RandomPolicy):
     """Late binding: reserve on two nodes; the first with room confirms, the other is cancelled.
 
     The decision is made by the nodes' queues, so ``choose`` only serves hosts
@@ -41,18 +32,5 @@ class SparrowPolicy:
     """
 
     kind = PolicyKind.RESERVE
-    reservations = 2
-
-    def __init__(self, settings: PolicySettings, name: str = "sparrow") -> None:
-        self.name = name
-        self.settings = settings
-
-    def candidates(
-        self, task: Task, demand: np.ndarray, sampler: FeasibleSampler, rng: random.Random
-    ) -> list[int]:
-        return sampler.sample(demand, self.reservations, rng)
-
-    def choose(
-        self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
-    ) -> int:
-        return int(view.nodes[0])
+    default_name = "sparrow"
+    samples = 2
