@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
-from dodoor.wire import Confirm, Deltas, Register, Snapshot, decode
+from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
     BackgroundTasks, GaugeCollector, MessageCollector, auth_headers, auth_middleware,
@@ -95,6 +95,7 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
     app.router.add_get("/v1/tasks/{task_id}", task_status)
     app.router.add_get("/v1/nodes", nodes)
     app.router.add_post("/internal/snapshot", snapshot)
+    app.router.add_post("/internal/snapshot_delta", snapshot_delta)
     app.router.add_post("/internal/confirm", confirm)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler(registry))
@@ -293,6 +294,22 @@ async def snapshot(request: web.Request) -> web.Response:
     state.loadstore_reachable = True
     if leftover is not None:
         state.emit_deltas(leftover)
+    return web.Response(status=204)
+
+
+async def snapshot_delta(request: web.Request) -> web.Response:
+    """Changed rows only; 409 when they do not extend what is held (the store resyncs)."""
+    state = request.app[STATE]
+    try:
+        msg = decode(await read_body(request), SnapshotDelta)
+        applied = state.view.apply_delta(msg, state.clock.now_ms())
+    except (DecodeError, ValueError) as exc:
+        return json_error(400, "snapshot_delta", str(exc))
+    state.counter.add("snapshot")
+    state.loadstore_reachable = True
+    if not applied:
+        return json_error(409, "base_seq", f"holding seq {state.view.snapshot_seq} of epoch "
+                          f"{state.view.epoch!r}, got a delta on {msg.base_seq} of {msg.epoch!r}")
     return web.Response(status=204)
 
 

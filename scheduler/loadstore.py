@@ -15,8 +15,8 @@ import numpy as np
 from dodoor.cache import N_STATE
 from dodoor.clock import Clock
 from dodoor.resources import N_RESOURCES
-from dodoor.snapshots import AdaptiveBatch
-from dodoor.wire import Deltas, NodeState, Snapshot
+from dodoor.snapshots import AdaptiveBatch, DeltaPublisher
+from dodoor.wire import Deltas, NodeState, Snapshot, SnapshotDelta
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class LoadStoreState:
     """
 
     def __init__(self, b: int, dead_after_ms: float, clock: Clock,
-                 adaptive_b_target_ms: float = 0.0) -> None:
+                 adaptive_b_target_ms: float = 0.0, delta_snapshots: bool = False,
+                 epoch: str = "") -> None:
         self.b = b
         # optional: b follows the placement rate to hold snapshot age near a target
         self.adaptive = (AdaptiveBatch(adaptive_b_target_ms, b, start_ms=clock.now_ms())
@@ -59,6 +60,12 @@ class LoadStoreState:
         self.since_push = 0
         self.placements = 0
         self.seq = 0
+        # delta snapshots: rows indexed by position among the live nodes (by id);
+        # any change of that set makes every scheduler's next update full
+        self.epoch = epoch
+        self.publisher = DeltaPublisher(0, epoch) if delta_snapshots else None
+        self._order: list[str] = []
+        self._index: dict[str, int] = {}
 
     def live(self) -> list[NodeRecord]:
         return [self.nodes[k] for k in sorted(self.nodes) if self.nodes[k].alive]
@@ -83,6 +90,7 @@ class LoadStoreState:
                 np.zeros(N_STATE), now, msg.seq, utilization=dict(msg.utilization),
             )
             log.info("node %s joined (%s)", msg.node_id, msg.url)
+            self._reindex()
             return True
         changed = (not rec.alive or rec.url != msg.url.rstrip("/") or rec.slots != msg.slots
                    or not np.array_equal(rec.capacity, capacity))
@@ -99,6 +107,10 @@ class LoadStoreState:
         rec.seq = msg.seq
         rec.alive = True
         rec.utilization = dict(msg.utilization)
+        if changed:
+            self._reindex()
+        elif self.publisher is not None:
+            self.publisher.mark(self._index[msg.node_id])
         return changed
 
     def add_deltas(self, msg: Deltas) -> bool:
@@ -110,10 +122,14 @@ class LoadStoreState:
             raise ValueError(f"deltas of shape {deltas.shape} for {len(msg.node_ids)} nodes")
         if not np.all(np.isfinite(deltas)) or msg.placements < 0:
             raise ValueError("deltas must be finite and placements >= 0")
+        touched = []
         for node, row in zip(msg.node_ids, deltas):
             rec = self.nodes.get(node)
             if rec is not None and rec.alive:
                 rec.delta += row
+                touched.append(node)
+        if self.publisher is not None and touched:
+            self.publisher.mark([self._index[node] for node in touched])
         self.placements += msg.placements
         self.since_push += msg.placements
         if self.since_push >= self.b:
@@ -133,6 +149,8 @@ class LoadStoreState:
                 died = True
                 log.warning("node %s is dead: no report for %.0f ms", rec.node_id,
                             now - rec.last_report_ms)
+        if died:
+            self._reindex()
         return died
 
     def snapshot(self) -> Snapshot:
@@ -148,6 +166,37 @@ class LoadStoreState:
             slots=np.array([float(r.slots) for r in live]).reshape(n),
             state=np.array([r.state for r in live]).reshape(n, N_STATE),
         )
+
+    def _reindex(self) -> None:
+        if self.publisher is None:
+            return
+        self._order = [r.node_id for r in self.live()]
+        self._index = {node: i for i, node in enumerate(self._order)}
+        self.publisher.resize(len(self._order))
+
+    def updates_for(self, schedulers: list[str]) -> dict[str, Snapshot | SnapshotDelta]:
+        """Delta mode: each scheduler's next message, full or only the changed rows."""
+        assert self.publisher is not None
+        live = self.live()
+        n = len(live)
+        state = np.array([r.state for r in live]).reshape(n, N_STATE)
+        out: dict[str, Snapshot | SnapshotDelta] = {}
+        for sid in schedulers:
+            update = self.publisher.update_for(sid, state, self.clock.now_ms())
+            if update.full:
+                out[sid] = Snapshot(
+                    seq=update.seq, node_ids=tuple(r.node_id for r in live),
+                    urls=tuple(r.url for r in live),
+                    capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
+                    slots=np.array([float(r.slots) for r in live]).reshape(n),
+                    state=update.rows, epoch=self.epoch)
+            else:
+                out[sid] = SnapshotDelta(
+                    seq=update.seq, base_seq=update.base_seq, epoch=self.epoch,
+                    node_ids=tuple(self._order[i] for i in update.nodes.tolist()),
+                    state=update.rows.reshape(update.n_rows, N_STATE))
+        self.seq += 1
+        return out
 
     def describe(self) -> dict:
         now = self.clock.now_ms()

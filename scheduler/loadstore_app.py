@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError
 from dodoor.messages import MessageCounter
-from dodoor.wire import Deltas, NodeState, Register, decode, encode
+from dodoor.wire import Deltas, NodeState, Register, Snapshot, decode, encode
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
     GaugeCollector, MessageCollector, auth_headers, auth_middleware, error_middleware,
@@ -49,6 +49,8 @@ class Pusher:
             log.info("scheduler %s registered at %s", msg.component_id, msg.url)
         self.schedulers[msg.component_id] = msg.url.rstrip("/")
         self.failures[msg.component_id] = 0
+        if self.store.publisher is not None:
+            self.store.publisher.resync(msg.component_id)  # it may hold nothing of ours
         self.request({msg.component_id})
 
     def request(self, targets: set[str] | None = None) -> None:
@@ -65,16 +67,32 @@ class Pusher:
                        if sid in self.schedulers]
             if not targets:
                 continue
-            data = encode(self.store.snapshot())
-            await asyncio.gather(*(self._push(sid, url, data) for sid, url in targets))
+            if self.store.publisher is None:
+                data = encode(self.store.snapshot())
+                await asyncio.gather(*(self._push(sid, url, data) for sid, url in targets))
+                continue
+            updates = self.store.updates_for([sid for sid, _ in targets])
+            await asyncio.gather(*(
+                self._push(sid, url, encode(updates[sid]),
+                           "/internal/snapshot" if isinstance(updates[sid], Snapshot)
+                           else "/internal/snapshot_delta")
+                for sid, url in targets))
 
-    async def _push(self, sid: str, url: str, data: bytes) -> None:
+    async def _push(self, sid: str, url: str, data: bytes,
+                    path: str = "/internal/snapshot") -> None:
         assert self.peers is not None
         self.peers.counter.add("snapshot")
         self.pushes += 1
         try:
-            await self.peers.post_raw(url + "/internal/snapshot", data)
+            await self.peers.post_raw(url + path, data)
         except PeerError as exc:
+            if self.store.publisher is not None:
+                # lost or refused: whatever it holds, the next one must be full
+                self.store.publisher.resync(sid)
+                if exc.status == 409:
+                    log.info("scheduler %s asked for a resync", sid)
+                    self.request({sid})
+                    return
             n = self.failures.get(sid, 0) + 1
             self.failures[sid] = n
             log.warning("snapshot push to %s failed (%d in a row): %s", sid, n, exc)
@@ -82,6 +100,8 @@ class Pusher:
                 log.warning("forgetting scheduler %s", sid)
                 self.schedulers.pop(sid, None)
                 self.failures.pop(sid, None)
+                if self.store.publisher is not None:
+                    self.store.publisher.forget(sid)
             return
         self.failures[sid] = 0
 
@@ -93,7 +113,8 @@ class LoadStoreApp:
         self.instance = uuid.uuid4().hex
         self.counter = MessageCounter()
         self.store = LoadStoreState(settings.b, settings.dead_after_ms, clock,
-                                    settings.adaptive_b_target_ms)
+                                    settings.adaptive_b_target_ms, settings.delta_snapshots,
+                                    epoch=self.instance)
         self.pusher = Pusher(self.store, settings)
 
 

@@ -88,6 +88,8 @@ class LoadStoreSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     # > 0: b adapts to the placement rate to hold snapshot age near this (dodoor.snapshots)
     adaptive_b_target_ms: float = 0.0
+    # push each scheduler only the rows changed since its previous snapshot
+    delta_snapshots: bool = False
 
     def __post_init__(self) -> None:
         if self.b < 1:

@@ -7,7 +7,7 @@ import numpy as np
 from dodoor.cache import N_STATE, STATE_COLUMNS, LoadCache
 from dodoor.resources import N_RESOURCES, RESOURCES
 from dodoor.sampling import FeasibleSampler
-from dodoor.wire import Deltas, Snapshot
+from dodoor.wire import Deltas, Snapshot, SnapshotDelta
 
 
 class ClusterView:
@@ -30,6 +30,7 @@ class ClusterView:
         self.snapshot_seq = -1
         self.snapshot_ms: float | None = None
         self.snapshots = 0
+        self.epoch = ""
         self._delta_seq = 0
 
     @property
@@ -69,9 +70,26 @@ class ClusterView:
         self.urls = tuple(u.rstrip("/") for u in snap.urls)
         self.cache.replace(state)
         self.snapshot_seq = snap.seq
+        self.epoch = snap.epoch
         self.snapshot_ms = now_ms
         self.snapshots += 1
         return leftover
+
+    def apply_delta(self, msg: SnapshotDelta, now_ms: float) -> bool:
+        """Install the changed rows of a delta snapshot; False (nothing applied) when it
+        does not extend the snapshot held here (gap, other epoch, unknown node) — the
+        load store must then send a full one."""
+        if msg.epoch != self.epoch or msg.base_seq != self.snapshot_seq:
+            return False
+        idx = [self.index.get(node) for node in msg.node_ids]
+        if any(i is None for i in idx):
+            return False
+        rows = msg.state.reshape(len(idx), N_STATE)
+        self.cache.replace_rows(np.asarray(idx, dtype=np.intp), rows)
+        self.snapshot_seq = msg.seq
+        self.snapshot_ms = now_ms
+        self.snapshots += 1
+        return True
 
     def take_deltas(self, batch) -> Deltas | None:
         """A :class:`~dodoor.cache.DeltaBatch` as the wire message, under node ids."""
