@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lp.add_argument("--b", type=int, default=80, help="placements per snapshot push")
     lp.add_argument("--dead-after-ms", type=float, default=3000.0)
     lp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    lp.add_argument("--adaptive-b-target-ms", type=float, default=0.0,
+                    help="> 0: adapt b to hold the mean snapshot age near this (docs/beyond.md)")
+    lp.add_argument("--delta-snapshots", action="store_true",
+                    help="push each scheduler only the rows changed since its last snapshot")
     lp.set_defaults(func=run_loadstore)
 
 
@@ -63,7 +67,9 @@ def scheduler_settings(args: argparse.Namespace) -> SchedulerSettings:
 
 def loadstore_settings(args: argparse.Namespace) -> LoadStoreSettings:
     return LoadStoreSettings(host=args.host, port=args.port, b=args.b,
-                             dead_after_ms=args.dead_after_ms, token=_token(args))
+                             dead_after_ms=args.dead_after_ms, token=_token(args),
+                             adaptive_b_target_ms=getattr(args, "adaptive_b_target_ms", 0.0),
+                             delta_snapshots=getattr(args, "delta_snapshots", False))
 
 
 def run_scheduler(args: argparse.Namespace) -> int:

@@ -120,3 +120,15 @@ async def test_live_scheduler_gets_deltas_and_resyncs_after_a_lost_push(
                              headers={"Content-Type": CONTENT_TYPE})
     assert resp.status == 409
     assert (await resp.json())["error"]["field"] == "base_seq"
+
+
+def test_loadstore_command_flags_reach_the_settings():
+    from dodoor.cli import build_parser
+    from scheduler.command import loadstore_settings
+
+    args = build_parser().parse_args(["loadstore", "--delta-snapshots",
+                                      "--adaptive-b-target-ms", "25"])
+    settings = loadstore_settings(args)
+    assert settings.delta_snapshots and settings.adaptive_b_target_ms == 25.0
+    plain = loadstore_settings(build_parser().parse_args(["loadstore"]))
+    assert not plain.delta_snapshots and plain.adaptive_b_target_ms == 0.0
