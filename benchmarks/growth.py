@@ -38,13 +38,19 @@ MODES = {"full snapshots": "dodoor", "delta snapshots": "dodoor:delta_snapshots=
 TARGET = 1.5
 
 
-def decision_us(nodes, tasks, spec: str, decisions: int, seed: int, repeats: int = 5) -> float:
-    """Mean wall µs of one decision on a cache of ``nodes`` filled by earlier ones.
+def decision_us(clusters: dict, spec: str, decisions: int, seed: int,
+                repeats: int = 5) -> dict[int, float]:
+    """Mean wall µs of one decision per cluster size (``{n: (nodes, tasks)}``).
 
-    Best of ``repeats`` rounds: the machine is shared, and the least disturbed
-    round is the one that measures the code.
+    Best of ``repeats`` rounds, the sizes interleaved within each round: the
+    machine is shared, so the least disturbed round measures the code, and
+    interleaving keeps a slow spell from landing on one size only.
     """
-    return min(_decision_round(nodes, tasks, spec, decisions, seed + r) for r in range(repeats))
+    best = {n: float("inf") for n in clusters}
+    for r in range(repeats):
+        for n, (nodes, tasks) in clusters.items():
+            best[n] = min(best[n], _decision_round(nodes, tasks, spec, decisions, seed + r))
+    return best
 
 
 def _decision_round(nodes, tasks, spec: str, decisions: int, seed: int) -> float:
@@ -76,18 +82,26 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = [n for n in SIZES if n <= args.max_nodes]
+    # the decision is the same code in both modes (snapshots only change the cache)
+    clusters = {}
+    for n in sizes:
+        nodes = scaled(n)
+        clusters[n] = (nodes, synthetic_tasks(min(args.decisions, 20 * n), nodes, load=0.9,
+                                              seed=args.seed))
+    decision = decision_us(clusters, "dodoor", args.decisions, args.seed)
+    del clusters
+    print("decision µs per task: " + ", ".join(f"{n:,} nodes {t:.1f}" for n, t in decision.items()),
+          flush=True)
     rows = []
     for n in sizes:
         nodes = scaled(n)
         tasks = synthetic_tasks(args.tasks_per_node * n, nodes, load=0.9, seed=args.seed)
-        # the decision is the same code in both modes (snapshots only change the cache)
-        decision = decision_us(nodes, tasks, "dodoor", args.decisions, args.seed)
         for mode, spec in MODES.items():
             result = simulate(tasks, nodes, spec, SimSettings(seed=args.seed))
             s = result.summary()
             row = {
                 "nodes": n, "mode": mode, "tasks": len(tasks),
-                "decision_us": decision,
+                "decision_us": decision[n],
                 "msgs_per_task": s["messages"]["per_task"],
                 "bytes_per_task": s["messages"]["bytes_per_task"],
                 "snapshot_bytes": s["messages"]["bytes_by_type"].get("snapshot", 0),
