@@ -39,6 +39,7 @@ class Cell:
     cluster: str = "paper100"
     limit: int | None = None
     seed: int = 0
+    schedulers: int = 1
 
     @property
     def spec(self) -> str:
@@ -86,7 +87,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
 
 def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[float | None],
                trace: str | None, cluster: str = "paper100", limit: int | None = None,
-               seed: int = 0) -> list[Cell]:
+               seed: int = 0, schedulers: int = 1) -> list[Cell]:
     """Every combination of the grid's values at every load; settings checked up front."""
     from dodoor.policies import make_policy_spec
 
@@ -94,7 +95,8 @@ def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[f
     cells = []
     for load in loads:
         for combo in itertools.product(*(grid[k] for k in keys)):
-            cell = Cell(policy, tuple(zip(keys, combo)), load, trace, cluster, limit, seed)
+            cell = Cell(policy, tuple(zip(keys, combo)), load, trace, cluster, limit, seed,
+                        schedulers)
             make_policy_spec(cell.spec)  # a bad key or value fails before any work starts
             cells.append(cell)
     return cells
@@ -114,7 +116,8 @@ def run_cell(cell: Cell) -> dict:
 
     tasks, nodes = _inputs(cell.trace, cell.cluster, cell.limit, cell.load)
     started = time.perf_counter()
-    s = simulate(tasks, nodes, cell.spec, SimSettings(seed=cell.seed)).summary()
+    s = simulate(tasks, nodes, cell.spec,
+                 SimSettings(seed=cell.seed, schedulers=cell.schedulers)).summary()
     row: dict = {"policy": cell.policy, "load": "own" if cell.load is None else cell.load}
     row.update(dict(cell.params))
     age = s["snapshots"]["mean_age_ms"]

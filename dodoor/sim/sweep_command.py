@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N tasks")
     p.add_argument("--cluster", default="paper100")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedulers", type=int, default=1, help="schedulers sharing the arrivals")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--out", default="out/sweep", help="output directory (default out/sweep)")
     p.add_argument("--no-plots", action="store_true", help="skip the heatmaps")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not grid:
         raise ValidationError("param", "give at least one --param KEY=V1,V2")
     cells = make_cells(args.policy, grid, parse_loads(args.load), args.trace, args.cluster,
-                       args.limit, args.seed)
+                       args.limit, args.seed, args.schedulers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"sweep: {len(cells)} runs on {args.jobs} processes", file=sys.stderr)

@@ -43,10 +43,12 @@ def test_a_parallel_cell_equals_the_same_run_in_process(tmp_path):
     trace = str(_tiny_trace(tmp_path / "tiny.csv"))
     out = tmp_path / "o"
     main(["sweep", "--trace", trace, "--param", "d=4", "--load", "own", "--jobs", "1",
-          "--out", str(out), "--no-plots"])
+          "--schedulers", "2", "--out", str(out), "--no-plots"])
     with (out / "sweep.csv").open(encoding="utf-8") as handle:
         (row,) = list(csv.DictReader(handle))
-    here = run_cell(Cell("dodoor", (("d", "4"),), None, trace))
+    here = run_cell(Cell("dodoor", (("d", "4"),), None, trace, schedulers=2))
+    alone = run_cell(Cell("dodoor", (("d", "4"),), None, trace))
+    assert alone["msgs_per_task"] != here["msgs_per_task"]  # two schedulers: two snapshots a push
     assert float(row["mean_makespan_s"]) == pytest.approx(here["mean_makespan_s"])
     assert float(row["msgs_per_task"]) == pytest.approx(here["msgs_per_task"])
 
