@@ -146,9 +146,9 @@ class AdaptiveBatch:
     """Chooses b from the measured placement rate to hold snapshot age near a target.
 
     ``observe(now_ms, placements)`` at each push with the placements counted
-    since the previous push (or since ``start_ms``); the rate is smoothed (EWMA with ``smoothing`` for
-    the new sample) and b becomes round(2 · rate · target), clamped to
-    [b_min, b_max].
+    since the previous push (or since ``start_ms``); the rate is smoothed (EWMA
+    with ``smoothing`` for the new sample) and b becomes round(2 · rate ·
+    target), clamped to [b_min, b_max].
     """
 
     def __init__(self, target_ms: float, b_initial: int = 80, b_min: int = 1,
