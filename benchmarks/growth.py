@@ -144,6 +144,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xscale("log")
         if key == "bytes_per_task":
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)  # flat means flat, not noise magnified
         ax.set_xlabel("nodes")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
