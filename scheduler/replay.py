@@ -37,7 +37,7 @@ class ReplaySettings:
     """urls: the schedulers (round-robin); agents/loadstore: metrics sources
     (agents default to the scheduler's ``GET /v1/nodes``); batch_window_ms: tasks
     due within this window of the first go in one request; poll_s: least time
-    between two status polls of one task; max_resubmits: per task, one per loss."""
+    between two status polls of one task (backing off to max_poll_s); max_resubmits: per task, one per loss."""
 
     urls: tuple[str, ...]
     agents: tuple[str, ...] | None = None
@@ -46,6 +46,7 @@ class ReplaySettings:
     max_batch: int = 100
     max_inflight: int = 16
     poll_s: float = 0.5
+    max_poll_s: float = 2.0
     poll_concurrency: int = 16
     max_resubmits: int = 3
     submit_retries: int = 20
@@ -72,6 +73,7 @@ class _Track:
     next_poll_ms: float = 0.0
     resubmits: int = 0
     retries: int = 0
+    polls: int = 0
     status: dict = field(default_factory=dict)
 
 
@@ -223,7 +225,9 @@ class Replayer:
         now = self.clock.now_ms()
         for i in idxs:
             p = placements.get(self.tasks[i].task_id)
-            if p is None or p.get("error") or p.get("node") is None:
+            # node None without an error: a Sparrow reservation not yet confirmed (it
+            # will be placed by the first confirm; the status reads "queued" meanwhile)
+            if p is None or p.get("error"):
                 self._retry([i], (p or {}).get("error", f"HTTP {status}"))
                 continue
             t = self.track[i]
@@ -255,7 +259,8 @@ class Replayer:
                 return
             if now > deadline:
                 for i in open_:
-                    self._finish(i, "timeout", self.track[i].status)
+                    self._finish(i, "timeout", {**self.track[i].status,
+                                                "last_state": self.track[i].state})
                 log.warning("replay timed out with %d task(s) not terminal", len(open_))
                 return
             due = [i for i in open_ if self.track[i].state in ("queued", "running", "retry")
@@ -289,11 +294,15 @@ class Replayer:
             self._lost(i, body or {"reason": f"{t.scheduler} does not know the task"}, group)
         else:
             if state in ("queued", "running"):
-                t.state = state
+                t.state, t.status = state, body
             remaining = task.duration_ms
             if state == "running" and body.get("started_ms") is not None:
                 remaining = body["started_ms"] + task.duration_ms - now
-            t.next_poll_ms = now + max(s.poll_s * 1000.0, remaining)
+            # a task waiting in a queue is polled less and less often: each poll is two
+            # requests on the cluster being measured (end times come from the agent anyway)
+            t.polls += 1
+            backoff = min(s.poll_s * 1.5 ** (t.polls - 1), s.max_poll_s) * 1000.0
+            t.next_poll_ms = now + max(backoff, remaining)
 
     def _lost(self, i: int, status: dict, group: asyncio.TaskGroup) -> None:
         """Resubmit once per loss (same id), to another scheduler when there is one:

@@ -22,7 +22,8 @@ class FakeScheduler:
     known id with its remembered placement; a task it reports lost is forgotten
     (its node is gone), so resubmitting it places it again."""
 
-    def __init__(self, lose_once=(), lose_always=(), refuse_once=()) -> None:
+    def __init__(self, lose_once=(), lose_always=(), refuse_once=(), reserved=()) -> None:
+        self.reserved = set(reserved)  # answered like a Sparrow reservation: node None
         self.lose_once, self.lose_always = set(lose_once), set(lose_always)
         self.refuse_once = set(refuse_once)
         self.placed: dict[str, dict] = {}
@@ -54,7 +55,7 @@ class FakeScheduler:
                 self.placements[tid] += 1
                 self.placed[tid] = {"queued_ms": now, "started_ms": now + 1.0,
                                     "finished_ms": now + 1.0 + t["duration_ms"]}
-            out.append({"id": tid, "node": "node-0"})
+            out.append({"id": tid, "node": None if tid in self.reserved else "node-0"})
         return web.json_response({"placements": out}, status=503 if failed else 202)
 
     async def status(self, request: web.Request) -> web.Response:
@@ -136,3 +137,10 @@ def test_unplaced_task_of_a_partial_batch_is_sent_again():
     assert result.states == {"succeeded": 4}
     assert fake.submissions == {"t0": 2, "t1": 1, "t2": 1, "t3": 1}
     assert result.resubmits == 0  # a refused send is a retry, not a loss
+
+
+def test_reservation_without_a_node_yet_is_followed_not_resent():
+    fake = FakeScheduler(reserved={"t1"})
+    result = asyncio.run(_run(fake, _tasks(3)))
+    assert result.states == {"succeeded": 3}
+    assert fake.submissions == {"t0": 1, "t1": 1, "t2": 1}

@@ -6,7 +6,10 @@ import math
 
 import pytest
 
-from scheduler.report import markdown_table, ranking, render, sim_vs_live, table_rows
+from scheduler.report import (
+    markdown_placement_messages, markdown_table, placement_messages, ranking, render, sim_vs_live,
+    table_rows,
+)
 
 
 def summary(policy, per_task, tps, mean, p50, p99, p999, sched):
@@ -61,3 +64,15 @@ def test_sim_versus_live_and_ranking():
     assert "dodoor: makespan mean s live vs sim +10.0% (within ±15%)." in text
     assert "Command: `dodoor evaluate --limit 10`" in text
     assert "![latency_cdf.png](latency_cdf.png)" in text
+
+
+def test_placement_messages_leave_out_node_state():
+    sim = summary("dodoor", 2.0, 10.0, 1000.0, 800.0, 4000.0, 5000.0, 2.0)
+    sim["tasks"] = 10
+    sim["messages"]["by_type"] = {"enqueue": 10, "node_state": 9, "deltas": 2, "completion": 10}
+    live = {**sim, "messages": {"per_task": 3.0, "by_type": {
+        "enqueue": 10, "node_state": 40, "deltas": 3, "task_status": 99}}}
+    assert placement_messages(sim) == 1.2 and placement_messages(live) == 1.3
+    assert markdown_placement_messages([sim], [live]).splitlines()[2] == (
+        "| dodoor | 1.200 | 1.300 | +8.3% |")
+    assert math.isnan(placement_messages(SIM[0]))
