@@ -95,6 +95,13 @@ def _string(value: Any, field: str, limit: int = MAX_STRING) -> str:
         raise ValidationError(field, f"longer than {limit} characters")
     if "\x00" in value:
         raise ValidationError(field, "must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON can carry a lone surrogate (\ud800); msgpack and sqlite cannot
+            raise ValidationError(field, f"is not valid UTF-8 text: {exc.reason} at "
+                                  f"position {exc.start}") from exc
     return value
 
 

@@ -26,7 +26,8 @@ from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, N
                          ProbeReply, Reserve, decode, encode)
 from node_agent.executor import Executor
 from node_agent.journal import Journal, JournalError
-from node_agent.http import MAX_BODY, auth_middleware, error_response, read_message, wire_response
+from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_response,
+                             read_message, wire_response)
 from node_agent.metrics import make_registry
 from node_agent.node import NodeAgent
 from node_agent.reporter import Reporter
@@ -48,7 +49,7 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
                clock: Clock | None = None) -> web.Application:
     """The agent's application; ``executor`` and ``clock`` are injectable for tests."""
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[auth_middleware(settings.token)])
+                          middlewares=[error_middleware, auth_middleware(settings.token)])
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes
     app[CLOCK] = clock if clock is not None else WallClock()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
@@ -10,6 +12,7 @@ from aiohttp import web
 from dodoor.errors import DecodeError
 from dodoor.wire import CONTENT_TYPE, decode, encode
 
+log = logging.getLogger(__name__)
 M = TypeVar("M")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/healthz"})
@@ -34,6 +37,24 @@ def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResp
         return await handler(request)
 
     return middleware
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Routing failures and bugs answer with the protocol's JSON error body too."""
+    try:
+        return await handler(request)
+    except BadRequest:
+        raise  # already a JSON error
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, "request", exc.reason or "error")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "server", "internal error; see the agent log")
 
 
 class BadRequest(web.HTTPException):

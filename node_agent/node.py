@@ -50,6 +50,9 @@ class NodeAgent:
         self._listeners: list[Callable[[], None]] = []
         self._jobs: dict[str, asyncio.Task] = {}
         self._closing = False
+        # Results the journal refused (disk full): served from memory so such a task does
+        # not read ``queued`` forever; its journal row makes a restart run it again.
+        self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
 
     # -- observation ------------------------------------------------------
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -71,6 +74,9 @@ class NodeAgent:
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
                               started_ms=entry.started_ms if running else None), ""
+        kept = self.unjournaled.get(task_id)
+        if kept is not None:
+            return kept
         record = await self.journal.get(task_id)
         if record is None:
             return None
@@ -192,7 +198,7 @@ class NodeAgent:
             self._jobs.pop(task_id, None)
         if result is not None:
             # Journal first so a status query never sees the task vanish between states.
-            await self._record_result(task_id, result)
+            await self._record_result(task_id, result, entry)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
         self._pump()
@@ -227,14 +233,20 @@ class NodeAgent:
         self._changed()
         return await self.executor.run(task)
 
-    async def _record_result(self, task_id: str, result: TaskResult) -> None:
+    async def _record_result(self, task_id: str, result: TaskResult,
+                             entry: Entry | None = None) -> None:
         state = SUCCEEDED if result.state == SUCCEEDED else FAILED
         self.finished[state] += 1
+        now = self.clock.now_ms()
         try:
-            await self.journal.finish(task_id, state, self.clock.now_ms(), result.exit_code,
+            await self.journal.finish(task_id, state, now, result.exit_code,
                                       result.reason, result.log_tail)
         except JournalError as exc:
             log.error("could not journal the result of %s: %s", task_id, exc)
+            self.unjournaled[task_id] = (TaskStatus(
+                task_id, state, self.node_id, entry.queued_ms if entry else None,
+                entry.started_ms if entry else None, now, result.exit_code, result.reason,
+            ), result.log_tail)
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
         self._changed()
         self._since_prune += 1

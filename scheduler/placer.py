@@ -208,8 +208,10 @@ class Placer:
 
     def existing(self, task_id: str) -> Placement | None:
         node = self.placed.get(task_id)
-        if node is not None:
+        if node is not None and node in self.view.index:
             return Placement(task_id, node)
+        # A node that left the view is dead to us: its tasks read ``lost`` and a client
+        # resubmitting one wants it run elsewhere, not pinned to the dead node.
         res = self.reservations.get(task_id)
         if res is not None:
             return Placement(task_id, res.bound)

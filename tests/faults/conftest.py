@@ -1,0 +1,212 @@
+"""A cluster of real ``python -m dodoor`` processes on 127.0.0.1 that tests can break.
+
+``ProcCluster`` starts one load store, M schedulers and N sleep-executor agents
+(each with its own journal in the test's directory), and lets a test SIGKILL,
+SIGSTOP/SIGCONT or restart any one of them. Everything is blocking HTTP with
+timeouts, so each test stays bounded in time.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.daemons.conftest import Daemon, free_port, http_json
+# pytest fixtures reused by the in-process tests of this package
+from tests.daemons.conftest import fake_agents  # noqa: F401
+from tests.daemons.test_scheduler import make_stack  # noqa: F401
+
+TERMINAL = ("succeeded", "failed", "lost")
+
+
+def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.05,
+         what: str = "condition") -> Any:
+    """Call ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(interval)
+
+
+class ProcCluster:
+    """Real processes; see the module docstring."""
+
+    def __init__(self, workdir: Path, agents: int = 3, schedulers: int = 1,
+                 dead_after_ms: float = 3000.0, b: int = 20, token: str | None = None,
+                 slots: int = 4, executor: str = "sleep", agent_extra: tuple[str, ...] = (),
+                 agent_fsize: dict[int, int] | None = None) -> None:
+        self.workdir = workdir
+        self.agent_fsize = agent_fsize or {}
+        self.token = token
+        self.env = {"DODOOR_TOKEN": token} if token else {}
+        self.daemons: list[Daemon] = []
+        try:
+            self._start_all(agents, schedulers, dead_after_ms, b, slots, executor, agent_extra)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_all(self, agents: int, schedulers: int, dead_after_ms: float, b: int, slots: int,
+                   executor: str, agent_extra: tuple[str, ...]) -> None:
+        workdir = self.workdir
+        ls_port = free_port()
+        self.loadstore = self._start(["loadstore", "--port", str(ls_port), "--b", str(b),
+                                      "--dead-after-ms", f"{dead_after_ms:g}"], ls_port)
+        self.agent_args: list[list[str]] = []
+        self.agents: list[Daemon] = []
+        for i in range(agents):
+            port = free_port()
+            args = ["agent", "--port", str(port), "--id", f"node-{i}", "--loadstore",
+                    self.loadstore.url, "--executor", executor, "--cores", str(slots),
+                    "--memory-mb", "8192", "--disk-mb", "0", "--slots", str(slots),
+                    "--journal", str(workdir / f"node-{i}.sqlite"), "--report-interval-ms", "50",
+                    "--heartbeat-ms", "200", *agent_extra]
+            self.agent_args.append(args)
+            self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i)))
+        self.schedulers: list[Daemon] = []
+        for i in range(schedulers):
+            port = free_port()
+            self.schedulers.append(self._start(
+                ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
+                 self.loadstore.url, "--seed", str(i)], port))
+        for s in self.schedulers:
+            poll(lambda s=s: self.get(s.url + "/healthz")[1]["nodes"] == agents, 20,
+                 what="scheduler sees every agent")
+
+    def _start(self, args: list[str], port: int, wait: bool = True,
+               fsize: int | None = None) -> Daemon:
+        name = f"{args[0]}-{port}-{len(self.daemons)}.log"
+        if fsize is None:
+            daemon = Daemon(args, port, self.env, self.workdir / name, cwd=self.workdir)
+        else:
+            daemon = LimitedDaemon(args, port, self.env, self.workdir / name, self.workdir, fsize)
+        self.daemons.append(daemon)
+        if wait:
+            daemon.wait_healthy()
+        return daemon
+
+    # -- faults ------------------------------------------------------------
+    def kill(self, daemon: Daemon) -> None:
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait(10)
+
+    def restart_agent(self, i: int) -> Daemon:
+        """Start agent ``i`` again on the same port and journal."""
+        old = self.agents[i]
+        self.agents[i] = self._start(self.agent_args[i], old.port)
+        return self.agents[i]
+
+    def stop(self) -> None:
+        for daemon in reversed(self.daemons):
+            if daemon.proc.poll() is None:
+                daemon.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle TERM
+            daemon.stop()
+
+    # -- client side -------------------------------------------------------
+    def get(self, url: str, timeout: float = 5.0) -> tuple[int, Any]:
+        return http_json(url, token=self.token, timeout=timeout)
+
+    def submit(self, sched: int, tasks: list[dict], timeout: float = 30.0) -> tuple[int, Any]:
+        return http_json(self.schedulers[sched].url + "/v1/tasks", {"tasks": tasks},
+                         token=self.token, timeout=timeout)
+
+    def status(self, sched: int, task_id: str) -> dict:
+        code, body = self.get(f"{self.schedulers[sched].url}/v1/tasks/{task_id}")
+        if code != 200:
+            return {"state": f"http-{code}", "error": body}
+        return body
+
+    def states(self, sched: int, ids: list[str]) -> dict[str, str]:
+        return {tid: self.status(sched, tid)["state"] for tid in ids}
+
+    def wait_terminal(self, sched: int, ids: list[str], timeout: float) -> dict[str, str]:
+        """Poll until every id is terminal on scheduler ``sched``; the final states."""
+        last: dict[str, str] = {}
+
+        def done() -> bool:
+            nonlocal last
+            pending = [t for t in ids if last.get(t) not in TERMINAL]
+            last.update(self.states(sched, pending))
+            return all(s in TERMINAL for s in last.values()) and len(last) == len(ids)
+
+        try:
+            poll(done, timeout, interval=0.2, what="every task terminal")
+        except AssertionError as exc:
+            counts = count(last.values())
+            raise AssertionError(f"{exc}: {counts}") from exc
+        return last
+
+    def agent_knows(self, agent: Daemon, task_id: str) -> str | None:
+        code, body = self.get(f"{agent.url}/v1/tasks/{task_id}")
+        return body["state"] if code == 200 else None
+
+    def node_ids(self, url: str) -> set[str]:
+        code, body = self.get(url + "/v1/nodes", timeout=2.0)
+        assert code == 200, body
+        # the load store lists dead nodes too, with ``alive: false``
+        return {n["id"] for n in body["nodes"] if n.get("alive", True)}
+
+
+def count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def sleep_tasks(prefix: str, n: int, duration_ms: float = 100.0, cores: float = 1.0) -> list[dict]:
+    return [{"id": f"{prefix}{i}", "cores": cores, "memory_mb": 256, "duration_ms": duration_ms}
+            for i in range(n)]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Factory: ``cluster(agents=3, schedulers=1, dead_after_ms=...)``; stopped at teardown."""
+    made: list[ProcCluster] = []
+
+    def build(**kw) -> ProcCluster:
+        made.append(ProcCluster(tmp_path, **kw))
+        return made[-1]
+
+    yield build
+    for c in made:
+        c.stop()
+
+
+class LimitedDaemon(Daemon):
+    """A daemon whose files may not grow past ``fsize`` bytes (RLIMIT_FSIZE): a full disk.
+
+    Python ignores SIGXFSZ, so a write past the limit fails with EFBIG instead
+    of killing the process — what a full filesystem looks like to sqlite.
+    """
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str], log_path: Path,
+                 cwd: Path, fsize: int) -> None:
+        import os
+        import resource
+        import subprocess
+        import sys
+
+        from tests.daemons.conftest import REPO
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+        self.args = args
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dodoor", *args], cwd=str(cwd),
+            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=limit,
+        )
