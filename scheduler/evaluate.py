@@ -52,6 +52,7 @@ class EvalSettings:
     duration_scale: float = 1.0
     agents: int = 6
     schedulers: int = 2
+    executor: str = "sleep"
     seed: int = 0
     delay_ms: float = 0.5
     timeout_s: float = 600.0
@@ -111,9 +112,9 @@ def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, 
 def run_live_local(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, TaskRecords]:
     workdir = s.out / f"cluster-{file_part(policy)}"
     name, _, knobs = policy.partition(":")  # a spec such as dodoor:d=8 becomes --param d=8
+    params = tuple(p for p in knobs.split(",") if p)
     cluster = LocalCluster(ClusterSettings(agents=s.agents, schedulers=s.schedulers,
-                                           policy=name, params=tuple(p for p in knobs.split(",")
-                                                                     if p),
+                                           executor=s.executor, policy=name, params=params,
                                            base_port=free_base_port(),
                                            workdir=workdir, token=s.token))
     with cluster:

@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
                        help="docker compose per policy (DODOOR_POLICY)")
     ev.add_argument("--agents", type=int, default=6, help="cluster size (scaled paper100 mix)")
     ev.add_argument("--schedulers", type=int, default=2)
+    ev.add_argument("--executor", default="sleep", choices=("sleep", "process", "docker"),
+                    help="executor of the --live local agents (docker runs --function-mix)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per live run")
     ev.add_argument("--out", default="out/evaluate", help="output directory")
@@ -142,7 +144,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         policies=tuple(parse_policies([args.policies])), out=Path(args.out), live=live,
         speedup=args.speedup, duration_scale=args.duration_scale, agents=args.agents,
-        schedulers=args.schedulers, seed=args.seed, timeout_s=args.timeout,
+        schedulers=args.schedulers, executor=args.executor, seed=args.seed,
+        timeout_s=args.timeout,
         token=os.environ.get("DODOOR_TOKEN"),
         command="dodoor " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
 import math
 import random
 
@@ -17,6 +21,7 @@ from workloads.registry import load_trace
 
 pytestmark = pytest.mark.timeout(120)
 N_TASKS = 200
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_trace(path, n: int, seed: int = 7) -> None:
@@ -32,18 +37,23 @@ def write_trace(path, n: int, seed: int = 7) -> None:
 
 
 @pytest.fixture(scope="module")
-def replayed(tmp_path_factory):
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cluster")
+    with LocalCluster(ClusterSettings(agents=4, schedulers=2, policy="random",
+                                      base_port=free_base_port(), workdir=work)) as running:
+        wait_ready(running.scheduler_urls, 4)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def replayed(cluster, tmp_path_factory):
     work = tmp_path_factory.mktemp("replay")
     trace = work / "trace.csv"
     write_trace(trace, N_TASKS)
     tasks = scale_tasks(load_trace(trace), prefix="t-")
-    cluster = LocalCluster(ClusterSettings(agents=4, schedulers=2, policy="random",
-                                           base_port=free_base_port(), workdir=work / "cluster"))
-    with cluster:
-        wait_ready(cluster.scheduler_urls, 4)
-        settings = ReplaySettings(urls=tuple(cluster.scheduler_urls), loadstore=cluster.loadstore_url,
-                                  poll_s=0.2, timeout_s=90.0)
-        result = asyncio.run(replay(tasks, settings, progress=None))
+    settings = ReplaySettings(urls=tuple(cluster.scheduler_urls), loadstore=cluster.loadstore_url,
+                              poll_s=0.2, timeout_s=90.0)
+    result = asyncio.run(replay(tasks, settings, progress=None))
     summary = result.summary("random")
     csv_path = work / "tasks.csv"
     result.records.write_csv(csv_path, result.nodes)
@@ -106,3 +116,28 @@ def test_messages_are_counted_once_per_message(replayed):
                 if k in ("enqueue", "node_state", "snapshot", "deltas"))
     assert summary["messages"]["per_task"] == pytest.approx(total / N_TASKS)
     assert not math.isnan(summary["utilization"]["mean_cores"])
+
+
+def test_replay_command_writes_summary_and_csv(cluster, tmp_path):
+    trace = tmp_path / "trace.csv"
+    write_trace(trace, 30, seed=3)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "dodoor", "replay", "--url", ",".join(cluster.scheduler_urls),
+         "--loadstore", cluster.loadstore_url, "--trace", str(trace), "--speedup", "2",
+         "--duration-scale", "0.5", "--out", str(out)],
+        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = json.loads((out / "summary.json").read_text())
+    assert len(summaries) == 1 and summaries[0]["policy"] == "random"  # from /healthz
+    assert summaries[0]["tasks"] == 30 and summaries[0]["settings"]["states"] == {"succeeded": 30}
+    assert summaries[0]["settings"]["speedup"] == 2.0
+    assert summaries[0]["messages"]["by_type"]["enqueue"] == 30
+    with (out / "tasks_random.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 30 and all(r["end_ms"] for r in rows)
+    # arrival gaps were halved: the last submission is no earlier than half the span
+    arrivals = [float(line.split(",")[5]) for line in trace.read_text().splitlines()]
+    span = (max(arrivals) - min(arrivals)) / 2
+    assert max(float(r["submit_ms"]) for r in rows) >= span - ReplaySettings.batch_window_ms
+    assert "submitted 30/30" in done.stderr
