@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 COMPOSE_FILE = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.yml"
 COMPOSE_SCHEDULERS = ("http://127.0.0.1:8101", "http://127.0.0.1:8102")
 COMPOSE_LOADSTORE = "http://127.0.0.1:8090"
+COMPOSE_AGENTS = 6  # agent-0..5 in compose/docker-compose.yml
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,13 @@ def run_live_local(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple
 def run_live_compose(tasks: Sequence[Task], policy: str,
                      s: EvalSettings) -> tuple[dict, TaskRecords]:
     env = {**os.environ, "DODOOR_POLICY": policy}
-    base = ["docker", "compose", "-f", str(COMPOSE_FILE)]
-    subprocess.run([*base, "up", "-d", "--wait"], env=env, check=True)
+    # the standalone docker-compose when installed, else the docker CLI plugin
+    tool = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
+    base = [*tool, "-f", str(COMPOSE_FILE)]
+    # docker-compose 1.x has no --wait: readiness is the schedulers seeing every agent
+    subprocess.run([*base, "up", "-d"], env=env, check=True)
     try:
-        wait_ready(COMPOSE_SCHEDULERS, 1, timeout_s=60.0)
+        wait_ready(COMPOSE_SCHEDULERS, COMPOSE_AGENTS, timeout_s=120.0)
         # compose agents publish no ports: their messages are counted at the receivers
         rs = ReplaySettings(urls=COMPOSE_SCHEDULERS, agents=(), loadstore=COMPOSE_LOADSTORE,
                             timeout_s=s.timeout_s, token=s.token)
