@@ -23,6 +23,7 @@ import aiohttp
 import msgpack
 
 from dodoor.clock import Clock, WallClock
+from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
@@ -112,9 +113,15 @@ def is_loopback(url: str) -> bool:
 async def fetch_nodes(session: aiohttp.ClientSession, url: str,
                       token: str | None = None) -> tuple[list[NodeSpec], list[str]]:
     """The cluster's nodes and agent URLs from a scheduler's ``GET /v1/nodes``."""
-    async with session.get(url + "/v1/nodes", headers=headers(token)) as resp:
-        resp.raise_for_status()
-        body = await resp.json(content_type=None)
+    try:
+        async with session.get(url + "/v1/nodes", headers=headers(token)) as resp:
+            if resp.status == 401:
+                raise ValidationError("token", f"{url} refused the token (401); set "
+                                      "DODOOR_TOKEN to the cluster's token")
+            resp.raise_for_status()
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        raise ValidationError("url", f"cannot read {url}/v1/nodes: {exc}") from exc
     nodes, urls = [], []
     for n in body.get("nodes", []):
         cap = n["capacity"]
