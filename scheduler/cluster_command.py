@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from dodoor.errors import ValidationError
+from dodoor.policies import DEFAULT_POLICY
 from dodoor.resources import Task
 from dodoor.validation import parse_task
 from scheduler.localcluster import EXECUTORS, ClusterSettings, LocalCluster
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--executor", choices=EXECUTORS, default="sleep")
     up.add_argument("--base-port", type=int, default=8090,
                     help="load store on P, schedulers on P+10.., agents on P+100..")
-    up.add_argument("--policy", default="dodoor")
+    up.add_argument("--policy", default=DEFAULT_POLICY,
+                    help=f"a live policy or spec (default {DEFAULT_POLICY})")
     up.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     up.add_argument("--workdir", type=Path, default=Path(".dodoor-cluster"),
                     help="journals and logs")

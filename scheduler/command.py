@@ -6,7 +6,7 @@ import argparse
 import os
 
 from dodoor.errors import ValidationError
-from dodoor.policies import LIVE_POLICIES
+from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.settings import PolicySettings
 from scheduler.settings import DEFAULT_MAX_BODY, LoadStoreSettings, SchedulerSettings
 
@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--loadstore", required=True, help="load store URL, e.g. http://127.0.0.1:8090")
     sp.add_argument("--advertise-url", default=None,
                     help="URL agents and the load store use to reach this scheduler")
-    sp.add_argument("--policy", default="dodoor", choices=LIVE_POLICIES)
+    sp.add_argument("--policy", default=DEFAULT_POLICY,
+                    help=f"{', '.join(LIVE_POLICIES)}, optionally with settings as "
+                         f"name:key=value,... (default {DEFAULT_POLICY}; dodoor is the paper's)")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="policy setting (d, beta, alpha, k, b, weights, ...); repeatable")
     sp.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)

@@ -26,7 +26,7 @@ import numpy as np
 from dodoor.cache import CandidateView
 from dodoor.clock import Clock
 from dodoor.errors import NoFitError
-from dodoor.policies import PolicyKind, make_policy
+from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
 from dodoor.wire import Cancel, Deltas, Enqueue, EnqueueBatch, Probe, ProbeReply, Reserve
 from scheduler.agents import PeerClient, PeerError
@@ -60,7 +60,7 @@ class Placer:
         self.clock = clock
         self.emit_deltas = emit_deltas
         self.background = background
-        self.policy = make_policy(settings.policy, settings.policy_settings)
+        self.policy = make_policy_spec(settings.policy, settings.policy_settings)
         self.kind = self.policy.kind
         self._policy_generation = view.generation
         self.placed = PlacementLog(settings.idempotency_entries)
@@ -227,7 +227,7 @@ class Placer:
         if self.kind is PolicyKind.POOL:
             if self._policy_generation != view.generation:
                 # pool entries hold node indices of the old node table
-                self.policy = make_policy(self.settings.policy, self.settings.policy_settings)
+                self.policy = make_policy_spec(self.settings.policy, self.settings.policy_settings)
                 self._policy_generation = view.generation
             node = self.policy.place_from_pool(task, demand, view.sampler,
                                                self.clock.now_ms(), self.rng)

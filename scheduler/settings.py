@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dodoor.errors import ValidationError
-from dodoor.policies import LIVE_POLICIES
+from dodoor.policies import LIVE_POLICIES, is_live_spec, make_policy_spec
 from dodoor.settings import PolicySettings
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -52,11 +52,12 @@ class SchedulerSettings:
     batch_enqueue: bool = True
 
     def __post_init__(self) -> None:
-        if self.policy not in LIVE_POLICIES:
+        if not is_live_spec(self.policy):
             raise ValidationError(
                 "policy", f"unknown or simulator-only policy {self.policy!r}; "
-                f"live policies: {', '.join(LIVE_POLICIES)}"
+                f"live policies: {', '.join(LIVE_POLICIES)} (optionally name:key=value,...)"
             )
+        make_policy_spec(self.policy, self.policy_settings)  # a bad setting fails here, named
         if not self.scheduler_id:
             raise ValidationError("id", "must not be empty")
         for name in ("max_body_bytes", "agent_timeout_ms", "idempotency_entries", "max_batch",

@@ -25,6 +25,16 @@ POLICIES: dict[str, Callable[[PolicySettings], PlacementPolicy]] = {
     "ideal": IdealPolicy,
 }
 LIVE_POLICIES = tuple(name for name in POLICIES if name != "ideal")
+# The default of the daemons and `dodoor cluster up`. `dodoor` stays the paper's
+# policy; this variant beat it in mean and p99 makespan on both shipped traces at
+# loads 0.5, 0.9 and their own timing, at the same messages per task
+# (docs/beyond.md, benchmarks/variants.py) — DESIGN §4's rule for a new default.
+DEFAULT_POLICY = "dodoor-wait:d=16"
+
+
+def is_live_spec(spec: str) -> bool:
+    """Whether ``spec`` (``name`` or ``name:key=value,...``) names a policy the daemons can run."""
+    return spec.partition(":")[0] in LIVE_POLICIES
 
 
 def make_policy(name: str, settings: PolicySettings | None = None) -> PlacementPolicy:
@@ -57,6 +67,6 @@ def make_policy_spec(spec: str, base: PolicySettings | None = None) -> Placement
 
 
 __all__ = [
-    "LIVE_POLICIES", "POLICIES", "PlacementPolicy", "PolicyKind", "PoolPolicy",
+    "DEFAULT_POLICY", "LIVE_POLICIES", "is_live_spec", "POLICIES", "PlacementPolicy", "PolicyKind", "PoolPolicy",
     "count_for", "make_policy", "make_policy_spec",
 ]

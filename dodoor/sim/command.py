@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dodoor.errors import ValidationError
-from dodoor.policies import POLICIES
+from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.resources import NodeSpec, Task
 from dodoor.settings import PolicySettings
 from dodoor.sim.report import format_ratios, format_table
@@ -79,6 +79,7 @@ def parse_policies(values: Sequence[str] | None) -> list[str]:
     for text in values or ["all"]:
         if text == "all":
             specs.extend(POLICIES)
+            specs.append(DEFAULT_POLICY)  # the measured default variant, beside the paper's
         elif ":" in text:
             specs.append(text.strip())
         else:

@@ -1,0 +1,31 @@
+"""The live scheduler takes policy specs (name:key=value,...) and defaults to the measured variant."""
+
+import pytest
+
+from dodoor.errors import ValidationError
+from dodoor.policies import DEFAULT_POLICY, is_live_spec, make_policy_spec
+from dodoor.cli import build_parser
+
+from scheduler.settings import SchedulerSettings
+
+
+def test_default_policy_is_a_live_spec_with_its_settings():
+    assert is_live_spec(DEFAULT_POLICY)
+    policy = make_policy_spec(DEFAULT_POLICY)
+    assert (policy.name, policy.settings.d) == ("dodoor-wait:d=16", 16)
+    args = build_parser().parse_args(["scheduler", "--loadstore", "http://127.0.0.1:1"])
+    assert args.policy == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize("spec", ["dodoor", "dodoor:d=8,alpha=0.3", "sparrow", "dodoor-wait:d=4"])
+def test_scheduler_settings_accept_live_specs(spec):
+    assert SchedulerSettings(policy=spec).policy == spec
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("ideal", "simulator-only"), ("best", "unknown"), ("dodoor:q=1", "unknown policy setting"),
+    ("dodoor:d=0", "must be >= 1"),
+])
+def test_scheduler_settings_reject_bad_specs(spec, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        SchedulerSettings(policy=spec)
