@@ -24,7 +24,11 @@ SCHEDULING_TYPES: frozenset[str] = frozenset(
         "node_state",
     }
 )
-OTHER_TYPES: frozenset[str] = frozenset({"task_status", "completion", "register", "metrics"})
+# Heartbeats are an idle agent's liveness reports (no state change since the last
+# report): they serve failure detection, not placement, like metrics scrapes.
+OTHER_TYPES: frozenset[str] = frozenset(
+    {"task_status", "completion", "register", "metrics", "heartbeat"}
+)
 ALL_TYPES: frozenset[str] = SCHEDULING_TYPES | OTHER_TYPES
 
 

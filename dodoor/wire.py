@@ -152,7 +152,11 @@ class SnapshotDelta:
 
 @message("node_state")
 class NodeState:
-    """Agent → load store: full state, sent on change, coalesced."""
+    """Agent → load store: full state, sent on change, coalesced.
+
+    ``heartbeat`` marks a report sent only because nothing changed for a while
+    (liveness); it is counted as ``heartbeat``, not as a scheduling message.
+    """
 
     node_id: str
     url: str
@@ -161,6 +165,7 @@ class NodeState:
     slots: int
     state: np.ndarray
     utilization: Mapping[str, float] = field(default_factory=dict)
+    heartbeat: bool = False
     TYPE: ClassVar[str]
 
 
@@ -281,6 +286,8 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DecodeError(f"{where}: expected a number, got {type(value).__name__}")
         return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise DecodeError(f"{where}: expected bool, got {type(value).__name__}")
     if hint in (int, str) and (isinstance(value, bool) or not isinstance(value, hint)):
         raise DecodeError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
     return value

@@ -11,6 +11,7 @@ outage) on the next tick.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Awaitable, Callable
 
@@ -51,19 +52,23 @@ class Reporter:
         """Report forever (cancel to stop); the first report, at once, registers the node."""
         self._changed.set()
         while True:
+            idle = False
             try:
                 async with asyncio.timeout(self.heartbeat_s):
                     await self._changed.wait()
             except TimeoutError:
-                pass
+                idle = True
             self._changed.clear()
-            await self.send_once()
+            await self.send_once(heartbeat=idle)
             # Changes during this pause are folded into the next report.
             await asyncio.sleep(self.interval_s)
 
-    async def send_once(self) -> bool:
+    async def send_once(self, heartbeat: bool = False) -> bool:
+        """Send one report; a heartbeat (nothing changed) is counted apart."""
         self.seq += 1
         msg = await self.build(self.seq)
+        if heartbeat:
+            msg = dataclasses.replace(msg, heartbeat=True)
         body = encode(msg)
         try:
             async with self.session.post(self.url, data=body, headers=self.headers,
@@ -77,7 +82,7 @@ class Reporter:
                 log.warning("load store %s unreachable (%s); retrying quietly", self.url, exc)
             self.reachable = False
             return False
-        self.counter.add("node_state", nbytes=len(body))
+        self.counter.add("heartbeat" if heartbeat else "node_state", nbytes=len(body))
         self.sent += 1
         if self.reachable is False:
             log.info("load store %s reachable again", self.url)

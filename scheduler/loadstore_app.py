@@ -223,7 +223,7 @@ async def node_state(request: web.Request) -> web.Response:
         changed = ls.store.report(msg)
     except (DecodeError, ValueError) as exc:
         return json_error(400, "node_state", str(exc))
-    ls.counter.add("node_state")
+    ls.counter.add("heartbeat" if msg.heartbeat else "node_state")
     if changed:
         ls.pusher.request()
     return web.Response(status=204)

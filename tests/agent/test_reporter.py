@@ -46,12 +46,18 @@ async def test_heartbeat_without_changes(aiohttp_client, aiohttp_server, agent_s
     server = await aiohttp_server(store.app)
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=20.0,
                               heartbeat_ms=100.0)
-    await aiohttp_client(create_app(settings, executor=GatedExecutor()))
+    client = await aiohttp_client(create_app(settings, executor=GatedExecutor()))
     await asyncio.sleep(0.55)
     # one at start, then one per ~120 ms (heartbeat + interval pause): 5 on an idle machine;
     # fewer only when the event loop is starved, more never
     assert 3 <= len(store.states) <= 6
     assert all(s.state[3] == 0 for s in store.states)
+    # The registering report is a state report; the idle ones after it are heartbeats,
+    # counted apart from scheduling messages.
+    flags = [s.heartbeat for s in store.states]
+    assert flags[0] is False and all(flags[1:])
+    counts = client.app[AGENT].counter.counts
+    assert (counts["node_state"], counts["heartbeat"]) == (1, len(store.states) - 1)
 
 
 def closed_port() -> int:

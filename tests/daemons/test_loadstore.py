@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import numpy as np
 import pytest
@@ -216,6 +218,16 @@ async def test_metrics(loadstore):
     text = await (await client.get("/metrics")).text()
     assert 'dodoor_messages_total{type="node_state"} 1.0' in text
     assert "dodoor_loadstore_live_nodes 1.0" in text
+
+
+async def test_heartbeats_update_the_node_but_are_not_scheduling_messages(loadstore):
+    client, ls, _ = await loadstore()
+    await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
+    beat = dataclasses.replace(node_state("n1", seq=2, tasks=3), heartbeat=True)
+    assert (await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)).status == 204
+    assert (ls.counter.counts["node_state"], ls.counter.counts["heartbeat"]) == (1, 1)
+    assert ls.counter.scheduling_total == 1
+    assert [r.state[3] for r in ls.store.live()] == [3.0]
 
 
 @pytest.fixture
