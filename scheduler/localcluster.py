@@ -104,6 +104,11 @@ class LocalCluster:
     def agent_urls(self) -> list[str]:
         return [p.url for p in self._agents]
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of every started component by name (for RSS readings and fault injection)."""
+        return {p.name: p.popen.pid for p in self._procs if p.popen is not None}
+
     def start(self) -> None:
         self.settings.workdir.mkdir(parents=True, exist_ok=True)
         try:
