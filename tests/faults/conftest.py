@@ -83,14 +83,8 @@ class ProcCluster:
 
     def _start(self, args: list[str], port: int, wait: bool = True,
                fsize: int | None = None) -> Daemon:
-        name = f"{args[0]}-{port}-{len(self.daemons)}.log"
-        if fsize is None:
-            daemon = Daemon(args, port, self.env, self.workdir / name, cwd=self.workdir)
-        else:
-            daemon = LimitedDaemon(args, port, self.env, self.workdir / name, self.workdir, fsize)
+        daemon = start_daemon(args, port, self.env, self.workdir, fsize, wait)
         self.daemons.append(daemon)
-        if wait:
-            daemon.wait_healthy()
         return daemon
 
     # -- faults ------------------------------------------------------------
@@ -153,6 +147,33 @@ class ProcCluster:
         assert code == 200, body
         # the load store lists dead nodes too, with ``alive: false``
         return {n["id"] for n in body["nodes"] if n.get("alive", True)}
+
+
+def start_daemon(args: list[str], port: int, env: dict[str, str], workdir: Path,
+                 fsize: int | None = None, wait: bool = True, attempts: int = 3) -> Daemon:
+    """Start ``python -m dodoor <args>``; on a port another process took meanwhile, another port.
+
+    ``free_port`` only finds a port that was free a moment ago; on a busy host
+    another process can bind it first. ``args`` is updated in place (``--port``).
+    """
+    for attempt in range(attempts):
+        name = f"{args[0]}-{port}-{time.monotonic_ns()}.log"  # restarts keep the old log
+        if fsize is None:
+            daemon = Daemon(args, port, env, workdir / name, cwd=workdir)
+        else:
+            daemon = LimitedDaemon(args, port, env, workdir / name, workdir, fsize)
+        if not wait:
+            return daemon
+        try:
+            daemon.wait_healthy()
+            return daemon
+        except RuntimeError:
+            daemon.stop()
+            if "cannot serve" not in daemon.log() or attempt == attempts - 1:
+                raise
+        port = free_port()
+        args[args.index("--port") + 1] = str(port)
+    raise AssertionError("unreachable")
 
 
 def count(values) -> dict[str, int]:

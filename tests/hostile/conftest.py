@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from tests.daemons.conftest import Daemon, free_port, http_json
+from tests.faults.conftest import start_daemon
 
 
 @dataclass
@@ -59,9 +60,8 @@ def start_trio(workdir, token: str | None = None) -> Trio:
     started: list[Daemon] = []
 
     def start(args: list[str], port: int) -> Daemon:
-        d = Daemon(args, port, env, workdir / f"{args[0]}.log", cwd=workdir)
+        d = start_daemon(args, port, env, workdir)
         started.append(d)
-        d.wait_healthy()
         return d
 
     try:
