@@ -139,6 +139,12 @@ class LoadStoreState:
             return True
         return False
 
+    def forgive_stall(self, stalled_ms: float) -> None:
+        """Do not count ``stalled_ms`` of the store's own downtime against live nodes."""
+        for rec in self.nodes.values():
+            if rec.alive:
+                rec.last_report_ms += stalled_ms
+
     def expire(self) -> bool:
         """Mark nodes without a report for dead_after_ms dead; True if any died."""
         now = self.clock.now_ms()

@@ -181,8 +181,18 @@ def expire_now(ls: LoadStoreApp) -> bool:
 
 
 async def _expiry(ls: LoadStoreApp) -> None:
+    interval_ms = ls.settings.expiry_interval_ms
+    last = ls.clock.now_ms()
     while True:
-        await asyncio.sleep(ls.settings.expiry_interval_ms / 1000.0)
+        await asyncio.sleep(interval_ms / 1000.0)
+        now = ls.clock.now_ms()
+        late_ms, last = now - last - interval_ms, now
+        if late_ms > ls.settings.dead_after_ms / 2:
+            # The store itself was not running (stopped, paused, starved); the nodes'
+            # reports are waiting in its sockets, so their silence proves nothing.
+            log.warning("load store stalled for %.0f ms; not counting it against the nodes",
+                        late_ms)
+            ls.store.forgive_stall(late_ms)
         expire_now(ls)
 
 
