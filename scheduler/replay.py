@@ -28,6 +28,7 @@ from dodoor.resources import NodeSpec, Task
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
 from scheduler.metrics_scrape import Components, cluster_counts, difference, scrape
+from scheduler.submit import auth_headers
 
 log = logging.getLogger(__name__)
 TERMINAL = frozenset({"succeeded", "failed", "lost"})
@@ -96,13 +97,6 @@ class ReplayResult:
         return summarize(policy, self.records, self.nodes, self.counts, self.wall_s, extra)
 
 
-def headers(token: str | None, content_type: str | None = None) -> dict[str, str]:
-    out = {"Content-Type": content_type} if content_type else {}
-    if token:
-        out["Authorization"] = f"Bearer {token}"
-    return out
-
-
 def is_loopback(url: str) -> bool:
     """Only loopback peers are ever contacted (compose agents' URLs are container names)."""
     from urllib.parse import urlsplit
@@ -114,7 +108,7 @@ async def fetch_nodes(session: aiohttp.ClientSession, url: str,
                       token: str | None = None) -> tuple[list[NodeSpec], list[str]]:
     """The cluster's nodes and agent URLs from a scheduler's ``GET /v1/nodes``."""
     try:
-        async with session.get(url + "/v1/nodes", headers=headers(token)) as resp:
+        async with session.get(url + "/v1/nodes", headers=auth_headers(token)) as resp:
             if resp.status == 401:
                 raise ValidationError("token", f"{url} refused the token (401); set "
                                       "DODOOR_TOKEN to the cluster's token")
@@ -168,7 +162,7 @@ class Replayer:
                 agent_urls = [u for u in agent_urls if is_loopback(u)]
             components = Components(tuple(s.urls), tuple(s.agents if s.agents is not None
                                                          else agent_urls), s.loadstore)
-            auth = headers(s.token)
+            auth = auth_headers(s.token)
             before = await scrape(session, components, auth)
             self.t0 = self.clock.now_ms()
             async with asyncio.TaskGroup() as group:
@@ -213,7 +207,7 @@ class Replayer:
             body = msgpack.packb({"tasks": [self.tasks[i].to_dict() for i in idxs]},
                                  use_bin_type=True)
             try:
-                async with self._session.post(url + "/v1/tasks", data=body, headers=headers(
+                async with self._session.post(url + "/v1/tasks", data=body, headers=auth_headers(
                         s.token, "application/msgpack")) as resp:
                     status = resp.status
                     answer = await resp.json(content_type=None)
@@ -287,7 +281,7 @@ class Replayer:
         async with self._poll_gate:
             try:
                 async with self._session.get(f"{t.scheduler}/v1/tasks/{task.task_id}",
-                                             headers=headers(s.token)) as resp:
+                                             headers=auth_headers(s.token)) as resp:
                     code = resp.status
                     body = await resp.json(content_type=None) if code in (200, 404) else {}
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:

@@ -36,11 +36,12 @@ class Placed:
     scheduler_url: str
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/msgpack"}
+def auth_headers(token: str | None, content_type: str | None = None) -> dict[str, str]:
+    """Request headers: the bearer token when one is set, and a content type if given."""
+    out = {"Content-Type": content_type} if content_type else {}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
+        out["Authorization"] = f"Bearer {token}"
+    return out
 
 
 async def submit(
@@ -54,7 +55,8 @@ async def submit(
 
     async def send(chunk: list[Task], url: str) -> None:
         body = msgpack.packb({"tasks": [t.to_dict() for t in chunk]}, use_bin_type=True)
-        async with session.post(url + "/v1/tasks", data=body, headers=_headers(token)) as resp:
+        headers = auth_headers(token, "application/msgpack")
+        async with session.post(url + "/v1/tasks", data=body, headers=headers) as resp:
             text = await resp.text()
             if resp.status != 202:
                 raise SubmitError(url, resp.status, text)
@@ -73,8 +75,7 @@ async def submit(
 
 async def status(session: aiohttp.ClientSession, url: str, task_id: str,
                  token: str | None = None) -> dict:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with session.get(f"{url}/v1/tasks/{task_id}", headers=headers) as resp:
+    async with session.get(f"{url}/v1/tasks/{task_id}", headers=auth_headers(token)) as resp:
         if resp.status == 404:
             return {"id": task_id, "state": "unknown"}
         resp.raise_for_status()
