@@ -171,11 +171,29 @@ class NodeState:
 
 @message("register")
 class Register:
-    """Scheduler → load store: push snapshots to ``url``."""
+    """Scheduler → load store: push snapshots to ``url``.
+
+    ``wants_load`` is False for a scheduler whose policy never scores from the
+    cache (probing, random): it needs the node list, not the nodes' load.
+    """
 
     role: str
     component_id: str
     url: str
+    wants_load: bool = True
+    TYPE: ClassVar[str]
+
+
+@message("report_ack")
+class ReportAck:
+    """Load store → agent, the answer to a ``node_state``: are state reports wanted?
+
+    When no registered scheduler scores from node load, a report per change
+    would be pure overhead (DESIGN §4 counts none for the probing policies), so
+    the agent then sends only its heartbeat, which keeps membership and liveness.
+    """
+
+    wants_load: bool
     TYPE: ClassVar[str]
 
 

@@ -6,6 +6,11 @@ sends anyway every ``heartbeat_ms`` so the load store can tell a live idle
 agent from a dead one. Sending never blocks the queue: it runs in its own
 loop, and an unreachable load store is retried quietly (one log line per
 outage) on the next tick.
+
+The load store answers each report with a ``ReportAck``: when no scheduler
+scores from node load (probing or random policies) it says so, and the agent
+stops reporting changes and sends only heartbeats — which still carry the full
+state — until an answer asks for changes again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Awaitable, Callable
 import aiohttp
 
 from dodoor.messages import MessageCounter
-from dodoor.wire import CONTENT_TYPE, NodeState, encode
+from dodoor.errors import DecodeError
+from dodoor.wire import CONTENT_TYPE, NodeState, ReportAck, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ class Reporter:
         self.sent = 0
         self.failures = 0
         self.reachable: bool | None = None
+        self.load_wanted = True  # until the load store says otherwise
         self._changed = asyncio.Event()
 
     def notify(self) -> None:
@@ -52,12 +59,15 @@ class Reporter:
         """Report forever (cancel to stop); the first report, at once, registers the node."""
         self._changed.set()
         while True:
-            idle = False
-            try:
-                async with asyncio.timeout(self.heartbeat_s):
-                    await self._changed.wait()
-            except TimeoutError:
-                idle = True
+            idle = not self.load_wanted
+            if idle:  # changes are not wanted: only the heartbeat is due
+                await asyncio.sleep(self.heartbeat_s)
+            else:
+                try:
+                    async with asyncio.timeout(self.heartbeat_s):
+                        await self._changed.wait()
+                except TimeoutError:
+                    idle = True
             self._changed.clear()
             await self.send_once(heartbeat=idle)
             # Changes during this pause are folded into the next report.
@@ -76,6 +86,7 @@ class Reporter:
                 if resp.status >= 300:
                     raise aiohttp.ClientResponseError(
                         resp.request_info, resp.history, status=resp.status, message=resp.reason or "")
+                answer = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failures += 1
             if self.reachable is not False:
@@ -83,8 +94,22 @@ class Reporter:
             self.reachable = False
             return False
         self.counter.add("heartbeat" if heartbeat else "node_state", nbytes=len(body))
+        self._take_answer(answer)
         self.sent += 1
         if self.reachable is False:
             log.info("load store %s reachable again", self.url)
         self.reachable = True
         return True
+
+    def _take_answer(self, answer: bytes) -> None:
+        """Follow the load store's ``ReportAck``; an empty answer (older store) changes nothing."""
+        if not answer:
+            return
+        try:
+            wanted = decode(answer, ReportAck).wants_load
+        except DecodeError as exc:
+            log.warning("load store answered a report with %d unreadable bytes: %s", len(answer), exc)
+            return
+        if wanted != self.load_wanted:
+            log.info("load store %s state reports on change", "wants" if wanted else "no longer wants")
+            self.load_wanted = wanted

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
+from dodoor.policies.base import PolicyKind
 from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
@@ -139,8 +140,10 @@ async def _loadstore_loop(state: SchedulerState) -> None:
     while True:
         if not state.registered:
             try:
+                assert state.placer is not None
+                wants_load = state.placer.kind is PolicyKind.CACHED
                 await state.peers.send(base + "/internal/register",
-                                       Register("scheduler", s.scheduler_id, s.url))
+                                       Register("scheduler", s.scheduler_id, s.url, wants_load))
                 health = await state.peers.get_json(base + "/healthz")
             except PeerError as exc:
                 if state.loadstore_reachable:

@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError
 from dodoor.messages import MessageCounter
-from dodoor.wire import Deltas, NodeState, Register, Snapshot, decode, encode
+from dodoor.wire import (
+    CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
+)
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
     GaugeCollector, MessageCollector, auth_headers, auth_middleware, error_middleware,
@@ -38,6 +40,7 @@ class Pusher:
         self.store = store
         self.settings = settings
         self.schedulers: dict[str, str] = {}  # id -> url
+        self.wants_load: dict[str, bool] = {}  # id -> scores from node load
         self.failures: dict[str, int] = {}
         self.peers: PeerClient | None = None
         self._wanted: set[str] = set()
@@ -48,10 +51,21 @@ class Pusher:
         if self.schedulers.get(msg.component_id) != msg.url:
             log.info("scheduler %s registered at %s", msg.component_id, msg.url)
         self.schedulers[msg.component_id] = msg.url.rstrip("/")
+        self.wants_load[msg.component_id] = msg.wants_load
         self.failures[msg.component_id] = 0
         if self.store.publisher is not None:
             self.store.publisher.resync(msg.component_id)  # it may hold nothing of ours
         self.request({msg.component_id})
+
+    def load_wanted(self) -> bool:
+        """Do agents need to report each state change?
+
+        Only while some registered scheduler scores from node load; with none
+        registered yet the answer is yes, since one may register at any moment and
+        its first snapshot should be fresh.
+        """
+        return not self.schedulers or any(self.wants_load.get(sid, True)
+                                          for sid in self.schedulers)
 
     def request(self, targets: set[str] | None = None) -> None:
         """Ask for a push to ``targets`` (all schedulers when None)."""
@@ -100,6 +114,7 @@ class Pusher:
                 log.warning("forgetting scheduler %s", sid)
                 self.schedulers.pop(sid, None)
                 self.failures.pop(sid, None)
+                self.wants_load.pop(sid, None)
                 if self.store.publisher is not None:
                     self.store.publisher.forget(sid)
             return
@@ -236,7 +251,8 @@ async def node_state(request: web.Request) -> web.Response:
     ls.counter.add("heartbeat" if msg.heartbeat else "node_state")
     if changed:
         ls.pusher.request()
-    return web.Response(status=204)
+    return web.Response(body=encode(ReportAck(ls.pusher.load_wanted())),
+                        content_type=CONTENT_TYPE)
 
 
 async def nodes(request: web.Request) -> web.Response:

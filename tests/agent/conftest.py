@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from dodoor.resources import Task
-from dodoor.wire import CONTENT_TYPE, Enqueue, decode, encode
+from dodoor.wire import CONTENT_TYPE, Enqueue, ReportAck, decode, encode
 from node_agent.executor import Adopted, TaskResult
 from node_agent.settings import AgentSettings
 
@@ -80,12 +80,15 @@ class FakeLoadStore:
     def __init__(self) -> None:
         self.states: list = []
         self.status = 204
+        self.wants_load: bool | None = None  # None: answer with an empty 204, as older stores did
         self.app = web.Application()
         self.app.router.add_post("/internal/node_state", self._node_state)
 
     async def _node_state(self, request: web.Request) -> web.Response:
         self.states.append(decode(await request.read()))
-        return web.Response(status=self.status)
+        if self.wants_load is None or self.status >= 300:
+            return web.Response(status=self.status)
+        return web.Response(body=encode(ReportAck(self.wants_load)), content_type=CONTENT_TYPE)
 
 
 class FakeScheduler:

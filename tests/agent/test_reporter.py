@@ -88,3 +88,32 @@ async def test_load_store_down_never_blocks_the_queue(aiohttp_client, aiohttp_se
     await wait_for(lambda: reporter.reachable is True)
     assert (await (await client.get("/healthz")).json())["status"] == "ok"
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_client, aiohttp_server,
+                                                                    agent_settings):
+    store = FakeLoadStore()
+    store.wants_load = False
+    server = await aiohttp_server(store.app)
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
+                              heartbeat_ms=300.0, slots=1)
+    client = await aiohttp_client(create_app(settings, executor=GatedExecutor()))
+    reporter = client.app[REPORTER]
+    await wait_for(lambda: len(store.states) == 1 and not reporter.load_wanted)
+    for i in range(5):
+        assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
+    await asyncio.sleep(0.15)
+    assert len(store.states) == 1  # five changes, no report: the next message is the heartbeat
+    await wait_for(lambda: len(store.states) == 2)
+    beat = store.states[1]
+    assert beat.heartbeat is True and beat.state[3] == 5  # which carries the current state
+    counts = client.app[AGENT].counter.counts
+    assert (counts["node_state"], counts["heartbeat"]) == (1, 1)
+
+    store.wants_load = True  # a cache-scoring scheduler registered
+    await wait_for(lambda: reporter.load_wanted)  # told by the answer to the next heartbeat
+    n = len(store.states)
+    assert (await enqueue(client, make_task("t5", duration_ms=10.0))).status == 202
+    await wait_for(lambda: len(store.states) > n and store.states[-1].state[3] == 6)
+    assert store.states[-1].heartbeat is False
+    assert client.app[AGENT].counter.counts["node_state"] == 2

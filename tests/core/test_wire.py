@@ -67,6 +67,8 @@ def test_every_registered_message_round_trips():
         wire.NodeState("n0", "http://127.0.0.1:2", 4, np.array([8.0, 1024.0, 0.0]), 2,
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
+        wire.Register("scheduler", "s1", "http://127.0.0.1:4", wants_load=False),
+        wire.ReportAck(False),
         wire.Snapshot(9, ("n0",), ("http://127.0.0.1:2",), np.ones((1, 3)), np.ones(1),
                       np.zeros((1, 5)), "e1"),
         wire.SnapshotDelta(10, 9, "e1", ("n0",), np.ones((1, 5))),

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dodoor.clock import ManualClock
-from dodoor.wire import CONTENT_TYPE, Deltas, NodeState, Register, Snapshot, decode, encode
+from dodoor.wire import (
+    CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
+)
 from scheduler.loadstore import LoadStoreState
 from scheduler.loadstore_app import LOADSTORE, create_app, expire_now
 from scheduler.settings import LoadStoreSettings
@@ -146,7 +148,7 @@ async def test_register_pushes_snapshot_then_every_b_and_on_expiry(loadstore, ai
     s2, url2 = await start_scheduler(aiohttp_server)
     for nid in ("n1", "n2"):
         assert (await client.post("/internal/node_state", data=encode(node_state(nid)),
-                                  headers=MSGPACK)).status == 204
+                                  headers=MSGPACK)).status == 200
     for sid, url in (("s1", url1), ("s2", url2)):
         resp = await client.post("/internal/register", data=encode(Register("scheduler", sid, url)),
                                  headers=MSGPACK)
@@ -208,7 +210,7 @@ async def test_token(loadstore):
     assert (await client.post("/internal/node_state", data=data, headers=MSGPACK)).status == 401
     resp = await client.post("/internal/node_state", data=data,
                              headers={**MSGPACK, "Authorization": "Bearer tok"})
-    assert resp.status == 204
+    assert resp.status == 200
     assert [r.node_id for r in ls.store.live()] == ["n1"]
 
 
@@ -224,10 +226,38 @@ async def test_heartbeats_update_the_node_but_are_not_scheduling_messages(loadst
     client, ls, _ = await loadstore()
     await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
     beat = dataclasses.replace(node_state("n1", seq=2, tasks=3), heartbeat=True)
-    assert (await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)).status == 204
+    assert (await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)).status == 200
     assert (ls.counter.counts["node_state"], ls.counter.counts["heartbeat"]) == (1, 1)
     assert ls.counter.scheduling_total == 1
     assert [r.state[3] for r in ls.store.live()] == [3.0]
+
+
+async def test_reports_are_wanted_only_while_a_scheduler_scores_from_load(loadstore, aiohttp_server):
+    client, ls, _ = await loadstore(forget_after_failures=1)
+
+    async def answer(seq: int) -> bool:
+        resp = await client.post("/internal/node_state", data=encode(node_state("n1", seq=seq)),
+                                 headers=MSGPACK)
+        assert resp.status == 200
+        return decode(await resp.read(), ReportAck).wants_load
+
+    async def register(sid: str, url: str, wants_load: bool) -> None:
+        resp = await client.post("/internal/register", headers=MSGPACK,
+                                 data=encode(Register("scheduler", sid, url, wants_load)))
+        assert resp.status == 204
+
+    assert await answer(1) is True  # nobody registered yet: keep the state fresh
+    probing, probing_url = await start_scheduler(aiohttp_server)
+    await register("p", probing_url, wants_load=False)
+    assert await answer(2) is False
+    cached, cached_url = await start_scheduler(aiohttp_server)
+    await register("c", cached_url, wants_load=True)
+    assert await answer(3) is True
+    cached.fail = True  # forgotten after one failed push: only the probing scheduler is left
+    ls.pusher.request({"c"})
+    await wait_for(lambda: "c" not in ls.pusher.schedulers)
+    assert await answer(4) is False
+    assert len(probing.snapshots) >= 1  # it still gets the node list
 
 
 @pytest.fixture
