@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from dodoor.resources import N_RESOURCES, Task
+from dodoor.score import squared_capacity
 
 STATE_COLUMNS: tuple[str, ...] = ("cores", "memory_mb", "disk_mb", "tasks", "pending_ms")
 N_STATE = len(STATE_COLUMNS)
@@ -39,6 +40,7 @@ class CandidateView:
     state: np.ndarray  # (d, S) in STATE_COLUMNS order
     slots: np.ndarray  # (d,)
     start_ms: np.ndarray | None = None  # (d,) earliest start, oracle only
+    sq_capacity: np.ndarray | None = None  # (d, R) dodoor.score.squared_capacity, if known
 
     @property
     def load(self) -> np.ndarray:
@@ -68,6 +70,7 @@ class LoadCache:
     def __init__(self, capacity: np.ndarray, slots: np.ndarray, k: int = 8) -> None:
         self.capacity = np.asarray(capacity, dtype=np.float64)
         self.slots = np.asarray(slots, dtype=np.float64)
+        self.sq_capacity = squared_capacity(self.capacity)  # once, not per scored task
         n = self.capacity.shape[0]
         self.state = np.zeros((n, N_STATE), dtype=np.float64)
         self.k = k
@@ -80,8 +83,10 @@ class LoadCache:
         return int(self.capacity.shape[0])
 
     def view(self, nodes: Sequence[int]) -> CandidateView:
+        """The rows of ``nodes`` (``take`` is several times faster than fancy indexing)."""
         idx = np.asarray(nodes, dtype=np.intp)
-        return CandidateView(idx, self.capacity[idx], self.state[idx], self.slots[idx])
+        return CandidateView(idx, self.capacity.take(idx, axis=0), self.state.take(idx, axis=0),
+                             self.slots.take(idx), None, self.sq_capacity.take(idx, axis=0))
 
     def replace(self, state: np.ndarray) -> None:
         """Install a snapshot (N×S) and re-apply deltas not yet sent to the store."""

@@ -22,8 +22,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from dodoor.cache import CandidateView
-from dodoor.resources import Task
+from dodoor.cache import PENDING, CandidateView
+from dodoor.resources import N_RESOURCES, Task
 from dodoor.sampling import FeasibleSampler
 from dodoor.score import argmin_random, load_score
 from dodoor.settings import PolicySettings
@@ -110,13 +110,24 @@ class SampledPolicy:
         return sampler.sample(demand, count, rng)
 
     def lowest_score(
-        self, demand: np.ndarray, view: CandidateView, among: np.ndarray, rng: random.Random
+        self, demand: np.ndarray, view: CandidateView, among: np.ndarray | None,
+        rng: random.Random,
     ) -> int:
-        """The node, among view positions ``among``, with the lowest load score."""
-        if among.size == 1:
-            return int(view.nodes[among[0]])
+        """The node, among view positions ``among`` (None: all), with the lowest load score."""
+        state = view.state
+        sq_capacity = view.sq_capacity
+        if among is None:
+            nodes, capacity = view.nodes, view.capacity
+        else:
+            if among.size == 1:
+                return int(view.nodes[among[0]])
+            nodes, capacity, state = view.nodes[among], view.capacity[among], state[among]
+            if sq_capacity is not None:
+                sq_capacity = sq_capacity[among]
+        if nodes.size == 1:
+            return int(nodes[0])
         scores = load_score(
-            demand, view.capacity[among], view.load[among], view.pending[among],
-            self._weights, self.settings.alpha,
+            demand, capacity, state[:, :N_RESOURCES], state[:, PENDING],
+            self._weights, self.settings.alpha, sq_capacity,
         )
-        return int(view.nodes[among[argmin_random(scores, rng)]])
+        return int(nodes[argmin_random(scores, rng)])

@@ -21,7 +21,7 @@ class DodoorPolicy(SampledPolicy):
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
     ) -> int:
-        return self.lowest_score(demand, view, np.arange(len(view.nodes)), rng)
+        return self.lowest_score(demand, view, None, rng)
 
 
 class CachedPowerOfTwo(SampledPolicy):

@@ -84,7 +84,7 @@ def wire_sizes() -> WireSizes:
 class Network:
     """Delivers ``fn(*args)`` one ``delay_ms`` after ``send`` and counts the message."""
 
-    __slots__ = ("loop", "delay_ms", "counter", "_counts")
+    __slots__ = ("loop", "delay_ms", "counter", "_counts", "_channel")
 
     def __init__(self, loop: EventLoop, delay_ms: float, counter: MessageCounter | None = None):
         self.loop = loop
@@ -92,6 +92,8 @@ class Network:
         self.counter = counter or MessageCounter()
         # validated once per type, then bumped directly: this is the hottest call
         self._counts = self.counter.counts
+        # one delay for every message: arrivals come in send order, a FIFO needs no heap
+        self._channel = loop.channel()
 
     def send(self, kind: str, fn: Callable[..., Any], *args: Any) -> None:
         counts = self._counts
@@ -99,12 +101,12 @@ class Network:
             counts[kind] += 1
         else:
             self.counter.add(kind)
-        self.loop.call_at(self.loop.now + self.delay_ms, fn, *args)
+        self._channel.push(self.loop.now + self.delay_ms, fn, args)
 
     def send_sized(self, kind: str, nbytes: int, fn: Callable[..., Any], *args: Any) -> None:
         """``send`` for a message whose size depends on its rows (deltas, snapshots)."""
         self.counter.add(kind, 1, nbytes)
-        self.loop.call_at(self.loop.now + self.delay_ms, fn, *args)
+        self._channel.push(self.loop.now + self.delay_ms, fn, args)
 
     def count_only(self, kind: str, n: int = 1) -> None:
         """Count a message whose delivery nothing in the model waits for (completions)."""

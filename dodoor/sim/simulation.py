@@ -110,16 +110,18 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
 
     n = len(tasks)
     m = len(schedulers)
+    # the next arrival is scheduled as each one runs: sorted, so a channel holds it
+    arrivals = loop.channel()
 
     def arrive(i: int) -> None:
         task = tasks[i]
         arr, tup = demands[i]
         schedulers[i % m].submit(i, task, arr, tup)
         if i + 1 < n:
-            loop.call_at(tasks[i + 1].arrival_ms, arrive, i + 1)
+            arrivals.call_at(tasks[i + 1].arrival_ms, arrive, i + 1)
 
     if n:
-        loop.call_at(tasks[0].arrival_ms, arrive, 0)
+        arrivals.call_at(tasks[0].arrival_ms, arrive, 0)
     last_report = time.perf_counter()
     while loop.pending:
         loop.run(max_events=_SLICE)
