@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ class EvalSettings:
     schedulers: int = 2
     executor: str = "sleep"
     seed: int = 0
+    sim_seeds: int = 10  # seeds per simulated policy, to know its run-to-run spread
     delay_ms: float = 0.5
     timeout_s: float = 600.0
     command: str = "dodoor evaluate"
@@ -104,10 +106,23 @@ def wait_ready(urls: Sequence[str], nodes: int, timeout_s: float = 30.0) -> None
 
 
 def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, TaskRecords]:
-    settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=s.seed)
-    result = simulate(tasks, scaled(s.agents), policy, settings)
+    """The simulated run with ``s.seed``, plus the spread of the mean makespan over seeds.
+
+    One live run is one draw of each policy's randomness; the seeds' spread says how
+    far apart two policies must be before their order means anything.
+    """
+    def once(seed: int):
+        settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=seed)
+        return simulate(tasks, scaled(s.agents), policy, settings)
+
+    result = once(s.seed)
     summary = result.summary()
     summary["settings"]["mode"] = "sim"
+    means = [summary["makespan_ms"]["mean"]]
+    means += [once(s.seed + i).summary()["makespan_ms"]["mean"] for i in range(1, s.sim_seeds)]
+    summary["seed_spread"] = {"seeds": len(means), "makespan_mean_ms": {
+        "mean": statistics.fmean(means), "sd": statistics.pstdev(means),
+        "min": min(means), "max": max(means)}}
     return summary, result.records
 
 

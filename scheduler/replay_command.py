@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--executor", default="sleep", choices=("sleep", "process", "docker"),
                     help="executor of the --live local agents (docker runs --function-mix)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--sim-seeds", type=int, default=10,
+                    help="simulate each policy with this many seeds (from --seed) to measure "
+                         "the run-to-run spread the ranking check allows for (default 10)")
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per live run")
     ev.add_argument("--out", default="out/evaluate", help="output directory")
     ev.set_defaults(func=_evaluate)
@@ -140,11 +143,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dodoor.sim.command import parse_policies
     from scheduler.evaluate import EvalSettings, evaluate
 
+    if args.sim_seeds < 1:
+        raise ValidationError("sim-seeds", f"must be >= 1, got {args.sim_seeds}")
     live = "compose" if args.compose else args.live
     settings = EvalSettings(
         policies=tuple(parse_policies([args.policies])), out=Path(args.out), live=live,
         speedup=args.speedup, duration_scale=args.duration_scale, agents=args.agents,
         schedulers=args.schedulers, executor=args.executor, seed=args.seed,
+        sim_seeds=args.sim_seeds,
         timeout_s=args.timeout,
         token=os.environ.get("DODOOR_TOKEN"),
         command="dodoor " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

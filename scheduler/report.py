@@ -106,14 +106,69 @@ def ranking(summaries: Sequence[dict], key: str = "mean") -> list[str]:
     return [s["policy"] for s in sorted(summaries, key=lambda s: (metric.read(s), s["policy"]))]
 
 
-def target_check(sim: Sequence[dict], live: Sequence[dict], limit: float = 0.15) -> list[str]:
+def relative_spread(summary: dict) -> float:
+    """The seed-to-seed sd of a simulated mean makespan over its mean (0 when unknown)."""
+    spread = summary.get("seed_spread", {}).get("makespan_mean_ms")
+    if not spread or not spread.get("mean"):
+        return 0.0
+    return spread["sd"] / spread["mean"]
+
+
+def ranking_agreement(sim: Sequence[dict], live: Sequence[dict],
+                      tie: float = 0.03) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+    """Compare the mean-makespan orders pair by pair.
+
+    Two policies are tied in a run when their means differ (relative) by less than
+    ``tie`` or than twice their combined seed-to-seed spread in the simulator: one
+    run cannot order them, and a swap there is chance, not a wrong model. Returns
+    the verdict ("same", "same up to ties", "DIFFERENT"), the pairs ordered
+    oppositely although both runs separate them, and the swapped tied pairs.
+    """
+    mean = next(m for m in METRICS if m.key == "mean")
+    a = {s["policy"]: mean.read(s) for s in sim}
+    b = {s["policy"]: mean.read(s) for s in live}
+    rsd = {s["policy"]: relative_spread(s) for s in sim}
+    common = [p for p in ranking(sim) if p in b]
+    opposite: list[tuple[str, str]] = []
+    tied: list[tuple[str, str]] = []
+    for i, p in enumerate(common):
+        for q in common[i + 1:]:
+            tol = max(tie, 2.0 * math.hypot(rsd[p], rsd[q]))
+            da, db = ratio(a[q] - a[p], a[p]), ratio(b[q] - b[p], b[p])
+            if (da > 0) == (db > 0):
+                continue
+            (tied if abs(da) < tol or abs(db) < tol else opposite).append((p, q))
+    verdict = "DIFFERENT" if opposite else ("same up to ties" if tied else "same")
+    return verdict, opposite, tied
+
+
+def markdown_seed_spread(sim: Sequence[dict]) -> str:
+    """One line: each simulated policy's mean makespan over seeds, mean ± sd."""
+    parts = []
+    for s in sim:
+        spread = s.get("seed_spread")
+        if spread:
+            m = spread["makespan_mean_ms"]
+            parts.append(f"{s['policy']} {m['mean'] / 1000:.3f} ± {m['sd'] / 1000:.3f} s")
+    if not parts:
+        return ""
+    n = sim[0].get("seed_spread", {}).get("seeds", 0)
+    return f"Simulated mean makespan over {n} seeds (mean ± sd): " + "; ".join(parts) + "."
+
+
+def target_check(sim: Sequence[dict], live: Sequence[dict], limit: float = 0.15,
+                 tie: float = 0.03) -> list[str]:
     """Sentences on the brief's targets: same ranking, |difference| ≤ limit."""
     lines = []
-    sim_rank, live_rank = ranking(sim), ranking(live)
-    common = [p for p in sim_rank if p in live_rank]
-    same = common == [p for p in live_rank if p in sim_rank]
-    lines.append(f"Ranking by mean makespan — simulated: {', '.join(sim_rank)}; live: "
-                 f"{', '.join(live_rank)} ({'same' if same else 'DIFFERENT'}).")
+    verdict, opposite, tied = ranking_agreement(sim, live, tie)
+    detail = ""
+    if opposite:
+        detail += "; ordered oppositely: " + ", ".join(f"{p}/{q}" for p, q in opposite)
+    if tied:
+        detail += (f"; swapped within a tie (< {100 * tie:.0f}% or 2 sd over seeds): "
+                   + ", ".join(f"{p}/{q}" for p, q in tied))
+    lines.append(f"Ranking by mean makespan — simulated: {', '.join(ranking(sim))}; live: "
+                 f"{', '.join(ranking(live))} ({verdict}{detail}).")
     for row in sim_vs_live(sim, live):
         for key in TARGET_METRICS:
             diff = row[key]
@@ -155,15 +210,17 @@ def render(sim: Sequence[dict], live: Sequence[dict], command: str,
     parts = ["# dodoor evaluation", "", f"Command: `{command}`", ""]
     if sim:
         parts += ["## Simulated", "", markdown_table(sim), ""]
+        if markdown_seed_spread(sim):
+            parts += [markdown_seed_spread(sim), ""]
     if live:
         parts += ["## Live", "", markdown_table(live), ""]
     if sim and live:
         parts += ["## Sim versus live", "", "(live − sim) / sim per metric:", "",
                   markdown_sim_vs_live(sim, live), ""]
         parts += [f"- {line}" for line in target_check(sim, live)] + [""]
-        parts += ["Scheduling messages per task without `node_state` (the simulator counts "
-                  "node reports only for the cache-based policies and never sends heartbeats; "
-                  "live agents always report):", "", markdown_placement_messages(sim, live), ""]
+        parts += ["Scheduling messages per task without `node_state` (the part of the "
+                  "accounting that does not depend on when agents report):", "",
+                  markdown_placement_messages(sim, live), ""]
     if notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if figures:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from scheduler.report import (
-    markdown_placement_messages, markdown_table, placement_messages, ranking, render, sim_vs_live,
-    table_rows,
+    markdown_placement_messages, markdown_table, placement_messages, ranking, ranking_agreement,
+    render, sim_vs_live, table_rows,
 )
 
 
@@ -58,12 +58,43 @@ def test_sim_versus_live_and_ranking():
     assert diff["random"]["p999"] == -0.25
     assert ranking(SIM) == ["dodoor", "random"] and ranking(LIVE) == ["random", "dodoor"]
     text = render(SIM, LIVE, "dodoor evaluate --limit 10", ["latency_cdf.png"])
-    assert "DIFFERENT" in text
+    assert "(DIFFERENT; ordered oppositely: dodoor/random)." in text
     assert "dodoor: msgs/task live vs sim +25.0% (OUTSIDE ±15%)." in text
     assert "random: makespan mean s live vs sim -30.0% (OUTSIDE ±15%)." in text
     assert "dodoor: makespan mean s live vs sim +10.0% (within ±15%)." in text
     assert "Command: `dodoor evaluate --limit 10`" in text
     assert "![latency_cdf.png](latency_cdf.png)" in text
+
+
+def means(**by_policy: float) -> list[dict]:
+    return [summary(p, 1.0, 1.0, m, m, m, m, 1.0) for p, m in by_policy.items()]
+
+
+def test_ranking_swaps_inside_a_tie_are_not_a_different_ranking():
+    sim = means(sparrow=14.36, dodoor=14.74, prequal=17.5, random=18.8)
+    live = means(dodoor=14.69, sparrow=14.84, prequal=17.36, random=17.37)
+    assert ranking_agreement(sim, live) == ("same up to ties", [], [("sparrow", "dodoor")])
+    assert ranking_agreement(sim, sim) == ("same", [], [])
+    # Separated by more than the tie in both runs, and swapped: a real disagreement;
+    # sparrow/dodoor, 2.6% apart in the simulation, stays a tie however far apart live.
+    live = means(dodoor=14.0, sparrow=16.0, prequal=19.0, random=17.37)
+    assert ranking_agreement(sim, live) == ("DIFFERENT", [("prequal", "random")],
+                                            [("sparrow", "dodoor")])
+    assert ranking_agreement(sim, live, tie=0.2)[0] == "same up to ties"
+    assert "(same up to ties; swapped within a tie (< 3% or 2 sd over seeds): sparrow/dodoor)." \
+        in render(sim, means(dodoor=14.69, sparrow=14.84, prequal=17.36, random=17.37), "x")
+
+
+def test_the_seed_spread_widens_the_tie():
+    sim = means(prequal=17.5, random=18.8)  # 7.4% apart
+    live = means(random=17.37, prequal=18.0)
+    assert ranking_agreement(sim, live)[0] == "DIFFERENT"
+    for s, sd in zip(sim, (0.4, 0.6)):  # relative sds 2.3% and 3.2%: 2 sd combined is 7.9%
+        s["seed_spread"] = {"seeds": 10, "makespan_mean_ms": {"mean": s["makespan_ms"]["mean"],
+                                                              "sd": sd, "min": 0, "max": 0}}
+    assert ranking_agreement(sim, live) == ("same up to ties", [], [("prequal", "random")])
+    assert "over 10 seeds (mean ± sd): prequal 0.018 ± 0.000 s; random 0.019 ± 0.001 s." in \
+        render(sim, live, "x")
 
 
 def test_placement_messages_leave_out_node_state():
