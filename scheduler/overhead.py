@@ -1,0 +1,62 @@
+"""What a container adds to a task's run time, measured on this machine.
+
+A trace task replayed on docker agents runs ``dodoor-task sleep <duration>`` in a
+fresh container, so its slot is held for the duration *plus* the engine's
+create, start, wait and remove. The simulator knows nothing of Docker; told this
+overhead (``SimSettings.start_overhead_ms``) it holds the slot that much longer,
+as the live agent does. Measured here with the Docker SDK directly (the
+scheduler package may not import the agent's executor, DESIGN §10), with the
+same image, command shape, limits and removal as the executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import uuid
+
+log = logging.getLogger(__name__)
+IMAGE = "dodoor-task:busybox"
+
+
+def container_overhead_ms(runs: int = 5, image: str = IMAGE) -> float:
+    """Median wall time of create + start + wait + remove of a zero-length task, in ms.
+
+    One run first warms the engine's caches and is not counted. Raises
+    ``RuntimeError`` naming the cause when no engine answers or the image is missing.
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.images.get(image)
+    except Exception as exc:  # the SDK raises several unrelated types
+        raise RuntimeError(f"cannot measure the container overhead with {image}: {exc} "
+                           "(is the engine up and were compose/build-images.sh's images built?)"
+                           ) from exc
+    label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
+    times = []
+    try:
+        for i in range(runs + 1):
+            t0 = time.perf_counter()
+            container = client.containers.create(
+                image, ["dodoor-task", "sleep", "0.000"], labels={"dodoor.agent_id": label},
+                nano_cpus=int(1e9), mem_limit="64m", memswap_limit="64m", network_mode="none",
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], detach=True)
+            try:
+                container.start()
+                container.wait()
+                container.logs(tail=20)
+            finally:
+                container.remove(force=True)
+            if i:
+                times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        client.close()
+    median = statistics.median(times)
+    log.info("container overhead: median %.0f ms over %d runs (%s)", median, runs,
+             ", ".join(f"{t:.0f}" for t in times))
+    return median
