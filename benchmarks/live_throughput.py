@@ -12,7 +12,12 @@ generator in a separate process against scheduler 0:
 4. scheduling messages per task by type, from the daemons' /metrics.
 
 Usage: python benchmarks/live_throughput.py [--seconds 5] [--batch 500]
-       [--policy dodoor] [--agents 16] [--schedulers 2]
+       [--policy dodoor] [--agents 16] [--schedulers 2] [--profile OUT]
+
+``--profile OUT`` runs scheduler 0 under cProfile (or pyinstrument with
+``--profiler pyinstrument`` when it is installed) during the batched run only,
+and writes the profile to ``OUT`` (``.prof`` for pstats; ``.html``/``.txt``
+from pyinstrument).
 """
 
 from __future__ import annotations
@@ -59,10 +64,13 @@ class Cluster:
         self.schedulers: list[str] = []
         self.agents: list[str] = []
 
-    def _spawn(self, argv: list[str], port: int, null: bool = False) -> str:
+    def _spawn(self, argv: list[str], port: int, null: bool = False,
+               profiled: bool = False) -> str:
         log = open(self.workdir / f"{argv[0]}-{port}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         cmd = ([sys.executable, __file__, "nullagent", *argv[1:]] if null else
+               [sys.executable, __file__, "profiled", self.args.profiler, self.args.profile,
+                "--log-level", "WARNING", *argv] if profiled else
                [sys.executable, "-m", "dodoor", "--log-level", "WARNING", *argv])
         self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
                                            stderr=subprocess.STDOUT))
@@ -100,7 +108,8 @@ class Cluster:
             params = [x for p in a.param for x in ("--param", p)]
             self.schedulers.append(self._spawn(
                 ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore, "--policy", a.policy, "--seed", str(i), *params], port))
+                 self.loadstore, "--policy", a.policy, "--seed", str(i), *params], port,
+                profiled=bool(a.profile) and i == 0))
         for url in self.agents + self.schedulers:
             self._wait(url)
         deadline = time.monotonic() + 90
@@ -111,6 +120,21 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError("schedulers never saw every agent")
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far: scheduler 0, the other schedulers, agents, load store."""
+        a = self.args
+        secs = [cpu_seconds(p.pid) for p in self.procs]
+        return {"scheduler0": secs[1 + a.agents],
+                "scheduler0_kernel": cpu_seconds(self.procs[1 + a.agents].pid, kernel_only=True),
+                "other_schedulers": sum(secs[2 + a.agents:]),
+                "agents": sum(secs[1:1 + a.agents]), "loadstore": secs[0]}
+
+    def profile(self, sig: int, phase: bool = True) -> None:
+        """Signal the profiled scheduler (scheduler 0) to start or write its profile."""
+        if self.args.profile and phase:
+            self.procs[1 + self.args.agents].send_signal(sig)
+            time.sleep(0.5)
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -120,6 +144,16 @@ class Cluster:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
+    """User + system (or system only) CPU of a process so far (Linux /proc), 0 if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -214,6 +248,39 @@ def null_agent_main(argv: list[str]) -> None:
     asyncio.run(_null_agent(a))
 
 
+# -- a profiled scheduler: SIGUSR1 starts the profiler, SIGUSR2 writes it ----
+
+def profiled_main(argv: list[str]) -> None:
+    """``profiled cprofile|pyinstrument OUT <dodoor args>``: run dodoor, profile on demand."""
+    kind, out, rest = argv[0], argv[1], argv[2:]
+    if kind == "pyinstrument":
+        from pyinstrument import Profiler
+        prof = Profiler(interval=0.0005, async_mode="disabled")
+
+        def start(*_: object) -> None:
+            prof.start()
+
+        def stop(*_: object) -> None:
+            prof.stop()
+            text = prof.output_html() if out.endswith(".html") else prof.output_text(
+                unicode=False, color=False, show_all=False)
+            Path(out).write_text(text)
+    else:
+        import cProfile
+        prof = cProfile.Profile(time.process_time)  # CPU, not wall: the box is shared
+
+        def start(*_: object) -> None:
+            prof.enable()
+
+        def stop(*_: object) -> None:
+            prof.disable()
+            prof.dump_stats(out)
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    from dodoor.cli import main as dodoor_main
+    sys.exit(dodoor_main(rest))
+
+
 # -- the load generator (its own process) -----------------------------------
 
 async def _loadgen(a: argparse.Namespace) -> dict:
@@ -225,6 +292,7 @@ async def _loadgen(a: argparse.Namespace) -> dict:
     placed = 0
     errors = 0
     latencies: list[float] = []
+    cpu_start = time.process_time()
     counter = iter(range(10**12))
     run_id = os.urandom(4).hex()
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -277,7 +345,8 @@ async def _loadgen(a: argparse.Namespace) -> dict:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000.0 if latencies else float("nan")
 
     return {"placed": placed, "errors": errors, "seconds": elapsed,
-            "tasks_per_s": placed / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99)}
+            "tasks_per_s": placed / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99),
+            "cpu_s": time.process_time() - cpu_start}
 
 
 def loadgen_main(argv: list[str]) -> None:
@@ -304,6 +373,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "nullagent":
         null_agent_main(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "profiled":
+        profiled_main(sys.argv[2:])
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--batch", type=int, default=500)
@@ -315,9 +387,34 @@ def main() -> None:
     p.add_argument("--schedulers", type=int, default=2)
     p.add_argument("--b", type=int, default=80)
     p.add_argument("--agents-kind", choices=("real", "null", "both"), default="both")
+    p.add_argument("--batch-only", action="store_true",
+                   help="only the batched run (quick A/B of the placement path)")
+    p.add_argument("--profile", default="", metavar="OUT",
+                   help="profile scheduler 0 during the batched run into OUT")
+    p.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile")
+    p.add_argument("--profile-phase", choices=("batch", "single"), default="batch")
     a = p.parse_args()
     for null in ([False, True] if a.agents_kind == "both" else [a.agents_kind == "null"]):
         measure(a, null)
+
+
+def measured(cluster: Cluster, argv: list[str]) -> dict:
+    """A load generator run, with each process group's CPU per placed task (``cpu_us``)."""
+    cpu0 = cluster.cpu()
+    out = run_loadgen(argv)
+    cpu1 = cluster.cpu()
+    n = max(out["placed"], 1)
+    out["cpu_us"] = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in cpu0}
+    out["cpu_us"]["loadgen"] = out["cpu_s"] * 1e6 / n
+    return out
+
+
+def print_cpu(name: str, run: dict) -> None:
+    used = run["cpu_us"]
+    print(f"  CPU per placed task ({name}): " + ", ".join(
+        f"{k} {v:.0f} us" for k, v in used.items()) +
+        f"; scheduler 0 alone would place {1e6 / max(used['scheduler0'], 1e-9):,.0f} "
+        "tasks/s on one free core")
 
 
 def measure(a: argparse.Namespace, null: bool) -> None:
@@ -325,6 +422,7 @@ def measure(a: argparse.Namespace, null: bool) -> None:
     cluster = Cluster(a, Path(tmp), null)
     kind = "null agents (accept and drop; the scheduler's ceiling)" if null else \
         "real agents (sleep executor, sqlite journal)"
+    ok = False
     try:
         cluster.start()
         target = cluster.schedulers[0]
@@ -333,16 +431,25 @@ def measure(a: argparse.Namespace, null: bool) -> None:
         run_loadgen(["--url", target, "--mode", "batch", "--batch", "50",
                      "--seconds", "1"])  # warm-up
         before = messages(cluster)
-        batch = run_loadgen(["--url", target, "--mode", "batch", "--batch", str(a.batch),
-                             "--concurrency", str(a.concurrency), "--seconds", str(a.seconds)])
+        cluster.profile(signal.SIGUSR1, a.profile_phase == "batch")
+        batch = measured(cluster, ["--url", target, "--mode", "batch", "--batch", str(a.batch),
+                                   "--concurrency", str(a.concurrency), "--seconds", str(a.seconds)])
+        cluster.profile(signal.SIGUSR2, a.profile_phase == "batch")
         after = messages(cluster)
         print(f"batched msgpack ({a.batch}/request, {a.concurrency} in flight): "
               f"{batch['tasks_per_s']:,.0f} tasks/s placed ({batch['placed']} tasks, "
               f"{batch['errors']} failed requests, p50 {batch['p50_ms']:.1f} ms/request)")
-        single = run_loadgen(["--url", target, "--mode", "single", "--concurrency",
-                              str(a.single_concurrency), "--seconds", str(a.seconds)])
+        print_cpu("batched", batch)
+        if a.batch_only:
+            ok = True
+            return
+        cluster.profile(signal.SIGUSR1, a.profile_phase == "single")
+        single = measured(cluster, ["--url", target, "--mode", "single", "--concurrency",
+                                    str(a.single_concurrency), "--seconds", str(a.seconds)])
+        cluster.profile(signal.SIGUSR2, a.profile_phase == "single")
         print(f"single JSON ({a.single_concurrency} in flight): "
               f"{single['tasks_per_s']:,.0f} tasks/s placed ({single['errors']} failed)")
+        print_cpu("single", single)
         rate = single["tasks_per_s"] / 2
         half = run_loadgen(["--url", target, "--mode", "single", "--rate", f"{rate:.1f}",
                             "--concurrency", "256", "--seconds", str(a.seconds)])
@@ -357,12 +464,14 @@ def measure(a: argparse.Namespace, null: bool) -> None:
             f"{k} {v:.3f}" for k, v in per_type.items() if v) + f"; scheduling {sched:.3f}")
         print(f"vs issue targets: batched {batch['tasks_per_s'] / 20000:.2f}x of 20,000 tasks/s; "
               f"p99 {half['p99_ms'] / 5.0:.2f}x of 5 ms")
+        ok = True
     except BaseException:
         print(f"failed; daemon logs kept in {tmp}", file=sys.stderr)
         raise
     finally:
         cluster.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("scheduler %s starting: policy=%s url=%s loadstore=%s", s.scheduler_id, s.policy,
              s.url, s.loadstore_url)
     yield
+    await state.placer.close()
     await state.background.close()
     await session.close()
     log.info("scheduler %s stopped", s.scheduler_id)

@@ -38,5 +38,14 @@ class PlacementLog:
         while len(self._map) > self.limit:
             self._map.popitem(last=False)
 
+    def put_many(self, task_ids: list[str], node: str) -> None:
+        """``put`` for each id, in order (one trim at the end)."""
+        m = self._map
+        for task_id in task_ids:
+            m[task_id] = node
+            m.move_to_end(task_id)
+        while len(m) > self.limit:
+            m.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._map)

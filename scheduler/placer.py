@@ -28,9 +28,10 @@ from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.wire import Cancel, Deltas, Enqueue, EnqueueBatch, Probe, ProbeReply, Reserve
+from dodoor.wire import Cancel, Deltas, Enqueue, Probe, ProbeReply, Reserve
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import BackgroundTasks
+from scheduler.outbox import BatchRefused, Outbox
 from scheduler.placements import Placement, PlacementLog
 from scheduler.reservations import Reservations
 from scheduler.settings import SchedulerSettings
@@ -38,7 +39,10 @@ from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
 Target = tuple[str, str]  # (node id, agent url)
+Prefs = tuple[int, ...]  # node indices, chosen first, of the node table at decision time
 _DECISIONS_PER_YIELD = 256
+# enqueue requests in flight per agent; more tasks for it wait and share the next request
+_BATCHES_IN_FLIGHT = 2
 
 
 class NoNodesError(Exception):
@@ -70,6 +74,12 @@ class Placer:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
         self._inflight: dict[str, asyncio.Future] = {}
+        self.outbox = Outbox(peers, settings.scheduler_id,
+                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight))
+
+    async def close(self) -> None:
+        """Stop the enqueue senders (their waiting callers get a PeerError)."""
+        await self.outbox.close()
 
     # -- admission ---------------------------------------------------------
 
@@ -79,8 +89,13 @@ class Placer:
         if capacity.shape[0] == 0:
             raise NoNodesError("no live nodes are known yet")
         sampler = self.view.sampler
+        fitting: set[tuple[float, float, float]] = set()  # batches repeat a few demands
         for i, task in enumerate(tasks):
-            if sampler.feasible(task.demand()).size:  # memoized per distinct demand
+            key = (task.cores, task.memory_mb, task.disk_mb)
+            if key in fitting:
+                continue
+            if sampler.feasible(task.demand()).size:
+                fitting.add(key)
                 continue
             try:
                 check_fits_somewhere(task.demand(), capacity)
@@ -99,52 +114,77 @@ class Placer:
         out: list[Placement | None] = [None] * len(tasks)
         sync_kind = self.kind in (PolicyKind.CACHED, PolicyKind.NONE, PolicyKind.POOL)
         coros = []
-        groups: dict[Target, list[tuple[int, Task, list[Target]]]] = {}
+        groups: dict[int, list[tuple[int, Task, Prefs]]] = {}  # by chosen node index
+        targets: dict[Target, list[tuple[int, Task, list[Target]]]] = {}
         mine: list[str] = []
-        loop = asyncio.get_running_loop()
+        # one future for every id this request places: waiters look their id up in the
+        # result (a per-task future costs more than the decision itself on large batches)
+        done_fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        demands: dict[tuple[float, float, float], np.ndarray | None] = {}
+        generation = self.view.generation
         try:
             for i, task in enumerate(tasks):
-                existing = self.existing(task.task_id)
+                task_id = task.task_id
+                existing = self.existing(task_id)
                 if existing is not None:
                     out[i] = existing
                     continue
-                pending = self._inflight.get(task.task_id)
+                pending = self._inflight.get(task_id)
                 if pending is not None:
-                    coros.append(self._wait_other(i, task.task_id, pending))
+                    coros.append(self._wait_other(i, task_id, pending))
                     continue
-                if not self.view.sampler.feasible(task.demand()).size:
+                if generation != self.view.generation:
+                    demands.clear()  # node table replaced during a yield: recheck fits
+                    generation = self.view.generation
+                key = (task.cores, task.memory_mb, task.disk_mb)
+                if key in demands:
+                    demand = demands[key]
+                else:
+                    demand = task.demand()
+                    if not self.view.sampler.feasible(demand).size:
+                        demand = None
+                    demands[key] = demand
+                if demand is None:
                     # the node set changed since admission (a snapshot during a yield)
-                    out[i] = Placement(task.task_id, None, "no live node can hold the task")
+                    out[i] = Placement(task_id, None, "no live node can hold the task")
                     continue
-                self._inflight[task.task_id] = loop.create_future()
-                mine.append(task.task_id)
+                self._inflight[task_id] = done_fut
+                mine.append(task_id)
                 if sync_kind:
-                    prefs = self._decide(task)
+                    prefs = self._decide(task, demand)
                     groups.setdefault(prefs[0], []).append((i, task, prefs))
                     if len(mine) % _DECISIONS_PER_YIELD == 0:
                         # a long batch must not starve other requests and snapshots;
-                        # targets are node ids, so a snapshot in between is harmless
+                        # node indices become node ids before the yield: a snapshot in
+                        # between may replace the node table
+                        self._resolve(groups, targets)
                         await asyncio.sleep(0)
                 elif self.kind is PolicyKind.PROBE:
                     coros.append(self._indexed(i, self._place_probed(task)))
                 else:
                     coros.append(self._indexed(i, self._place_reserved(task)))
-            for target, items in groups.items():
-                coros.append(self._send_group(target, items))
+            self._resolve(groups, targets)
+            coros.extend(self._send_group(t, items) for t, items in targets.items())
             for done in await asyncio.gather(*coros):
                 for i, placement in done:
                     out[i] = placement
         finally:
             by_id = {p.task_id: p for p in out if p is not None}
             for task_id in mine:
-                fut = self._inflight.pop(task_id)
-                if task_id in by_id:
-                    fut.set_result(by_id[task_id])
-                else:
-                    fut.cancel()
+                del self._inflight[task_id]
+            if mine:
+                done_fut.set_result(by_id)
         if self.kind is PolicyKind.POOL:
             self._feed_pool(sum(1 for p in out if p is not None and p.node is not None))
         return [p for p in out if p is not None]
+
+    def _resolve(self, groups: dict[int, list[tuple[int, Task, Prefs]]],
+                 into: dict[Target, list[tuple[int, Task, list[Target]]]]) -> None:
+        """Move decisions (node indices of the current table) into ``into`` by target."""
+        for idx, items in groups.items():
+            into.setdefault(self._target(idx), []).extend(
+                (i, task, [self._target(c) for c in prefs]) for i, task, prefs in items)
+        groups.clear()
 
     @staticmethod
     async def _indexed(i: int, coro) -> list[tuple[int, Placement]]:
@@ -153,14 +193,12 @@ class Placer:
     async def _wait_other(self, i: int, task_id: str,
                           fut: asyncio.Future) -> list[tuple[int, Placement]]:
         """Wait for another request's placement of the same id."""
-        try:
-            return [(i, await asyncio.shield(fut))]
-        except asyncio.CancelledError:
-            if not fut.cancelled():
-                raise  # this request itself is being cancelled
+        placed = (await asyncio.shield(fut)).get(task_id)
+        if placed is None:  # that request was interrupted before placing this id
             found = self.existing(task_id)
             return [(i, found or Placement(task_id, None,
                                            "the concurrent submission of this id was interrupted"))]
+        return [(i, placed)]
 
     def _limit(self, url: str) -> asyncio.Semaphore:
         sem = self._limits.get(url)
@@ -168,7 +206,19 @@ class Placer:
             sem = self._limits[url] = asyncio.Semaphore(self.settings.agent_inflight)
         return sem
 
-    async def _enqueue(self, url: str, task: Task) -> None:
+    def _batching(self, url: str) -> bool:
+        return self.settings.batch_enqueue and url not in self._no_batch
+
+    async def _enqueue(self, url: str, task: Task, coalesce: bool = False) -> None:
+        """One task to one agent; ``coalesce``: may share a request (first choice only,
+        failover attempts go alone)."""
+        if coalesce and self._batching(url):
+            try:
+                await self.outbox.enqueue(url, [task])
+                return
+            except BatchRefused:
+                log.info("agent %s takes no batched enqueues; sending one by one", url)
+                self._no_batch.add(url)
         async with self._limit(url):
             await self.peers.send(url + "/internal/enqueue",
                                   Enqueue(task, self.settings.scheduler_id))
@@ -176,23 +226,20 @@ class Placer:
     async def _send_group(
         self, target: Target, items: list[tuple[int, Task, list[Target]]]
     ) -> list[tuple[int, Placement]]:
-        """Enqueue one agent's share of a batch: one request when the agent takes batches."""
+        """Enqueue one agent's share of a batch: one request (or a share of one, see
+        :mod:`scheduler.outbox`) when the agent takes batches."""
         node_id, url = target
-        if len(items) == 1 or not self.settings.batch_enqueue or url in self._no_batch:
+        if len(items) == 1 or not self._batching(url):
             results = await asyncio.gather(
                 *(self._forward(task, prefs, recorded=True) for _, task, prefs in items))
             return [(i, p) for (i, _, _), p in zip(items, results)]
-        msg = EnqueueBatch(tuple(task for _, task, _ in items), self.settings.scheduler_id)
         try:
-            async with self._limit(url):
-                await self.peers.send(url + "/internal/enqueue_batch", msg, count=len(items),
-                                      kind="enqueue")
+            await self.outbox.enqueue(url, [task for _, task, _ in items])
+        except BatchRefused:
+            log.info("agent %s takes no batched enqueues; sending one by one", node_id)
+            self._no_batch.add(url)
+            return await self._send_group(target, items)
         except PeerError as exc:
-            if exc.status in (404, 405):
-                log.info("agent %s takes no batched enqueues; sending one by one", node_id)
-                self._no_batch.add(url)
-                self.peers.counter.counts["enqueue"] -= len(items)  # nothing was delivered
-                return await self._send_group(target, items)
             log.warning("batched enqueue of %d tasks on %s failed: %s", len(items), node_id, exc)
             self.failovers += len(items)
             for _, task, _ in items:
@@ -201,8 +248,7 @@ class Placer:
                 *(self._forward(task, prefs, recorded=False, tried={node_id})
                   for _, task, prefs in items))
             return [(i, p) for (i, _, _), p in zip(items, results)]
-        for _, task, _ in items:
-            self.placed.put(task.task_id, node_id)
+        self.placed.put_many([task.task_id for _, task, _ in items], node_id)
         self.placements += len(items)
         return [(i, Placement(task.task_id, node_id)) for i, task, _ in items]
 
@@ -220,30 +266,30 @@ class Placer:
     def _target(self, idx: int) -> Target:
         return self.view.node_ids[idx], self.view.urls[idx]
 
-    def _decide(self, task: Task) -> list[Target]:
-        """Preference order for NONE/CACHED/POOL; records the cached delta at once."""
-        demand = task.demand()
+    def _decide(self, task: Task, demand: np.ndarray) -> Prefs:
+        """Preference order (node indices) for NONE/CACHED/POOL; records the cached delta."""
         view = self.view
         if self.kind is PolicyKind.POOL:
             if self._policy_generation != view.generation:
                 # pool entries hold node indices of the old node table
                 self.policy = make_policy_spec(self.settings.policy, self.settings.policy_settings)
                 self._policy_generation = view.generation
-            node = self.policy.place_from_pool(task, demand, view.sampler,
-                                               self.clock.now_ms(), self.rng)
-            return [self._target(node)]
+            return (self.policy.place_from_pool(task, demand, view.sampler,
+                                                self.clock.now_ms(), self.rng),)
         cands = self.policy.candidates(task, demand, view.sampler, self.rng)
         chosen = self.policy.choose(task, demand, view.cache.view(cands), self.rng)
         if self.kind is PolicyKind.CACHED:
-            self._record(view.node_ids[chosen], task)
-        return [self._target(chosen)] + [self._target(c) for c in cands if c != chosen]
+            self._record_at(chosen, task)
+        return (chosen, *(c for c in cands if c != chosen))
 
     def _record(self, node_id: str, task: Task) -> None:
         if self.kind is not PolicyKind.CACHED:
             return
         idx = self.view.index.get(node_id)
-        if idx is None:
-            return
+        if idx is not None:
+            self._record_at(idx, task)
+
+    def _record_at(self, idx: int, task: Task) -> None:
         batch = self.view.cache.record_placement(idx, task)
         if batch is not None:
             deltas = self.view.take_deltas(batch)
@@ -274,7 +320,7 @@ class Placer:
                     continue
                 tried.add(node_id)
                 try:
-                    await self._enqueue(url, task)
+                    await self._enqueue(url, task, coalesce=node_id == first)
                 except PeerError as exc:
                     last_error = str(exc)
                     log.warning("enqueue of %s on %s failed: %s", task.task_id, node_id, exc)
