@@ -26,9 +26,11 @@ PENDING = N_RESOURCES + 1
 
 def task_delta(task: Task) -> np.ndarray:
     """The state change one placement of ``task`` causes on its node."""
-    return np.array(
-        [task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms], dtype=np.float64
-    )
+    return np.array(_delta_row(task), dtype=np.float64)
+
+
+def _delta_row(task: Task) -> tuple[float, float, float, float, float]:
+    return (task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,12 @@ class LoadCache:
         self.capacity = np.asarray(capacity, dtype=np.float64)
         self.slots = np.asarray(slots, dtype=np.float64)
         self.sq_capacity = squared_capacity(self.capacity)  # once, not per scored task
+        # what never changes, side by side, so a view gathers it in one call
+        self._static = np.hstack([self.capacity, self.slots[:, None], self.sq_capacity])
         n = self.capacity.shape[0]
         self.state = np.zeros((n, N_STATE), dtype=np.float64)
         self.k = k
-        self._unflushed: dict[int, np.ndarray] = {}
+        self._unflushed: dict[int, list[float]] = {}  # node -> summed own deltas
         self._placements = 0
         self.snapshots_applied = 0
 
@@ -83,10 +87,16 @@ class LoadCache:
         return int(self.capacity.shape[0])
 
     def view(self, nodes: Sequence[int]) -> CandidateView:
-        """The rows of ``nodes`` (``take`` is several times faster than fancy indexing)."""
+        """The rows of ``nodes``.
+
+        Two gathers (``take``, several times faster than fancy indexing) — the
+        state rows and the static ones — since numpy's fixed cost per call is
+        what a view of d rows pays for.
+        """
         idx = np.asarray(nodes, dtype=np.intp)
-        return CandidateView(idx, self.capacity.take(idx, axis=0), self.state.take(idx, axis=0),
-                             self.slots.take(idx), None, self.sq_capacity.take(idx, axis=0))
+        static = self._static.take(idx, axis=0)
+        return CandidateView(idx, static[:, :N_RESOURCES], self.state.take(idx, axis=0),
+                             static[:, N_RESOURCES], None, static[:, N_RESOURCES + 1:])
 
     def replace(self, state: np.ndarray) -> None:
         """Install a snapshot (N×S) and re-apply deltas not yet sent to the store."""
@@ -114,13 +124,9 @@ class LoadCache:
 
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
-        delta = task_delta(task)
+        delta = _delta_row(task)
         self.state[node] += delta
-        acc = self._unflushed.get(node)
-        if acc is None:
-            self._unflushed[node] = delta
-        else:
-            acc += delta
+        self._accumulate(node, delta, 1.0)
         self._placements += 1
         if self._placements >= self.k:
             return self.flush()
@@ -132,13 +138,21 @@ class LoadCache:
         The negative delta joins the unflushed batch so the load store is
         corrected too; the placement count is left as it was.
         """
-        delta = task_delta(task)
+        delta = _delta_row(task)
         self.state[node] -= delta
+        self._accumulate(node, delta, -1.0)
+
+    def _accumulate(self, node: int, delta: tuple[float, ...], sign: float) -> None:
+        # Plain lists: five float adds cost less than one numpy call on a 5-vector.
         acc = self._unflushed.get(node)
         if acc is None:
-            self._unflushed[node] = -delta
+            self._unflushed[node] = [sign * x for x in delta]
+        elif sign > 0:
+            for i, x in enumerate(delta):
+                acc[i] += x
         else:
-            acc -= delta
+            for i, x in enumerate(delta):
+                acc[i] -= x
 
     def flush(self) -> DeltaBatch | None:
         """Hand over every unflushed delta (e.g. on shutdown); None if there are none."""

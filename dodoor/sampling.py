@@ -20,7 +20,12 @@ class FeasibleSampler:
 
     def __init__(self, capacity: np.ndarray) -> None:
         self.capacity = np.asarray(capacity, dtype=np.float64)
-        self._memo: dict[tuple[float, ...], np.ndarray] = {}
+        # demand values -> (feasible indices, the same as a list of ints)
+        self._memo: dict[tuple[float, ...], tuple[np.ndarray, list[int]]] = {}
+        # id(demand) -> (demand, memo entry): a host that reuses one array per
+        # distinct demand (the simulator) skips building the key; holding the
+        # array keeps its id from being reused
+        self._by_id: dict[int, tuple[np.ndarray, tuple[np.ndarray, list[int]]]] = {}
 
     @property
     def n_nodes(self) -> int:
@@ -28,26 +33,37 @@ class FeasibleSampler:
 
     def feasible(self, demand: np.ndarray) -> np.ndarray:
         """Indices of every node that can hold ``demand`` (possibly empty)."""
+        return self._lookup(demand)[0]
+
+    def _lookup(self, demand: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        hit = self._by_id.get(id(demand))
+        if hit is not None and hit[0] is demand:
+            return hit[1]
         key = tuple(demand.tolist())
         found = self._memo.get(key)
         if found is None:
-            found = np.flatnonzero(fits(demand, self.capacity))
+            pool = np.flatnonzero(fits(demand, self.capacity))
+            found = (pool, pool.tolist())
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = found
+        if _immutable(demand):  # only then is it safe to know by identity
+            if len(self._by_id) >= _MEMO_LIMIT:
+                self._by_id.clear()
+            self._by_id[id(demand)] = (demand, found)
         return found
 
     def sample(self, demand: np.ndarray, count: int, rng: random.Random) -> list[int]:
         """Up to ``count`` distinct feasible node indices, uniformly at random."""
-        pool = self.feasible(demand)
-        size = int(pool.size)
+        pool = self._lookup(demand)[1]
+        size = len(pool)
         if size <= count:
-            picks = pool.tolist()
+            picks = pool.copy()
             rng.shuffle(picks)
             return picks
         chosen: list[int] = []
         while len(chosen) < count:
-            j = int(pool[rng.randrange(size)])
+            j = pool[rng.randrange(size)]
             if j not in chosen:
                 chosen.append(j)
         return chosen
@@ -58,3 +74,8 @@ class FeasibleSampler:
         if n == 0:
             return []
         return [rng.randrange(n) for _ in range(count)]
+
+
+def _immutable(demand: np.ndarray) -> bool:
+    """A read-only array that owns its data: nothing can change its values."""
+    return not demand.flags.writeable and demand.base is None

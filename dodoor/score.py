@@ -91,7 +91,7 @@ def argmin_random(scores: np.ndarray, rng: random.Random) -> int:
     """Index of the lowest score; ties broken uniformly at random with ``rng``."""
     values = scores.tolist()
     best = min(values)
-    ties = [i for i, v in enumerate(values) if v <= best]
-    if len(ties) == 1:
-        return ties[0]
+    if values.count(best) == 1:  # the usual case: no tie, no random draw
+        return values.index(best)
+    ties = [i for i, v in enumerate(values) if v == best]
     return ties[rng.randrange(len(ties))]

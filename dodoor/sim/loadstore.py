@@ -41,6 +41,8 @@ class SimLoadStore:
                          if adaptive_target_ms > 0 else None)
         self.b_trace: list[tuple[float, int]] = []  # (time, b) after each push when adaptive
         self._sinks: list[SnapshotSink] = []
+        # reports received since the store last read its rows: node -> row (the last wins)
+        self._reports: dict[int, Sequence[float]] = {}
         self._all = np.arange(n_nodes, dtype=np.intp)
         self._seq = 0
         self._sizes = wire_sizes()
@@ -49,17 +51,32 @@ class SimLoadStore:
         self._sinks.extend(sinks)
 
     def view(self) -> np.ndarray:
+        self._apply_reports()
         return self.reported + self.since
 
-    def on_report(self, node: int, state: np.ndarray) -> None:
-        """A ``node_state`` arrives."""
-        self.reported[node] = state
-        self.since[node] = 0.0
+    def on_report(self, node: int, state: Sequence[float]) -> None:
+        """A ``node_state`` arrives; its row (STATE_COLUMNS order) is installed lazily."""
+        self._reports[node] = state
+
+    def _apply_reports(self) -> None:
+        """Install the reports received so far, all rows in one assignment.
+
+        Nothing reads the rows between two reports except the handlers that
+        call this first, so deferring them changes no outcome and saves a
+        numpy row write per report.
+        """
+        if not self._reports:
+            return
+        nodes = list(self._reports)
+        self.reported[nodes] = list(self._reports.values())
+        self.since[nodes] = 0.0
+        self._reports.clear()
         if self.publisher is not None:
-            self.publisher.mark(node)
+            self.publisher.mark(nodes)
 
     def on_deltas(self, batch: DeltaBatch) -> None:
         """A ``deltas`` batch arrives; every b placements push a snapshot."""
+        self._apply_reports()  # the reports that arrived before it
         nodes = list(batch.nodes)
         self.since[nodes] += batch.deltas
         if self.publisher is not None:

@@ -90,17 +90,12 @@ class Network:
         self.loop = loop
         self.delay_ms = delay_ms
         self.counter = counter or MessageCounter()
-        # validated once per type, then bumped directly: this is the hottest call
         self._counts = self.counter.counts
         # one delay for every message: arrivals come in send order, a FIFO needs no heap
         self._channel = loop.channel()
 
     def send(self, kind: str, fn: Callable[..., Any], *args: Any) -> None:
-        counts = self._counts
-        if kind in counts:
-            counts[kind] += 1
-        else:
-            self.counter.add(kind)
+        self.count_only(kind)
         self._channel.push(self.loop.now + self.delay_ms, fn, args)
 
     def send_sized(self, kind: str, nbytes: int, fn: Callable[..., Any], *args: Any) -> None:
@@ -110,4 +105,8 @@ class Network:
 
     def count_only(self, kind: str, n: int = 1) -> None:
         """Count a message whose delivery nothing in the model waits for (completions)."""
-        self.counter.add(kind, n)
+        counts = self._counts
+        if kind in counts:
+            counts[kind] += n
+        else:
+            self.counter.add(kind, n)  # validated once per type, then bumped directly

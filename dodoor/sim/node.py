@@ -43,7 +43,7 @@ class Entry:
         self.end = 0.0
 
 
-Reporter = Callable[[int, np.ndarray], None]
+Reporter = Callable[[int, list[float]], None]  # (node index, state row)
 
 
 class SimNode:
@@ -180,24 +180,32 @@ class SimNode:
         self.loop.call_at(entry.end, self._finish, entry)
 
     def _finish(self, entry: Entry) -> None:
-        now = self.loop.now
-        del self.running[entry]
-        self._end_sum -= entry.end
-        if not self.running:
+        # runs once per task: the release and the report check are inlined
+        running = self.running
+        del running[entry]
+        if running:
+            self._end_sum -= entry.end
+        else:
             self._end_sum = 0.0  # shed float drift whenever the node idles
-        self.records.end[entry.index] = now
-        self.records.finished += 1
+        records = self.records
+        records.end[entry.index] = self.loop.now
+        records.finished += 1
         c, m, d = entry.demand
         com = self.committed
         com[0] -= c
         com[1] -= m
         com[2] -= d
+        free = self.free
+        free[0] += c
+        free[1] += m
+        free[2] += d
+        self.free_slots += 1
         self.tasks -= 1
         self.version += 1
         self.net.count_only("completion")
-        self._release(entry.demand)
-        self._scan()
-        if self._reporter is not None:
+        if self.queue:
+            self._scan()
+        if self._reporter is not None and not self._report_scheduled:
             self._state_changed()
 
     def _release(self, demand: tuple[float, float, float]) -> None:
@@ -239,4 +247,4 @@ class SimNode:
 
     def _send_report(self) -> None:
         self._last_report = self.loop.now
-        self.net.send("node_state", self._reporter, self.index, self.state())
+        self.net.send("node_state", self._reporter, self.index, self.state_row())
