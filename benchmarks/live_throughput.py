@@ -102,14 +102,15 @@ class Cluster:
                 ["agent", "--port", str(port), "--id", f"node-{i:02d}", "--loadstore",
                  self.loadstore, "--cores", "64", "--memory-mb", "262144", "--disk-mb", "0",
                  "--slots", "64", "--executor", "sleep", "--sleep-scale", "0",
-                 "--journal", str(self.workdir / f"node-{i}.sqlite")], port))
+                 "--journal", str(self.workdir / f"node-{i}.sqlite")], port,
+                profiled=bool(a.profile) and a.profile_target == "agent" and i == 0))
         for i in range(a.schedulers):
             port = free_port()
             params = [x for p in a.param for x in ("--param", p)]
             self.schedulers.append(self._spawn(
                 ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
                  self.loadstore, "--policy", a.policy, "--seed", str(i), *params], port,
-                profiled=bool(a.profile) and i == 0))
+                profiled=bool(a.profile) and a.profile_target == "scheduler" and i == 0))
         for url in self.agents + self.schedulers:
             self._wait(url)
         deadline = time.monotonic() + 90
@@ -127,12 +128,16 @@ class Cluster:
         return {"scheduler0": secs[1 + a.agents],
                 "scheduler0_kernel": cpu_seconds(self.procs[1 + a.agents].pid, kernel_only=True),
                 "other_schedulers": sum(secs[2 + a.agents:]),
-                "agents": sum(secs[1:1 + a.agents]), "loadstore": secs[0]}
+                "agents": sum(secs[1:1 + a.agents]),
+                "agents_kernel": sum(cpu_seconds(p.pid, kernel_only=True)
+                                     for p in self.procs[1:1 + a.agents]),
+                "loadstore": secs[0]}
 
     def profile(self, sig: int, phase: bool = True) -> None:
         """Signal the profiled scheduler (scheduler 0) to start or write its profile."""
         if self.args.profile and phase:
-            self.procs[1 + self.args.agents].send_signal(sig)
+            self.procs[1 if self.args.profile_target == "agent" else 1 + self.args.agents
+                       ].send_signal(sig)
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -281,6 +286,60 @@ def profiled_main(argv: list[str]) -> None:
     sys.exit(dodoor_main(rest))
 
 
+# -- the comparison: Dask placing the same number of no-op tasks ------------
+
+def _noop(i: int) -> int:
+    return i
+
+
+def dask_main(argv: list[str]) -> None:
+    """``dask --tasks N --workers W``: a LocalCluster runs N no-op tasks with resource
+    requests; prints JSON with tasks/s (submit of all to the last result)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--tasks", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    a = p.parse_args(argv)
+    import logging
+
+    from distributed import Client, LocalCluster, wait
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True,
+                      resources={"cores": 64, "memory_mb": 262144}, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        warm = client.map(_noop, range(100), resources={"cores": 0.01, "memory_mb": 1},
+                          pure=False)
+        wait(warm)
+        start = time.perf_counter()
+        futures = client.map(_noop, range(a.tasks), resources={"cores": 0.01, "memory_mb": 1},
+                             pure=False)
+        wait(futures)
+        elapsed = time.perf_counter() - start
+        done = sum(1 for f in futures if f.status == "finished")
+    print(json.dumps({"tasks": done, "seconds": elapsed, "tasks_per_s": done / elapsed}))
+
+
+def compare_dask(a: argparse.Namespace, tasks: int, dodoor_rate: float) -> None:
+    """Run the Dask comparison when distributed is importable; say so when it is not."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        print("comparison with Dask skipped: distributed is not installed "
+              "(pip install -e '.[compare]')")
+        return
+    out = subprocess.run([sys.executable, __file__, "dask", "--tasks", str(tasks),
+                          "--workers", str(a.dask_workers)], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        print(f"comparison with Dask failed: {out.stderr.strip()[-500:]}")
+        return
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"Dask LocalCluster ({a.dask_workers} worker processes, 1 thread each, resources "
+          f"cores/memory_mb): {res['tasks']} no-op tasks with resource requests in "
+          f"{res['seconds']:.2f} s = {res['tasks_per_s']:,.0f} tasks/s (submit to done); "
+          f"dodoor batched/Dask = {dodoor_rate / res['tasks_per_s']:.2f}x")
+
+
 # -- the load generator (its own process) -----------------------------------
 
 async def _loadgen(a: argparse.Namespace) -> dict:
@@ -373,6 +432,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "nullagent":
         null_agent_main(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "dask":
+        dask_main(sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "profiled":
         profiled_main(sys.argv[2:])
         return
@@ -393,9 +455,18 @@ def main() -> None:
                    help="profile scheduler 0 during the batched run into OUT")
     p.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile")
     p.add_argument("--profile-phase", choices=("batch", "single"), default="batch")
+    p.add_argument("--profile-target", choices=("scheduler", "agent"), default="scheduler",
+                   help="scheduler 0, or agent 0 (real agents only)")
+    p.add_argument("--dask-workers", type=int, default=4,
+                   help="worker processes of the Dask comparison (when distributed is installed)")
+    p.add_argument("--no-compare", action="store_true", help="skip the Dask comparison")
     a = p.parse_args()
-    for null in ([False, True] if a.agents_kind == "both" else [a.agents_kind == "null"]):
-        measure(a, null)
+    rates = [measure(a, null)
+             for null in ([False, True] if a.agents_kind == "both" else [a.agents_kind == "null"])]
+    if not a.no_compare:
+        placed, rate = max(rates)  # the same number of tasks as dodoor's best batched run
+        print(f"\n== comparison ({placed} tasks, dodoor batched {rate:,.0f} tasks/s)")
+        compare_dask(a, placed, rate)
 
 
 def measured(cluster: Cluster, argv: list[str]) -> dict:
@@ -417,7 +488,8 @@ def print_cpu(name: str, run: dict) -> None:
         "tasks/s on one free core")
 
 
-def measure(a: argparse.Namespace, null: bool) -> None:
+def measure(a: argparse.Namespace, null: bool) -> tuple[int, float]:
+    """Run every phase on a fresh cluster; returns (placed, tasks/s) of the batched run."""
     tmp = tempfile.mkdtemp(prefix="dodoor-bench-")
     cluster = Cluster(a, Path(tmp), null)
     kind = "null agents (accept and drop; the scheduler's ceiling)" if null else \
@@ -442,7 +514,7 @@ def measure(a: argparse.Namespace, null: bool) -> None:
         print_cpu("batched", batch)
         if a.batch_only:
             ok = True
-            return
+            return batch["placed"], batch["tasks_per_s"]
         cluster.profile(signal.SIGUSR1, a.profile_phase == "single")
         single = measured(cluster, ["--url", target, "--mode", "single", "--concurrency",
                                     str(a.single_concurrency), "--seconds", str(a.seconds)])
@@ -465,6 +537,7 @@ def measure(a: argparse.Namespace, null: bool) -> None:
         print(f"vs issue targets: batched {batch['tasks_per_s'] / 20000:.2f}x of 20,000 tasks/s; "
               f"p99 {half['p99_ms'] / 5.0:.2f}x of 5 ms")
         ok = True
+        return batch["placed"], batch["tasks_per_s"]
     except BaseException:
         print(f"failed; daemon logs kept in {tmp}", file=sys.stderr)
         raise

@@ -40,6 +40,13 @@ from scheduler.view import ClusterView
 log = logging.getLogger(__name__)
 Target = tuple[str, str]  # (node id, agent url)
 Prefs = tuple[int, ...]  # node indices, chosen first, of the node table at decision time
+Decided = tuple[Prefs, tuple[tuple[str, ...], tuple[str, ...]]]  # + that table (ids, urls)
+
+
+def _targets(decided: Decided) -> list[Target]:
+    """The preference order as targets (built only when a task goes alone or fails over)."""
+    prefs, (node_ids, urls) = decided
+    return [(node_ids[c], urls[c]) for c in prefs]
 _DECISIONS_PER_YIELD = 256
 # enqueue requests in flight per agent; more tasks for it wait and share the next request
 _BATCHES_IN_FLIGHT = 2
@@ -115,7 +122,7 @@ class Placer:
         sync_kind = self.kind in (PolicyKind.CACHED, PolicyKind.NONE, PolicyKind.POOL)
         coros = []
         groups: dict[int, list[tuple[int, Task, Prefs]]] = {}  # by chosen node index
-        targets: dict[Target, list[tuple[int, Task, list[Target]]]] = {}
+        targets: dict[Target, list[tuple[int, Task, Decided]]] = {}
         mine: list[str] = []
         # one future for every id this request places: waiters look their id up in the
         # result (a per-task future costs more than the decision itself on large batches)
@@ -179,11 +186,12 @@ class Placer:
         return [p for p in out if p is not None]
 
     def _resolve(self, groups: dict[int, list[tuple[int, Task, Prefs]]],
-                 into: dict[Target, list[tuple[int, Task, list[Target]]]]) -> None:
+                 into: dict[Target, list[tuple[int, Task, Decided]]]) -> None:
         """Move decisions (node indices of the current table) into ``into`` by target."""
+        table = (self.view.node_ids, self.view.urls)  # kept for a failover's other candidates
         for idx, items in groups.items():
             into.setdefault(self._target(idx), []).extend(
-                (i, task, [self._target(c) for c in prefs]) for i, task, prefs in items)
+                (i, task, (prefs, table)) for i, task, prefs in items)
         groups.clear()
 
     @staticmethod
@@ -224,14 +232,14 @@ class Placer:
                                   Enqueue(task, self.settings.scheduler_id))
 
     async def _send_group(
-        self, target: Target, items: list[tuple[int, Task, list[Target]]]
+        self, target: Target, items: list[tuple[int, Task, Decided]]
     ) -> list[tuple[int, Placement]]:
         """Enqueue one agent's share of a batch: one request (or a share of one, see
         :mod:`scheduler.outbox`) when the agent takes batches."""
         node_id, url = target
         if len(items) == 1 or not self._batching(url):
             results = await asyncio.gather(
-                *(self._forward(task, prefs, recorded=True) for _, task, prefs in items))
+                *(self._forward(task, _targets(d), recorded=True) for _, task, d in items))
             return [(i, p) for (i, _, _), p in zip(items, results)]
         try:
             await self.outbox.enqueue(url, [task for _, task, _ in items])
@@ -245,8 +253,8 @@ class Placer:
             for _, task, _ in items:
                 self._undo(node_id, task)
             results = await asyncio.gather(
-                *(self._forward(task, prefs, recorded=False, tried={node_id})
-                  for _, task, prefs in items))
+                *(self._forward(task, _targets(d), recorded=False, tried={node_id})
+                  for _, task, d in items))
             return [(i, p) for (i, _, _), p in zip(items, results)]
         self.placed.put_many([task.task_id for _, task, _ in items], node_id)
         self.placements += len(items)
