@@ -217,18 +217,16 @@ class SimNode:
 
     def _scan(self) -> None:
         """Start, in queue order, every waiting entry that fits (backfill)."""
-        if not self.queue or self.free_slots == 0:
-            return
-        waiting: list[Entry] = []
-        for i, entry in enumerate(self.queue):
-            if self.free_slots == 0:
-                waiting.extend(self.queue[i:])
-                break
+        queue = self.queue
+        i = 0
+        # started entries leave the list in place: no per-scan copy of a long queue
+        while i < len(queue) and self.free_slots > 0:
+            entry = queue[i]
             if self.fits(entry.demand):
+                del queue[i]
                 self._start(entry)
             else:
-                waiting.append(entry)
-        self.queue = waiting
+                i += 1
 
     def _state_changed(self) -> None:
         """Report to the load store, coalesced to one report per interval."""
