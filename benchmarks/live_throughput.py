@@ -255,10 +255,79 @@ def null_agent_main(argv: list[str]) -> None:
 
 # -- a profiled scheduler: SIGUSR1 starts the profiler, SIGUSR2 writes it ----
 
+def _handler_timing(out: str):
+    """Time spent inside the scheduler's POST /v1/tasks handler and in GC pauses, per
+    request, written as JSON quantiles: what of a client's latency is the scheduler's."""
+    import gc
+
+    import scheduler.app as sched_app
+
+    handler: list[float] = []
+    pauses: list[float] = []
+    on = [False]
+    gc_start = [0.0]
+    submit = sched_app.submit
+
+    async def timed(request):
+        t0 = time.perf_counter()
+        try:
+            return await submit(request)
+        finally:
+            if on[0]:
+                handler.append(time.perf_counter() - t0)
+
+    def gc_cb(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        elif on[0]:
+            pauses.append(time.perf_counter() - gc_start[0])
+
+    sched_app.submit = timed  # create_app routes to the module's function at call time
+    from scheduler.agents import PeerClient
+
+    hops: list[float] = []
+    post_raw = PeerClient.post_raw
+
+    async def timed_post(self, url, data, expect=None):
+        t0 = time.perf_counter()
+        try:
+            return await post_raw(self, url, data, expect)
+        finally:
+            if on[0] and "/internal/enqueue" in url:
+                hops.append(time.perf_counter() - t0)
+
+    PeerClient.post_raw = timed_post
+    gc.callbacks.append(gc_cb)
+
+    def q(xs: list[float], f: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(f * len(xs)))] * 1e3 if xs else float("nan")
+
+    def start(*_: object) -> None:
+        handler.clear()
+        pauses.clear()
+        hops.clear()
+        on[0] = True
+
+    def stop(*_: object) -> None:
+        on[0] = False
+        Path(out).write_text(json.dumps({
+            "requests": len(handler), "handler_p50_ms": q(handler, 0.5),
+            "handler_p99_ms": q(handler, 0.99), "handler_max_ms": q(handler, 1.0),
+            "agent_requests": len(hops), "agent_p50_ms": q(hops, 0.5),
+            "agent_p99_ms": q(hops, 0.99),
+            "gc_pauses": len(pauses), "gc_max_ms": q(pauses, 1.0),
+            "gc_total_ms": sum(pauses) * 1e3}))
+
+    return start, stop
+
+
 def profiled_main(argv: list[str]) -> None:
     """``profiled cprofile|pyinstrument OUT <dodoor args>``: run dodoor, profile on demand."""
     kind, out, rest = argv[0], argv[1], argv[2:]
-    if kind == "pyinstrument":
+    if kind == "timing":
+        start, stop = _handler_timing(out)
+    elif kind == "pyinstrument":
         from pyinstrument import Profiler
         prof = Profiler(interval=0.0005, async_mode="disabled")
 
@@ -365,6 +434,12 @@ async def _loadgen(a: argparse.Namespace) -> dict:
                 data = json.dumps(tasks[0]).encode()
                 headers = {"Content-Type": "application/json"}
             t0 = time.perf_counter()
+            if a.mode == "healthz":  # the control: one HTTP hop, no placement
+                async with session.get(a.url + "/healthz") as resp:
+                    await resp.read()
+                    placed += 1
+                    latencies.append(time.perf_counter() - t0)
+                return
             async with session.post(url, data=data, headers=headers) as resp:
                 await resp.read()
                 if resp.status == 202:
@@ -411,7 +486,7 @@ async def _loadgen(a: argparse.Namespace) -> dict:
 def loadgen_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
-    p.add_argument("--mode", choices=("batch", "single"), default="batch")
+    p.add_argument("--mode", choices=("batch", "single", "healthz"), default="batch")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--seconds", type=float, default=5.0)
@@ -453,8 +528,9 @@ def main() -> None:
                    help="only the batched run (quick A/B of the placement path)")
     p.add_argument("--profile", default="", metavar="OUT",
                    help="profile scheduler 0 during the batched run into OUT")
-    p.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile")
-    p.add_argument("--profile-phase", choices=("batch", "single"), default="batch")
+    p.add_argument("--profiler", choices=("cprofile", "pyinstrument", "timing"),
+                   default="cprofile", help="timing: handler time and GC pauses as JSON")
+    p.add_argument("--profile-phase", choices=("batch", "single", "latency"), default="batch")
     p.add_argument("--profile-target", choices=("scheduler", "agent"), default="scheduler",
                    help="scheduler 0, or agent 0 (real agents only)")
     p.add_argument("--dask-workers", type=int, default=4,
@@ -523,10 +599,17 @@ def measure(a: argparse.Namespace, null: bool) -> tuple[int, float]:
               f"{single['tasks_per_s']:,.0f} tasks/s placed ({single['errors']} failed)")
         print_cpu("single", single)
         rate = single["tasks_per_s"] / 2
+        cluster.profile(signal.SIGUSR1, a.profile_phase == "latency")
         half = run_loadgen(["--url", target, "--mode", "single", "--rate", f"{rate:.1f}",
                             "--concurrency", "256", "--seconds", str(a.seconds)])
+        cluster.profile(signal.SIGUSR2, a.profile_phase == "latency")
         print(f"submit->enqueued latency at half the single-task peak ({rate:,.0f} tasks/s, "
               f"open loop): p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
+        floor = run_loadgen(["--url", target, "--mode", "healthz", "--rate", f"{rate:.1f}",
+                             "--concurrency", "256", "--seconds", str(a.seconds)])
+        print(f"  control, GET /healthz on scheduler 0 at the same rate (one hop, no "
+              f"placement): p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         placed = batch["placed"]
         per_type = {k: (after.get(k, 0) - before.get(k, 0)) / placed
                     for k in sorted(set(after) | set(before)) if placed}
