@@ -44,17 +44,18 @@ class CandidateView:
     start_ms: np.ndarray | None = None  # (d,) earliest start, oracle only
     sq_capacity: np.ndarray | None = None  # (d, R) dodoor.score.squared_capacity, if known
 
+    # ``...``: a host may stack the views of many tasks on leading axes (B, d, ...)
     @property
     def load(self) -> np.ndarray:
-        return self.state[:, :N_RESOURCES]
+        return self.state[..., :N_RESOURCES]
 
     @property
     def tasks(self) -> np.ndarray:
-        return self.state[:, TASKS]
+        return self.state[..., TASKS]
 
     @property
     def pending(self) -> np.ndarray:
-        return self.state[:, PENDING]
+        return self.state[..., PENDING]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,8 @@ class LoadCache:
     def n_nodes(self) -> int:
         return int(self.capacity.shape[0])
 
-    def view(self, nodes: Sequence[int]) -> CandidateView:
-        """The rows of ``nodes``.
+    def view(self, nodes: Sequence[int] | np.ndarray) -> CandidateView:
+        """The rows of ``nodes`` (a B×d array of node indices gives a stacked view).
 
         Two gathers (``take``, several times faster than fancy indexing) — the
         state rows and the static ones — since numpy's fixed cost per call is
@@ -95,8 +96,8 @@ class LoadCache:
         """
         idx = np.asarray(nodes, dtype=np.intp)
         static = self._static.take(idx, axis=0)
-        return CandidateView(idx, static[:, :N_RESOURCES], self.state.take(idx, axis=0),
-                             static[:, N_RESOURCES], None, static[:, N_RESOURCES + 1:])
+        return CandidateView(idx, static[..., :N_RESOURCES], self.state.take(idx, axis=0),
+                             static[..., N_RESOURCES], None, static[..., N_RESOURCES + 1:])
 
     def replace(self, state: np.ndarray) -> None:
         """Install a snapshot (N×S) and re-apply deltas not yet sent to the store."""

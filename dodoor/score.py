@@ -41,7 +41,9 @@ def load_score(
 ) -> np.ndarray:
     """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1].
 
-    Domain: capacities are 0 or at least 1e-6 of their unit, loads and demands
+    Leading axes score many tasks at once: ``demand`` (B, 1, R) with
+    ``capacity``/``load``/``sq_capacity`` (B, d, R) and ``pending`` (B, d)
+    give (B, d), each row what scoring that task alone gives. Domain: capacities are 0 or at least 1e-6 of their unit, loads and demands
     finite and non-negative (what validation admits). ``sq_capacity`` is
     :func:`squared_capacity` of ``capacity`` when the caller has it already.
 
@@ -53,6 +55,8 @@ def load_score(
     if sq_capacity is None:
         sq_capacity = squared_capacity(capacity)
     rl = (load * demand / sq_capacity).dot(weights)
+    if rl.ndim > 1:
+        return _batch_score(rl, pending, alpha)
     # Σ_k w_k cancels in RL_j / Σ_i RL_i, so it is never divided out.
     rl_total = sum(rl.tolist())
     pending_total = sum(pending.tolist())
@@ -64,6 +68,18 @@ def load_score(
     if pending_total > 0.0:
         return pending / pending_total * alpha
     return np.zeros(rl.shape)
+
+
+def _batch_score(rl: np.ndarray, pending: np.ndarray, alpha: float) -> np.ndarray:
+    """:func:`load_score`'s shares for stacked tasks: the same operations row by row."""
+    rl_total = rl.sum(axis=-1, keepdims=True)
+    pending_total = pending.sum(axis=-1, keepdims=True)
+    score = np.divide(rl, rl_total, out=np.zeros(rl.shape), where=rl_total > 0.0)
+    score *= 1.0 - alpha
+    share = np.divide(pending, pending_total, out=np.zeros(rl.shape), where=pending_total > 0.0)
+    share *= alpha
+    score += share
+    return score
 
 
 def expected_wait(

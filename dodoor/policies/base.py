@@ -97,6 +97,7 @@ class SampledPolicy:
     kind: PolicyKind
     default_name: str
     samples: int | None = None  # a fixed candidate count; None means d (with β)
+    scores_decide = False  # True: choose is the tie-random argmin of scores() over all candidates
 
     def __init__(self, settings: PolicySettings, name: str | None = None) -> None:
         self.name = name or self.default_name
@@ -108,6 +109,11 @@ class SampledPolicy:
     ) -> list[int]:
         count = self.samples if self.samples is not None else count_for(self.settings, rng)
         return sampler.sample(demand, count, rng)
+
+    def scores(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
+        """The load score of every candidate in ``view`` (stacked views: of every task)."""
+        return load_score(demand, view.capacity, view.load, view.pending, self._weights,
+                          self.settings.alpha, view.sq_capacity)
 
     def lowest_score(
         self, demand: np.ndarray, view: CandidateView, among: np.ndarray | None,

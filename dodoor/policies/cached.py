@@ -17,6 +17,9 @@ class DodoorPolicy(SampledPolicy):
 
     kind = PolicyKind.CACHED
     default_name = "dodoor"
+    # choose is the tie-random argmin of scores() over every candidate, so a host
+    # may score tasks ahead in batches (dodoor.sim.lookahead)
+    scores_decide = True
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random

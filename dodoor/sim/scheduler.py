@@ -27,6 +27,7 @@ from dodoor.sampling import FeasibleSampler
 from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.loadstore import SimLoadStore
+from dodoor.sim.lookahead import Lookahead
 from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import Entry, SimNode
 from dodoor.sim.oracle import Oracle
@@ -84,6 +85,7 @@ class SimScheduler:
         self.age_sum_ms = 0.0
         self.decisions = 0
         self.receiver: DeltaReceiver | None = None
+        self.lookahead: Lookahead | None = None
         self._delta_size = wire_sizes().deltas
         handlers = {
             PolicyKind.NONE: self._submit_local,
@@ -96,6 +98,13 @@ class SimScheduler:
         self.submit = handlers[policy.kind]
         if policy.kind is PolicyKind.ORACLE and oracle is None:
             raise ValueError(f"policy {policy.name!r} needs an oracle")
+
+    def use_lookahead(self, tasks: Sequence[Task], demands: Sequence[np.ndarray],
+                      step: int) -> None:
+        """Decide from batched scores (see :mod:`dodoor.sim.lookahead`); this scheduler
+        gets the tasks ``index, index + step, ...`` of ``tasks``."""
+        self.lookahead = Lookahead(self.policy, self.cache, self.sampler, self.rng, tasks,
+                                   demands, step)
 
     def use_delta_snapshots(self) -> None:
         """Accept delta snapshots (checked against seq and epoch) from now on."""
@@ -112,6 +121,8 @@ class SimScheduler:
             self.cache.replace(update.rows)
         else:
             self.cache.replace_rows(update.nodes, update.rows)
+        if self.lookahead is not None:
+            self.lookahead.invalidate()
         self.snapshot_made_ms = update.made_ms
 
     @property
@@ -131,9 +142,12 @@ class SimScheduler:
         self._enqueue(index, node, dt, task.duration_ms)
 
     def _submit_cached(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
-        policy = self.policy
-        cands = policy.candidates(task, demand, self.sampler, self.rng)
-        node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+        if self.lookahead is not None:
+            node = self.lookahead.decide(index)
+        else:
+            policy = self.policy
+            cands = policy.candidates(task, demand, self.sampler, self.rng)
+            node = policy.choose(task, demand, self.cache.view(cands), self.rng)
         self._enqueue(index, node, dt, task.duration_ms)
         self.age_sum_ms += self.loop.now - self.snapshot_made_ms
         self.decisions += 1

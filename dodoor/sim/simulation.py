@@ -107,6 +107,10 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     if knobs.delta_snapshots:
         for s in schedulers:
             s.use_delta_snapshots()
+    if settings.lookahead and getattr(policies[0], "scores_decide", False):
+        arrays = [arr for arr, _ in demands]
+        for s in schedulers:
+            s.use_lookahead(tasks, arrays, len(schedulers))
     store.subscribe([s.on_snapshot for s in schedulers])
 
     n = len(tasks)
