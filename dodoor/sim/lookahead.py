@@ -6,16 +6,17 @@ installs a snapshot. The simulator knows the arrivals ahead, so it samples
 the candidates of a scheduler's next tasks, scores them all against the cache
 in one batched :func:`dodoor.score.load_score` call, and at each arrival uses
 the precomputed scores — unless a candidate's row has changed since (the
-scheduler placed a task there: that task is scored on its own, as usual) or a
-snapshot came in (the batch is dropped). numpy's fixed cost per call, not the
-arithmetic, dominates scoring two candidates, so this removes most of it.
+scheduler placed a task there: that task is scored on its own, as usual). A
+snapshot rescores the rest of the batch in one call. numpy's fixed cost per
+call, not the arithmetic, dominates scoring two candidates, so this removes
+most of it.
 
 The random stream stays the one the task-at-a-time path draws: sampling is
-drawn in task order, and a tie — the only other draw — needs the stream as it
-was right after that task's sampling. Then, and when a batch is dropped, the
-stream is rewound to the batch start and the decided tasks' sampling
-replayed. Runs are therefore identical to scoring task by task (the batched
-score adds in the same order for d <= 8).
+drawn in task order (and does not depend on the cache), and a tie — the only
+other draw — needs the stream as it was right after that task's sampling.
+Then the stream is rewound to the batch start, the decided tasks' sampling
+replayed and the rest of the batch dropped. Runs are therefore identical to
+scoring task by task (the batched score adds in the same order for d <= 8).
 
 Only policies whose ``choose`` is the tie-random argmin of
 :meth:`~dodoor.policies.base.SampledPolicy.scores` over every candidate
@@ -56,7 +57,7 @@ class Lookahead:
         self.size = MIN_BATCH  # adapts: doubles after a batch without a tie, halves at a tie
         self._start = 0  # trace index of the batch's first task
         self._cands: list[list[int]] = []  # per batch position
-        self._scores: list[list[float] | None] = []  # None: score when due
+        self._scores: list[list[float] | None] = []  # per position; None: score when due
         self._decided = 0  # positions decided so far
         self._rng_state: object = None  # the stream at the batch start
         self._changed: set[int] = set()  # nodes whose cached row changed since scoring
@@ -65,9 +66,13 @@ class Lookahead:
         self.rewinds = 0
 
     def invalidate(self) -> None:
-        """The cache was replaced (a snapshot): scores not yet used are stale."""
+        """The cache was replaced (a snapshot): rescore the batch's remaining tasks.
+
+        Their candidates stand — sampling does not depend on the cache — so
+        the stream needs no rewind.
+        """
         if self._decided < len(self._cands):
-            self._rewind(self._decided)
+            self._score(self._decided)
 
     def decide(self, index: int) -> int:
         """The node for trace task ``index`` (this scheduler's next task)."""
@@ -105,18 +110,22 @@ class Lookahead:
         self._start = index
         self._decided = 0
         self._clean = True
-        self._changed.clear()
         self._rng_state = self.rng.getstate()
         last = min(len(self.tasks), index + self.size * self.step)
         batch = range(index, last, self.step)
         self._cands = [self._sample(j) for j in batch]
-        self._scores = [None] * len(self._cands)
-        d = max(len(c) for c in self._cands)
-        full = [p for p, c in enumerate(self._cands) if len(c) == d]
+        self._score(0)
+
+    def _score(self, first: int) -> None:
+        """Score the batch's tasks from position ``first`` on in one call."""
+        self._changed.clear()
+        self._scores[first:] = [None] * (len(self._cands) - first)
+        d = max(len(c) for c in self._cands[first:])
+        full = [p for p in range(first, len(self._cands)) if len(self._cands[p]) == d]
         if d < 2 or len(full) < 2:
             return  # nothing worth a batched call: each is scored when due
         nodes = np.array([self._cands[p] for p in full], dtype=np.intp)
-        demand = np.array([self.demands[index + p * self.step] for p in full])
+        demand = np.array([self.demands[self._start + p * self.step] for p in full])
         view = self.cache.view(nodes)
         for p, row in zip(full, self.policy.scores(demand[:, None, :], view).tolist()):
             self._scores[p] = row
