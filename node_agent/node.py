@@ -56,7 +56,15 @@ class NodeAgent:
 
     # -- observation ------------------------------------------------------
     def on_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (synchronously, cheaply) whenever the node's state changes."""
+        """Call ``listener`` (synchronously, cheaply) when the state changes in a way
+        no scheduler knows of: a task ends, a reservation comes, goes or is confirmed.
+
+        Enqueues are left out on purpose: the scheduler that placed a task sends it to
+        the load store in its deltas (DESIGN §2), so a report would repeat it — at
+        about one extra report per task, the cost DESIGN §4's accounting (one report
+        per completion) and the simulator leave out. Starts change neither the
+        committed load nor the pending work.
+        """
         self._listeners.append(listener)
 
     def state(self) -> np.ndarray:
@@ -107,6 +115,7 @@ class NodeAgent:
         if records:
             log.info("resumed %d unfinished task(s) from the journal (%d adopted)",
                      len(records), sum(1 for a in adopted.values() if a.running))
+            self._changed()
         self._pump()
         return len(records)
 
@@ -146,7 +155,6 @@ class NodeAgent:
                 self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
                 added += 1
         if added:
-            self._changed()
             self._pump()
         return added
 
@@ -180,7 +188,6 @@ class NodeAgent:
                 self._spawn(entry, self._confirm_then_run(entry))
             else:
                 self._spawn(entry, self._run(entry))
-        self._changed()
 
     def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
         self._jobs[entry.task_id] = asyncio.ensure_future(self._supervise(entry, work))
@@ -201,6 +208,8 @@ class NodeAgent:
             await self._record_result(task_id, result, entry)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
+        # Only now, with the slot free: a report built any earlier would still hold it.
+        self._changed()
         self._pump()
 
     async def _run(self, entry: Entry) -> TaskResult:
@@ -248,7 +257,6 @@ class NodeAgent:
                 entry.started_ms if entry else None, now, result.exit_code, result.reason,
             ), result.log_tail)
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
-        self._changed()
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
         if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):

@@ -10,7 +10,8 @@ from node_agent.app import AGENT, REPORTER, create_app
 from tests.agent.conftest import FakeLoadStore, GatedExecutor, enqueue, make_task, wait_for
 
 
-async def test_burst_of_changes_is_coalesced(aiohttp_client, aiohttp_server, agent_settings):
+async def test_enqueues_go_unreported_and_a_burst_of_completions_is_coalesced(
+        aiohttp_client, aiohttp_server, agent_settings):
     store = FakeLoadStore()
     server = await aiohttp_server(store.app)
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=200.0,
@@ -22,11 +23,18 @@ async def test_burst_of_changes_is_coalesced(aiohttp_client, aiohttp_server, age
     assert isinstance(first, NodeState)
     assert (first.node_id, first.url, first.slots, first.seq) == ("node-t", "http://127.0.0.1:9999", 1, 1)
     np.testing.assert_array_equal(first.capacity, [4.0, 1000.0, 0.0])
+    for i in range(30):
+        assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
+    await wait_for(lambda: ex.started == ["t0"])
+    await asyncio.sleep(0.4)
+    # The placing scheduler's deltas carry its enqueues to the load store: no report.
+    assert len(store.states) == 1
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    for i in range(30):  # 30 enqueues, each a state change
-        assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
-    await wait_for(lambda: len(store.states) >= 2 and store.states[-1].state[3] == 30)
+    for i in range(30):  # 30 completions in a burst, each a state change
+        await wait_for(lambda: ex.started[-1] == f"t{i}")
+        ex.release(f"t{i}")
+    await wait_for(lambda: store.states[-1].state[3] == 0)
     await asyncio.sleep(0.5)
     elapsed = loop.time() - t0
     reports = len(store.states) - 1
@@ -34,10 +42,10 @@ async def test_burst_of_changes_is_coalesced(aiohttp_client, aiohttp_server, age
     assert 1 <= reports <= math.ceil(elapsed / 0.2) + 1
     assert reports < 30
     last = store.states[-1]
-    np.testing.assert_array_equal(last.state[:4], [30.0, 3000.0, 0.0, 30.0])
+    np.testing.assert_array_equal(last.state, [0.0, 0.0, 0.0, 0.0, 0.0])
     assert [s.seq for s in store.states] == list(range(1, len(store.states) + 1))
     assert set(last.utilization) >= {"cpu_percent", "memory_percent", "queued", "running"}
-    assert (last.utilization["queued"], last.utilization["running"]) == (29.0, 1.0)
+    assert (last.utilization["queued"], last.utilization["running"]) == (0.0, 0.0)
     assert client.app[AGENT].counter.counts["node_state"] == len(store.states)
 
 
@@ -97,13 +105,17 @@ async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_clien
     server = await aiohttp_server(store.app)
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
                               heartbeat_ms=300.0, slots=1)
-    client = await aiohttp_client(create_app(settings, executor=GatedExecutor()))
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(settings, executor=ex))
     reporter = client.app[REPORTER]
     await wait_for(lambda: len(store.states) == 1 and not reporter.load_wanted)
-    for i in range(5):
+    for i in range(6):
         assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
-    await asyncio.sleep(0.15)
-    assert len(store.states) == 1  # five changes, no report: the next message is the heartbeat
+    await wait_for(lambda: ex.started == ["t0"])
+    ex.release("t0")
+    await wait_for(lambda: ex.started == ["t0", "t1"])
+    await asyncio.sleep(0.1)
+    assert len(store.states) == 1  # a completion, no report: the next message is the heartbeat
     await wait_for(lambda: len(store.states) == 2)
     beat = store.states[1]
     assert beat.heartbeat is True and beat.state[3] == 5  # which carries the current state
@@ -113,7 +125,7 @@ async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_clien
     store.wants_load = True  # a cache-scoring scheduler registered
     await wait_for(lambda: reporter.load_wanted)  # told by the answer to the next heartbeat
     n = len(store.states)
-    assert (await enqueue(client, make_task("t5", duration_ms=10.0))).status == 202
-    await wait_for(lambda: len(store.states) > n and store.states[-1].state[3] == 6)
+    ex.release("t1")
+    await wait_for(lambda: len(store.states) > n and store.states[-1].state[3] == 4)
     assert store.states[-1].heartbeat is False
     assert client.app[AGENT].counter.counts["node_state"] == 2
