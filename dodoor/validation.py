@@ -28,13 +28,17 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
 
     ``where`` prefixes field names (``tasks[3].cores``) for batch errors.
     """
+    # This runs once per task on the scheduler's and the agent's hot paths, so the
+    # common case is kept cheap: field names are joined to ``where`` only on error.
     if not isinstance(obj, Mapping):
         raise ValidationError(where or "task", f"must be an object, got {_kind(obj)}")
-    unknown = sorted(str(k) for k in obj if k not in TASK_FIELDS)
-    if unknown:
+    if not TASK_FIELDS.issuperset(obj):
+        unknown = sorted(str(k) for k in obj if k not in TASK_FIELDS)
         raise ValidationError(where + unknown[0], "unknown field")
-    if "id" in obj and obj["id"] is not None:
-        task_id = _string(obj["id"], where + "id", MAX_ID_LENGTH)
+    get = obj.get
+    raw_id = get("id")
+    if raw_id is not None:
+        task_id = _string(raw_id, where, "id", MAX_ID_LENGTH)
         if not task_id.strip():
             raise ValidationError(where + "id", "must not be empty")
     elif make_id is not None:
@@ -44,18 +48,19 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     for required in ("cores", "memory_mb"):
         if required not in obj:
             raise ValidationError(where + required, "is required")
-    command = obj.get("command")
+    image, command, function = get("image"), get("command"), get("function")
+    env, labels = get("env"), get("labels")
     return Task(
         task_id=task_id,
-        cores=_positive(obj["cores"], where + "cores"),
-        memory_mb=_integer(obj["memory_mb"], where + "memory_mb", minimum=1),
-        disk_mb=_integer(obj.get("disk_mb", 0), where + "disk_mb", minimum=0),
-        duration_ms=_positive(obj.get("duration_ms", 1000.0), where + "duration_ms"),
-        image=_optional_string(obj.get("image"), where + "image"),
+        cores=_positive(obj["cores"], where, "cores"),
+        memory_mb=_integer(obj["memory_mb"], where, "memory_mb", 1),
+        disk_mb=_integer(get("disk_mb", 0), where, "disk_mb", 0),
+        duration_ms=_positive(get("duration_ms", 1000.0), where, "duration_ms"),
+        image=None if image is None else _string(image, where, "image"),
         command=None if command is None else _command(command, where + "command"),
-        function=_optional_string(obj.get("function"), where + "function"),
-        env=_string_map(obj.get("env"), where + "env"),
-        labels=_string_map(obj.get("labels"), where + "labels"),
+        function=None if function is None else _string(function, where, "function"),
+        env={} if env is None else _string_map(env, where + "env"),
+        labels={} if labels is None else _string_map(labels, where + "labels"),
     )
 
 
@@ -63,32 +68,37 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(field, f"must be a number, got {_kind(value)}")
-    number = float(value)
+def _number(value: Any, where: str, name: str) -> float:
+    kind = type(value)
+    if kind is float:
+        number = value
+    elif kind is int or (kind is not bool and isinstance(value, (int, float))):
+        number = float(value)
+    else:
+        raise ValidationError(where + name, f"must be a number, got {_kind(value)}")
     if not math.isfinite(number):
-        raise ValidationError(field, f"must be finite, got {value!r}")
+        raise ValidationError(where + name, f"must be finite, got {value!r}")
     return number
 
 
-def _positive(value: Any, field: str) -> float:
-    number = _number(value, field)
+def _positive(value: Any, where: str, name: str) -> float:
+    number = _number(value, where, name)
     if number <= 0:
-        raise ValidationError(field, f"must be > 0, got {value!r}")
+        raise ValidationError(where + name, f"must be > 0, got {value!r}")
     return number
 
 
-def _integer(value: Any, field: str, minimum: int) -> float:
-    number = _number(value, field)
+def _integer(value: Any, where: str, name: str, minimum: int) -> float:
+    number = _number(value, where, name)
     if not number.is_integer():
-        raise ValidationError(field, f"must be a whole number, got {value!r}")
+        raise ValidationError(where + name, f"must be a whole number, got {value!r}")
     if number < minimum:
-        raise ValidationError(field, f"must be >= {minimum}, got {value!r}")
+        raise ValidationError(where + name, f"must be >= {minimum}, got {value!r}")
     return number
 
 
-def _string(value: Any, field: str, limit: int = MAX_STRING) -> str:
+def _string(value: Any, where: str, name: str, limit: int = MAX_STRING) -> str:
+    field = where + name if where else name
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, got {_kind(value)}")
     if len(value) > limit:
@@ -105,10 +115,6 @@ def _string(value: Any, field: str, limit: int = MAX_STRING) -> str:
     return value
 
 
-def _optional_string(value: Any, field: str) -> str | None:
-    return None if value is None else _string(value, field)
-
-
 def _command(value: Any, field: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise ValidationError(field, f"must be a list of strings, got {_kind(value)}")
@@ -116,14 +122,12 @@ def _command(value: Any, field: str) -> tuple[str, ...]:
         raise ValidationError(field, "must not be empty")
     if len(value) > MAX_COMMAND_ITEMS:
         raise ValidationError(field, f"more than {MAX_COMMAND_ITEMS} items")
-    return tuple(_string(item, f"{field}[{i}]") for i, item in enumerate(value))
+    return tuple(_string(item, field, f"[{i}]") for i, item in enumerate(value))
 
 
 def _string_map(value: Any, field: str) -> dict[str, str]:
-    if value is None:
-        return {}
     if not isinstance(value, Mapping):
         raise ValidationError(field, f"must be an object of strings, got {_kind(value)}")
     if len(value) > MAX_MAP_ITEMS:
         raise ValidationError(field, f"more than {MAX_MAP_ITEMS} entries")
-    return {_string(k, f"{field} key"): _string(v, f"{field}.{k}") for k, v in value.items()}
+    return {_string(k, field, " key"): _string(v, field, f".{k}") for k, v in value.items()}
