@@ -43,8 +43,10 @@ def load_score(
 
     Leading axes score many tasks at once: ``demand`` (B, 1, R) with
     ``capacity``/``load``/``sq_capacity`` (B, d, R) and ``pending`` (B, d)
-    give (B, d), each row what scoring that task alone gives. Domain: capacities are 0 or at least 1e-6 of their unit, loads and demands
-    finite and non-negative (what validation admits). ``sq_capacity`` is
+    give (B, d), each row what scoring that task alone gives.
+
+    Domain: capacities are 0 or at least 1e-6 of their unit, loads and
+    demands finite and non-negative (what validation admits). ``sq_capacity`` is
     :func:`squared_capacity` of ``capacity`` when the caller has it already.
 
     The body is kept to a handful of array operations because it runs once per

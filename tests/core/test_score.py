@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dodoor.score import argmin_random, load_score
+from dodoor.score import argmin_random, load_score, squared_capacity
 
 W = np.array([1.0, 1.0, 0.0])
 
@@ -98,3 +98,25 @@ def test_argmin_random_breaks_ties_uniformly():
     counts = np.bincount(picks, minlength=4)
     assert counts[0] == 0
     assert all(900 < c < 1100 for c in counts[1:])
+
+
+@given(st.lists(candidates(d=2), min_size=1, max_size=6))
+def test_stacked_tasks_score_exactly_as_one_at_a_time(cases):
+    # the simulator's lookahead relies on equality, not closeness
+    alpha = cases[0][4]
+    demand = np.array([c[0] for c in cases])[:, None, :]
+    capacity, load, pending = (np.array([c[i] for c in cases]) for i in (1, 2, 3))
+    stacked = load_score(demand, capacity, load, pending, W, alpha)
+    for row, (d, cap, ld, pend, _) in zip(stacked, cases):
+        np.testing.assert_array_equal(row, load_score(d, cap, ld, pend, W, alpha))
+
+
+def test_precomputed_squared_capacity_gives_the_same_scores():
+    demand = np.array([2.0, 1024.0, 5.0])
+    capacity = np.array([[8.0, 8192.0, 0.0], [16.0, 16384.0, 100.0]])
+    load = np.array([[4.0, 2048.0, 1.0], [4.0, 2048.0, 1.0]])
+    pending = np.array([3000.0, 1000.0])
+    sq = squared_capacity(capacity)
+    assert sq[0, 2] == np.inf  # a zero capacity contributes zero, not NaN
+    np.testing.assert_array_equal(load_score(demand, capacity, load, pending, W, 0.5, sq),
+                                  load_score(demand, capacity, load, pending, W, 0.5))
