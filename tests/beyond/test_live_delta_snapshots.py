@@ -113,8 +113,9 @@ async def test_live_scheduler_gets_deltas_and_resyncs_after_a_lost_push(
     for i in range(8, 12):
         await post(i)
     # the next delta extends the lost one: refused with 409, then a full resync
-    await wait_for(lambda: ls.store.publisher.full_sent > fulls and in_sync())
-    assert state.view.snapshot_seq > seq + 1
+    # (full_sent counts a snapshot when it is built, before it lands: wait for the view)
+    await wait_for(lambda: ls.store.publisher.full_sent > fulls
+                   and state.view.snapshot_seq > seq + 1 and in_sync())
     resp = await client.post("/internal/snapshot_delta",
                              data=encode(SnapshotDelta(999, 998, ls.instance, (), np.zeros((0, 5)))),
                              headers={"Content-Type": CONTENT_TYPE})

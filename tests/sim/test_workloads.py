@@ -25,8 +25,11 @@ def test_scaled_trace_has_the_asked_load(rows, load, n_nodes):
     # only arrivals move: order, first arrival, durations and ids stay
     assert [t.duration_ms for t in out] == [t.duration_ms for t in tasks]
     assert min(t.arrival_ms for t in out) == pytest.approx(min(t.arrival_ms for t in tasks))
+    # Order is kept, though arrivals closer than float resolution may merge (5e-324 ms
+    # scaled by 0.5 is 0): the rescaled arrivals never decrease along the original order.
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i].arrival_ms, i))
-    assert sorted(range(len(out)), key=lambda i: (out[i].arrival_ms, i)) == order
+    rescaled = [out[i].arrival_ms for i in order]
+    assert rescaled == sorted(rescaled)
 
 
 def test_bundled_trace_load_matches_the_design():
