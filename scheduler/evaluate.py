@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -58,6 +58,8 @@ class EvalSettings:
     executor: str = "sleep"
     seed: int = 0
     sim_seeds: int = 10  # seeds per simulated policy, to know its run-to-run spread
+    # Slot time a task holds beyond its duration; None: measured for docker agents, else 0.
+    start_overhead_ms: float | None = None
     delay_ms: float = 0.5
     timeout_s: float = 600.0
     command: str = "dodoor evaluate"
@@ -112,7 +114,8 @@ def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, 
     far apart two policies must be before their order means anything.
     """
     def once(seed: int):
-        settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=seed)
+        settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=seed,
+                               start_overhead_ms=s.start_overhead_ms or 0.0)
         return simulate(tasks, scaled(s.agents), policy, settings)
 
     result = once(s.seed)
@@ -188,12 +191,28 @@ def _live_summary(result, policy: str, s: EvalSettings) -> dict:
                                    "schedulers": s.schedulers})
 
 
+def _with_overhead(s: EvalSettings) -> EvalSettings:
+    """Settle the container overhead the simulator is told of (see ``scheduler.overhead``)."""
+    docker_agents = s.live == "compose" or (s.live == "local" and s.executor == "docker")
+    if s.start_overhead_ms is not None or not docker_agents:
+        return s if s.start_overhead_ms is not None else replace(s, start_overhead_ms=0.0)
+    from scheduler.overhead import container_overhead_ms
+
+    print("measuring the container overhead for the simulator...", file=sys.stderr)
+    ms = container_overhead_ms()
+    s.notes.append(f"simulated with a start overhead of {ms:.0f} ms per task: the median "
+                   "create+start+wait+remove of an empty dodoor-task:busybox container, "
+                   "measured just before the runs (--start-overhead-ms overrides)")
+    return replace(s, start_overhead_ms=ms)
+
+
 def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
     """Run everything, write summaries, CSVs, figures and ``report.md``; returns its path."""
     from scheduler import report_plots
 
     tasks = scale_tasks(trace_tasks, s.speedup, s.duration_scale)
     s.out.mkdir(parents=True, exist_ok=True)
+    s = _with_overhead(s)
     sim, live, records = [], [], {}
     for policy in s.policies:
         print(f"simulating {policy}: {len(tasks)} tasks", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shlex
 import sys
@@ -45,6 +46,9 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--executor", default="sleep", choices=("sleep", "process", "docker"),
                     help="executor of the --live local agents (docker runs --function-mix)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--start-overhead-ms", type=float, default=None,
+                    help="slot time each task holds beyond its duration in the simulation "
+                         "(default: measured for docker agents, else 0)")
     ev.add_argument("--sim-seeds", type=int, default=10,
                     help="simulate each policy with this many seeds (from --seed) to measure "
                          "the run-to-run spread the ranking check allows for (default 10)")
@@ -145,12 +149,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.sim_seeds < 1:
         raise ValidationError("sim-seeds", f"must be >= 1, got {args.sim_seeds}")
+    if args.start_overhead_ms is not None and not (0 <= args.start_overhead_ms < math.inf):
+        raise ValidationError("start-overhead-ms",
+                              f"must be finite and >= 0, got {args.start_overhead_ms}")
     live = "compose" if args.compose else args.live
     settings = EvalSettings(
         policies=tuple(parse_policies([args.policies])), out=Path(args.out), live=live,
         speedup=args.speedup, duration_scale=args.duration_scale, agents=args.agents,
         schedulers=args.schedulers, executor=args.executor, seed=args.seed,
-        sim_seeds=args.sim_seeds,
+        sim_seeds=args.sim_seeds, start_overhead_ms=args.start_overhead_ms,
         timeout_s=args.timeout,
         token=os.environ.get("DODOOR_TOKEN"),
         command="dodoor " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

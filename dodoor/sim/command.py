@@ -36,6 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--schedulers", type=int, default=1)
     p.add_argument("--delay-ms", type=float, default=0.5, help="one-way message delay")
     p.add_argument("--report-interval-ms", type=float, default=100.0)
+    p.add_argument("--start-overhead-ms", type=float, default=0.0,
+                   help="slot time each task holds beyond its duration, e.g. a container's "
+                        "start and removal (dodoor evaluate measures it for docker agents)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting, e.g. d=8 or alpha=0.3 (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     policies = parse_policies(args.policy)
     settings = SimSettings(
         delay_ms=args.delay_ms, report_interval_ms=args.report_interval_ms,
-        schedulers=args.schedulers, seed=args.seed,
+        schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
     )
     tasks, nodes = load_inputs(args.trace, args.cluster, args.limit, args.load)

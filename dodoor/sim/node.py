@@ -51,7 +51,7 @@ class SimNode:
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Reporter | None = None,
-                 report_interval_ms: float = 100.0) -> None:
+                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
@@ -61,6 +61,7 @@ class SimNode:
         self.slots = int(spec.slots)
         self.free = list(self.capacity)
         self.free_slots = self.slots
+        self.overhead = start_overhead_ms  # slot time beyond a task's duration (containers)
         self.queue: list[Entry] = []
         self.running: dict[Entry, None] = {}  # insertion-ordered, so replays are deterministic
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
@@ -173,7 +174,7 @@ class SimNode:
             self._run(entry, self.loop.now)
 
     def _run(self, entry: Entry, now: float) -> None:
-        entry.end = now + entry.duration
+        entry.end = now + entry.duration + self.overhead
         self.records.start[entry.index] = now
         self.running[entry] = None
         self._end_sum += entry.end

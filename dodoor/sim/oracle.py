@@ -111,7 +111,7 @@ class Oracle:
                     free[2] -= d
                     slots -= 1
                     seq += 1
-                    heapq.heappush(ends, (t + duration, seq, (c, m, d)))
+                    heapq.heappush(ends, (t + duration + node.overhead, seq, (c, m, d)))
                 else:
                     still.append((duration, (c, m, d)))
             waiting = still

@@ -17,7 +17,11 @@ class SimSettings:
     every component's random stream is derived; util_points: samples of the
     cluster-utilization curve; lookahead: let cache-based policies that decide by
     their scores alone score a scheduler's next tasks in batches
-    (:mod:`dodoor.sim.lookahead`: same results, faster)."""
+    (:mod:`dodoor.sim.lookahead`: same results, faster); start_overhead_ms: time a
+    node's slot is held beyond each task's duration — what a container's create,
+    start and removal add on docker agents (``scheduler.overhead`` measures it), 0
+    for the sleep executor. Schedulers still score with the declared durations,
+    as they do live."""
 
     delay_ms: float = 0.5
     report_interval_ms: float = 100.0
@@ -26,6 +30,7 @@ class SimSettings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     util_points: int = 200
     lookahead: bool = True
+    start_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
@@ -34,6 +39,9 @@ class SimSettings:
             raise ValidationError(
                 "report_interval_ms", f"must be finite and >= 0, got {self.report_interval_ms}"
             )
+        if not (math.isfinite(self.start_overhead_ms) and self.start_overhead_ms >= 0):
+            raise ValidationError("start_overhead_ms",
+                                  f"must be finite and >= 0, got {self.start_overhead_ms}")
         if self.schedulers < 1:
             raise ValidationError("schedulers", f"must be >= 1, got {self.schedulers}")
         if self.util_points < 2:

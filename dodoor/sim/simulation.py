@@ -95,7 +95,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.on_report if kind is PolicyKind.CACHED else None
-    sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms)
+    sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
+                         settings.start_overhead_ms)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)

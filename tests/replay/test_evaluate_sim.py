@@ -39,3 +39,21 @@ def test_bad_seed_count_is_a_clear_error(tmp_path):
     assert done.returncode != 0
     assert "sim-seeds" in done.stderr and "got 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_start_overhead_lengthens_the_simulated_runs(tmp_path):
+    runs = {}
+    for overhead in ("0", "200"):
+        out = tmp_path / overhead
+        done = evaluate("--limit", "60", "--policies", "random", "--sim-seeds", "1",
+                        "--start-overhead-ms", overhead, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        runs[overhead] = json.loads((out / "summary_sim.json").read_text())[0]
+    # every task holds its slot 200 ms longer, so each ends at least 200 ms later
+    assert runs["200"]["makespan_ms"]["mean"] >= runs["0"]["makespan_ms"]["mean"] + 200.0
+
+
+def test_bad_start_overhead_is_a_clear_error(tmp_path):
+    done = evaluate("--limit", "10", "--start-overhead-ms", "nan", "--out", str(tmp_path))
+    assert done.returncode != 0
+    assert "start-overhead-ms" in done.stderr and "Traceback" not in done.stderr

@@ -15,8 +15,8 @@ demands = st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.sampled_from([100.0, 90
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(demands, min_size=1, max_size=12), st.sampled_from([1, 2, 3]),
-       st.integers(0, 3), demands, st.integers(0, 500).map(float))
-def test_prediction_matches_the_replay(earlier, slots, in_flight, new, ask_at):
+       st.integers(0, 3), demands, st.integers(0, 500).map(float), st.sampled_from([0.0, 40.0]))
+def test_prediction_matches_the_replay(earlier, slots, in_flight, new, ask_at, overhead):
     spec = NodeSpec("n", 4, 1000, 0, slots)
     # everything the oracle may know of has arrived by ``ask_at`` or is in flight
     tasks = [Task(f"t{i}", c, m, 0, dur, min(at, ask_at))
@@ -25,7 +25,7 @@ def test_prediction_matches_the_replay(earlier, slots, in_flight, new, ask_at):
     loop = EventLoop()
     net = Network(loop, 5.0)
     records = TaskRecords(tasks)
-    node = SimNode(0, spec, loop, net, records)
+    node = SimNode(0, spec, loop, net, records, start_overhead_ms=overhead)
     oracle = Oracle()
     # the first tasks are enqueued directly; the last ``in_flight`` of them are
     # sent at ``ask_at`` and so are still on the wire when the oracle is asked

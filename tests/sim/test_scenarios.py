@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
@@ -119,3 +120,24 @@ def test_prequal_messages_follow_probe_rate():
     res = simulate(tasks, nodes, "prequal:probe_rate=2", SimSettings(seed=0))
     assert counts_of(res) == {"enqueue": 30, "probe": 60, "probe_reply": 60, "completion": 30}
     assert all(not math.isnan(e) for e in res.records.end)
+
+
+def test_start_overhead_holds_the_slot_longer_but_is_not_scored():
+    # As test_dodoor_exact with 25 ms of container overhead per task: each run ends
+    # 25 ms later and the next one on that node starts then. t3's choice is the same
+    # (the schedulers score declared durations), so the log is shifted, not reshuffled.
+    res = simulate(TASKS, AB, "dodoor", SimSettings(seed=1, start_overhead_ms=25.0))
+    assert log_of(res) == [
+        (0.5, 0.5, 1025.5, A),
+        (10.5, 1025.5, 1250.5, A),
+        (20.5, 20.5, 345.5, B),
+        (30.5, 345.5, 420.5, B),
+    ]
+    ideal = simulate(TASKS, AB, "ideal", SimSettings(seed=1, start_overhead_ms=25.0)).records
+    assert [ideal.end[i] - ideal.start[i] for i in range(4)] == [1025.0, 225.0, 325.0, 75.0]
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_start_overhead_must_be_finite_and_not_negative(bad):
+    with pytest.raises(ValidationError, match="start_overhead_ms"):
+        SimSettings(start_overhead_ms=bad)
