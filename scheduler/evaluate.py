@@ -198,11 +198,15 @@ def _with_overhead(s: EvalSettings) -> EvalSettings:
         return s if s.start_overhead_ms is not None else replace(s, start_overhead_ms=0.0)
     from scheduler.overhead import container_overhead_ms
 
-    print("measuring the container overhead for the simulator...", file=sys.stderr)
-    ms = container_overhead_ms()
+    slots = sum(n.slots for n in scaled(s.agents))
+    print(f"measuring the container overhead for the simulator ({slots} at a time)...",
+          file=sys.stderr)
+    # As many at once as the cluster has slots: the replay's bursts keep them all busy.
+    ms = container_overhead_ms(runs=3, concurrency=slots)
     s.notes.append(f"simulated with a start overhead of {ms:.0f} ms per task: the median "
                    "create+start+wait+remove of an empty dodoor-task:busybox container, "
-                   "measured just before the runs (--start-overhead-ms overrides)")
+                   f"{slots} at a time (the cluster's slots), measured just before the runs "
+                   "(--start-overhead-ms overrides)")
     return replace(s, start_overhead_ms=ms)
 
 

@@ -22,6 +22,13 @@ def test_a_missing_image_is_a_clear_error(docker_client):
         container_overhead_ms(runs=1, image="no-such-image:0")
 
 
-def test_runs_must_be_positive():
-    with pytest.raises(ValueError, match="got 0"):
-        container_overhead_ms(runs=0)
+def test_concurrent_containers_are_measured_each(docker_client, images):
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    assert 1.0 < container_overhead_ms(runs=1, concurrency=3) < 60_000.0
+    assert {c.id for c in docker_client.containers.list(all=True)} == before
+
+
+@pytest.mark.parametrize("runs, concurrency", [(0, 1), (1, 0)])
+def test_runs_and_concurrency_must_be_positive(runs, concurrency):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        container_overhead_ms(runs=runs, concurrency=concurrency)
