@@ -9,6 +9,9 @@ Each policy kind (``dodoor.policies.base.PolicyKind``) is served here:
 * RESERVE (Sparrow) reserves on the candidates; the first agent to confirm gets
   the task in the confirm's reply (see :mod:`scheduler.reservations`).
 
+The paths that ask agents first (PROBE, RESERVE, POOL's probes) live in
+:mod:`scheduler.asking`.
+
 An enqueue that fails moves the task to the next candidate, then to other
 random feasible nodes (DESIGN §6), taking back the cached delta of the failed
 node.
@@ -23,13 +26,13 @@ from typing import Callable
 
 import numpy as np
 
-from dodoor.cache import CandidateView
 from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.wire import Cancel, Deltas, Enqueue, Probe, ProbeReply, Reserve
+from dodoor.wire import Deltas, Enqueue
 from scheduler.agents import PeerClient, PeerError
+from scheduler.asking import AskingPaths
 from scheduler.httpkit import BackgroundTasks
 from scheduler.outbox import BatchRefused, Outbox
 from scheduler.placements import Placement, PlacementLog
@@ -56,7 +59,7 @@ class NoNodesError(Exception):
     """No live node is known (no snapshot yet, or every node is dead)."""
 
 
-class Placer:
+class Placer(AskingPaths):
     """Places tasks for one scheduler (see module docstring)."""
 
     def __init__(
@@ -348,91 +351,3 @@ class Placer:
                                              self.rng)
             queue = [self._target(i) for i in picks if self.view.node_ids[i] not in tried]
             queue = queue[: self.settings.max_failover]
-
-    async def _place_probed(self, task: Task) -> Placement:
-        demand = task.demand()
-        view = self.view
-        cands = self.policy.candidates(task, demand, view.sampler, self.rng)
-        targets = [self._target(c) for c in cands]
-        replies = await asyncio.gather(
-            *(self.peers.send(url + "/internal/probe", Probe(self.settings.scheduler_id),
-                              expect=ProbeReply) for _, url in targets),
-            return_exceptions=True,
-        )
-        answered = [(t, r) for t, r in zip(targets, replies) if isinstance(r, ProbeReply)]
-        idx = [self.view.index.get(t[0]) for t, _ in answered]
-        if not answered or any(i is None for i in idx):
-            return await self._forward(task, [], recorded=False)
-        nodes = np.array(idx, dtype=np.intp)
-        cache = self.view.cache
-        candidate_view = CandidateView(nodes, cache.capacity[nodes],
-                                       np.stack([r.state for _, r in answered]),
-                                       cache.slots[nodes])
-        chosen = self.policy.choose(task, demand, candidate_view, self.rng)
-        chosen_target = self._target(chosen)
-        prefs = [chosen_target] + [t for t, _ in answered if t != chosen_target]
-        return await self._forward(task, prefs, recorded=False)
-
-    async def _place_reserved(self, task: Task) -> Placement:
-        demand = task.demand()
-        cands = self.policy.candidates(task, demand, self.view.sampler, self.rng)
-        targets = [self._target(c) for c in cands]
-        res = self.reservations.open(task, targets)
-        reply_url = self.settings.url + "/internal/confirm"
-        msg = Reserve(task, self.settings.scheduler_id, reply_url)
-        sent = await asyncio.gather(
-            *(self.peers.send(url + "/internal/reserve", msg) for _, url in targets),
-            return_exceptions=True,
-        )
-        failed = {t[0] for t, r in zip(targets, sent) if isinstance(r, BaseException)}
-        if failed:
-            res.drop(failed)
-        if not res.targets and res.bound is None:
-            self.reservations.close(task.task_id)
-            return await self._forward(task, [], recorded=False)
-        try:
-            await asyncio.wait_for(res.event.wait(), self.settings.sparrow_wait_ms / 1000.0)
-        except asyncio.TimeoutError:
-            pass
-        return Placement(task.task_id, res.bound)
-
-    def confirm(self, node_id: str, task_id: str) -> Enqueue | None:
-        """A Sparrow confirm: the task for the first confirming node, None (409) otherwise."""
-        res = self.reservations.bind(task_id, node_id)
-        if res is None:
-            return None
-        self.placed.put(task_id, node_id)
-        self.placements += 1
-        for other, url in res.targets:
-            if other != node_id:
-                self.background.spawn(self._cancel(url, task_id), name=f"cancel-{task_id}")
-        self.peers.counter.add("enqueue")
-        return Enqueue(res.task, self.settings.scheduler_id)
-
-    async def _cancel(self, url: str, task_id: str) -> None:
-        try:
-            await self.peers.send(url + "/internal/cancel", Cancel(task_id))
-        except PeerError as exc:
-            log.info("cancel of %s at %s failed: %s", task_id, url, exc)
-
-    # -- Prequal probe pool ------------------------------------------------
-
-    def _feed_pool(self, placed: int) -> None:
-        """Probe ``probe_rate`` nodes per placed task; beyond the in-flight bound, skip."""
-        for _ in range(placed):
-            for idx in self.policy.probe_targets(self.view.sampler, self.rng):
-                if len(self.background) >= self.settings.max_probe_inflight:
-                    return
-                node_id, url = self._target(idx)
-                self.background.spawn(self._pool_probe(node_id, url), name=f"probe-{node_id}")
-
-    async def _pool_probe(self, node_id: str, url: str) -> None:
-        try:
-            reply = await self.peers.send(url + "/internal/probe",
-                                          Probe(self.settings.scheduler_id), expect=ProbeReply)
-        except PeerError as exc:
-            log.debug("pool probe of %s failed: %s", node_id, exc)
-            return
-        idx = self.view.index.get(node_id)
-        if idx is not None and self._policy_generation == self.view.generation:
-            self.policy.on_probe_reply(idx, reply.state, self.clock.now_ms())
