@@ -109,11 +109,14 @@ def test_messages_are_counted_once_per_message(replayed):
     assert by_role["scheduler"]["enqueue"] == N_TASKS
     assert by_role["agent"]["enqueue"] == N_TASKS
     assert summary["messages"]["by_type"]["enqueue"] == N_TASKS
-    # node reports come from the agents' own counters and match what the store received
-    assert summary["messages"]["by_type"]["node_state"] == by_role["agent"]["node_state"]
+    # node reports come from the agents' own counters and match what the store received;
+    # under random no scheduler scores from load, so the agents send (almost) none: a
+    # type that did not occur in the run is absent
+    reports = summary["messages"]["by_type"].get("node_state", 0)
+    assert reports == by_role["agent"].get("node_state", 0)
     # the agent counts a report when it sends it, the store when it handles it: a report
     # in flight at either scrape may shift one count per agent between the two
-    assert abs(by_role["loadstore"]["node_state"] - by_role["agent"]["node_state"]) <= 2 * 4
+    assert abs(by_role["loadstore"].get("node_state", 0) - reports) <= 2 * 4
     total = sum(v for k, v in summary["messages"]["by_type"].items()
                 if k in ("enqueue", "node_state", "snapshot", "deltas"))
     assert summary["messages"]["per_task"] == pytest.approx(total / N_TASKS)
