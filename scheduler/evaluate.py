@@ -60,8 +60,6 @@ class EvalSettings:
     sim_seeds: int = 10  # seeds per simulated policy, to know its run-to-run spread
     # Slot time a task holds beyond its duration; None: measured for docker agents, else 0.
     start_overhead_ms: float | None = None
-    # With the cluster's slots all starting at once (dodoor.sim.contention); 0: constant.
-    start_overhead_full_ms: float = 0.0
     delay_ms: float = 0.5
     timeout_s: float = 600.0
     command: str = "dodoor evaluate"
@@ -117,8 +115,7 @@ def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, 
     """
     def once(seed: int):
         settings = SimSettings(delay_ms=s.delay_ms, schedulers=s.schedulers, seed=seed,
-                               start_overhead_ms=s.start_overhead_ms or 0.0,
-                               start_overhead_full_ms=s.start_overhead_full_ms)
+                               start_overhead_ms=s.start_overhead_ms or 0.0)
         return simulate(tasks, scaled(s.agents), policy, settings)
 
     result = once(s.seed)
@@ -194,24 +191,27 @@ def _live_summary(result, policy: str, s: EvalSettings) -> dict:
                                    "schedulers": s.schedulers})
 
 
-def _with_overhead(s: EvalSettings) -> EvalSettings:
+def _with_overhead(s: EvalSettings, tasks: Sequence[Task]) -> EvalSettings:
     """Settle the container overhead the simulator is told of (see ``scheduler.overhead``)."""
     docker_agents = s.live == "compose" or (s.live == "local" and s.executor == "docker")
     if s.start_overhead_ms is not None or not docker_agents:
         return s if s.start_overhead_ms is not None else replace(s, start_overhead_ms=0.0)
-    from scheduler.overhead import container_overhead_ms
+    from scheduler.overhead import busy_overhead_ms, container_overhead_ms
 
     slots = sum(n.slots for n in scaled(s.agents))
     print(f"measuring the container overhead for the simulator (1 and {slots} at a time)...",
           file=sys.stderr)
     solo = container_overhead_ms(runs=5)
     full = max(solo, container_overhead_ms(runs=3, concurrency=slots))
-    s.notes.append(f"simulated with a container overhead per task of {solo:.0f} ms when it "
-                   f"starts alone, rising linearly to {full:.0f} ms with {slots} starting at once "
-                   "(the cluster's slots; dodoor.sim.contention): an empty dodoor-task:busybox "
-                   "container's create+start+wait+remove, measured just before the runs "
-                   "(--start-overhead-ms sets a constant instead)")
-    return replace(s, start_overhead_ms=solo, start_overhead_full_ms=full)
+    duration = statistics.fmean(t.duration_ms for t in tasks)
+    ms = busy_overhead_ms(solo, full, slots, duration)
+    s.notes.append(f"simulated with a start overhead of {ms:.0f} ms per task: an empty "
+                   f"dodoor-task:busybox container's create+start+wait+remove took {solo:.0f} ms "
+                   f"alone and {full:.0f} ms with {slots} at once (the cluster's slots), measured "
+                   f"just before the runs; {ms:.0f} ms is what it comes to with every slot "
+                   f"cycling through {duration:.0f}-ms tasks (scheduler.overhead."
+                   "busy_overhead_ms; --start-overhead-ms overrides)")
+    return replace(s, start_overhead_ms=ms)
 
 
 def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
@@ -220,7 +220,7 @@ def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
 
     tasks = scale_tasks(trace_tasks, s.speedup, s.duration_scale)
     s.out.mkdir(parents=True, exist_ok=True)
-    s = _with_overhead(s)
+    s = _with_overhead(s, tasks)
     sim, live, records = [], [], {}
     for policy in s.policies:
         print(f"simulating {policy}: {len(tasks)} tasks", file=sys.stderr)

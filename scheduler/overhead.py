@@ -3,16 +3,16 @@
 A trace task replayed on docker agents runs ``dodoor-task sleep <duration>`` in a
 fresh container, so its slot is held for the duration *plus* the engine's
 create, start, wait and remove. The simulator knows nothing of Docker; told this
-overhead, alone and with every slot starting at once
-(``SimSettings.start_overhead_ms`` / ``start_overhead_full_ms``), it holds the
-slot that much longer, as the live agent does. Measured here with the Docker SDK
-directly (the scheduler package may not import the agent's executor, DESIGN §10),
-with the same image, command shape, limits and removal as the executor.
+overhead (``SimSettings.start_overhead_ms``) it holds the slot that much longer,
+as the live agent does. Measured here with the Docker SDK directly (the
+scheduler package may not import the agent's executor, DESIGN §10), with the
+same image, command shape, limits and removal as the executor.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 import uuid
@@ -73,3 +73,22 @@ def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 
              len(times), concurrency)
     return median
 
+
+def busy_overhead_ms(solo_ms: float, full_ms: float, slots: int, duration_ms: float) -> float:
+    """The overhead per task when every slot cycles through container and task.
+
+    ``solo_ms`` is the overhead of one container alone, ``full_ms`` that of
+    ``slots`` containers created and removed at once. Assume it grows linearly
+    with the other containers in that phase at the same time. With every slot busy
+    a slot spends o / (o + duration) of its time there, so
+    o = solo + (full − solo)·o / (o + duration): the positive root of
+    o² + (duration − full)·o − solo·duration = 0. It is ``full`` for zero-length
+    tasks and tends to ``solo`` for long ones.
+    """
+    if slots < 1 or duration_ms < 0 or not 0 <= solo_ms <= full_ms:
+        raise ValueError(f"need slots >= 1, duration >= 0 and 0 <= solo <= full, got "
+                         f"{slots}, {duration_ms}, {solo_ms}, {full_ms}")
+    if slots == 1:
+        return solo_ms
+    p = duration_ms - full_ms
+    return (-p + math.sqrt(p * p + 4.0 * solo_ms * duration_ms)) / 2.0

@@ -20,7 +20,6 @@ from typing import Any, Callable
 import numpy as np
 
 from dodoor.resources import NodeSpec
-from dodoor.sim.contention import Contention
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.network import Network
 from dodoor.sim.records import TaskRecords
@@ -52,8 +51,7 @@ class SimNode:
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Reporter | None = None,
-                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0,
-                 contention: Contention | None = None) -> None:
+                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
@@ -64,7 +62,6 @@ class SimNode:
         self.free = list(self.capacity)
         self.free_slots = self.slots
         self.overhead = start_overhead_ms  # slot time beyond a task's duration (containers)
-        self.contention = contention  # or, when set, an overhead that grows with the host's load
         self.queue: list[Entry] = []
         self.running: dict[Entry, None] = {}  # insertion-ordered, so replays are deterministic
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
@@ -78,10 +75,6 @@ class SimNode:
         self._interval = report_interval_ms
         self._last_report = -float("inf")
         self._report_scheduled = False
-
-    def expected_overhead(self) -> float:
-        """The overhead a task starting now would get (the oracle's estimate)."""
-        return self.overhead if self.contention is None else self.contention.peek()
 
     # -- message handlers -------------------------------------------------
     def enqueue(self, entry: Entry) -> None:
@@ -181,8 +174,7 @@ class SimNode:
             self._run(entry, self.loop.now)
 
     def _run(self, entry: Entry, now: float) -> None:
-        overhead = self.overhead if self.contention is None else self.contention.take()
-        entry.end = now + entry.duration + overhead
+        entry.end = now + entry.duration + self.overhead
         self.records.start[entry.index] = now
         self.running[entry] = None
         self._end_sum += entry.end

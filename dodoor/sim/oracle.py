@@ -81,7 +81,6 @@ class Oracle:
             seq += 1
             ends.append((entry.end, seq, entry.demand))
         heapq.heapify(ends)
-        overhead = node.expected_overhead()  # exact when constant; an estimate under contention
         waiting = [(e.duration, e.demand) for e in node.queue if e.job is None]
         arrivals = [(at, e.duration, e.demand) for at, e in node.inbound]
         steps: list[Step] = [(now, free[0], free[1], free[2], slots)]
@@ -112,7 +111,7 @@ class Oracle:
                     free[2] -= d
                     slots -= 1
                     seq += 1
-                    heapq.heappush(ends, (t + duration + overhead, seq, (c, m, d)))
+                    heapq.heappush(ends, (t + duration + node.overhead, seq, (c, m, d)))
                 else:
                     still.append((duration, (c, m, d)))
             waiting = still

@@ -21,10 +21,7 @@ class SimSettings:
     node's slot is held beyond each task's duration — what a container's create,
     start and removal add on docker agents (``scheduler.overhead`` measures it), 0
     for the sleep executor. Schedulers still score with the declared durations,
-    as they do live. start_overhead_full_ms: when above start_overhead_ms, the
-    nodes share one host and the overhead grows with the containers starting at
-    once, reaching this with as many as the cluster has slots
-    (:mod:`dodoor.sim.contention`)."""
+    as they do live."""
 
     delay_ms: float = 0.5
     report_interval_ms: float = 100.0
@@ -34,7 +31,6 @@ class SimSettings:
     util_points: int = 200
     lookahead: bool = True
     start_overhead_ms: float = 0.0
-    start_overhead_full_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
@@ -46,9 +42,6 @@ class SimSettings:
         if not (math.isfinite(self.start_overhead_ms) and self.start_overhead_ms >= 0):
             raise ValidationError("start_overhead_ms",
                                   f"must be finite and >= 0, got {self.start_overhead_ms}")
-        if not (math.isfinite(self.start_overhead_full_ms) and self.start_overhead_full_ms >= 0):
-            raise ValidationError("start_overhead_full_ms",
-                                  f"must be finite and >= 0, got {self.start_overhead_full_ms}")
         if self.schedulers < 1:
             raise ValidationError("schedulers", f"must be >= 1, got {self.schedulers}")
         if self.util_points < 2:

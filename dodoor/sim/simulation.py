@@ -18,7 +18,6 @@ from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.errors import NoFitError
 from dodoor.resources import NodeSpec, Task, capacity_matrix, check_fits_somewhere
 from dodoor.sampling import FeasibleSampler
-from dodoor.sim.contention import Contention
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
@@ -96,12 +95,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.on_report if kind is PolicyKind.CACHED else None
-    contention = None
-    if settings.start_overhead_full_ms > settings.start_overhead_ms:
-        contention = Contention(loop, settings.start_overhead_ms, settings.start_overhead_full_ms,
-                                int(slots.sum()))
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms, contention)
+                         settings.start_overhead_ms)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)

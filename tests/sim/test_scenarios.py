@@ -141,17 +141,3 @@ def test_start_overhead_holds_the_slot_longer_but_is_not_scored():
 def test_start_overhead_must_be_finite_and_not_negative(bad):
     with pytest.raises(ValidationError, match="start_overhead_ms"):
         SimSettings(start_overhead_ms=bad)
-
-
-def test_start_overhead_grows_with_containers_starting_at_once():
-    # 25 ms for a container alone, 45 ms with both slots of AB starting at once. t2
-    # starts at 20.5 while t0 (from 0.5, 25 ms) is still starting: it pays 45 ms. t1 and
-    # t3 start when nothing else is starting: 25 ms each.
-    res = simulate(TASKS, AB, "dodoor", SimSettings(seed=1, start_overhead_ms=25.0,
-                                                    start_overhead_full_ms=45.0))
-    assert log_of(res) == [
-        (0.5, 0.5, 1025.5, A),
-        (10.5, 1025.5, 1250.5, A),
-        (20.5, 20.5, 365.5, B),
-        (30.5, 365.5, 440.5, B),
-    ]
