@@ -1,7 +1,10 @@
 """Simulator speed: synthetic tasks on a scaled cluster with the dodoor policy at ~0.9 load.
 
 Prints simulated tasks per wall-clock second (target: >= 50,000/s for
-1,000,000 tasks on 10,000 nodes). ``--profile`` prints the top of a cProfile.
+1,000,000 tasks on 10,000 nodes), and the same tasks through a bare
+three-events-per-task skeleton (``sim_skeleton.py``) in the same process: the
+ratio says how much of the interpreter's ceiling the scheduling model costs.
+``--profile`` prints the top of a cProfile.
 
     python benchmarks/sim_scale.py [--tasks 1000000] [--nodes 10000] [--policy dodoor]
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+from sim_skeleton import skeleton_rate  # benchmarks/ is on sys.path when run as a script
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
 from workloads.clusters import scaled
@@ -33,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default="dodoor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="print the top 25 functions by time")
+    p.add_argument("--no-skeleton", action="store_true", help="skip the skeleton baseline")
     args = p.parse_args(argv)
 
     nodes = scaled(args.nodes)
@@ -68,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"makespan mean {mk['mean'] / 1000:.1f} s, p99 {mk['p99'] / 1000:.1f} s; "
           f"messages/task {summary['messages']['per_task']:.3f}; "
           f"utilization {summary['utilization']['mean_cores']:.2f} of cores")
+    if not args.no_skeleton:
+        base_tps, base_events = skeleton_rate(tasks, nodes, args.seed)
+        print(f"skeleton (3 events/task, scalar power-of-two, nothing else): {base_tps:,.0f} "
+              f"tasks/s, {base_events:,} events; simulator / skeleton = {tps / base_tps:.2f}; "
+              f"target / skeleton = {TARGET_TPS / base_tps:.2f}")
     return 0
 
 

@@ -14,6 +14,12 @@ heap's top with each channel's head. Both draw sequence numbers from one
 counter, so the merged order is exactly the order one heap would give; the
 channels only save the two heap operations per event (most events are
 messages).
+
+A :class:`Mailbox` holds messages whose arrival runs nothing — the receiver
+only reads them at its next event (the load store's node reports). They take
+a sequence number like any event but never enter the loop: the reader takes
+every message delivered before the event it is running, which is what
+delivering each one as an event would have left for it.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ Event = tuple[float, int, Callable[..., Any], tuple[Any, ...]]
 class EventLoop:
     """Runs callbacks at simulated times, earliest first, ties in scheduling order."""
 
-    __slots__ = ("_heap", "_seq", "_channels", "now", "events_run")
+    __slots__ = ("_heap", "_seq", "_channels", "now", "seq_now", "events_run")
 
     def __init__(self, start_ms: float = 0.0) -> None:
         self._heap: list[Event] = []
         self._seq = itertools.count(1)
         self._channels: list[deque[Event]] = []
         self.now = float(start_ms)
+        self.seq_now = 0  # sequence number of the event running now (0: none yet)
         self.events_run = 0
 
     def now_ms(self) -> float:
@@ -107,6 +114,7 @@ class EventLoop:
             else:
                 source.popleft()
             self.now = event[0]
+            self.seq_now = event[1]
             event[2](*event[3])
             ran += 1
         self.events_run += ran
@@ -144,3 +152,44 @@ class Channel:
                              f"(clock at {self._loop.now} ms)")
         self._last = time_ms
         self._queue.append((time_ms, next(self._seq), fn, args))
+
+
+class Mailbox:
+    """Messages delivered at ``time_ms`` that no event handles (see the module docstring).
+
+    Posts must come in delivery order (one fixed delay, sent as the clock
+    advances); :meth:`take` returns, oldest first, those delivered before the
+    event running now — in the loop's order, so a message due at the same
+    time as that event counts only if it was sent first.
+    """
+
+    __slots__ = ("_loop", "_queue", "_seq", "_last")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self._queue: deque[tuple[float, int, Any]] = deque()
+        self._seq = loop._seq
+        self._last = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def post(self, time_ms: float, item: Any) -> None:
+        """Deliver ``item`` at ``time_ms`` (not before the clock nor the last post)."""
+        if not (time_ms >= self._last and time_ms >= self._loop.now):  # also rejects NaN
+            raise ValueError(f"cannot deliver at {time_ms} ms in a mailbox at {self._last} ms "
+                             f"(clock at {self._loop.now} ms)")
+        self._last = time_ms
+        self._queue.append((time_ms, next(self._seq), item))
+
+    def take(self) -> list[tuple[float, Any]]:
+        """(delivery time, item) of every message delivered before the running event."""
+        queue = self._queue
+        if not queue:
+            return []
+        now = (self._loop.now, self._loop.seq_now)
+        out = []
+        while queue and queue[0][:2] < now:
+            time_ms, _, item = queue.popleft()
+            out.append((time_ms, item))
+        return out

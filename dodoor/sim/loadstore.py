@@ -13,6 +13,7 @@ import numpy as np
 
 from dodoor.cache import N_STATE, DeltaBatch
 from dodoor.snapshots import AdaptiveBatch, DeltaPublisher, SnapshotUpdate
+from dodoor.sim.engine import Mailbox
 from dodoor.sim.network import Network, wire_sizes
 
 SnapshotSink = Callable[[SnapshotUpdate], None]
@@ -41,8 +42,8 @@ class SimLoadStore:
                          if adaptive_target_ms > 0 else None)
         self.b_trace: list[tuple[float, int]] = []  # (time, b) after each push when adaptive
         self._sinks: list[SnapshotSink] = []
-        # reports received since the store last read its rows: node -> row (the last wins)
-        self._reports: dict[int, Sequence[float]] = {}
+        # node reports, (node index, row): read when the store next acts, the last per node wins
+        self.reports = Mailbox(net.loop)
         self._all = np.arange(n_nodes, dtype=np.intp)
         self._seq = 0
         self._sizes = wire_sizes()
@@ -54,23 +55,20 @@ class SimLoadStore:
         self._apply_reports()
         return self.reported + self.since
 
-    def on_report(self, node: int, state: Sequence[float]) -> None:
-        """A ``node_state`` arrives; its row (STATE_COLUMNS order) is installed lazily."""
-        self._reports[node] = state
-
     def _apply_reports(self) -> None:
         """Install the reports received so far, all rows in one assignment.
 
         Nothing reads the rows between two reports except the handlers that
-        call this first, so deferring them changes no outcome and saves a
-        numpy row write per report.
+        call this first, so deferring them changes no outcome and saves an
+        event and a numpy row write per report.
         """
-        if not self._reports:
+        arrived = self.reports.take()
+        if not arrived:
             return
-        nodes = list(self._reports)
-        self.reported[nodes] = list(self._reports.values())
+        latest: dict[int, Sequence[float]] = dict(item for _, item in arrived)
+        nodes = list(latest)
+        self.reported[nodes] = list(latest.values())
         self.since[nodes] = 0.0
-        self._reports.clear()
         if self.publisher is not None:
             self.publisher.mark(nodes)
 

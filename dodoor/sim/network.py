@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dodoor.messages import MessageCounter
-from dodoor.sim.engine import EventLoop
+from dodoor.sim.engine import EventLoop, Mailbox
 
 SIZED_TYPES = frozenset({"deltas", "snapshot"})
 
@@ -102,6 +102,11 @@ class Network:
         """``send`` for a message whose size depends on its rows (deltas, snapshots)."""
         self.counter.add(kind, 1, nbytes)
         self._channel.push(self.loop.now + self.delay_ms, fn, args)
+
+    def post(self, kind: str, mailbox: Mailbox, item: Any) -> None:
+        """``send`` to a receiver that reads its mailbox when it next acts (no event)."""
+        self.count_only(kind)
+        mailbox.post(self.loop.now + self.delay_ms, item)
 
     def count_only(self, kind: str, n: int = 1) -> None:
         """Count a message whose delivery nothing in the model waits for (completions)."""

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dodoor.resources import NodeSpec
-from dodoor.sim.engine import EventLoop
+from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
 from dodoor.sim.records import TaskRecords
 
@@ -43,14 +43,11 @@ class Entry:
         self.end = 0.0
 
 
-Reporter = Callable[[int, list[float]], None]  # (node index, state row)
-
-
 class SimNode:
     """One node; its methods are the message handlers of the agent."""
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
-                 records: TaskRecords, reporter: Reporter | None = None,
+                 records: TaskRecords, reporter: Mailbox | None = None,
                  report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
         self.index = index
         self.spec = spec
@@ -246,4 +243,5 @@ class SimNode:
 
     def _send_report(self) -> None:
         self._last_report = self.loop.now
-        self.net.send("node_state", self._reporter, self.index, self.state_row())
+        # the load store reads reports only when it next acts: a mailbox, not an event
+        self.net.post("node_state", self._reporter, (self.index, self.state_row()))

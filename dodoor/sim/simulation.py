@@ -94,7 +94,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     store = SimLoadStore(len(nodes), knobs.b, net, delta=knobs.delta_snapshots,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
-    reporter = store.on_report if kind is PolicyKind.CACHED else None
+    reporter = store.reports if kind is PolicyKind.CACHED else None
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
                          settings.start_overhead_ms)
                  for i, spec in enumerate(nodes)]

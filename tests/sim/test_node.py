@@ -3,14 +3,14 @@
 import pytest
 
 from dodoor.resources import NodeSpec, Task
-from dodoor.sim.engine import EventLoop
+from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
 from dodoor.sim.node import Entry, SimNode
 from dodoor.sim.records import TaskRecords
 
 
-def build(spec, tasks, reporter=None, interval=100.0):
-    loop = EventLoop()
+def build(spec, tasks, reporter=None, interval=100.0, loop=None):
+    loop = loop or EventLoop()
     net = Network(loop, 0.0)
     records = TaskRecords(tasks)
     node = SimNode(0, spec, loop, net, records, reporter, interval)
@@ -52,9 +52,13 @@ def test_state_columns_committed_and_pending():
 def test_reports_are_coalesced_to_one_per_interval():
     spec = NodeSpec("n", 8, 8192, 0, 4)
     tasks = [Task(f"t{i}", 1, 100, 0, d, 0) for i, d in enumerate((10, 20, 50, 300))]
-    reports = []
-    loop, net, _, _ = build(spec, tasks, reporter=lambda n, s: reports.append((loop.now, s[3])))
+    loop = EventLoop()
+    mailbox = Mailbox(loop)
+    loop, net, _, _ = build(spec, tasks, reporter=mailbox, loop=loop)
     loop.run()
+    loop.call_at(loop.now + 1, lambda: None)  # the mailbox gives what arrived before an event
+    loop.run()
+    reports = [(t, row[3]) for t, (node, row) in mailbox.take()]
     # ends at 10 (sent), 20 and 50 (one deferred report at 110), 300 (sent)
     assert reports == [(10, 3), (110, 1), (300, 0)]
     assert net.counter.counts["node_state"] == 3
