@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from dodoor.batch_scoring import ChunkScores, decides_by_scores
 from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
@@ -132,6 +133,10 @@ class Placer(AskingPaths):
         done_fut: asyncio.Future = asyncio.get_running_loop().create_future()
         demands: dict[tuple[float, float, float], np.ndarray | None] = {}
         generation = self.view.generation
+        # CACHED policies that decide by their scores alone take the tasks between two
+        # yields as one chunk, scored in one call (see _decide_chunk)
+        chunk: list[tuple[int, Task, np.ndarray]] | None = (
+            [] if self.kind is PolicyKind.CACHED and decides_by_scores(self.policy) else None)
         try:
             for i, task in enumerate(tasks):
                 task_id = task.task_id
@@ -151,6 +156,8 @@ class Placer(AskingPaths):
                     demand = demands[key]
                 else:
                     demand = task.demand()
+                    # read-only: the sampler then knows the array by identity
+                    demand.flags.writeable = False
                     if not self.view.sampler.feasible(demand).size:
                         demand = None
                     demands[key] = demand
@@ -160,19 +167,25 @@ class Placer(AskingPaths):
                     continue
                 self._inflight[task_id] = done_fut
                 mine.append(task_id)
-                if sync_kind:
+                if self.kind is PolicyKind.PROBE:
+                    coros.append(self._indexed(i, self._place_probed(task)))
+                    continue
+                if not sync_kind:
+                    coros.append(self._indexed(i, self._place_reserved(task)))
+                    continue
+                if chunk is not None:
+                    chunk.append((i, task, demand))
+                else:
                     prefs = self._decide(task, demand)
                     groups.setdefault(prefs[0], []).append((i, task, prefs))
-                    if len(mine) % _DECISIONS_PER_YIELD == 0:
-                        # a long batch must not starve other requests and snapshots;
-                        # node indices become node ids before the yield: a snapshot in
-                        # between may replace the node table
-                        self._resolve(groups, targets)
-                        await asyncio.sleep(0)
-                elif self.kind is PolicyKind.PROBE:
-                    coros.append(self._indexed(i, self._place_probed(task)))
-                else:
-                    coros.append(self._indexed(i, self._place_reserved(task)))
+                if len(mine) % _DECISIONS_PER_YIELD == 0:
+                    # a long batch must not starve other requests and snapshots;
+                    # node indices become node ids before the yield: a snapshot in
+                    # between may replace the node table
+                    self._decide_chunk(chunk, groups)
+                    self._resolve(groups, targets)
+                    await asyncio.sleep(0)
+            self._decide_chunk(chunk, groups)
             self._resolve(groups, targets)
             coros.extend(self._send_group(t, items) for t, items in targets.items())
             for done in await asyncio.gather(*coros):
@@ -292,6 +305,29 @@ class Placer(AskingPaths):
         if self.kind is PolicyKind.CACHED:
             self._record_at(chosen, task)
         return (chosen, *(c for c in cands if c != chosen))
+
+    def _decide_chunk(self, chunk: list[tuple[int, Task, np.ndarray]] | None,
+                      groups: dict[int, list[tuple[int, Task, Prefs]]]) -> None:
+        """Decide (and record) a chunk's tasks in order, as :meth:`_decide` one at a
+        time would for the same candidates: all are sampled first and scored in one
+        stacked call (:mod:`dodoor.batch_scoring`); ties draw from the rng in task order.
+
+        Runs without a yield, so no snapshot changes the cache or node table meanwhile.
+        """
+        if not chunk:
+            return
+        policy, view, rng = self.policy, self.view, self.rng
+        sampler = view.sampler
+        cands = [policy.candidates(task, demand, sampler, rng) for _, task, demand in chunk]
+        demands = [demand for _, _, demand in chunk]
+        scores = ChunkScores(policy, view.cache)
+        scores.reset(cands, demands)
+        for pos, (i, task, demand) in enumerate(chunk):
+            chosen = scores.decide(pos, demand, rng)
+            self._record_at(chosen, task)
+            prefs = (chosen, *(c for c in cands[pos] if c != chosen))
+            groups.setdefault(chosen, []).append((i, task, prefs))
+        chunk.clear()
 
     def _record(self, node_id: str, task: Task) -> None:
         if self.kind is not PolicyKind.CACHED:

@@ -1,0 +1,77 @@
+"""Stacked chunk scores equal scoring each task alone; the walk rescoring rules."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from dodoor.batch_scoring import MAX_STACKED_D, ChunkScores
+from dodoor.cache import LoadCache
+from dodoor.policies import make_policy_spec
+
+
+def _cache(nodes: int, seed: int) -> LoadCache:
+    gen = np.random.default_rng(seed)
+    capacity = gen.choice([4.0, 8.0, 16.0], size=(nodes, 3)) * [1.0, 1024.0, 50.0]
+    capacity[0, 2] = 0.0  # a zero capacity scores zero there
+    cache = LoadCache(capacity, np.full(nodes, 4.0))
+    cache.replace(np.abs(gen.normal(size=cache.state.shape)) * [2, 2048, 10, 3, 500])
+    return cache
+
+
+@pytest.mark.parametrize("d", range(2, MAX_STACKED_D + 1))
+def test_stacked_scores_equal_scoring_each_task_alone(d):
+    policy = make_policy_spec(f"dodoor:d={d},alpha=0.3")
+    cache = _cache(40, d)
+    rng = random.Random(d)
+    cands = [rng.sample(range(40), d) for _ in range(50)]
+    demands = [np.array([rng.choice([0.5, 1.0, 2.0]), rng.choice([256.0, 1024.0]), 1.0])
+               for _ in cands]
+    chunk = ChunkScores(policy, cache)
+    chunk.reset(cands, demands)
+    for pos, (c, demand) in enumerate(zip(cands, demands)):
+        assert chunk._scores[pos] == policy.scores(demand, cache.view(c)).tolist()
+
+
+def test_wide_candidate_sets_are_scored_alone():
+    d = MAX_STACKED_D + 1
+    policy = make_policy_spec(f"dodoor:d={d}")
+    chunk = ChunkScores(policy, _cache(20, 0))
+    chunk.reset([list(range(d)), list(range(1, d + 1))], [np.ones(3)] * 2)
+    assert chunk._scores == [None, None]
+    assert chunk.decide(0, np.ones(3), random.Random(0)) in range(d)
+
+
+def test_a_node_placed_on_rescores_later_tasks_that_share_it():
+    policy = make_policy_spec("dodoor:alpha=0")
+    cache = LoadCache(np.tile([8.0, 8192.0, 100.0], (3, 1)), np.full(3, 4.0))
+    state = np.zeros(cache.state.shape)
+    state[:, 0] = [1.0, 2.0, 3.0]
+    cache.replace(state)
+    task_demand = np.array([1.0, 1.0, 0.0])
+    chunk = ChunkScores(policy, cache)
+    chunk.reset([[0, 1], [0, 1], [1, 2]], [task_demand] * 3)
+    rng = random.Random(0)
+    assert chunk.decide(0, task_demand, rng) == 0
+    cache.state[0, 0] += 5.0  # the host records the placement: node 0 now loaded most
+    assert chunk.decide(1, task_demand, rng) == 1  # rescored, not the stale scores' node 0
+    assert chunk.decide(2, task_demand, rng) == 1  # node 1 changed, yet still lower
+
+
+def test_ties_run_the_hook_then_draw():
+    policy = make_policy_spec("dodoor")
+    cache = LoadCache(np.ones((3, 3)), np.ones(3))  # empty: every score ties
+    chunk = ChunkScores(policy, cache)
+    chunk.reset([[2, 0, 1]], [np.ones(3)])
+    hooked: list[int] = []
+    rng, twin = random.Random(4), random.Random(4)
+    node = chunk.decide(0, np.ones(3), rng, before_tie=hooked.append)
+    assert hooked == [0]
+    assert node == [2, 0, 1][twin.randrange(3)]
+
+
+def test_refuses_a_policy_that_does_not_decide_by_scores():
+    with pytest.raises(ValueError, match="dodoor-wait"):
+        ChunkScores(make_policy_spec("dodoor-wait"), LoadCache(np.ones((2, 3)), np.ones(2)))
