@@ -8,10 +8,10 @@ their candidates first, scores them all against the cache in one stacked
 :func:`dodoor.score.load_score` call (numpy's fixed cost per call, not the
 arithmetic, dominates scoring a few candidates), and then decides them in
 order from those scores. A task whose candidates include a node placed on
-since the scoring (its cached row changed) is scored again on its own, so
+since the scoring (its cached row changed) is scored again, so
 every decision is the one scoring that task alone against the cache as it is
 then would give. After a snapshot the host calls :meth:`ChunkScores.score`
-again for the tasks not yet decided.
+for the tasks not yet decided.
 
 The stacked score adds in the same order as the one-task score only for up to
 ``MAX_STACKED_D`` candidates; above that every task is scored alone.
@@ -34,6 +34,7 @@ from dodoor.policies import PlacementPolicy
 # numpy sums a row of 8 or more values pairwise, not in order as the one-task score does
 # (the last bit then differs in about a third of the rows)
 MAX_STACKED_D = 7
+MIN_WINDOW = 4
 
 
 def decides_by_scores(policy: PlacementPolicy) -> bool:
@@ -46,6 +47,13 @@ class ChunkScores:
 
     Positions are the tasks' places in the run; :attr:`cands` holds each one's
     candidate node indices (a host may drop a tail with :meth:`truncate`).
+
+    A scoring call covers a window of positions. A task whose candidate was
+    placed on since is not scored alone but starts the next window with it:
+    on a small cluster nearly every task shares a node with one placed on a
+    few tasks before, and one call for several tasks still costs less than
+    one for each. The window follows how long scores stayed valid: twice the
+    last such run, at least ``MIN_WINDOW``.
     """
 
     def __init__(self, policy: PlacementPolicy, cache: LoadCache) -> None:
@@ -54,53 +62,73 @@ class ChunkScores:
         self.policy = policy
         self.cache = cache
         self.cands: list[list[int]] = []
-        self._scores: list[list[float] | None] = []  # per position; None: score when due
+        self.calls = 0  # stacked scoring calls made
+        self._demands: Sequence[np.ndarray] = []
+        self._scores: list[list[float] | None] = []  # per position; None: score alone
         self._changed: set[int] = set()  # nodes whose cached row changed since scoring
+        self._first = 0  # the window scored last: [_first, _stop)
+        self._stop = 0
+        self._window = MIN_WINDOW
 
     def reset(self, cands: list[list[int]], demands: Sequence[np.ndarray]) -> None:
-        """Start a new run: these candidates (one list per task), scored now."""
+        """Start a new run: ``cands[p]`` and ``demands[p]`` of each position ``p``.
+
+        The first window is the whole run (no placement has changed the cache yet).
+        """
         self.cands = cands
-        self._scores = []
-        self.score(0, demands)
+        self._demands = demands
+        self._scores = [None] * len(cands)
+        self._window = max(len(cands), MIN_WINDOW)
+        self.score(0)
 
-    def score(self, first: int, demands: Sequence[np.ndarray]) -> None:
-        """Score positions ``first`` on against the cache as it is now, in one call.
+    def score(self, first: int) -> None:
+        """Score the window from position ``first`` on against the cache as it is now.
 
-        ``demands[p]`` is the demand of position ``first + p``. Tasks with fewer
-        candidates than the most (β sampled one) are scored when due.
+        One call for the positions with the most candidates; others (β sampled
+        fewer) are scored alone when due. Call it again after the cache was
+        replaced (a snapshot).
         """
         cands = self.cands
         self._changed.clear()
-        self._scores[first:] = [None] * (len(cands) - first)
-        if len(cands) - first < 2:
+        stop = min(len(cands), first + self._window)
+        self._first, self._stop = first, stop
+        self._scores[first:stop] = [None] * (stop - first)
+        if stop - first < 2:
             return
-        d = max(len(c) for c in cands[first:])
+        d = max(len(c) for c in cands[first:stop])
         if d < 2 or d > MAX_STACKED_D:
             return
-        full = [p for p in range(first, len(cands)) if len(cands[p]) == d]
+        full = [p for p in range(first, stop) if len(cands[p]) == d]
         if len(full) < 2:
             return  # nothing worth a batched call: each is scored when due
+        self.calls += 1
         nodes = np.array([cands[p] for p in full], dtype=np.intp)
-        demand = np.array([demands[p - first] for p in full])
+        demands = self._demands
+        demand = np.array([demands[p] for p in full])
         rows = self.policy.scores(demand[:, None, :], self.cache.view(nodes)).tolist()
         for p, row in zip(full, rows):
             self._scores[p] = row
 
-    def decide(self, pos: int, demand: np.ndarray, rng: random.Random,
+    def decide(self, pos: int, rng: random.Random,
                before_tie: Callable[[int], None] | None = None) -> int:
         """The node for position ``pos``: the lowest score, a tie drawn from ``rng``.
 
         ``before_tie(pos)`` runs before that draw (the simulator rewinds its
-        stream there). The chosen node counts as placed on: the host records the
-        placement in the cache before deciding the next position.
+        stream there). The chosen node counts as placed on: the host records
+        the placement in the cache before deciding the next position.
         """
         cands = self.cands[pos]
         if len(cands) == 1:
             node = cands[0]
         else:
+            if pos >= self._stop or not self._changed.isdisjoint(cands):
+                # the scores stayed valid for pos - _first positions
+                self._window = max(2 * (pos - self._first), MIN_WINDOW)
+                self.score(pos)
             scores = self._scores[pos]
-            if scores is None or not self._changed.isdisjoint(cands):
-                scores = self.policy.scores(demand, self.cache.view(cands)).tolist()
+            if scores is None:
+                scores = self.policy.scores(self._demands[pos],
+                                            self.cache.view(cands)).tolist()
             best = min(scores)
             if scores.count(best) == 1:  # the usual case: no tie, no random draw
                 node = cands[scores.index(best)]
@@ -116,3 +144,4 @@ class ChunkScores:
         """Drop every position from ``positions`` on."""
         del self.cands[positions:]
         del self._scores[positions:]
+        self._stop = min(self._stop, positions)

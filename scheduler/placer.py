@@ -309,8 +309,9 @@ class Placer(AskingPaths):
     def _decide_chunk(self, chunk: list[tuple[int, Task, np.ndarray]] | None,
                       groups: dict[int, list[tuple[int, Task, Prefs]]]) -> None:
         """Decide (and record) a chunk's tasks in order, as :meth:`_decide` one at a
-        time would for the same candidates: all are sampled first and scored in one
-        stacked call (:mod:`dodoor.batch_scoring`); ties draw from the rng in task order.
+        time would for the same candidates: all are sampled first, then scored a window
+        at a time in stacked calls (:mod:`dodoor.batch_scoring`); ties draw from the
+        rng in task order.
 
         Runs without a yield, so no snapshot changes the cache or node table meanwhile.
         """
@@ -322,8 +323,8 @@ class Placer(AskingPaths):
         demands = [demand for _, _, demand in chunk]
         scores = ChunkScores(policy, view.cache)
         scores.reset(cands, demands)
-        for pos, (i, task, demand) in enumerate(chunk):
-            chosen = scores.decide(pos, demand, rng)
+        for pos, (i, task, _) in enumerate(chunk):
+            chosen = scores.decide(pos, rng)
             self._record_at(chosen, task)
             prefs = (chosen, *(c for c in cands[pos] if c != chosen))
             groups.setdefault(chosen, []).append((i, task, prefs))

@@ -41,7 +41,7 @@ def test_wide_candidate_sets_are_scored_alone():
     chunk = ChunkScores(policy, _cache(20, 0))
     chunk.reset([list(range(d)), list(range(1, d + 1))], [np.ones(3)] * 2)
     assert chunk._scores == [None, None]
-    assert chunk.decide(0, np.ones(3), random.Random(0)) in range(d)
+    assert chunk.decide(0, random.Random(0)) in range(d)
 
 
 def test_a_node_placed_on_rescores_later_tasks_that_share_it():
@@ -54,10 +54,10 @@ def test_a_node_placed_on_rescores_later_tasks_that_share_it():
     chunk = ChunkScores(policy, cache)
     chunk.reset([[0, 1], [0, 1], [1, 2]], [task_demand] * 3)
     rng = random.Random(0)
-    assert chunk.decide(0, task_demand, rng) == 0
+    assert chunk.decide(0, rng) == 0
     cache.state[0, 0] += 5.0  # the host records the placement: node 0 now loaded most
-    assert chunk.decide(1, task_demand, rng) == 1  # rescored, not the stale scores' node 0
-    assert chunk.decide(2, task_demand, rng) == 1  # node 1 changed, yet still lower
+    assert chunk.decide(1, rng) == 1  # rescored, not the stale scores' node 0
+    assert chunk.decide(2, rng) == 1  # node 1 changed, yet still lower
 
 
 def test_ties_run_the_hook_then_draw():
@@ -67,7 +67,7 @@ def test_ties_run_the_hook_then_draw():
     chunk.reset([[2, 0, 1]], [np.ones(3)])
     hooked: list[int] = []
     rng, twin = random.Random(4), random.Random(4)
-    node = chunk.decide(0, np.ones(3), rng, before_tie=hooked.append)
+    node = chunk.decide(0, rng, before_tie=hooked.append)
     assert hooked == [0]
     assert node == [2, 0, 1][twin.randrange(3)]
 
@@ -75,3 +75,24 @@ def test_ties_run_the_hook_then_draw():
 def test_refuses_a_policy_that_does_not_decide_by_scores():
     with pytest.raises(ValueError, match="dodoor-wait"):
         ChunkScores(make_policy_spec("dodoor-wait"), LoadCache(np.ones((2, 3)), np.ones(2)))
+
+
+@pytest.mark.parametrize("nodes", [5, 16, 300])
+def test_walk_decides_as_one_at_a_time_in_few_calls(nodes):
+    policy = make_policy_spec("dodoor:alpha=0.5")
+    walked, plain = _cache(nodes, 1), _cache(nodes, 1)
+    rng = random.Random(nodes)
+    cands = [rng.sample(range(nodes), 2) for _ in range(256)]
+    demands = [np.array([rng.choice([0.5, 1.0]), 512.0, 0.0]) for _ in cands]
+    durations = [rng.choice([10.0, 100.0]) for _ in cands]
+    chunk = ChunkScores(policy, walked)
+    chunk.reset(cands, demands)
+    walk_rng, plain_rng = random.Random(1), random.Random(1)
+    for pos, (c, demand, duration) in enumerate(zip(cands, demands, durations)):
+        node = chunk.decide(pos, walk_rng)
+        expected = policy.choose(None, demand, plain.view(c), plain_rng)
+        assert node == expected, pos
+        for cache in (walked, plain):  # what record_placement adds
+            cache.state[node] += [*demand, 1.0, duration]
+    # a window per few tasks on a small cluster, one call on a large one
+    assert chunk.calls <= {5: 160, 16: 96, 300: 24}[nodes]
