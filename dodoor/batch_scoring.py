@@ -69,6 +69,7 @@ class ChunkScores:
         self._first = 0  # the window scored last: [_first, _stop)
         self._stop = 0
         self._window = MIN_WINDOW
+        self._d = 0
 
     def reset(self, cands: list[list[int]], demands: Sequence[np.ndarray]) -> None:
         """Start a new run: ``cands[p]`` and ``demands[p]`` of each position ``p``.
@@ -78,25 +79,24 @@ class ChunkScores:
         self.cands = cands
         self._demands = demands
         self._scores = [None] * len(cands)
+        self._d = max(map(len, cands), default=0)  # the candidates of a full sample
         self._window = max(len(cands), MIN_WINDOW)
         self.score(0)
 
     def score(self, first: int) -> None:
         """Score the window from position ``first`` on against the cache as it is now.
 
-        One call for the positions with the most candidates; others (β sampled
-        fewer) are scored alone when due. Call it again after the cache was
-        replaced (a snapshot).
+        One call for the positions with the run's most candidates; others (β
+        sampled fewer) are scored alone when due. Call it again after the cache
+        was replaced (a snapshot).
         """
         cands = self.cands
         self._changed.clear()
         stop = min(len(cands), first + self._window)
         self._first, self._stop = first, stop
         self._scores[first:stop] = [None] * (stop - first)
-        if stop - first < 2:
-            return
-        d = max(len(c) for c in cands[first:stop])
-        if d < 2 or d > MAX_STACKED_D:
+        d = self._d
+        if stop - first < 2 or d < 2 or d > MAX_STACKED_D:
             return
         full = [p for p in range(first, stop) if len(cands[p]) == d]
         if len(full) < 2:

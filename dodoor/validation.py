@@ -17,6 +17,9 @@ MAX_COMMAND_ITEMS = 1024
 MAX_MAP_ITEMS = 256
 MAX_STRING = 4096
 
+_INF = math.inf
+_EXACT_INT = 2**53  # ints up to here are exact as floats
+
 TASK_FIELDS = frozenset(
     {"id", "cores", "memory_mb", "disk_mb", "duration_ms", "image", "command", "function",
      "env", "labels"}
@@ -50,12 +53,32 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
             raise ValidationError(where + required, "is required")
     image, command, function = get("image"), get("command"), get("function")
     env, labels = get("env"), get("labels")
+    # Inline fast paths for the usual number types; anything else (and every value
+    # they would reject: NaN fails both comparisons) takes the checking helpers.
+    cores = obj["cores"]
+    if not (type(cores) is float and 0.0 < cores < _INF):
+        cores = _positive(cores, where, "cores")
+    memory = obj["memory_mb"]
+    if type(memory) is int and 1 <= memory <= _EXACT_INT:
+        memory = float(memory)
+    else:
+        memory = _integer(memory, where, "memory_mb", 1)
+    disk = get("disk_mb", 0)
+    if type(disk) is int and 0 <= disk <= _EXACT_INT:
+        disk = float(disk)
+    else:
+        disk = _integer(disk, where, "disk_mb", 0)
+    duration = get("duration_ms", 1000.0)
+    if type(duration) is int and 0 < duration <= _EXACT_INT:
+        duration = float(duration)
+    elif not (type(duration) is float and 0.0 < duration < _INF):
+        duration = _positive(duration, where, "duration_ms")
     return Task(
         task_id=task_id,
-        cores=_positive(obj["cores"], where, "cores"),
-        memory_mb=_integer(obj["memory_mb"], where, "memory_mb", 1),
-        disk_mb=_integer(get("disk_mb", 0), where, "disk_mb", 0),
-        duration_ms=_positive(get("duration_ms", 1000.0), where, "duration_ms"),
+        cores=cores,
+        memory_mb=memory,
+        disk_mb=disk,
+        duration_ms=duration,
         image=None if image is None else _string(image, where, "image"),
         command=None if command is None else _command(command, where + "command"),
         function=None if function is None else _string(function, where, "function"),
@@ -98,6 +121,8 @@ def _integer(value: Any, where: str, name: str, minimum: int) -> float:
 
 
 def _string(value: Any, where: str, name: str, limit: int = MAX_STRING) -> str:
+    if type(value) is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value  # the usual case, checked without building the field name
     field = where + name if where else name
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, got {_kind(value)}")
