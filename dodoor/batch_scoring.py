@@ -70,6 +70,8 @@ class ChunkScores:
         self._stop = 0
         self._window = MIN_WINDOW
         self._d = 0
+        self._nodes: np.ndarray | None = None  # (run, d) when every task has d candidates
+        self._demand_rows: np.ndarray | None = None  # (run or 1, 1, R)
 
     def reset(self, cands: list[list[int]], demands: Sequence[np.ndarray]) -> None:
         """Start a new run: ``cands[p]`` and ``demands[p]`` of each position ``p``.
@@ -79,8 +81,18 @@ class ChunkScores:
         self.cands = cands
         self._demands = demands
         self._scores = [None] * len(cands)
-        self._d = max(map(len, cands), default=0)  # the candidates of a full sample
+        d = self._d = max(map(len, cands), default=0)  # the candidates of a full sample
         self._window = max(len(cands), MIN_WINDOW)
+        # the arrays every window slices, built once when every task has d candidates
+        # (β = 1 samples fewer); tasks sharing one demand array broadcast it
+        self._nodes = self._demand_rows = None
+        if 2 <= d <= MAX_STACKED_D and all(len(c) == d for c in cands):
+            self._nodes = np.array(cands, dtype=np.intp)
+            one = demands[0]
+            if all(dm is one for dm in demands):
+                self._demand_rows = np.asarray(one)[None, None, :]
+            else:
+                self._demand_rows = np.array(demands)[:, None, :]
         self.score(0)
 
     def score(self, first: int) -> None:
@@ -97,6 +109,14 @@ class ChunkScores:
         self._scores[first:stop] = [None] * (stop - first)
         d = self._d
         if stop - first < 2 or d < 2 or d > MAX_STACKED_D:
+            return
+        if self._nodes is not None:
+            self.calls += 1
+            demand = self._demand_rows
+            if demand.shape[0] > 1:
+                demand = demand[first:stop]
+            view = self.cache.view(self._nodes[first:stop])
+            self._scores[first:stop] = self.policy.scores(demand, view).tolist()
             return
         full = [p for p in range(first, stop) if len(cands[p]) == d]
         if len(full) < 2:

@@ -31,20 +31,27 @@ def _placer(nodes: int, state: np.ndarray, seed: int, **params) -> tuple[Placer,
     return placer, emitted
 
 
-def _tasks(n: int, rng: random.Random) -> list[tuple[Task, np.ndarray]]:
-    shapes = [(1.0, 1024.0, 0.0, 100.0), (2.0, 512.0, 5.0, 1000.0), (1.0, 1024.0, 0.0, 100.0)]
+def _tasks(n: int, rng: random.Random, shapes: int = 3) -> list[tuple[Task, np.ndarray]]:
+    """Tasks of a few shapes; like the placer, one demand array per distinct shape."""
+    kinds = [(1.0, 1024.0, 0.0, 100.0), (2.0, 512.0, 5.0, 1000.0), (1.0, 1024.0, 0.0, 300.0)]
+    arrays: dict[tuple[float, float, float], np.ndarray] = {}
     out = []
     for i in range(n):
-        cores, mem, disk, dur = shapes[rng.randrange(len(shapes))]
+        cores, mem, disk, dur = kinds[rng.randrange(shapes)]
         task = Task(f"t{i}", cores, mem, disk, dur)
-        demand = task.demand()
-        demand.flags.writeable = False
+        demand = arrays.get((cores, mem, disk))
+        if demand is None:
+            demand = arrays[(cores, mem, disk)] = task.demand()
+            demand.flags.writeable = False
         out.append((task, demand))
     return out
 
 
-@pytest.mark.parametrize("d,empty", [(2, True), (3, False), (8, False), (9, False)])
-def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty):
+@pytest.mark.parametrize("d,empty,shapes,mixed", [
+    (2, True, 3, True), (3, False, 3, True), (8, False, 3, True), (9, False, 3, True),
+    (2, True, 1, False), (2, False, 1, False), (3, False, 3, False),
+])
+def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty, shapes, mixed):
     nodes = max(6, d + 1)  # few nodes: candidates repeat nodes chosen earlier in the chunk
     state = np.zeros((nodes, N_STATE))
     if not empty:  # some equal rows: ties beyond the empty start
@@ -54,9 +61,10 @@ def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty):
     chunked, chunked_out = _placer(nodes, state, seed=5, d=d)
     single, single_out = _placer(nodes, state, seed=5, d=d)
     work = random.Random(11)
-    tasks = _tasks(3 * _DECISIONS_PER_YIELD // 4, work)
-    # the same candidates for both; some tasks have one (β), some fewer than d
-    cands = [work.sample(range(nodes), min(nodes, [1, d, d, max(2, d - 1)][i % 4]))
+    tasks = _tasks(3 * _DECISIONS_PER_YIELD // 4, work, shapes)
+    # the same candidates for both; if mixed, some tasks have one (β), some fewer than d
+    counts = [1, d, d, max(2, d - 1)] if mixed else [d]
+    cands = [work.sample(range(nodes), min(nodes, counts[i % len(counts)]))
              for i in range(len(tasks))]
     for placer in (chunked, single):
         feed = iter(cands)
