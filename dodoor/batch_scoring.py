@@ -86,7 +86,7 @@ class ChunkScores:
         # the arrays every window slices, built once when every task has d candidates
         # (β = 1 samples fewer); tasks sharing one demand array broadcast it
         self._nodes = self._demand_rows = None
-        if 2 <= d <= MAX_STACKED_D and all(len(c) == d for c in cands):
+        if len(cands) > 1 and 2 <= d <= MAX_STACKED_D and all(len(c) == d for c in cands):
             self._nodes = np.array(cands, dtype=np.intp)
             one = demands[0]
             if all(dm is one for dm in demands):
