@@ -4,14 +4,14 @@ A cache-based policy decides each task from the scheduler's load cache, which
 changes only when the scheduler places a task (its own delta on that node) or
 installs a snapshot. A host that has a run of tasks to decide — the live
 scheduler's batch between two yields, the simulator's lookahead — samples
-their candidates first, scores them all against the cache in one stacked
-:func:`dodoor.score.load_score` call (numpy's fixed cost per call, not the
+their candidates first, scores them against the cache in stacked
+:func:`dodoor.score.load_score` calls (numpy's fixed cost per call, not the
 arithmetic, dominates scoring a few candidates), and then decides them in
 order from those scores. A task whose candidates include a node placed on
-since the scoring (its cached row changed) is scored again, so
-every decision is the one scoring that task alone against the cache as it is
-then would give. After a snapshot the host calls :meth:`ChunkScores.score`
-for the tasks not yet decided.
+since its scoring (its cached row changed) is scored again, with the next
+few tasks in one call, so every decision is the one scoring that task alone
+against the cache as it is then would give. After a snapshot the host calls
+:meth:`ChunkScores.score` for the tasks not yet decided.
 
 The stacked score adds in the same order as the one-task score only for up to
 ``MAX_STACKED_D`` candidates; above that every task is scored alone.

@@ -4,7 +4,9 @@ Each policy kind (``dodoor.policies.base.PolicyKind``) is served here:
 
 * NONE / CACHED / POOL decide synchronously, one task after the other, so a
   batch's later tasks see the earlier ones' deltas; the enqueues then go out
-  concurrently.
+  concurrently. A CACHED policy that decides by its scores alone takes the
+  tasks between two yields as one chunk scored in stacked calls
+  (:mod:`dodoor.batch_scoring`), with the decisions one at a time would give.
 * PROBE probes the candidates and chooses from the replies.
 * RESERVE (Sparrow) reserves on the candidates; the first agent to confirm gets
   the task in the confirm's reply (see :mod:`scheduler.reservations`).
