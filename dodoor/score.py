@@ -51,8 +51,10 @@ def load_score(
 
     The body is kept to a handful of array operations because it runs once per
     placed task, and it avoids numpy's slowest small-array calls: ``dot``
-    rather than ``@`` and the two d-element totals summed from lists (for
-    d <= 8 numpy's ``sum`` adds in the same order, so the result is the same).
+    rather than ``@`` and the two d-element totals summed from lists. For
+    d <= 7 numpy's ``sum`` over stacked rows adds in the same order, so a row
+    equals the one-task score; from 8 values numpy sums in unrolled partial
+    sums and the last bit may differ (``dodoor.batch_scoring.MAX_STACKED_D``).
     """
     if sq_capacity is None:
         sq_capacity = squared_capacity(capacity)
