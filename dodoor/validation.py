@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from dodoor.errors import ValidationError
-from dodoor.resources import Task
+from dodoor.resources import Task, make_task
 
 MAX_ID_LENGTH = 256
 MAX_COMMAND_ITEMS = 1024
@@ -73,17 +73,17 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
         duration = float(duration)
     elif not (type(duration) is float and 0.0 < duration < _INF):
         duration = _positive(duration, where, "duration_ms")
-    return Task(
-        task_id=task_id,
-        cores=cores,
-        memory_mb=memory,
-        disk_mb=disk,
-        duration_ms=duration,
-        image=None if image is None else _string(image, where, "image"),
-        command=None if command is None else _command(command, where + "command"),
-        function=None if function is None else _string(function, where, "function"),
-        env={} if env is None else _string_map(env, where + "env"),
-        labels={} if labels is None else _string_map(labels, where + "labels"),
+    return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
+        task_id,
+        cores,
+        memory,
+        disk,
+        duration,
+        None if image is None else _string(image, where, "image"),
+        None if command is None else _command(command, where + "command"),
+        None if function is None else _string(function, where, "function"),
+        {} if env is None else _string_map(env, where + "env"),
+        {} if labels is None else _string_map(labels, where + "labels"),
     )
 
 
