@@ -78,6 +78,10 @@ class LoadCache:
         self._static = np.hstack([self.capacity, self.slots[:, None], self.sq_capacity])
         n = self.capacity.shape[0]
         self.state = np.zeros((n, N_STATE), dtype=np.float64)
+        # the same memory as flat doubles: a placement adds its five values as Python
+        # floats (the same IEEE sums), without numpy's cost of a call on a 5-vector;
+        # state is never rebound (snapshots are copied into it)
+        self._flat = memoryview(self.state).cast("B").cast("d")
         self.k = k
         self._unflushed: dict[int, list[float]] = {}  # node -> summed own deltas
         self._placements = 0
@@ -125,8 +129,13 @@ class LoadCache:
 
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
-        delta = _delta_row(task)
-        self.state[node] += delta
+        delta = c, m, d, n, p = _delta_row(task)
+        flat, row = self._flat, node * N_STATE  # a node outside raises before any change
+        flat[row] += c
+        flat[row + 1] += m
+        flat[row + 2] += d
+        flat[row + 3] += n
+        flat[row + 4] += p
         self._accumulate(node, delta, 1.0)
         self._placements += 1
         if self._placements >= self.k:

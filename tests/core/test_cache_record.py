@@ -1,0 +1,47 @@
+"""LoadCache.record_placement adds through flat doubles: the same sums as numpy rows."""
+
+import random
+
+import numpy as np
+import pytest
+
+from dodoor.cache import LoadCache, task_delta
+from dodoor.resources import Task
+
+
+def _cache(n: int = 6, k: int = 5) -> LoadCache:
+    return LoadCache(np.tile([8.0, 8192.0, 100.0], (n, 1)), np.full(n, 4.0), k=k)
+
+
+def test_record_matches_numpy_row_adds_bit_for_bit():
+    rng = random.Random(7)
+    cache = _cache()
+    cache.replace(np.array([[rng.random() * 3 for _ in range(5)] for _ in range(6)]))
+    expected = cache.state.copy()
+    for i in range(400):
+        task = Task(f"t{i}", rng.random() / 3, float(rng.randrange(1, 900)),
+                    float(rng.randrange(0, 5)), rng.random() * 1e4)
+        node = rng.randrange(-6, 6)
+        if i % 3 == 0:
+            node = np.intp(node)
+        expected[node] += task_delta(task)
+        cache.record_placement(node, task)
+        assert cache.state.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("node", [6, -7, 100])
+def test_record_outside_the_cache_raises_and_changes_nothing(node):
+    cache = _cache()
+    before = cache.state.copy()
+    with pytest.raises(IndexError):
+        cache.record_placement(node, Task("t", 1.0, 1.0))
+    assert (cache.state == before).all()
+    assert cache.unflushed_placements == 0 and cache.flush() is None
+
+
+def test_snapshot_after_records_keeps_own_deltas():
+    cache = _cache(k=100)
+    cache.record_placement(2, Task("t", 0.5, 10.0, 1.0, 20.0))
+    cache.replace(np.ones((6, 5)))
+    assert cache.state[2].tolist() == [1.5, 11.0, 2.0, 2.0, 21.0]
+    assert cache.state[1].tolist() == [1.0] * 5
