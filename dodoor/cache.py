@@ -81,7 +81,7 @@ class LoadCache:
         # the same memory as flat doubles: a placement adds its five values as Python
         # floats (the same IEEE sums), without numpy's cost of a call on a 5-vector;
         # state is never rebound (snapshots are copied into it)
-        self._flat = memoryview(self.state).cast("B").cast("d")
+        self._flat = memoryview(self.state.reshape(-1))  # a view: shares the memory
         self.k = k
         self._unflushed: dict[int, list[float]] = {}  # node -> summed own deltas
         self._placements = 0

@@ -45,3 +45,9 @@ def test_snapshot_after_records_keeps_own_deltas():
     cache.replace(np.ones((6, 5)))
     assert cache.state[2].tolist() == [1.5, 11.0, 2.0, 2.0, 21.0]
     assert cache.state[1].tolist() == [1.0] * 5
+
+
+def test_an_empty_cache_builds_and_refuses_records():
+    cache = _cache(n=0)
+    with pytest.raises(IndexError):
+        cache.record_placement(0, Task("t", 1.0, 1.0))
