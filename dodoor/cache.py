@@ -129,14 +129,7 @@ class LoadCache:
 
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
-        delta = c, m, d, n, p = _delta_row(task)
-        flat, row = self._flat, node * N_STATE  # a node outside raises before any change
-        flat[row] += c
-        flat[row + 1] += m
-        flat[row + 2] += d
-        flat[row + 3] += n
-        flat[row + 4] += p
-        self._accumulate(node, delta, 1.0)
+        self._add(node, task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms)
         self._placements += 1
         if self._placements >= self.k:
             return self.flush()
@@ -148,28 +141,30 @@ class LoadCache:
         The negative delta joins the unflushed batch so the load store is
         corrected too; the placement count is left as it was.
         """
-        delta = _delta_row(task)
-        self.state[node] -= delta
-        self._accumulate(node, delta, -1.0)
+        # x + (-v) is x - v to the bit
+        self._add(node, -task.cores, -task.memory_mb, -task.disk_mb, -1.0, -task.duration_ms)
 
-    def _accumulate(self, node: int, delta: tuple[float, ...], sign: float) -> None:
-        # Plain lists, unrolled: five float adds cost less than one numpy call on a 5-vector.
-        c, m, d, n, p = delta
+    def _add(self, node: int, c: float, m: float, d: float, n: float, p: float) -> None:
+        """Add one delta (in ``_delta_row`` order) to the node's row and unflushed sum.
+
+        Python floats through the flat view and plain lists, unrolled: the same
+        IEEE sums as numpy's, without its fixed cost per call on a 5-vector.
+        """
+        flat, row = self._flat, node * N_STATE  # a node outside raises before any change
+        flat[row] += c
+        flat[row + 1] += m
+        flat[row + 2] += d
+        flat[row + 3] += n
+        flat[row + 4] += p
         acc = self._unflushed.get(node)
         if acc is None:
-            self._unflushed[node] = [sign * c, sign * m, sign * d, sign * n, sign * p]
-        elif sign > 0:
+            self._unflushed[node] = [float(c), float(m), float(d), float(n), float(p)]
+        else:
             acc[0] += c
             acc[1] += m
             acc[2] += d
             acc[3] += n
             acc[4] += p
-        else:
-            acc[0] -= c
-            acc[1] -= m
-            acc[2] -= d
-            acc[3] -= n
-            acc[4] -= p
 
     def flush(self) -> DeltaBatch | None:
         """Hand over every unflushed delta (e.g. on shutdown); None if there are none."""

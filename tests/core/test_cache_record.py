@@ -51,3 +51,27 @@ def test_an_empty_cache_builds_and_refuses_records():
     cache = _cache(n=0)
     with pytest.raises(IndexError):
         cache.record_placement(0, Task("t", 1.0, 1.0))
+
+
+def test_undo_matches_numpy_and_joins_the_batch_bit_for_bit():
+    rng = random.Random(3)
+    cache = _cache(k=10_000)
+    cache.replace(np.array([[rng.random() * 3 for _ in range(5)] for _ in range(6)]))
+    expected = cache.state.copy()
+    sums: dict[int, np.ndarray] = {}
+    for i in range(300):
+        task = Task(f"t{i}", rng.random(), float(rng.randrange(1, 900)), 0.0, rng.random() * 50)
+        node = rng.randrange(6)
+        delta = task_delta(task)
+        if i % 4 == 3:
+            cache.undo_placement(node, task)
+            expected[node] -= delta
+            sums[node] = sums[node] - delta if node in sums else -1.0 * delta
+        else:
+            cache.record_placement(node, task)
+            expected[node] += delta
+            sums[node] = sums[node] + delta if node in sums else 1.0 * delta
+        assert cache.state.tobytes() == expected.tobytes()
+    batch = cache.flush()
+    for node, row in zip(batch.nodes, batch.deltas):
+        assert row.tobytes() == sums[node].tobytes()
