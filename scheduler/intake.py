@@ -71,7 +71,13 @@ def _parse_batch(obj: Mapping, max_batch: int) -> list[Task]:
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        task = parse_task(item, make_id=new_task_id, where=f"tasks[{i}].")
+        try:
+            task = parse_task(item, make_id=new_task_id)
+        except ValidationError:
+            # parsing is deterministic: again with the field prefix for the error
+            # (not built for every task that passes)
+            parse_task(item, make_id=new_task_id, where=f"tasks[{i}].")
+            raise
         first = seen.setdefault(task.task_id, i)
         if first != i:
             raise ValidationError(

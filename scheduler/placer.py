@@ -139,13 +139,16 @@ class Placer(AskingPaths):
         # yields as one chunk, scored in one call (see _decide_chunk)
         chunk: list[tuple[int, Task, np.ndarray]] | None = (
             [] if self.kind is PolicyKind.CACHED and decides_by_scores(self.policy) else None)
+        placed_get, reservations = self.placed.get, self.reservations
         try:
             for i, task in enumerate(tasks):
                 task_id = task.task_id
-                existing = self.existing(task_id)
-                if existing is not None:
-                    out[i] = existing
-                    continue
+                # existing() is None unless the id was placed or a reservation is open
+                if placed_get(task_id) is not None or reservations:
+                    existing = self.existing(task_id)
+                    if existing is not None:
+                        out[i] = existing
+                        continue
                 pending = self._inflight.get(task_id)
                 if pending is not None:
                     coros.append(self._wait_other(i, task_id, pending))
@@ -325,11 +328,16 @@ class Placer(AskingPaths):
         demands = [demand for _, _, demand in chunk]
         scores = ChunkScores(policy, view.cache)
         scores.reset(cands, demands)
+        decide, record = scores.decide, self._record_at
         for pos, (i, task, _) in enumerate(chunk):
-            chosen = scores.decide(pos, rng)
-            self._record_at(chosen, task)
-            prefs = (chosen, *(c for c in cands[pos] if c != chosen))
-            groups.setdefault(chosen, []).append((i, task, prefs))
+            chosen = decide(pos, rng)
+            record(chosen, task)
+            prefs = (chosen, *[c for c in cands[pos] if c != chosen])
+            group = groups.get(chosen)
+            if group is None:
+                groups[chosen] = [(i, task, prefs)]
+            else:
+                group.append((i, task, prefs))
         chunk.clear()
 
     def _record(self, node_id: str, task: Task) -> None:
