@@ -1,11 +1,12 @@
 """LoadCache.record_placement adds through flat doubles: the same sums as numpy rows."""
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
 
-from dodoor.cache import LoadCache, task_delta
+from dodoor.cache import CandidateView, LoadCache, task_delta
 from dodoor.resources import Task
 
 
@@ -75,3 +76,20 @@ def test_undo_matches_numpy_and_joins_the_batch_bit_for_bit():
     batch = cache.flush()
     for node, row in zip(batch.nodes, batch.deltas):
         assert row.tobytes() == sums[node].tobytes()
+
+
+def test_view_equals_the_dataclass_built_view():
+    cache = _cache()
+    cache.replace(np.arange(30, dtype=np.float64).reshape(6, 5))
+    for nodes in ([1, 4], [[0, 5], [2, 3]], np.array([3], dtype=np.intp)):
+        view = cache.view(nodes)
+        idx = np.asarray(nodes, dtype=np.intp)
+        ref = CandidateView(idx, cache.capacity[idx], cache.state[idx], cache.slots[idx], None,
+                            cache.sq_capacity[idx])
+        assert type(view) is CandidateView
+        for name in ("nodes", "capacity", "state", "slots", "sq_capacity"):
+            assert np.array_equal(getattr(view, name), getattr(ref, name))
+        assert view.start_ms is None
+        assert np.array_equal(view.load, ref.load) and np.array_equal(view.pending, ref.pending)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.state = None  # type: ignore[misc]
