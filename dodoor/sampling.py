@@ -62,22 +62,8 @@ class FeasibleSampler:
             rng.shuffle(picks)
             return picks
         chosen: list[int] = []
-        if type(rng) is not random.Random:  # a subclass may draw its own way
-            while len(chosen) < count:
-                j = pool[rng.randrange(size)]
-                if j not in chosen:
-                    chosen.append(j)
-            return chosen
-        # rng.randrange(size) inlined: CPython's Random draws getrandbits(size.bit_length())
-        # until below size (_randbelow_with_getrandbits); the same draws skip two Python
-        # calls each (tests/core/test_sampling_stream.py holds it to randrange's stream)
-        getrandbits = rng.getrandbits
-        bits = size.bit_length()
         while len(chosen) < count:
-            r = getrandbits(bits)
-            while r >= size:
-                r = getrandbits(bits)
-            j = pool[r]
+            j = pool[rng.randrange(size)]
             if j not in chosen:
                 chosen.append(j)
         return chosen
