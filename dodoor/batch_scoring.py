@@ -13,12 +13,11 @@ few tasks in one call, so every decision is the one scoring that task alone
 against the cache as it is then would give. After a snapshot the host calls
 :meth:`ChunkScores.score` for the tasks not yet decided.
 
-The stacked score adds in the same order as the one-task score only for up to
-``MAX_STACKED_D`` candidates; above that every task is scored alone.
-
 Only policies whose ``choose`` is the tie-random argmin of
-:meth:`~dodoor.policies.base.SampledPolicy.scores` over every candidate
-(``scores_decide``) can be decided this way.
+:meth:`~dodoor.policies.base.SampledPolicy.decision_keys` over every candidate
+(``scores_decide``) can be decided this way; the stacked keys equal the
+one-task ones bit for bit (:func:`dodoor.score.load_score` totals stacked rows
+in the same order).
 """
 
 from __future__ import annotations
@@ -31,15 +30,21 @@ import numpy as np
 from dodoor.cache import LoadCache
 from dodoor.policies import PlacementPolicy
 
-# numpy sums a row of 8 or more values pairwise, not in order as the one-task score does
-# (the last bit then differs in about a third of the rows)
-MAX_STACKED_D = 7
-MIN_WINDOW = 4
+MIN_WINDOW = 1  # a task that shares a node with its predecessor is rescored alone
+# Stacking pays while a run of tasks rarely samples a node placed on just before:
+# with d candidates of N nodes that takes about N / d tasks. Below this many
+# (measured: dodoor-wait d=16 on 16 nodes ran slower stacked) tasks are decided alone.
+MIN_NODES_PER_CANDIDATE = 4
 
 
 def decides_by_scores(policy: PlacementPolicy) -> bool:
-    """Whether ``policy``'s choice is the tie-random argmin of its scores."""
+    """Whether ``policy``'s choice is the tie-random argmin of its decision keys."""
     return bool(getattr(policy, "scores_decide", False))
+
+
+def worth_stacking(policy: PlacementPolicy, n_nodes: int) -> bool:
+    """Whether to decide ``policy``'s tasks in stacked runs on a cluster of ``n_nodes``."""
+    return decides_by_scores(policy) and n_nodes >= MIN_NODES_PER_CANDIDATE * policy.settings.d
 
 
 class ChunkScores:
@@ -86,7 +91,7 @@ class ChunkScores:
         # the arrays every window slices, built once when every task has d candidates
         # (β = 1 samples fewer); tasks sharing one demand array broadcast it
         self._nodes = self._demand_rows = None
-        if len(cands) > 1 and 2 <= d <= MAX_STACKED_D and all(len(c) == d for c in cands):
+        if len(cands) > 1 and d >= 2 and all(len(c) == d for c in cands):
             self._nodes = np.array(cands, dtype=np.intp)
             one = demands[0]
             if all(dm is one for dm in demands):
@@ -108,7 +113,7 @@ class ChunkScores:
         self._first, self._stop = first, stop
         self._scores[first:stop] = [None] * (stop - first)
         d = self._d
-        if stop - first < 2 or d < 2 or d > MAX_STACKED_D:
+        if stop - first < 2 or d < 2:
             return
         if self._nodes is not None:
             self.calls += 1
@@ -116,7 +121,7 @@ class ChunkScores:
             if demand.shape[0] > 1:
                 demand = demand[first:stop]
             view = self.cache.view(self._nodes[first:stop])
-            self._scores[first:stop] = self.policy.scores(demand, view).tolist()
+            self._scores[first:stop] = self.policy.decision_keys(demand, view).tolist()
             return
         full = [p for p in range(first, stop) if len(cands[p]) == d]
         if len(full) < 2:
@@ -125,7 +130,7 @@ class ChunkScores:
         nodes = np.array([cands[p] for p in full], dtype=np.intp)
         demands = self._demands
         demand = np.array([demands[p] for p in full])
-        rows = self.policy.scores(demand[:, None, :], self.cache.view(nodes)).tolist()
+        rows = self.policy.decision_keys(demand[:, None, :], self.cache.view(nodes)).tolist()
         for p, row in zip(full, rows):
             self._scores[p] = row
 
@@ -147,7 +152,7 @@ class ChunkScores:
                 self.score(pos)
             scores = self._scores[pos]
             if scores is None:
-                scores = self.policy.scores(self._demands[pos],
+                scores = self.policy.decision_keys(self._demands[pos],
                                             self.cache.view(cands)).tolist()
             best = min(scores)
             if scores.count(best) == 1:  # the usual case: no tie, no random draw

@@ -38,12 +38,16 @@ def load_score(
     weights: np.ndarray,
     alpha: float,
     sq_capacity: np.ndarray | None = None,
+    among: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score each of the d candidates; returns a float64 array of shape (d,) in [0, 1].
 
     Leading axes score many tasks at once: ``demand`` (B, 1, R) with
     ``capacity``/``load``/``sq_capacity`` (B, d, R) and ``pending`` (B, d)
-    give (B, d), each row what scoring that task alone gives.
+    give (B, d), each row what scoring that task alone gives. There, ``among``
+    (B, d) bool restricts each task to some of its candidates: the row's
+    ``among`` entries get what scoring only those candidates would give, the
+    others are meaningless.
 
     Domain: capacities are 0 or at least 1e-6 of their unit, loads and
     demands finite and non-negative (what validation admits). ``sq_capacity`` is
@@ -51,16 +55,17 @@ def load_score(
 
     The body is kept to a handful of array operations because it runs once per
     placed task, and it avoids numpy's slowest small-array calls: ``dot``
-    rather than ``@`` and the two d-element totals summed from lists. For
-    d <= 7 numpy's ``sum`` over stacked rows adds in the same order, so a row
-    equals the one-task score; from 8 values numpy sums in unrolled partial
-    sums and the last bit may differ (``dodoor.batch_scoring.MAX_STACKED_D``).
+    rather than ``@`` and the two d-element totals summed from lists; stacked
+    rows are totalled in the same order (:func:`_row_totals`), so a row
+    equals the one-task score bit for bit.
     """
     if sq_capacity is None:
         sq_capacity = squared_capacity(capacity)
     rl = (load * demand / sq_capacity).dot(weights)
     if rl.ndim > 1:
-        return _batch_score(rl, pending, alpha)
+        return _batch_score(rl, pending, alpha, among)
+    if among is not None:
+        raise ValueError("among restricts stacked tasks only; score a subset's rows instead")
     # Σ_k w_k cancels in RL_j / Σ_i RL_i, so it is never divided out.
     rl_total = sum(rl.tolist())
     pending_total = sum(pending.tolist())
@@ -74,16 +79,32 @@ def load_score(
     return np.zeros(rl.shape)
 
 
-def _batch_score(rl: np.ndarray, pending: np.ndarray, alpha: float) -> np.ndarray:
+def _batch_score(rl: np.ndarray, pending: np.ndarray, alpha: float,
+                 among: np.ndarray | None) -> np.ndarray:
     """:func:`load_score`'s shares for stacked tasks: the same operations row by row."""
-    rl_total = rl.sum(axis=-1, keepdims=True)
-    pending_total = pending.sum(axis=-1, keepdims=True)
+    if among is None:
+        rl_total, pending_total = _row_totals(rl), _row_totals(pending)
+    else:  # left-out candidates add 0.0 to the totals, which changes no bit
+        rl_total = _row_totals(np.where(among, rl, 0.0))
+        pending_total = _row_totals(np.where(among, pending, 0.0))
     score = np.divide(rl, rl_total, out=np.zeros(rl.shape), where=rl_total > 0.0)
     score *= 1.0 - alpha
     share = np.divide(pending, pending_total, out=np.zeros(rl.shape), where=pending_total > 0.0)
     share *= alpha
     score += share
     return score
+
+
+def _row_totals(values: np.ndarray) -> np.ndarray:
+    """Each row's sum, added left to right as the one-task score's ``sum`` does.
+
+    numpy's ``sum`` does so for rows of up to 7 values; from 8 on it adds in
+    unrolled partial sums and the last bit may differ, while a cumulative sum
+    always adds in order.
+    """
+    if values.shape[-1] <= 7:
+        return values.sum(axis=-1, keepdims=True)
+    return np.cumsum(values, axis=-1)[..., -1:]
 
 
 def expected_wait(
@@ -98,11 +119,11 @@ def expected_wait(
     free; otherwise the pending duration spread over the node's slots — the
     paper's score weighs pending work equally on a 1-slot and a 4-slot node,
     though the latter drains it four times as fast. ``state`` is in
-    ``dodoor.cache.STATE_COLUMNS`` order.
+    ``dodoor.cache.STATE_COLUMNS`` order. Stacked tasks as in :func:`load_score`.
     """
-    r = demand.shape[0]
-    committed, tasks, pending = state[:, :r], state[:, r], state[:, r + 1]
-    room = np.all(committed + demand <= capacity + 1e-9, axis=1) & (tasks < slots)
+    r = demand.shape[-1]
+    committed, tasks, pending = state[..., :r], state[..., r], state[..., r + 1]
+    room = np.all(committed + demand <= capacity + 1e-9, axis=-1) & (tasks < slots)
     per_slot = pending / np.maximum(slots, 1.0)
     return np.where(room, 0.0, per_slot)
 

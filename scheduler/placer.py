@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from dodoor.batch_scoring import ChunkScores, decides_by_scores
+from dodoor.batch_scoring import ChunkScores, worth_stacking
 from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
@@ -138,7 +138,8 @@ class Placer(AskingPaths):
         # CACHED policies that decide by their scores alone take the tasks between two
         # yields as one chunk, scored in one call (see _decide_chunk)
         chunk: list[tuple[int, Task, np.ndarray]] | None = (
-            [] if self.kind is PolicyKind.CACHED and decides_by_scores(self.policy) else None)
+            [] if self.kind is PolicyKind.CACHED
+            and worth_stacking(self.policy, self.view.n_nodes) else None)
         placed_get, reservations = self.placed.get, self.reservations
         try:
             for i, task in enumerate(tasks):

@@ -97,7 +97,9 @@ class SampledPolicy:
     kind: PolicyKind
     default_name: str
     samples: int | None = None  # a fixed candidate count; None means d (with β)
-    scores_decide = False  # True: choose is the tie-random argmin of scores() over all candidates
+    # True: choose is the tie-random argmin of decision_keys() over all candidates,
+    # so a host may decide a run of tasks from stacked keys (dodoor.batch_scoring)
+    scores_decide = False
 
     def __init__(self, settings: PolicySettings, name: str | None = None) -> None:
         self.name = name or self.default_name
@@ -114,6 +116,14 @@ class SampledPolicy:
         """The load score of every candidate in ``view`` (stacked views: of every task)."""
         return load_score(demand, view.capacity, view.load, view.pending, self._weights,
                           self.settings.alpha, view.sq_capacity)
+
+    def decision_keys(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
+        """Values whose tie-random argmin is the choice (policies with ``scores_decide``).
+
+        The load scores here; a policy that filters first gives +inf to what it
+        left out. Stacked views give one row per task.
+        """
+        return self.scores(demand, view)
 
     def lowest_score(
         self, demand: np.ndarray, view: CandidateView, among: np.ndarray | None,

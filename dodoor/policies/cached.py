@@ -9,7 +9,7 @@ import numpy as np
 from dodoor.cache import CandidateView
 from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import Task
-from dodoor.score import argmin_random, expected_wait
+from dodoor.score import argmin_random, expected_wait, load_score
 
 
 class DodoorPolicy(SampledPolicy):
@@ -17,9 +17,7 @@ class DodoorPolicy(SampledPolicy):
 
     kind = PolicyKind.CACHED
     default_name = "dodoor"
-    # choose is the tie-random argmin of scores() over every candidate, so a host
-    # may score tasks ahead in batches (dodoor.sim.lookahead)
-    scores_decide = True
+    scores_decide = True  # decision_keys are the load scores
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
@@ -49,6 +47,7 @@ class ExpectedWaitPolicy(SampledPolicy):
 
     kind = PolicyKind.CACHED
     default_name = "dodoor-wait"
+    scores_decide = True  # see decision_keys
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
@@ -57,3 +56,17 @@ class ExpectedWaitPolicy(SampledPolicy):
             return int(view.nodes[0])
         waits = expected_wait(demand, view.capacity, view.state, view.slots)
         return self.lowest_score(demand, view, np.flatnonzero(waits <= waits.min() + 1e-9), rng)
+
+    def decision_keys(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
+        """:meth:`choose` as keys: the load score among the least-wait candidates
+        (scored among themselves), +inf for the others."""
+        if demand.ndim == 1:  # one task: as a stack of one
+            one = CandidateView(view.nodes[None], view.capacity[None], view.state[None],
+                                view.slots[None], None,
+                                None if view.sq_capacity is None else view.sq_capacity[None])
+            return self.decision_keys(demand[None, None, :], one)[0]
+        waits = expected_wait(demand, view.capacity, view.state, view.slots)
+        among = waits <= waits.min(axis=-1, keepdims=True) + 1e-9
+        scores = load_score(demand, view.capacity, view.load, view.pending, self._weights,
+                            self.settings.alpha, view.sq_capacity, among)
+        return np.where(among, scores, np.inf)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dodoor.batch_scoring import worth_stacking
 from dodoor.cache import LoadCache
 from dodoor.messages import SCHEDULING_TYPES, MessageCounter
 from dodoor.policies import PolicyKind, make_policy_spec
@@ -108,7 +109,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     if knobs.delta_snapshots:
         for s in schedulers:
             s.use_delta_snapshots()
-    if settings.lookahead and getattr(policies[0], "scores_decide", False):
+    if settings.lookahead and worth_stacking(policies[0], len(nodes)):
         arrays = [arr for arr, _ in demands]
         for s in schedulers:
             s.use_lookahead(tasks, arrays, len(schedulers))

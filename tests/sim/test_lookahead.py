@@ -20,6 +20,9 @@ from workloads.synthetic import synthetic_tasks
     ("dodoor", 1),
     ("dodoor:d=3,beta=0.5", 2),
     ("dodoor:delta_snapshots=true,k=4,b=24", 3),
+    ("dodoor:d=9", 1),
+    ("dodoor-wait:d=8", 2),
+    ("dodoor-wait:d=3,beta=0.5", 1),
 ])
 def test_runs_match_task_by_task_scoring(spec, schedulers):
     nodes = scaled(40)
@@ -68,6 +71,6 @@ def test_lookahead_batches_and_rewinds_on_ties_and_snapshots():
 
 def test_lookahead_refuses_a_policy_that_does_not_decide_by_scores():
     cap = np.ones((2, 3))
-    with pytest.raises(ValueError, match="dodoor-wait"):
-        Lookahead(make_policy_spec("dodoor-wait"), LoadCache(cap, np.ones(2)),
+    with pytest.raises(ValueError, match="cached-power-of-two"):
+        Lookahead(make_policy_spec("cached-power-of-two"), LoadCache(cap, np.ones(2)),
                   FeasibleSampler(cap), random.Random(0), [], [], 1)
