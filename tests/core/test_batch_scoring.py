@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from dodoor.batch_scoring import ChunkScores
+from dodoor.batch_scoring import ChunkScores, worth_stacking
 from dodoor.cache import LoadCache
 from dodoor.policies import make_policy_spec
 from dodoor.score import load_score
@@ -106,3 +106,16 @@ def test_walk_decides_as_one_at_a_time_in_few_calls(nodes):
             cache.state[node] += [*demand, 1.0, duration]
     # a window per few tasks on a small cluster, one call on a large one
     assert chunk.calls <= {5: 160, 16: 96, 300: 24}[nodes]
+
+
+def test_stacking_is_for_score_deciding_policies_on_clusters_of_4_d_nodes_or_more():
+    assert worth_stacking(make_policy_spec("dodoor-wait:d=16"), 64)
+    assert not worth_stacking(make_policy_spec("dodoor-wait:d=16"), 63)
+    assert worth_stacking(make_policy_spec("dodoor"), 8)
+    assert not worth_stacking(make_policy_spec("cached-power-of-two"), 1000)
+
+
+def test_a_candidate_mask_is_refused_when_scoring_one_task():
+    with pytest.raises(ValueError, match="among restricts stacked tasks only"):
+        load_score(np.ones(3), np.ones((2, 3)), np.ones((2, 3)), np.ones(2), np.ones(3), 0.5,
+                   among=np.array([True, False]))

@@ -17,14 +17,15 @@ from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 
 
-def _placer(nodes: int, state: np.ndarray, seed: int, **params) -> tuple[Placer, list]:
+def _placer(nodes: int, state: np.ndarray, seed: int, policy: str = "dodoor",
+            **params) -> tuple[Placer, list]:
     view = ClusterView("sched-t", k=4)
     capacity = np.tile([8.0, 8192.0, 100.0], (nodes, 1))
     capacity[::3] *= 2  # two node sizes
     view.apply(Snapshot(1, tuple(f"n{i}" for i in range(nodes)),
                         tuple(f"http://n{i}" for i in range(nodes)), capacity,
                         np.full(nodes, 4.0), state), 0.0)
-    settings = SchedulerSettings(policy="dodoor", policy_settings=PolicySettings(**params))
+    settings = SchedulerSettings(policy=policy, policy_settings=PolicySettings(**params))
     emitted: list = []
     placer = Placer(settings, view, None, random.Random(seed), MonotonicClock(),
                     emitted.append, None)
@@ -47,19 +48,20 @@ def _tasks(n: int, rng: random.Random, shapes: int = 3) -> list[tuple[Task, np.n
     return out
 
 
+@pytest.mark.parametrize("policy", ["dodoor", "dodoor-wait"])
 @pytest.mark.parametrize("d,empty,shapes,mixed", [
     (2, True, 3, True), (3, False, 3, True), (8, False, 3, True), (9, False, 3, True),
-    (2, True, 1, False), (2, False, 1, False), (3, False, 3, False),
+    (2, True, 1, False), (2, False, 1, False), (3, False, 3, False), (16, False, 3, False),
 ])
-def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty, shapes, mixed):
+def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty, shapes, mixed, policy):
     nodes = max(6, d + 1)  # few nodes: candidates repeat nodes chosen earlier in the chunk
     state = np.zeros((nodes, N_STATE))
     if not empty:  # some equal rows: ties beyond the empty start
-        state[:, 3] = [1, 1, 0, 2, 0, 1, 0, 2, 1, 0][:nodes]
-        state[:, 4] = [100, 100, 0, 300, 0, 100, 0, 300, 100, 0][:nodes]
+        state[:, 3] = ([1, 1, 0, 2, 0, 1, 0, 2, 1, 0] * 2)[:nodes]
+        state[:, 4] = ([100, 100, 0, 300, 0, 100, 0, 300, 100, 0] * 2)[:nodes]
         state[:, :3] = state[:, 3:4] * [1.0, 1024.0, 0.0]
-    chunked, chunked_out = _placer(nodes, state, seed=5, d=d)
-    single, single_out = _placer(nodes, state, seed=5, d=d)
+    chunked, chunked_out = _placer(nodes, state, seed=5, policy=policy, d=d)
+    single, single_out = _placer(nodes, state, seed=5, policy=policy, d=d)
     work = random.Random(11)
     tasks = _tasks(3 * _DECISIONS_PER_YIELD // 4, work, shapes)
     # the same candidates for both; if mixed, some tasks have one (β), some fewer than d
