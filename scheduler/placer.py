@@ -87,6 +87,8 @@ class Placer(AskingPaths):
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
         self._inflight: dict[str, asyncio.Future] = {}
+        # False: decide every task alone (benchmarks/placement_cpu.py's baseline)
+        self.stack_decisions = True
         self.outbox = Outbox(peers, settings.scheduler_id,
                              min(_BATCHES_IN_FLIGHT, settings.agent_inflight))
 
@@ -138,7 +140,7 @@ class Placer(AskingPaths):
         # CACHED policies that decide by their scores alone take the tasks between two
         # yields as one chunk, scored in one call (see _decide_chunk)
         chunk: list[tuple[int, Task, np.ndarray]] | None = (
-            [] if self.kind is PolicyKind.CACHED
+            [] if self.kind is PolicyKind.CACHED and self.stack_decisions
             and worth_stacking(self.policy, self.view.n_nodes) else None)
         placed_get, reservations = self.placed.get, self.reservations
         try:
