@@ -53,26 +53,10 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
             raise ValidationError(where + required, "is required")
     image, command, function = get("image"), get("command"), get("function")
     env, labels = get("env"), get("labels")
-    # Inline fast paths for the usual number types; anything else (and every value
-    # they would reject: NaN fails both comparisons) takes the checking helpers.
-    cores = obj["cores"]
-    if not (type(cores) is float and 0.0 < cores < _INF):
-        cores = _positive(cores, where, "cores")
-    memory = obj["memory_mb"]
-    if type(memory) is int and 1 <= memory <= _EXACT_INT:
-        memory = float(memory)
-    else:
-        memory = _integer(memory, where, "memory_mb", 1)
-    disk = get("disk_mb", 0)
-    if type(disk) is int and 0 <= disk <= _EXACT_INT:
-        disk = float(disk)
-    else:
-        disk = _integer(disk, where, "disk_mb", 0)
-    duration = get("duration_ms", 1000.0)
-    if type(duration) is int and 0 < duration <= _EXACT_INT:
-        duration = float(duration)
-    elif not (type(duration) is float and 0.0 < duration < _INF):
-        duration = _positive(duration, where, "duration_ms")
+    cores = _positive(obj["cores"], where, "cores")
+    memory = _integer(obj["memory_mb"], where, "memory_mb", 1)
+    disk = _integer(get("disk_mb", 0), where, "disk_mb", 0)
+    duration = _positive(get("duration_ms", 1000.0), where, "duration_ms")
     return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
         task_id,
         cores,
@@ -105,6 +89,16 @@ def _number(value: Any, where: str, name: str) -> float:
 
 
 def _positive(value: Any, where: str, name: str) -> float:
+    # the usual types first, without building the field name (NaN fails the comparisons)
+    kind = type(value)
+    if kind is float and 0.0 < value < _INF:
+        return value
+    if kind is int and 0 < value <= _EXACT_INT:
+        return float(value)
+    return _checked_positive(value, where, name)
+
+
+def _checked_positive(value: Any, where: str, name: str) -> float:
     number = _number(value, where, name)
     if number <= 0:
         raise ValidationError(where + name, f"must be > 0, got {value!r}")
@@ -112,6 +106,12 @@ def _positive(value: Any, where: str, name: str) -> float:
 
 
 def _integer(value: Any, where: str, name: str, minimum: int) -> float:
+    if type(value) is int and minimum <= value <= _EXACT_INT:  # the usual case
+        return float(value)
+    return _checked_integer(value, where, name, minimum)
+
+
+def _checked_integer(value: Any, where: str, name: str, minimum: int) -> float:
     number = _number(value, where, name)
     if not number.is_integer():
         raise ValidationError(where + name, f"must be a whole number, got {value!r}")

@@ -1,4 +1,4 @@
-"""parse_task's inline number and string fast paths accept and reject as the helpers do."""
+"""The number and string fast paths accept and reject exactly as the full checks do."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ def _outcome(fn, *args):
 
 
 def _reference(field: str, value):
-    helper = {"cores": lambda v: validation._positive(v, "t.", "cores"),
-              "duration_ms": lambda v: validation._positive(v, "t.", "duration_ms"),
-              "memory_mb": lambda v: validation._integer(v, "t.", "memory_mb", 1),
-              "disk_mb": lambda v: validation._integer(v, "t.", "disk_mb", 0)}[field]
+    """The full check of the field, without its fast path."""
+    helper = {"cores": lambda v: validation._checked_positive(v, "t.", "cores"),
+              "duration_ms": lambda v: validation._checked_positive(v, "t.", "duration_ms"),
+              "memory_mb": lambda v: validation._checked_integer(v, "t.", "memory_mb", 1),
+              "disk_mb": lambda v: validation._checked_integer(v, "t.", "disk_mb", 0)}[field]
     return _outcome(helper, value)
 
 
