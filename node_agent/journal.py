@@ -77,6 +77,9 @@ class Journal:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
+        # True from submitting a drain until that drain starts taking writes: a write
+        # queued meanwhile is sure to be taken, so it need not submit a drain of its own.
+        self._drain_queued = False
         self._lock_fd: int | None = None
 
     async def open(self) -> None:
@@ -207,10 +210,18 @@ class Journal:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._writes.put((work, fut, loop))
-        self._pool.submit(self._drain)
+        if not self._drain_queued:
+            self._drain_queued = True
+            try:
+                self._pool.submit(self._drain)
+            except BaseException:  # shut down: let the next write try (and fail) again
+                self._drain_queued = False
+                raise
         return await fut
 
     def _drain(self) -> None:
+        # Cleared before taking: a write queued after this line submits a new drain.
+        self._drain_queued = False
         batch = []
         while True:
             try:
@@ -241,8 +252,16 @@ class Journal:
                 except sqlite3.Error:
                     log.exception("journal %s: rollback failed", self.path)
             outcomes = [(False, exc)] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per write.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool, Any]]] = {}
         for (_, fut, loop), (ok, value) in zip(batch, outcomes):
-            loop.call_soon_threadsafe(self._settle, fut, ok, value)
+            by_loop.setdefault(loop, []).append((fut, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(self._settle_all, settled)
+
+    def _settle_all(self, settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
+        for fut, ok, value in settled:
+            self._settle(fut, ok, value)
 
     def _settle(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
         if fut.done():  # the writer was cancelled (shutdown); the write still happened
