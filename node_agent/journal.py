@@ -53,6 +53,10 @@ class JournalError(DodoorError):
     """The journal could not record something (disk full, read-only, corrupt)."""
 
 
+class _Spoiled(Exception):
+    """A write failed in a batch run without savepoints; the batch was rolled back."""
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One journal row."""
@@ -205,8 +209,9 @@ class Journal:
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         # Group commit: writes queued while the journal thread is busy share one
-        # transaction (one fsync), each in its own savepoint so one failure spoils
-        # only itself. Every caller still returns only after the commit.
+        # transaction (one fsync); one failure spoils only itself (see _commit).
+        # Every caller still returns only after the commit. ``work`` may run twice
+        # (after a rollback), so it must touch nothing but the connection.
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._writes.put((work, fut, loop))
@@ -231,26 +236,16 @@ class Journal:
         if not batch:
             return  # an earlier drain took these writes
         conn = self._conn
-        outcomes: list[tuple[bool, Any]] = []
         try:
             if conn is None:
                 raise JournalError(f"journal {self.path} is not open")
-            conn.execute("BEGIN IMMEDIATE")
-            for work, _, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((True, work(conn)))
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((False, exc))
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+            try:
+                outcomes = self._commit(conn, batch, isolate=False)
+            except _Spoiled:
+                # Some write failed: redo the batch with each write in its own savepoint.
+                outcomes = self._commit(conn, batch, isolate=True)
         except (sqlite3.Error, JournalError) as exc:
-            if conn is not None and conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("journal %s: rollback failed", self.path)
+            self._rollback(conn)
             outcomes = [(False, exc)] * len(batch)
         # One wake-up per event loop for the whole batch, not one per write.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool, Any]]] = {}
@@ -258,6 +253,41 @@ class Journal:
             by_loop.setdefault(loop, []).append((fut, ok, value))
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(self._settle_all, settled)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list, isolate: bool) -> list[tuple[bool, Any]]:
+        """Run a batch of writes in one transaction and commit it.
+
+        Savepoints cost two statements per write, so the first attempt goes without:
+        a write failing there rolls the whole transaction back and raises ``_Spoiled``
+        (work functions touch only the connection, so running them again is safe).
+        With ``isolate`` each write gets its own savepoint and a failure spoils only it.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        for work, _, _ in batch:
+            if not isolate:
+                try:
+                    outcomes.append((True, work(conn)))
+                except sqlite3.Error as exc:
+                    self._rollback(conn)
+                    raise _Spoiled from exc
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                outcomes.append((True, work(conn)))
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((False, exc))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+        return outcomes
+
+    def _rollback(self, conn: sqlite3.Connection | None) -> None:
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("journal %s: rollback failed", self.path)
 
     def _settle_all(self, settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
         for fut, ok, value in settled:

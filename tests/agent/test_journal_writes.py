@@ -70,3 +70,26 @@ async def test_results_reach_the_loop_of_each_writer(tmp_path):
     assert all(mine) and out["other"] == [True] * 50
     assert await j.counts() == {"queued": 100}
     await j.close()
+
+
+async def test_one_failing_write_in_a_shared_commit_spoils_only_itself(tmp_path):
+    from node_agent.journal import JournalError
+
+    j = Journal(tmp_path / "f.sqlite")
+    await j.open()
+
+    def bad(conn):
+        return conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    writes = [j.insert(make_task(f"a{i}"), "s", "queued", 1.0) for i in range(20)]
+    writes.insert(10, j._write(bad))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(results[10], JournalError)
+    assert results[:10] + results[11:] == [True] * 20
+    assert await j.counts() == {"queued": 20}
+    await j.close()
+    j3 = Journal(tmp_path / "f.sqlite")
+    await j3.open()
+    assert await j3.counts() == {"queued": 20}
+    assert (await j3.get("a3")).state == "queued"
+    await j3.close()
