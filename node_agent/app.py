@@ -14,6 +14,7 @@ import logging
 from typing import AsyncIterator
 
 import aiohttp
+import numpy as np
 import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -200,9 +201,10 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     msg, size = await read_message(request, EnqueueBatch)
     app[COUNTER].add("enqueue", n=len(msg.tasks), nbytes=size)
     agent = app[AGENT]
-    for i, task in enumerate(msg.tasks):
-        if not agent.queue.fits_node(task):
-            return _too_big(agent, task, where=f"tasks[{i}].")
+    fit = agent.queue.fits_node_each(msg.tasks)
+    if not fit.all():
+        i = int(np.argmin(fit))  # the first task that can never run here
+        return _too_big(agent, msg.tasks[i], where=f"tasks[{i}].")
     try:
         await agent.submit_many(msg.tasks, msg.scheduler_id)
     except JournalError as exc:

@@ -12,8 +12,8 @@ the agent asks the scheduler to confirm it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +34,12 @@ class Entry:
     reply_url: str = ""
     queued_ms: float = 0.0
     started_ms: float | None = None
+    # ``task.demand()`` kept once: the queue reads it on every add, start and finish.
+    # Only ``TaskQueue.promote`` replaces ``task``, and it renews this too.
+    demand: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.demand = self.task.demand()
 
     @property
     def task_id(self) -> str:
@@ -103,6 +109,12 @@ class TaskQueue:
         """Whether the task could ever run here (its demand within the capacity)."""
         return bool(fits(task.demand(), self.capacity))
 
+    def fits_node_each(self, tasks: Sequence[Task]) -> np.ndarray:
+        """``fits_node`` of every task, as booleans: one comparison for a whole batch."""
+        if not tasks:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(fits(np.stack([t.demand() for t in tasks]), self.capacity), dtype=bool)
+
     def state(self, now_ms: float) -> np.ndarray:
         """The node's row in ``STATE_COLUMNS`` order at ``now_ms``.
 
@@ -125,7 +137,7 @@ class TaskQueue:
         if entry.task_id in self:
             raise QueueError(f"task {entry.task_id!r} is already queued")
         self._waiting[entry.task_id] = entry
-        self._committed += entry.task.demand()
+        self._committed += entry.demand
         self._waiting_ms += entry.task.duration_ms
 
     def add_running(self, entry: Entry, now_ms: float) -> None:
@@ -135,9 +147,8 @@ class TaskQueue:
         if entry.started_ms is None:
             entry.started_ms = now_ms
         self._running[entry.task_id] = entry
-        demand = entry.task.demand()
-        self._committed += demand
-        self._in_use += demand
+        self._committed += entry.demand
+        self._in_use += entry.demand
 
     def schedule(self, now_ms: float) -> list[Entry]:
         """Start, in queue order, every waiting entry that fits; return them."""
@@ -147,10 +158,9 @@ class TaskQueue:
         free = self.free
         started: list[Entry] = []
         for entry in self._waiting.values():  # no mutation here: removals happen below
-            demand = entry.task.demand()
-            if not fits(demand, free):
+            if not fits(entry.demand, free):
                 continue
-            free -= demand
+            free -= entry.demand
             started.append(entry)
             if len(started) == free_slots:
                 break
@@ -159,7 +169,7 @@ class TaskQueue:
             self._waiting_ms -= entry.task.duration_ms
             entry.started_ms = now_ms
             self._running[entry.task_id] = entry
-            self._in_use += entry.task.demand()
+            self._in_use += entry.demand
         return started
 
     def finish(self, task_id: str) -> Entry:
@@ -167,9 +177,8 @@ class TaskQueue:
         entry = self._running.pop(task_id, None)
         if entry is None:
             raise QueueError(f"task {task_id!r} is not running")
-        demand = entry.task.demand()
-        self._in_use -= demand
-        self._committed -= demand
+        self._in_use -= entry.demand
+        self._committed -= entry.demand
         self._clean()
         return entry
 
@@ -177,7 +186,7 @@ class TaskQueue:
         """Remove a waiting entry (a cancelled reservation); None if it is not waiting."""
         entry = self._waiting.pop(task_id, None)
         if entry is not None:
-            self._committed -= entry.task.demand()
+            self._committed -= entry.demand
             self._waiting_ms -= entry.task.duration_ms
             self._clean()
         return entry
@@ -187,10 +196,12 @@ class TaskQueue:
         entry = self._running.get(task_id)
         if entry is None or entry.kind != RESERVATION:
             raise QueueError(f"no held reservation {task_id!r}")
-        delta = task.demand() - entry.task.demand()
+        demand = task.demand()
+        delta = demand - entry.demand
         self._committed += delta
         self._in_use += delta
         entry.task = task
+        entry.demand = demand
         entry.kind = TASK
         return entry
 
