@@ -11,7 +11,7 @@ order from those scores. A task whose candidates include a node placed on
 since its scoring (its cached row changed) is scored again, with the next
 few tasks in one call, so every decision is the one scoring that task alone
 against the cache as it is then would give. After a snapshot the host calls
-:meth:`ChunkScores.score` for the tasks not yet decided.
+:meth:`ChunkScores.rescore_from` for the tasks not yet decided.
 
 Only policies whose ``choose`` is the tie-random argmin of
 :meth:`~dodoor.policies.base.SampledPolicy.decision_keys` over every candidate
@@ -98,9 +98,9 @@ class ChunkScores:
                 self._demand_rows = np.asarray(one)[None, None, :]
             else:
                 self._demand_rows = np.array(demands)[:, None, :]
-        self.score(0)
+        self.rescore_from(0)
 
-    def score(self, first: int) -> None:
+    def rescore_from(self, first: int) -> None:
         """Score the window from position ``first`` on against the cache as it is now.
 
         One call for the positions with the run's most candidates; others (β
@@ -149,7 +149,7 @@ class ChunkScores:
             if pos >= self._stop or not self._changed.isdisjoint(cands):
                 # the scores stayed valid for pos - _first positions
                 self._window = max(2 * (pos - self._first), MIN_WINDOW)
-                self.score(pos)
+                self.rescore_from(pos)
             scores = self._scores[pos]
             if scores is None:
                 scores = self.policy.decision_keys(self._demands[pos],

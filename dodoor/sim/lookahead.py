@@ -93,7 +93,7 @@ class Lookahead:
 
     def _score(self, first: int) -> None:
         """Score the batch's tasks from position ``first`` on in one call."""
-        self.chunk.score(first)
+        self.chunk.rescore_from(first)
 
     def _sample(self, j: int) -> list[int]:
         return self.policy.candidates(self.tasks[j], self.demands[j], self.sampler, self.rng)
