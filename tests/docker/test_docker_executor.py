@@ -264,7 +264,7 @@ async def test_tiny_task_gets_the_engine_floors(agent_id, docker_client):
     job = asyncio.ensure_future(executor.run(
         task("tiny-1", "dodoor-task", "sleep", "1", cores=0.001, memory_mb=1)))
     container = await wait_for_container(docker_client, agent_id)
-    assert container.attrs["HostConfig"]["NanoCpus"] == 10_000_000
+    assert container.attrs["HostConfig"]["NanoCpus"] == 100_000_000  # 0.1 CPU: starts in time
     assert container.attrs["HostConfig"]["Memory"] == 6 * 1024 * 1024
     result = await job
     await executor.close()
