@@ -26,8 +26,11 @@ SCHEDULING_TYPES: frozenset[str] = frozenset(
 )
 # Heartbeats are an idle agent's liveness reports (no state change since the last
 # report): they serve failure detection, not placement, like metrics scrapes.
+# A lookup (one per submission request: the cluster-wide claim of its new ids, or a
+# status read of a task another scheduler placed) serves the delivery guarantees of
+# docs/guarantees.md, not the choice of a node; it is counted apart, and reported.
 OTHER_TYPES: frozenset[str] = frozenset(
-    {"task_status", "completion", "register", "metrics", "heartbeat"}
+    {"task_status", "completion", "register", "metrics", "heartbeat", "lookup", "lookup_reply"}
 )
 ALL_TYPES: frozenset[str] = SCHEDULING_TYPES | OTHER_TYPES
 

@@ -129,6 +129,7 @@ class Snapshot:
     slots: np.ndarray
     state: np.ndarray
     epoch: str = ""  # the store instance; set when it also sends SnapshotDelta
+    dead: tuple[str, ...] = ()  # nodes the store declared dead: their tasks are ``lost``
     TYPE: ClassVar[str]
 
 
@@ -147,6 +148,7 @@ class SnapshotDelta:
     epoch: str
     node_ids: tuple[str, ...]
     state: np.ndarray
+    dead: tuple[str, ...] = ()  # as in Snapshot (the whole set, not a change)
     TYPE: ClassVar[str]
 
 
@@ -166,6 +168,11 @@ class NodeState:
     state: np.ndarray
     utilization: Mapping[str, float] = field(default_factory=dict)
     heartbeat: bool = False
+    # the agent's life on its journal: a new one after the store fenced the old
+    incarnation: str = ""
+    # ids accepted since the last acknowledged report (all journaled ids after the
+    # agent starts or the store restarts): the store's task index (docs/guarantees.md)
+    task_ids: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -194,6 +201,39 @@ class ReportAck:
     """
 
     wants_load: bool
+    # this incarnation was declared dead: end its unfinished tasks ``lost``, start anew
+    fenced: bool = False
+    # how long this answer lets the agent start tasks without another one (the store's
+    # dead-after: past it the store may declare the node dead)
+    lease_ms: float = 0.0
+    instance: str = ""  # the store's process; a new one has an empty task index
+    TYPE: ClassVar[str]
+
+
+@message("lookup")
+class Lookup:
+    """Scheduler → load store: where are these tasks? With ``claim``, also reserve the
+    ids not yet placed anywhere for this scheduler (one id, one placement cluster-wide).
+
+    ``scheduler_id`` names the scheduler process (id and instance), so a restarted
+    scheduler does not take its previous life's claims for its own.
+    """
+
+    scheduler_id: str
+    task_ids: tuple[str, ...]
+    claim: bool = False
+    TYPE: ClassVar[str]
+
+
+@message("lookup_reply")
+class LookupReply:
+    """Load store → scheduler, per asked id (same order): an outcome of
+    :data:`dodoor.taskindex.OUTCOMES`, the node that reported it ("" when none)
+    and the scheduler that claimed it ("" when unknown)."""
+
+    outcomes: tuple[str, ...]
+    nodes: tuple[str, ...]
+    owners: tuple[str, ...]
     TYPE: ClassVar[str]
 
 

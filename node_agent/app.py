@@ -19,7 +19,7 @@ import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from dodoor.clock import Clock, WallClock
+from dodoor.clock import Clock, MonotonicClock, WallClock
 from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
 from dodoor.resources import RESOURCES, Task
@@ -30,7 +30,8 @@ from node_agent.journal import Journal, JournalError
 from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_response,
                              read_message, wire_response)
 from node_agent.metrics import make_registry
-from node_agent.node import NodeAgent
+from node_agent.lease import Lease
+from node_agent.node import NodeAgent, TaskConflict
 from node_agent.reporter import Reporter
 from node_agent.settings import AgentSettings
 
@@ -38,12 +39,15 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", AgentSettings)
 CLOCK = web.AppKey("clock", Clock)
+LEASE_CLOCK = web.AppKey("lease_clock", Clock)
 COUNTER = web.AppKey("counter", MessageCounter)
 EXECUTOR = web.AppKey("executor", Executor)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 AGENT = web.AppKey("agent", NodeAgent)
 REPORTER = web.AppKey("reporter", Reporter)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+# ids per state report: a restarted store gets a big journal's ids over several reports
+MAX_IDS_PER_REPORT = 50_000
 
 
 def create_app(settings: AgentSettings, executor: Executor | None = None,
@@ -54,6 +58,8 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes
     app[CLOCK] = clock if clock is not None else WallClock()
+    # the lease measures intervals: monotonic unless a test injects its own clock
+    app[LEASE_CLOCK] = clock if clock is not None else MonotonicClock()
     app[COUNTER] = MessageCounter()
     app[EXECUTOR] = executor if executor is not None else make_executor(settings)
     app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx])
@@ -98,8 +104,10 @@ async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     journal = Journal(settings.journal_path)
     await journal.open()
+    # without a load store nobody can declare this node dead, so no lease is needed
+    lease = Lease(app[LEASE_CLOCK], required=bool(settings.loadstore_url))
     agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, app[EXECUTOR],
-                      journal, app[CLOCK], app[COUNTER], settings.journal_keep_finished)
+                      journal, app[CLOCK], app[COUNTER], settings.journal_keep_finished, lease)
     agent.confirm = lambda url, node, task_id: _confirm(app, url, node, task_id)
     app[AGENT] = agent
     log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",
@@ -120,10 +128,13 @@ async def _reporter_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     reporter = None
     if settings.loadstore_url:
+        agent = app[AGENT]
         reporter = Reporter(app[SESSION], settings.loadstore_url, lambda seq: build_state(app, seq),
-                            app[COUNTER], settings.report_interval_ms, settings.heartbeat_ms)
+                            app[COUNTER], settings.report_interval_ms, settings.heartbeat_ms,
+                            on_answer=agent.on_report_answer, clock_ms=app[LEASE_CLOCK].now_ms)
         app[REPORTER] = reporter
-        app[AGENT].on_change(reporter.notify)
+        agent.on_change(reporter.notify)
+        agent.want_report = reporter.notify
     app[REGISTRY] = make_registry(app[AGENT], reporter)
     if reporter is None:
         yield
@@ -145,7 +156,8 @@ async def build_state(app: web.Application, seq: int) -> NodeState:
     util = {"cpu_percent": cpu, "memory_percent": mem,
             "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
-                     agent.state(), util)
+                     agent.state(), util, incarnation=agent.incarnation,
+                     task_ids=tuple(agent.unreported[:MAX_IDS_PER_REPORT]))
 
 
 def _utilization() -> tuple[float, float]:
@@ -192,6 +204,8 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     except JournalError as exc:
         log.error("refusing task %s: %s", msg.task.task_id, exc)
         return error_response(503, "journal", f"cannot journal the task: {exc}")
+    except TaskConflict as exc:
+        return _conflict(exc)
     return web.Response(status=202)
 
 
@@ -210,7 +224,15 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     except JournalError as exc:
         log.error("refusing a batch of %d tasks: %s", len(msg.tasks), exc)
         return error_response(503, "journal", f"cannot journal the tasks: {exc}")
+    except TaskConflict as exc:
+        return _conflict(exc)  # the other tasks were accepted
     return web.Response(status=202)
+
+
+def _conflict(exc: TaskConflict) -> web.StreamResponse:
+    """409: the ids are held here with another body; ``conflicts`` lists them all."""
+    return web.json_response({"error": {"field": "id", "reason": str(exc)},
+                              "conflicts": exc.task_ids}, status=409)
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -278,7 +300,8 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         "status": "degraded" if reachable is False else "ok",
         "node": app[SETTINGS].node_id, "queued": agent.queue.n_waiting,
         "running": agent.queue.n_running, "loadstore_reachable": reachable,
-        "executor": app[EXECUTOR].name,
+        "executor": app[EXECUTOR].name, "incarnation": agent.incarnation,
+        "lease": agent.lease.valid(), "fences": agent.fences,
     })
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import sqlite3
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,15 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.resources import Task
+# re-exported: the agent's modules and tests take the states from here
+from dodoor.taskstates import FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL  # noqa: F401
 from dodoor.validation import parse_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-TERMINAL = frozenset({SUCCEEDED, FAILED})
+# What accept_many did with each task
+NEW, DUPLICATE, RERUN, CONFLICT = "new", "duplicate", "rerun", "conflict"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -47,6 +50,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     log_tail TEXT NOT NULL DEFAULT ''
 )
 """
+# key/value facts about the journal itself (the agent's incarnation)
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(TERMINAL))})"
 
 
 class JournalError(DodoorError):
@@ -114,6 +120,69 @@ class Journal:
 
         return await self._write(work)
 
+    async def accept_many(self, tasks: Sequence[Task], scheduler_id: str,
+                          queued_ms: float) -> list[str]:
+        """Journal newly accepted tasks (all or nothing): per task ``NEW``; ``DUPLICATE``
+        for an id already held with the same body; ``RERUN`` for a resubmitted id that
+        had ended ``lost`` here (queued again); ``CONFLICT`` for an id held with a
+        different body (nothing changes)."""
+        rows = [(t.task_id, json.dumps(t.to_dict()), scheduler_id, QUEUED, queued_ms)
+                for t in tasks]
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            out = []
+            for row in rows:
+                if conn.execute("INSERT OR IGNORE INTO tasks (id, task, scheduler_id, state,"
+                                " queued_ms) VALUES (?, ?, ?, ?, ?)", row).rowcount == 1:
+                    out.append(NEW)
+                    continue
+                held = conn.execute("SELECT task, state FROM tasks WHERE id = ?",
+                                    (row[0],)).fetchone()
+                if held["task"] != row[1] and not _same_body(held["task"], row[1]):
+                    out.append(CONFLICT)
+                elif held["state"] == LOST:
+                    conn.execute(
+                        "UPDATE tasks SET state = ?, scheduler_id = ?, queued_ms = ?,"
+                        " started_ms = NULL, finished_ms = NULL, exit_code = NULL, reason = NULL,"
+                        " log_tail = '' WHERE id = ?", (QUEUED, scheduler_id, queued_ms, row[0]))
+                    out.append(RERUN)
+                else:
+                    out.append(DUPLICATE)
+            return out
+
+        return await self._write(work)
+
+    async def mark_lost_unfinished(self, finished_ms: float, reason: str) -> list[str]:
+        """End every unfinished task ``lost`` (its node life was declared dead); their ids."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL}", tuple(TERMINAL)).fetchall()]
+            conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_TERMINAL}",
+                         (LOST, finished_ms, reason, *TERMINAL))
+            return ids
+
+        return await self._write(work)
+
+    async def all_ids(self) -> list[str]:
+        """Every id the journal holds, oldest first (re-reported to a new load store)."""
+        rows = await self._call(lambda c: c.execute("SELECT id FROM tasks ORDER BY seq").fetchall())
+        return [r[0] for r in rows]
+
+    async def incarnation(self, renew: bool = False) -> str:
+        """This journal's current life; ``renew`` starts a new one (after a fence)."""
+
+        def work(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'incarnation'").fetchone()
+            if row is not None and not renew:
+                return row[0]
+            value = uuid.uuid4().hex[:16]
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('incarnation', ?)",
+                         (value,))
+            return value
+
+        return await self._write(work)
+
     async def mark_running(self, task_id: str, started_ms: float) -> None:
         await self._write(lambda c: c.execute(
             "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
@@ -137,7 +206,7 @@ class Journal:
     async def unfinished(self) -> list[Record]:
         """Tasks not yet in a terminal state, in acceptance order."""
         rows = await self._call(lambda c: c.execute(
-            "SELECT * FROM tasks WHERE state NOT IN (?, ?) ORDER BY seq", tuple(TERMINAL)).fetchall())
+            f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall())
         return [_record(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
@@ -154,10 +223,12 @@ class Journal:
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
 
+        marks = ", ".join("?" * len(TERMINAL))
+
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
-                "DELETE FROM tasks WHERE state IN (?, ?) AND seq NOT IN"
-                " (SELECT seq FROM tasks WHERE state IN (?, ?) ORDER BY seq DESC LIMIT ?)",
+                f"DELETE FROM tasks WHERE state IN ({marks}) AND seq NOT IN"
+                f" (SELECT seq FROM tasks WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?)",
                 (*TERMINAL, *TERMINAL, keep)).rowcount
 
         return await self._write(work)
@@ -200,6 +271,7 @@ class Journal:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
+        conn.execute(_META)
         self._conn = conn
 
     def _close(self, conn: sqlite3.Connection) -> None:
@@ -316,6 +388,14 @@ class Journal:
             return await loop.run_in_executor(self._pool, run)
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: {exc}") from exc
+
+
+def _same_body(held: str, offered: str) -> bool:
+    """Do two journaled task bodies describe the same task (key order aside)?"""
+    try:
+        return json.loads(held) == json.loads(offered)
+    except ValueError:
+        return False
 
 
 def _record(row: sqlite3.Row) -> Record:

@@ -19,9 +19,11 @@ import numpy as np
 from dodoor.clock import Clock
 from dodoor.messages import MessageCounter
 from dodoor.resources import Task
-from dodoor.wire import TaskStatus
+from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, TaskResult
-from node_agent.journal import FAILED, QUEUED, RUNNING, SUCCEEDED, Journal, JournalError
+from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RUNNING, SUCCEEDED, Journal,
+                                JournalError)
+from node_agent.lease import Lease
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,20 @@ log = logging.getLogger(__name__)
 ConfirmFn = Callable[[str, str, str], Awaitable[Task | None]]
 
 
+class TaskConflict(Exception):
+    """Ids already held here with a different task body (the client reused an id)."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        super().__init__(f"id(s) already used by a different task: {', '.join(task_ids[:5])}")
+        self.task_ids = task_ids
+
+
 class NodeAgent:
     """Queue + executor + journal for one node; see the module docstring."""
 
     def __init__(self, node_id: str, capacity: np.ndarray, slots: int, executor: Executor,
                  journal: Journal, clock: Clock, counter: MessageCounter | None = None,
-                 keep_finished: int = 0) -> None:
+                 keep_finished: int = 0, lease: Lease | None = None) -> None:
         self.node_id = node_id
         self.queue = TaskQueue(capacity, slots)
         self.executor = executor
@@ -50,9 +60,19 @@ class NodeAgent:
         self._listeners: list[Callable[[], None]] = []
         self._jobs: dict[str, asyncio.Task] = {}
         self._closing = False
+        self._fencing = False
         # Results the journal refused (disk full): served from memory so such a task does
         # not read ``queued`` forever; its journal row makes a restart run it again.
         self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
+        # start permission from the load store (node_agent.lease); none needed without one
+        self.lease = lease if lease is not None else Lease(clock, required=False)
+        self.incarnation = ""  # set by resume(); renewed by fence()
+        # ids accepted and not yet in an answered state report (the store's task index)
+        self.unreported: list[str] = []
+        self.fences = 0
+        self._store_instance = ""
+        # called when a start waits for the lease: report now
+        self.want_report: Callable[[], None] = lambda: None
 
     # -- observation ------------------------------------------------------
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -94,6 +114,7 @@ class NodeAgent:
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
+        self.incarnation = await self.journal.incarnation()
         adopted = {a.task_id: a for a in await self.executor.reconcile()}
         records = await self.journal.unfinished()
         now = self.clock.now_ms()
@@ -129,34 +150,77 @@ class NodeAgent:
 
     # -- requests ---------------------------------------------------------
     async def submit(self, task: Task, scheduler_id: str) -> bool:
-        """Journal and queue a task; False for a duplicate id. Raises JournalError."""
+        """Journal and queue a task; False for a duplicate id. Raises JournalError, and
+        TaskConflict when the id is held with a different body."""
         return await self.submit_many((task,), scheduler_id) == 1
 
     async def submit_many(self, tasks: Sequence[Task], scheduler_id: str) -> int:
         """Journal (all or nothing) and queue tasks in order; returns how many were new.
 
-        Ids already queued, journaled or repeated within ``tasks`` are skipped.
-        Raises JournalError, in which case none was accepted.
+        Ids already queued or journaled with the same body, or repeated within
+        ``tasks``, are skipped; an id that ended ``lost`` here runs again. Raises
+        JournalError, in which case none was accepted, and then TaskConflict naming
+        the ids held with another body (the rest were accepted).
         """
         seen: set[str] = set()
         fresh = []
+        conflicts = []
         for task in tasks:
-            if task.task_id not in self.queue and task.task_id not in seen:
-                seen.add(task.task_id)
+            task_id = task.task_id
+            if task_id in seen:
+                continue
+            seen.add(task_id)
+            held = self.queue.get(task_id)
+            if held is None:
                 fresh.append(task)
-        if not fresh:
-            return 0
-        now = self.clock.now_ms()
-        inserted = await self.journal.insert_many(fresh, scheduler_id, QUEUED, now)
+            elif held.kind == TASK and held.task != task and held.task.to_dict() != task.to_dict():
+                conflicts.append(task_id)
         added = 0
-        for task, new in zip(fresh, inserted):
-            # Also skip a reservation for the same id that arrived while we were writing.
-            if new and task.task_id not in self.queue:
-                self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
-                added += 1
-        if added:
-            self._pump()
+        if fresh:
+            now = self.clock.now_ms()
+            outcomes = await self.journal.accept_many(fresh, scheduler_id, now)
+            for task, outcome in zip(fresh, outcomes):
+                if outcome == CONFLICT:
+                    conflicts.append(task.task_id)
+                # Also skip a reservation for the same id that arrived while we were writing.
+                elif outcome in (NEW, RERUN) and task.task_id not in self.queue:
+                    self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
+                    self.unreported.append(task.task_id)
+                    added += 1
+            if added:
+                self._pump()
+        if conflicts:
+            raise TaskConflict(conflicts)
         return added
+
+    async def fence(self) -> int:
+        """The load store declared this node life dead, and told clients its tasks are
+        ``lost``: stop whatever runs, end every unfinished task ``lost``, start a new life.
+        Returns how many tasks ended lost."""
+        self.lease.revoke()
+        self._fencing = True
+        try:
+            jobs = list(self._jobs.values())
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            self._jobs.clear()
+            reason = (f"node {self.node_id} (life {self.incarnation}) was declared dead by the "
+                      "load store; the task was reported lost and will not run here unless resubmitted")
+            ids = await self.journal.mark_lost_unfinished(self.clock.now_ms(), reason)
+            for entry in list(self.queue.running()):
+                self.queue.finish(entry.task_id)
+            for entry in list(self.queue.waiting()):
+                self.queue.drop_waiting(entry.task_id)
+            self.finished["lost"] += len(ids)
+            old, self.incarnation = self.incarnation, await self.journal.incarnation(renew=True)
+        finally:
+            self._fencing = False
+        self.fences += 1
+        log.warning("fenced: life %s of %s was declared dead; %d unfinished task(s) ended lost; "
+                    "new life %s", old, self.node_id, len(ids), self.incarnation)
+        self._changed()
+        return len(ids)
 
     async def reserve(self, task: Task, scheduler_id: str, reply_url: str) -> bool:
         """Hold a place for a Sparrow reservation; False when the id is already known."""
@@ -179,9 +243,37 @@ class NodeAgent:
         self._pump()
         return True
 
+    async def on_report_answer(self, ack: ReportAck, sent_ms: float, sent: NodeState) -> None:
+        """The load store answered a state report sent at ``sent_ms``."""
+        if ack.fenced:
+            if sent.incarnation == self.incarnation:  # not a late answer about an old life
+                await self.fence()
+            return
+        if sent.incarnation != self.incarnation:
+            return  # the answer is about a life fenced meanwhile: it grants nothing now
+        del self.unreported[:len(sent.task_ids)]
+        if ack.instance and ack.instance != self._store_instance:
+            # a store we have not told our ids (ours or its first life): all of them again
+            self._store_instance = ack.instance
+            self.unreported = await self.journal.all_ids()
+        if ack.lease_ms > 0:
+            was_valid = self.lease.valid()
+            self.lease.grant(sent_ms, ack.lease_ms)
+            if not was_valid:
+                self._pump()
+
     # -- machinery --------------------------------------------------------
+    def pump(self) -> None:
+        """Start what fits now (after the lease was renewed, say)."""
+        self._pump()
+
     def _pump(self) -> None:
-        if self._closing:
+        if self._closing or self._fencing:
+            return
+        if not self.lease.valid():
+            if len(self.queue):
+                self.lease.lapses += 1
+                self.want_report()  # the answer renews the lease, then pump() again
             return
         for entry in self.queue.schedule(self.clock.now_ms()):
             if entry.kind == RESERVATION:

@@ -10,7 +10,8 @@ outage) on the next tick.
 The load store answers each report with a ``ReportAck``: when no scheduler
 scores from node load (probing or random policies) it says so, and the agent
 stops reporting changes and sends only heartbeats — which still carry the full
-state — until an answer asks for changes again.
+state — until an answer asks for changes again. Every answer also goes to
+``on_answer`` (the agent: lease, fence, reported ids; see :mod:`node_agent.lease`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 import aiohttp
 
@@ -35,7 +36,9 @@ class Reporter:
     def __init__(self, session: aiohttp.ClientSession, loadstore_url: str,
                  build: Callable[[int], Awaitable[NodeState]], counter: MessageCounter,
                  interval_ms: float = 100.0, heartbeat_ms: float = 1000.0,
-                 timeout_ms: float = 1000.0, headers: dict[str, str] | None = None) -> None:
+                 timeout_ms: float = 1000.0, headers: dict[str, str] | None = None,
+                 on_answer: Optional[Callable[[ReportAck, float, NodeState], Awaitable[None]]] = None,
+                 clock_ms: Callable[[], float] | None = None) -> None:
         self.session = session
         self.url = loadstore_url.rstrip("/") + "/internal/node_state"
         self.build = build
@@ -49,6 +52,8 @@ class Reporter:
         self.failures = 0
         self.reachable: bool | None = None
         self.load_wanted = True  # until the load store says otherwise
+        self.on_answer = on_answer
+        self._now_ms = clock_ms or (lambda: asyncio.get_running_loop().time() * 1000.0)
         self._changed = asyncio.Event()
 
     def notify(self) -> None:
@@ -80,6 +85,7 @@ class Reporter:
         if heartbeat:
             msg = dataclasses.replace(msg, heartbeat=True)
         body = encode(msg)
+        sent_ms = self._now_ms()
         try:
             async with self.session.post(self.url, data=body, headers=self.headers,
                                          timeout=self.timeout) as resp:
@@ -94,22 +100,29 @@ class Reporter:
             self.reachable = False
             return False
         self.counter.add("heartbeat" if heartbeat else "node_state", nbytes=len(body))
-        self._take_answer(answer)
+        ack = self._take_answer(answer)
+        if ack is not None and self.on_answer is not None:
+            await self.on_answer(ack, sent_ms, msg)
+            if ack.fenced:
+                self._changed.set()  # report the new life at once
         self.sent += 1
         if self.reachable is False:
             log.info("load store %s reachable again", self.url)
         self.reachable = True
         return True
 
-    def _take_answer(self, answer: bytes) -> None:
-        """Follow the load store's ``ReportAck``; an empty answer (older store) changes nothing."""
+    def _take_answer(self, answer: bytes) -> ReportAck | None:
+        """Follow the load store's ``ReportAck``. An empty answer (an older store, which
+        never fences) changes nothing and grants a lease of three heartbeats."""
         if not answer:
-            return
+            return ReportAck(self.load_wanted, lease_ms=3 * self.heartbeat_s * 1000.0)
         try:
-            wanted = decode(answer, ReportAck).wants_load
+            ack = decode(answer, ReportAck)
         except DecodeError as exc:
             log.warning("load store answered a report with %d unreadable bytes: %s", len(answer), exc)
-            return
+            return None
+        wanted = ack.wants_load
         if wanted != self.load_wanted:
             log.info("load store %s state reports on change", "wants" if wanted else "no longer wants")
             self.load_wanted = wanted
+        return ack

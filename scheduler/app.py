@@ -16,7 +16,10 @@ from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
-from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
+from dodoor.taskindex import BUSY, LOST, MINE, PLACED
+from dodoor.taskstates import UNKNOWN
+from dodoor.wire import (Confirm, Deltas, Lookup, LookupReply, Register, Snapshot, SnapshotDelta,
+                         decode)
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
     BackgroundTasks, GaugeCollector, MessageCollector, auth_headers, auth_middleware,
@@ -83,6 +86,11 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
                                         if state.placer else 0),
         "dodoor_scheduler_failovers": ("Enqueues that failed over to another node",
                                        lambda: state.placer.failovers if state.placer else 0),
+        "dodoor_scheduler_confirms": ("Resubmitted ids confirmed by the node holding them",
+                                      lambda: state.placer.confirms if state.placer else 0),
+        "dodoor_scheduler_claims_skipped": (
+            "Submissions placed without a cluster-wide claim (load store unreachable)",
+            lambda: state.placer.claims_skipped if state.placer else 0),
         "dodoor_scheduler_degraded": ("1 while the load store is unreachable",
                                       lambda: state.health()["status"] == "degraded"),
         "dodoor_scheduler_snapshot_age_seconds": (
@@ -111,6 +119,7 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     state.peers = PeerClient(session, state.counter, s.agent_timeout_ms, auth_headers(s.token))
     state.placer = Placer(s, state.view, state.peers, state.rng, state.clock, state.emit_deltas,
                           state.background)
+    state.placer.claiming = lambda: state.loadstore_reachable
     log.info("scheduler %s starting: policy=%s url=%s loadstore=%s", s.scheduler_id, s.policy,
              s.url, s.loadstore_url)
     yield
@@ -238,6 +247,12 @@ async def submit(request: web.Request) -> web.Response:
         return json_error(503, "cluster", str(exc))
     placements = await placer.place(tasks)
     body_out = {"placements": [p.as_dict() for p in placements]}
+    conflicts = [i for i, p in enumerate(placements) if p.conflict]
+    if conflicts:
+        first = conflicts[0]
+        body_out["error"] = {"field": f"tasks[{first}].id" if batch else "id",
+                             "reason": placements[first].error}
+        return web.json_response(body_out, status=409)
     failed = [p for p in placements if p.error is not None]
     if failed:
         body_out["error"] = {"field": "node", "reason": f"{len(failed)} task(s) could not be "
@@ -247,6 +262,8 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def task_status(request: web.Request) -> web.Response:
+    """Any scheduler answers for any task: its own placements from memory, the rest
+    through the load store's task index; the node holding the task has the truth."""
     state = request.app[STATE]
     placer = state.placer
     assert placer is not None and state.peers is not None
@@ -257,18 +274,42 @@ async def task_status(request: web.Request) -> web.Response:
                                               reason="reserved, waiting for a confirm"))
     node = placer.placed.get(task_id)
     if node is None:
-        return json_error(404, "id", f"unknown task {task_id!r}")
+        try:
+            reply = await state.peers.send(
+                state.settings.loadstore_url.rstrip("/") + "/internal/lookup",
+                Lookup(placer.instance, (task_id,)), expect=LookupReply)
+        except PeerError as exc:
+            return json_error(503, "id", f"task {task_id!r} was not placed by this scheduler and "
+                              f"the load store cannot be asked: {exc}")
+        outcome, node = reply.outcomes[0], reply.nodes[0] or None
+        if outcome == LOST:
+            return web.json_response(_status_body(
+                task_id, "lost", node, reason=f"node {node} was declared dead"))
+        if outcome in (BUSY, MINE):
+            return web.json_response(_status_body(
+                task_id, UNKNOWN, None, reason=f"being placed by scheduler {reply.owners[0]}; "
+                "no node has reported it yet"))
+        if outcome != PLACED or node is None:
+            return json_error(404, "id", f"unknown task {task_id!r} (not known to this "
+                              "scheduler nor to the load store; results expire with the "
+                              "agents' journal retention)")
+    if node in state.view.dead:
+        return web.json_response(_status_body(task_id, "lost", node,
+                                              reason=f"node {node} was declared dead"))
     idx = state.view.index.get(node)
     if idx is None:
-        return web.json_response(_status_body(task_id, "lost", node,
-                                              reason=f"node {node} is gone"))
+        return web.json_response(_status_body(
+            task_id, UNKNOWN, node, reason=f"node {node} is out of this scheduler's view "
+            "but was not declared dead"))
     try:
         st = await state.peers.task_status(state.view.urls[idx], task_id)
     except PeerError as exc:
-        return json_error(503, "node", f"agent {node} unreachable: {exc}")
+        return web.json_response(_status_body(task_id, UNKNOWN, node,
+                                              reason=f"agent {node} unreachable: {exc}"))
     if st is None:
-        return web.json_response(_status_body(task_id, "lost", node,
-                                              reason=f"agent {node} does not know the task"))
+        return web.json_response(_status_body(
+            task_id, UNKNOWN, node, reason=f"agent {node} does not know the task (its "
+            "result expired, or its journal was replaced)"))
     state.counter.add("task_status")
     return web.json_response({
         "id": task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,

@@ -40,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="> 0: adapt b to hold the mean snapshot age near this (docs/beyond.md)")
     lp.add_argument("--delta-snapshots", action="store_true",
                     help="push each scheduler only the rows changed since its last snapshot")
+    lp.add_argument("--state-file", default="dodoor-loadstore.json",
+                    help="members and fenced node lives, kept across restarts "
+                         "(docs/guarantees.md); '' keeps them in memory only")
+    lp.add_argument("--index-entries", type=int, default=1_000_000,
+                    help="task ids the store remembers for lookups and claims")
+    lp.add_argument("--claim-ttl-ms", type=float, default=60_000.0,
+                    help="how long an unreported claim keeps other schedulers off an id")
     lp.set_defaults(func=run_loadstore)
 
 
@@ -71,7 +78,10 @@ def loadstore_settings(args: argparse.Namespace) -> LoadStoreSettings:
     return LoadStoreSettings(host=args.host, port=args.port, b=args.b,
                              dead_after_ms=args.dead_after_ms, token=_token(args),
                              adaptive_b_target_ms=getattr(args, "adaptive_b_target_ms", 0.0),
-                             delta_snapshots=getattr(args, "delta_snapshots", False))
+                             delta_snapshots=getattr(args, "delta_snapshots", False),
+                             state_file=getattr(args, "state_file", ""),
+                             index_entries=getattr(args, "index_entries", 1_000_000),
+                             claim_ttl_ms=getattr(args, "claim_ttl_ms", 60_000.0))
 
 
 def run_scheduler(args: argparse.Namespace) -> int:

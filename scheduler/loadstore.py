@@ -16,7 +16,9 @@ from dodoor.cache import N_STATE
 from dodoor.clock import Clock
 from dodoor.resources import N_RESOURCES
 from dodoor.snapshots import AdaptiveBatch, DeltaPublisher
+from dodoor.taskindex import TaskIndex
 from dodoor.wire import Deltas, NodeState, Snapshot, SnapshotDelta
+from scheduler.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ class NodeRecord:
     seq: int
     alive: bool = True
     utilization: dict | None = None
+    incarnation: str = ""
+    # False for a member remembered from before a store restart that has not
+    # reported to this store yet: not in snapshots, but it expires like the rest
+    reported_here: bool = True
 
     @property
     def state(self) -> np.ndarray:
@@ -49,7 +55,8 @@ class LoadStoreState:
 
     def __init__(self, b: int, dead_after_ms: float, clock: Clock,
                  adaptive_b_target_ms: float = 0.0, delta_snapshots: bool = False,
-                 epoch: str = "") -> None:
+                 epoch: str = "", membership: Membership | None = None,
+                 index: TaskIndex | None = None) -> None:
         self.b = b
         # optional: b follows the placement rate to hold snapshot age near a target
         self.adaptive = (AdaptiveBatch(adaptive_b_target_ms, b, start_ms=clock.now_ms())
@@ -66,9 +73,33 @@ class LoadStoreState:
         self.publisher = DeltaPublisher(0, epoch) if delta_snapshots else None
         self._order: list[str] = []
         self._index: dict[str, int] = {}
+        self.index = index if index is not None else TaskIndex(clock)
+        # durable (scheduler.membership): saved by the app when ``membership_dirty``
+        self.membership = membership if membership is not None else Membership()
+        self.membership_dirty = False
+        now = clock.now_ms()
+        for node_id, (url, incarnation) in self.membership.members.items():
+            # remembered members get dead_after_ms to report to this store, as if they
+            # had just reported; the ones that never do are declared dead
+            self.nodes[node_id] = NodeRecord(
+                node_id, url, np.zeros(N_RESOURCES), 1, np.zeros(N_STATE), np.zeros(N_STATE),
+                now, 0, incarnation=incarnation, reported_here=False)
 
     def live(self) -> list[NodeRecord]:
-        return [self.nodes[k] for k in sorted(self.nodes) if self.nodes[k].alive]
+        return [self.nodes[k] for k in sorted(self.nodes)
+                if self.nodes[k].alive and self.nodes[k].reported_here]
+
+    def dead(self) -> tuple[str, ...]:
+        """Nodes declared dead and not back: their tasks are ``lost``."""
+        return tuple(sorted(n for n, rec in self.nodes.items() if not rec.alive))
+
+    def is_dead(self, node_id: str) -> bool:
+        rec = self.nodes.get(node_id)
+        return rec is not None and not rec.alive
+
+    def is_fenced(self, msg: NodeState) -> bool:
+        """Is this report from a node life that was declared dead?"""
+        return self.membership.is_fenced(msg.node_id, msg.incarnation)
 
     def report(self, msg: NodeState) -> bool:
         """Install an agent's full state; True when the node is new, revived or resized."""
@@ -82,20 +113,32 @@ class LoadStoreState:
         if np.any(capacity < 0) or msg.slots < 1:
             raise ValueError(f"node_state of {msg.node_id!r}: negative capacity or slots < 1 "
                              f"(capacity {capacity.tolist()}, slots {msg.slots})")
+        if self.is_fenced(msg):
+            raise ValueError(f"node_state of {msg.node_id!r}: life {msg.incarnation!r} was "
+                             f"declared dead (fenced)")
         now = self.clock.now_ms()
+        if msg.task_ids:
+            self.index.placed(msg.node_id, msg.task_ids)
+        url = msg.url.rstrip("/")
+        if self.membership.members.get(msg.node_id) != (url, msg.incarnation):
+            self.membership.members[msg.node_id] = (url, msg.incarnation)
+            self.membership_dirty = True
         rec = self.nodes.get(msg.node_id)
         if rec is None:
             self.nodes[msg.node_id] = NodeRecord(
-                msg.node_id, msg.url.rstrip("/"), capacity, int(msg.slots), state,
+                msg.node_id, url, capacity, int(msg.slots), state,
                 np.zeros(N_STATE), now, msg.seq, utilization=dict(msg.utilization),
+                incarnation=msg.incarnation,
             )
             log.info("node %s joined (%s)", msg.node_id, msg.url)
             self._reindex()
             return True
-        changed = (not rec.alive or rec.url != msg.url.rstrip("/") or rec.slots != msg.slots
-                   or not np.array_equal(rec.capacity, capacity))
+        changed = (not rec.alive or not rec.reported_here or rec.url != url
+                   or rec.slots != msg.slots or not np.array_equal(rec.capacity, capacity))
         if not rec.alive:
-            log.info("node %s is back", msg.node_id)
+            log.info("node %s is back (life %s)", msg.node_id, msg.incarnation or "-")
+        rec.reported_here = True
+        rec.incarnation = msg.incarnation
         rec.url = msg.url.rstrip("/")
         rec.capacity = capacity
         rec.slots = int(msg.slots)
@@ -153,8 +196,11 @@ class LoadStoreState:
             if rec.alive and now - rec.last_report_ms > self.dead_after_ms:
                 rec.alive = False
                 died = True
-                log.warning("node %s is dead: no report for %.0f ms", rec.node_id,
-                            now - rec.last_report_ms)
+                # that life must never run its unfinished tasks: they are reported lost
+                self.membership.fence(rec.node_id, rec.incarnation)
+                self.membership_dirty = True
+                log.warning("node %s is dead: no report for %.0f ms (life %s fenced)",
+                            rec.node_id, now - rec.last_report_ms, rec.incarnation or "-")
         if died:
             self._reindex()
         return died
@@ -171,6 +217,7 @@ class LoadStoreState:
             capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
             slots=np.array([float(r.slots) for r in live]).reshape(n),
             state=np.array([r.state for r in live]).reshape(n, N_STATE),
+            dead=self.dead(),
         )
 
     def _reindex(self) -> None:
@@ -195,12 +242,12 @@ class LoadStoreState:
                     urls=tuple(r.url for r in live),
                     capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
                     slots=np.array([float(r.slots) for r in live]).reshape(n),
-                    state=update.rows, epoch=self.epoch)
+                    state=update.rows, epoch=self.epoch, dead=self.dead())
             else:
                 out[sid] = SnapshotDelta(
                     seq=update.seq, base_seq=update.base_seq, epoch=self.epoch,
                     node_ids=tuple(self._order[i] for i in update.nodes.tolist()),
-                    state=update.rows.reshape(update.n_rows, N_STATE))
+                    state=update.rows.reshape(update.n_rows, N_STATE), dead=self.dead())
         self.seq += 1
         return out
 
@@ -208,6 +255,7 @@ class LoadStoreState:
         now = self.clock.now_ms()
         return {"nodes": [
             {"id": r.node_id, "url": r.url, "alive": r.alive, "slots": r.slots,
+             "incarnation": r.incarnation, "reported": r.reported_here,
              "capacity": r.capacity.tolist(), "state": r.state.tolist(),
              "report_age_ms": now - r.last_report_ms, "utilization": r.utilization or {}}
             for r in (self.nodes[k] for k in sorted(self.nodes))

@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError
 from dodoor.messages import MessageCounter
+from dodoor.taskindex import TaskIndex
 from dodoor.wire import (
-    CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
+    CONTENT_TYPE, Deltas, Lookup, LookupReply, NodeState, Register, ReportAck, Snapshot, decode,
+    encode,
 )
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
@@ -23,6 +25,7 @@ from scheduler.httpkit import (
     json_error, metrics_handler, read_body,
 )
 from scheduler.loadstore import LoadStoreState
+from scheduler.membership import MembershipFile
 from scheduler.settings import LoadStoreSettings
 
 log = logging.getLogger(__name__)
@@ -127,10 +130,27 @@ class LoadStoreApp:
         self.clock = clock
         self.instance = uuid.uuid4().hex
         self.counter = MessageCounter()
+        self.membership_file = MembershipFile(settings.state_file)
         self.store = LoadStoreState(settings.b, settings.dead_after_ms, clock,
                                     settings.adaptive_b_target_ms, settings.delta_snapshots,
-                                    epoch=self.instance)
+                                    epoch=self.instance,
+                                    membership=self.membership_file.load(),
+                                    index=TaskIndex(clock, settings.index_entries,
+                                                    settings.claim_ttl_ms))
         self.pusher = Pusher(self.store, settings)
+        self._saving = asyncio.Lock()
+
+    async def save_membership(self) -> None:
+        """Persist joins, returns and fences before anyone acts on them."""
+        async with self._saving:
+            if not self.store.membership_dirty:
+                return
+            self.store.membership_dirty = False
+            try:
+                await asyncio.to_thread(self.membership_file.save, self.store.membership)
+            except Exception:
+                self.store.membership_dirty = True
+                raise
 
 
 LOADSTORE = web.AppKey("loadstore", LoadStoreApp)
@@ -181,15 +201,18 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
     app.router.add_post("/internal/register", register)
     app.router.add_post("/internal/deltas", deltas)
     app.router.add_post("/internal/node_state", node_state)
+    app.router.add_post("/internal/lookup", lookup)
     app.router.add_get("/v1/nodes", nodes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 
 
-def expire_now(ls: LoadStoreApp) -> bool:
-    """Run one expiry pass; pushes a snapshot when a node died."""
+async def expire_now(ls: LoadStoreApp) -> bool:
+    """Run one expiry pass; when a node died, fence it durably, then push a snapshot
+    (whose ``dead`` list makes its tasks read ``lost``)."""
     if ls.store.expire():
+        await ls.save_membership()
         ls.pusher.request()
         return True
     return False
@@ -208,7 +231,10 @@ async def _expiry(ls: LoadStoreApp) -> None:
             log.warning("load store stalled for %.0f ms; not counting it against the nodes",
                         late_ms)
             ls.store.forgive_stall(late_ms)
-        expire_now(ls)
+        try:
+            await expire_now(ls)
+        except Exception:  # a full disk must not stop expiry; the next pass saves again
+            log.exception("load store: saving the membership file failed")
 
 
 async def _decode(request: web.Request, cls: type):
@@ -245,14 +271,39 @@ async def node_state(request: web.Request) -> web.Response:
     ls = request.app[LOADSTORE]
     try:
         msg = await _decode(request, NodeState)
-        changed = ls.store.report(msg)
+        fenced = ls.store.is_fenced(msg)
+        changed = False if fenced else ls.store.report(msg)
     except (DecodeError, ValueError) as exc:
         return json_error(400, "node_state", str(exc))
     ls.counter.add("heartbeat" if msg.heartbeat else "node_state")
+    if fenced:
+        log.warning("node %s reported from life %s, which was declared dead: fencing it",
+                    msg.node_id, msg.incarnation)
+    if ls.store.membership_dirty:
+        try:
+            await ls.save_membership()
+        except Exception as exc:
+            log.exception("load store: saving the membership file failed")
+            return json_error(503, "membership", str(exc))
     if changed:
         ls.pusher.request()
-    return web.Response(body=encode(ReportAck(ls.pusher.load_wanted())),
-                        content_type=CONTENT_TYPE)
+    return web.Response(body=encode(ReportAck(
+        ls.pusher.load_wanted(), fenced=fenced, lease_ms=ls.settings.dead_after_ms,
+        instance=ls.instance)), content_type=CONTENT_TYPE)
+
+
+async def lookup(request: web.Request) -> web.Response:
+    """Where tasks are, for any scheduler; with ``claim``, one placement per id."""
+    ls = request.app[LOADSTORE]
+    try:
+        msg = await _decode(request, Lookup)
+    except DecodeError as exc:
+        return json_error(400, "lookup", str(exc))
+    ls.counter.add("lookup")
+    outcomes, nodes_, owners = ls.store.index.lookup(msg.task_ids, msg.scheduler_id, msg.claim,
+                                                      ls.store.is_dead)
+    reply = encode(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners)))
+    return web.Response(body=reply, content_type=CONTENT_TYPE)
 
 
 async def nodes(request: web.Request) -> web.Response:
@@ -264,4 +315,5 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "ok", "role": "loadstore", "instance": ls.instance,
         "nodes": len(ls.store.live()), "schedulers": len(ls.pusher.schedulers),
+        "dead": list(ls.store.dead()), "indexed_tasks": len(ls.store.index),
     })

@@ -11,6 +11,7 @@ class Placement:
     task_id: str
     node: str | None
     error: str | None = None
+    conflict: bool = False  # the id is held with a different task body (409)
 
     def as_dict(self) -> dict:
         out: dict = {"id": self.task_id, "node": self.node}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from typing import Callable
 
 import numpy as np
@@ -33,7 +34,8 @@ from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.wire import Deltas, Enqueue
+from dodoor.taskindex import BUSY, PLACED
+from dodoor.wire import Deltas, Enqueue, Lookup, LookupReply
 from scheduler.agents import PeerClient, PeerError
 from scheduler.asking import AskingPaths
 from scheduler.httpkit import BackgroundTasks
@@ -91,6 +93,12 @@ class Placer(AskingPaths):
         self.stack_decisions = True
         self.outbox = Outbox(peers, settings.scheduler_id,
                              min(_BATCHES_IN_FLIGHT, settings.agent_inflight))
+        # this process, for the store's claims: a restarted scheduler is another claimer
+        self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
+        # whether to claim ids at the load store (the app says False while it is down)
+        self.claiming: Callable[[], bool] = lambda: True
+        self.claims_skipped = 0  # submissions placed without a claim (store unreachable)
+        self.confirms = 0  # resubmitted ids confirmed by the node holding them
 
     async def close(self) -> None:
         """Stop the enqueue senders (their waiting callers get a PeerError)."""
@@ -143,15 +151,28 @@ class Placer(AskingPaths):
             [] if self.kind is PolicyKind.CACHED and self.stack_decisions
             and worth_stacking(self.policy, self.view.n_nodes) else None)
         placed_get, reservations = self.placed.get, self.reservations
+        claims = await self._claim(tasks)
         try:
             for i, task in enumerate(tasks):
                 task_id = task.task_id
-                # existing() is None unless the id was placed or a reservation is open
-                if placed_get(task_id) is not None or reservations:
+                node = placed_get(task_id)
+                if node is not None and node not in self.view.dead:
+                    # resubmitted: the node holding it confirms (or 409s a different body)
+                    coros.append(self._indexed(i, self._confirm_at(task, node)))
+                    continue
+                if reservations:
                     existing = self.existing(task_id)
                     if existing is not None:
                         out[i] = existing
                         continue
+                claimed = claims.get(task_id)
+                if claimed is not None and claimed[0] == PLACED:
+                    coros.append(self._indexed(i, self._confirm_at(task, claimed[1])))
+                    continue
+                if claimed is not None and claimed[0] == BUSY:
+                    out[i] = Placement(task_id, None, f"id {task_id!r} is being placed by "
+                                       f"scheduler {claimed[2]}; retry later")
+                    continue
                 pending = self._inflight.get(task_id)
                 if pending is not None:
                     coros.append(self._wait_other(i, task_id, pending))
@@ -284,12 +305,63 @@ class Placer(AskingPaths):
         self.placements += len(items)
         return [(i, Placement(task.task_id, node_id)) for i, task, _ in items]
 
+    async def _claim(self, tasks: list[Task]) -> dict[str, tuple[str, str, str]]:
+        """Claim at the load store the ids this scheduler does not hold (one request);
+        id → (outcome, node, owner). Empty when the store is unreachable: the ids are
+        then placed on this scheduler's own knowledge (docs/guarantees.md)."""
+        placed_get, dead, inflight = self.placed.get, self.view.dead, self._inflight
+        ids = []
+        for task in tasks:
+            node = placed_get(task.task_id)
+            if (node is None or node in dead) and task.task_id not in inflight:
+                ids.append(task.task_id)
+        if not ids:
+            return {}
+        if not self.claiming():
+            self.claims_skipped += 1
+            return {}
+        try:
+            reply = await self.peers.send(
+                self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
+                Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
+        except PeerError as exc:
+            log.warning("claiming %d id(s) at the load store failed, placing without: %s",
+                        len(ids), exc)
+            self.claims_skipped += 1
+            return {}
+        if len(reply.outcomes) != len(ids):
+            log.warning("load store answered %d outcomes for %d ids; placing without claims",
+                        len(reply.outcomes), len(ids))
+            return {}
+        return {i: (o, n, w) for i, o, n, w in zip(ids, reply.outcomes, reply.nodes, reply.owners)}
+
+    async def _confirm_at(self, task: Task, node: str) -> Placement:
+        """An id already placed on ``node``: send it there again, alone. The agent
+        deduplicates (202, nothing runs twice; a task it ended ``lost`` runs again) or
+        answers 409 for a different body. Never fails over: the id lives there."""
+        task_id = task.task_id
+        idx = self.view.index.get(node)
+        if idx is None:
+            return Placement(task_id, None, f"id {task_id!r} was placed on node {node}, which is "
+                             "out of this scheduler's view but not declared dead; retry later")
+        try:
+            await self._enqueue(self.view.urls[idx], task)
+        except PeerError as exc:
+            if exc.status == 409:
+                return Placement(task_id, None, f"id {task_id!r} is already used by a different "
+                                 f"task (held by node {node})", conflict=True)
+            return Placement(task_id, None, f"id {task_id!r} is placed on node {node}, "
+                             f"which did not confirm it: {exc}")
+        self.placed.put(task_id, node)
+        self.confirms += 1
+        return Placement(task_id, node)
+
     def existing(self, task_id: str) -> Placement | None:
+        """The open Sparrow reservation of ``task_id``, or its placement by this
+        scheduler on a node not declared dead (then the id is not placed again)."""
         node = self.placed.get(task_id)
-        if node is not None and node in self.view.index:
+        if node is not None and node not in self.view.dead:
             return Placement(task_id, node)
-        # A node that left the view is dead to us: its tasks read ``lost`` and a client
-        # resubmitting one wants it run elsewhere, not pinned to the dead node.
         res = self.reservations.get(task_id)
         if res is not None:
             return Placement(task_id, res.bound)

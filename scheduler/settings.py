@@ -91,12 +91,17 @@ class LoadStoreSettings:
     adaptive_b_target_ms: float = 0.0
     # push each scheduler only the rows changed since its previous snapshot
     delta_snapshots: bool = False
+    # members and fenced node lives (scheduler.membership); "" keeps them in memory only
+    state_file: str = ""
+    index_entries: int = 1_000_000  # task ids the store remembers (docs/guarantees.md)
+    # a claim without a reporting node keeps other schedulers off the id this long
+    claim_ttl_ms: float = 60_000.0
 
     def __post_init__(self) -> None:
         if self.b < 1:
             raise ValidationError("b", f"must be >= 1, got {self.b}")
         for name in ("dead_after_ms", "push_timeout_ms", "forget_after_failures",
-                     "max_body_bytes"):
+                     "max_body_bytes", "index_entries", "claim_ttl_ms"):
             _positive(name, getattr(self, name))
 
     @property

@@ -31,6 +31,9 @@ class ClusterView:
         self.snapshot_ms: float | None = None
         self.snapshots = 0
         self.epoch = ""
+        # nodes the load store declared dead (their tasks are ``lost``); a node neither
+        # in view nor here is only out of sight: its tasks are ``unknown``
+        self.dead: frozenset[str] = frozenset()
         self._delta_seq = 0
 
     @property
@@ -71,6 +74,7 @@ class ClusterView:
         self.cache.replace(state)
         self.snapshot_seq = snap.seq
         self.epoch = snap.epoch
+        self.dead = frozenset(snap.dead)
         self.snapshot_ms = now_ms
         self.snapshots += 1
         return leftover
@@ -86,6 +90,7 @@ class ClusterView:
             return False
         rows = msg.state.reshape(len(idx), N_STATE)
         self.cache.replace_rows(np.asarray(idx, dtype=np.intp), rows)
+        self.dead = frozenset(msg.dead)
         self.snapshot_seq = msg.seq
         self.snapshot_ms = now_ms
         self.snapshots += 1

@@ -88,7 +88,8 @@ class FakeLoadStore:
         self.states.append(decode(await request.read()))
         if self.wants_load is None or self.status >= 300:
             return web.Response(status=self.status)
-        return web.Response(body=encode(ReportAck(self.wants_load)), content_type=CONTENT_TYPE)
+        return web.Response(body=encode(ReportAck(self.wants_load, lease_ms=60_000.0)),
+                            content_type=CONTENT_TYPE)
 
 
 class FakeScheduler:

@@ -74,7 +74,10 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_load_store_down_never_blocks_the_queue(aiohttp_client, aiohttp_server, agent_settings, caplog):
+async def test_load_store_down_holds_starts_until_a_report_is_answered(
+        aiohttp_client, aiohttp_server, agent_settings, caplog):
+    """An agent that never heard from the store may have been declared dead (a restart
+    after a long outage): it journals enqueues but starts nothing until answered."""
     caplog.set_level(logging.INFO, logger="node_agent")
     port = closed_port()
     settings = agent_settings(loadstore_url=f"http://127.0.0.1:{port}", report_interval_ms=10.0,
@@ -85,7 +88,10 @@ async def test_load_store_down_never_blocks_the_queue(aiohttp_client, aiohttp_se
     health = await (await client.get("/healthz")).json()
     assert (health["status"], health["loadstore_reachable"]) == ("degraded", False)
     assert (await enqueue(client, make_task("a", duration_ms=20.0))).status == 202
-    await wait_for(lambda: client.app[AGENT].finished["succeeded"] == 1)
+    await asyncio.sleep(0.2)
+    agent = client.app[AGENT]
+    assert (agent.finished["succeeded"], agent.queue.n_waiting) == (0, 1)
+    assert agent.lease.lapses >= 1
     outage_lines = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(outage_lines) == 1  # logged once per outage, not once per attempt
 
@@ -96,6 +102,7 @@ async def test_load_store_down_never_blocks_the_queue(aiohttp_client, aiohttp_se
     await wait_for(lambda: reporter.reachable is True)
     assert (await (await client.get("/healthz")).json())["status"] == "ok"
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+    await wait_for(lambda: agent.finished["succeeded"] == 1)  # the answer granted the lease
 
 
 async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_client, aiohttp_server,

@@ -68,10 +68,16 @@ def test_every_registered_message_round_trips():
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
         wire.Register("scheduler", "s1", "http://127.0.0.1:4", wants_load=False),
+        wire.NodeState("n0", "http://127.0.0.1:2", 5, np.array([8.0, 1024.0, 0.0]), 2,
+                       np.zeros(5), incarnation="i1", task_ids=("t1", "t2")),
         wire.ReportAck(False),
+        wire.ReportAck(True, fenced=True, lease_ms=3000.0, instance="store-1"),
         wire.Snapshot(9, ("n0",), ("http://127.0.0.1:2",), np.ones((1, 3)), np.ones(1),
                       np.zeros((1, 5)), "e1"),
-        wire.SnapshotDelta(10, 9, "e1", ("n0",), np.ones((1, 5))),
+        wire.Snapshot(9, (), (), np.ones((0, 3)), np.ones(0), np.zeros((0, 5)), dead=("n9",)),
+        wire.SnapshotDelta(10, 9, "e1", ("n0",), np.ones((1, 5)), dead=("n9",)),
+        wire.Lookup("s0/abc", ("t1", "t2"), claim=True),
+        wire.LookupReply(("new", "placed"), ("", "n0"), ("s0/abc", "s1/def")),
         wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM killed"),
     ]
     assert {type(m).TYPE for m in samples} == set(wire._REGISTRY)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -245,10 +246,11 @@ class FakeAgent:
         self.seq += 1
         return NodeState(self.node_id, self.url, self.seq, self.capacity, self.slots, self.state)
 
-    async def report(self, loadstore_url: str) -> None:
+    async def report(self, loadstore_url: str, task_ids: tuple[str, ...] = ()) -> None:
+        msg = dataclasses.replace(self.node_state(), task_ids=task_ids)
         async with aiohttp.ClientSession() as s:
             async with s.post(loadstore_url + "/internal/node_state",
-                              data=encode(self.node_state()), headers=self.headers()) as resp:
+                              data=encode(msg), headers=self.headers()) as resp:
                 assert resp.status == 200, resp.status
 
 

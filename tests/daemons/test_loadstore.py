@@ -164,7 +164,7 @@ async def test_register_pushes_snapshot_then_every_b_and_on_expiry(loadstore, ai
     await client.post("/internal/node_state", data=encode(node_state("n2", seq=2)),
                       headers=MSGPACK)
     clock.advance(600)
-    assert expire_now(ls) is True
+    assert await expire_now(ls) is True
     await wait_for(lambda: len(s1.snapshots) == 3 and len(s2.snapshots) == 3)
     assert s1.snapshots[2].node_ids == ("n2",)
     assert ls.counter.counts["snapshot"] == 6

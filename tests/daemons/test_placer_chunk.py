@@ -29,6 +29,7 @@ def _placer(nodes: int, state: np.ndarray, seed: int, policy: str = "dodoor",
     emitted: list = []
     placer = Placer(settings, view, None, random.Random(seed), MonotonicClock(),
                     emitted.append, None)
+    placer.claiming = lambda: False  # no load store here
     return placer, emitted
 
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dodoor.settings import PolicySettings
-from dodoor.wire import CONTENT_TYPE, Snapshot, encode
+from dodoor.resources import Task
+from dodoor.wire import CONTENT_TYPE, Enqueue, Snapshot, encode
 from scheduler.app import STATE, create_app
 from scheduler.loadstore_app import LOADSTORE
 from scheduler.loadstore_app import create_app as create_loadstore
@@ -197,7 +198,11 @@ async def test_resubmission_returns_existing_placement(make_stack):
     status, second = await stack.post({"tasks": [{**TASK, "id": "same"}, {**TASK, "id": "new"}]})
     assert status == 202
     assert second["placements"][0] == first["placements"][0]
-    assert sum(a.enqueue_posts for a in stack.agents) == 2
+    # the resubmitted id is confirmed by the agent holding it (it deduplicates), and
+    # goes nowhere else
+    assert sum(a.enqueue_posts for a in stack.agents) == 3
+    holders = [a for a in stack.agents if "same" in a.enqueued]
+    assert [a.node_id for a in holders] == [first["placements"][0]["node"]]
 
 
 @pytest.mark.parametrize(
@@ -353,25 +358,43 @@ async def test_task_status_states(make_stack):
     assert resp.status == 200
     assert (got["state"], got["node"], got["exit_code"], got["finished_ms"]) == (
         "succeeded", node, 0, 3.0)
-    assert (await stack.client.get("/v1/tasks/nope")).status == 404
+    nope = await stack.client.get("/v1/tasks/nope")
+    assert nope.status == 404 and "load store" in (await nope.json())["error"]["reason"]
     del stack.by_id(node).enqueued["st"]
+    # a healthy node that does not know the id: not a death, so not ``lost``
     got = await (await stack.client.get("/v1/tasks/st")).json()
-    assert got["state"] == "lost" and "does not know" in got["reason"]
+    assert got["state"] == "unknown" and "does not know" in got["reason"]
 
 
-async def test_task_on_a_vanished_node_is_lost(make_stack):
+async def test_task_status_of_another_schedulers_task_goes_through_the_task_index(make_stack):
+    stack = await make_stack()
+    agent = stack.agents[0]
+    # the agent holds an id no scheduler of this stack placed, and reports it
+    agent.enqueued["elsewhere"] = Enqueue(Task("elsewhere", 1.0, 256.0), "sched-other")
+    await agent.report(str(stack.loadstore_server.make_url("")).rstrip("/"), task_ids=("elsewhere",))
+    got = await (await stack.client.get("/v1/tasks/elsewhere")).json()
+    assert (got["state"], got["node"]) == ("succeeded", agent.node_id)
+
+
+async def test_task_on_a_node_out_of_view_is_unknown_and_lost_only_once_declared_dead(make_stack):
     stack = await make_stack()
     _, body = await stack.post({**TASK, "id": "v"})
     node = body["placements"][0]["node"]
     others = [a for a in stack.agents if a.node_id != node]
-    snap = Snapshot(seq=500, node_ids=tuple(a.node_id for a in others),
-                    urls=tuple(a.url for a in others),
-                    capacity=np.array([a.capacity for a in others]),
-                    slots=np.ones(len(others)), state=np.zeros((len(others), 5)))
-    await stack.client.post("/internal/snapshot", data=encode(snap),
-                            headers={"Content-Type": CONTENT_TYPE})
-    got = await (await stack.client.get("/v1/tasks/v")).json()
-    assert (got["state"], got["node"]) == ("lost", node)
+
+    async def push(seq: int, dead: tuple[str, ...]) -> dict:
+        snap = Snapshot(seq=seq, node_ids=tuple(a.node_id for a in others),
+                        urls=tuple(a.url for a in others),
+                        capacity=np.array([a.capacity for a in others]),
+                        slots=np.ones(len(others)), state=np.zeros((len(others), 5)), dead=dead)
+        await stack.client.post("/internal/snapshot", data=encode(snap),
+                                headers={"Content-Type": CONTENT_TYPE})
+        return await (await stack.client.get("/v1/tasks/v")).json()
+
+    got = await push(500, ())
+    assert (got["state"], got["node"]) == ("unknown", node) and "not declared dead" in got["reason"]
+    got = await push(501, (node,))
+    assert (got["state"], got["node"]) == ("lost", node) and "declared dead" in got["reason"]
 
 
 async def test_power_of_two_probes_and_picks_the_shorter_queue(make_stack):
@@ -410,8 +433,9 @@ async def test_sparrow_first_confirm_wins_and_the_other_is_cancelled(make_stack)
     _, again = await stack.post({**TASK, "id": "sp"})
     assert again["placements"] == [{"id": "sp", "node": "b"}]
     counts = stack.state.counter.counts
+    # the resubmission is confirmed by b (a second enqueue, deduplicated there)
     assert (counts["reserve"], counts["confirm"], counts["enqueue"], counts["cancel"]) == (
-        2, 2, 1, 1)
+        2, 2, 2, 1)
 
 
 async def test_prequal_feeds_its_probe_pool(make_stack):

@@ -1,0 +1,21 @@
+"""The states a task can be in, as every component and client sees them (docs/guarantees.md).
+
+``queued`` and ``running`` are held by an agent; ``succeeded``, ``failed`` and
+``lost`` are terminal. ``lost`` is said only of a task whose node the load
+store declared dead (its agent then ends the task ``lost`` too, never runs it
+again unless it is resubmitted). ``unknown`` is a scheduler's honest answer when
+it cannot reach the node holding a task, or that node is out of its view
+without having been declared dead: the task may well be alive.
+"""
+
+from __future__ import annotations
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+LOST = "lost"
+UNKNOWN = "unknown"
+
+TERMINAL = frozenset({SUCCEEDED, FAILED, LOST})
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, LOST, UNKNOWN)
