@@ -89,7 +89,8 @@ class Cluster:
     def start(self) -> None:
         a = self.args
         port = free_port()
-        self.loadstore = self._spawn(["loadstore", "--port", str(port), "--b", str(a.b)], port)
+        self.loadstore = self._spawn(["loadstore", "--port", str(port), "--b", str(a.b),
+                                      "--state-file", str(self.workdir / "loadstore.json")], port)
         self._wait(self.loadstore)
         for i in range(a.agents):
             port = free_port()

@@ -76,6 +76,7 @@ class LocalCluster:
         self._loadstore = _Proc("loadstore", self.loadstore_url, [
             "loadstore", "--host", s.host, "--port", str(s.loadstore_port),
             *(["--b", str(s.b)] if s.b else []),
+            "--state-file", str(s.workdir / "loadstore.json"),
         ])
         self._agents = []
         for i, node in enumerate(scaled(s.agents)):
