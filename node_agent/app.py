@@ -2,8 +2,8 @@
 
 ``create_app(settings, executor=None, clock=None)`` builds everything; the
 journal, the agent, the HTTP client session and the reporter loop start and
-stop in ``cleanup_ctx`` order, so a shutdown first stops reporting, then
-cancels running tasks (left ``running`` in the journal for the next start),
+stop in ``cleanup_ctx`` order, so a shutdown first stops reporting and the
+journal's retention loop, then cancels running tasks (left ``running`` in the journal for the next start),
 then closes the journal and the session.
 """
 
@@ -33,6 +33,7 @@ from node_agent.metrics import make_registry
 from node_agent.lease import Lease
 from node_agent.node import NodeAgent, TaskConflict
 from node_agent.reporter import Reporter
+from node_agent.retention import Retention, unknown_task_reason
 from node_agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ REPORTER = web.AppKey("reporter", Reporter)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 # ids per state report: a restarted store gets a big journal's ids over several reports
 MAX_IDS_PER_REPORT = 50_000
+RETENTION = web.AppKey("retention", Retention)
 
 
 def create_app(settings: AgentSettings, executor: Executor | None = None,
@@ -62,7 +64,7 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app[LEASE_CLOCK] = clock if clock is not None else MonotonicClock()
     app[COUNTER] = MessageCounter()
     app[EXECUTOR] = executor if executor is not None else make_executor(settings)
-    app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx])
+    app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx, _retention_ctx])
     app.router.add_post("/internal/enqueue", handle_enqueue)
     app.router.add_post("/internal/enqueue_batch", handle_enqueue_batch)
     app.router.add_post("/internal/probe", handle_probe)
@@ -141,6 +143,25 @@ async def _reporter_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     loop = asyncio.create_task(reporter.run(), name=f"reporter-{settings.node_id}")
     log.info("reporting to %s every <=%g ms", settings.loadstore_url, settings.report_interval_ms)
+    try:
+        yield
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Forget old finished results in the background (not on the write path)."""
+    settings = app[SETTINGS]
+    if not settings.journal_retention_s > 0:
+        yield
+        return
+    agent = app[AGENT]
+    retention = Retention(agent.journal, app[CLOCK], settings.journal_retention_s)
+    app[RETENTION] = retention
+    loop = asyncio.create_task(retention.run(), name=f"retention-{settings.node_id}")
+    log.info("journal keeps finished results for %g s (pruned every %g s)",
+             settings.journal_retention_s, retention.interval_s)
     try:
         yield
     finally:
@@ -273,7 +294,9 @@ async def handle_task(request: web.Request) -> web.StreamResponse:
     except JournalError as exc:
         return error_response(503, "journal", str(exc))
     if found is None:
-        return error_response(404, "id", f"unknown task {task_id!r}")
+        settings = request.app[SETTINGS]
+        return error_response(404, "id", unknown_task_reason(
+            task_id, settings.journal_retention_s, settings.journal_keep_finished))
     status, log_tail = found
     request.app[COUNTER].add("task_status")
     if CONTENT_TYPE in request.headers.get("Accept", ""):

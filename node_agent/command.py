@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 
 from aiohttp import web
 
-from dodoor.errors import DodoorError
-from node_agent.settings import EXECUTORS, AgentSettings, host_capacity
+from dodoor.errors import DodoorError, ValidationError
+from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, EXECUTORS, AgentSettings,
+                                 host_capacity)
 
 log = logging.getLogger(__name__)
+RETENTION_ENV = "DODOOR_JOURNAL_RETENTION_S"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--journal", default=None, help="sqlite journal (default ./dodoor-agent-ID.sqlite)")
     p.add_argument("--journal-keep-finished", type=int, default=0, metavar="N",
                    help="keep only the newest N finished results in the journal (0: all)")
+    p.add_argument("--journal-retention-s", type=float, default=None, metavar="S",
+                   help=f"forget finished results S seconds after they end (0: never; default "
+                        f"${RETENTION_ENV} or {DEFAULT_JOURNAL_RETENTION_S:g}, 7 days)")
     p.add_argument("--report-interval-ms", type=float, default=100.0)
     p.add_argument("--heartbeat-ms", type=float, default=1000.0)
     p.add_argument("--sleep-scale", type=float, default=1.0,
@@ -66,8 +72,31 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         max_body_bytes=args.max_body_bytes, sleep_scale=args.sleep_scale,
         task_timeout_ms=args.task_timeout_ms, docker_network=args.docker_network,
         journal_keep_finished=args.journal_keep_finished,
+        journal_retention_s=journal_retention_s(args),
         docker_allowed_images=tuple(args.docker_allow_image),
     )
+
+
+def journal_retention_s(args: argparse.Namespace) -> float:
+    """``--journal-retention-s``, else ``$DODOOR_JOURNAL_RETENTION_S``, else 7 days.
+
+    A bad value is an error naming the flag or variable it came from.
+    """
+    if args.journal_retention_s is not None:
+        source, value = "--journal-retention-s", float(args.journal_retention_s)
+    else:
+        raw = os.environ.get(RETENTION_ENV, "").strip()
+        if not raw:
+            return DEFAULT_JOURNAL_RETENTION_S
+        source = f"${RETENTION_ENV}"
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise ValidationError(source, f"must be a number of seconds, got {raw!r}") from exc
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValidationError(source, f"must be a finite number of seconds >= 0 (0: keep forever),"
+                                      f" got {value!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

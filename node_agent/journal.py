@@ -3,9 +3,15 @@
 Every accepted task is inserted and committed before the agent answers 202,
 so a crash after that answer can never lose it. Transitions (running, and the
 terminal state with exit code, reason, times and a log tail) are recorded as
-they happen; finished rows stay, so results are served after a restart. All
-sqlite work runs on one dedicated thread — the connection lives there and the
-event loop never blocks on the disk.
+they happen; finished rows stay, so results are served after a restart, until
+``prune`` (count) or ``prune_finished_before`` (age) forgets them. All sqlite
+work runs on one dedicated thread — the connection lives there and the event
+loop never blocks on the disk.
+
+A row whose task no longer parses or validates (say, after an upgrade tightened
+validation) is *unreadable*: ``fail_unreadable`` ends it ``failed`` naming the
+problem, ``unfinished`` leaves it out, and ``status`` never reads the task
+column, so one bad row can stop neither a start nor a status read.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 # key/value facts about the journal itself (the agent's incarnation)
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(TERMINAL))})"
+# Retention deletes finished rows by age; without this index every prune scans the
+# table. IF NOT EXISTS also migrates journals written before it existed (once, at open).
+_INDEX = "CREATE INDEX IF NOT EXISTS tasks_state_finished ON tasks (state, finished_ms)"
+UNREADABLE = "unreadable journal row"
 
 
 class JournalError(DodoorError):
@@ -77,6 +87,30 @@ class Record:
     exit_code: int | None
     reason: str | None
     log_tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """Where a journaled task stands: a row without its task, so it reads even when the
+    task column does not."""
+
+    task_id: str
+    state: str
+    queued_ms: float | None
+    started_ms: float | None
+    finished_ms: float | None
+    exit_code: int | None
+    reason: str | None
+    log_tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An unfinished row whose task could not be read, now ended ``failed``."""
+
+    task_id: str
+    was: str  # the state it had: queued or running
+    reason: str  # ``unreadable journal row: <problem>``, as journaled
 
 
 class Journal:
@@ -199,15 +233,54 @@ class Journal:
         ))
 
     async def get(self, task_id: str) -> Record | None:
+        """The whole row with its task; raises JournalError when the task is unreadable
+        (``status`` reads the same row without the task)."""
         rows = await self._call(lambda c: c.execute(
             "SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchall())
         return _record(rows[0]) if rows else None
 
+    async def status(self, task_id: str) -> StatusRow | None:
+        """Where a task stands, without reading (or parsing) its task column."""
+        rows = await self._call(lambda c: c.execute(
+            "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason, log_tail"
+            " FROM tasks WHERE id = ?", (task_id,)).fetchall())
+        return StatusRow(*rows[0]) if rows else None
+
     async def unfinished(self) -> list[Record]:
-        """Tasks not yet in a terminal state, in acceptance order."""
+        """Tasks not yet in a terminal state, in acceptance order.
+
+        Unreadable rows are left out (with a warning): ``fail_unreadable`` first ends them.
+        """
         rows = await self._call(lambda c: c.execute(
             f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall())
-        return [_record(r) for r in rows]
+        records = []
+        for row in rows:
+            try:
+                records.append(_record(row))
+            except JournalError as exc:
+                log.warning("leaving out an unfinished journal row: %s", exc)
+        return records
+
+    async def fail_unreadable(self, finished_ms: float) -> list[Unreadable]:
+        """End every unfinished row whose task cannot be read as ``failed``, with the
+        reason ``unreadable journal row: <problem>``; returns them in acceptance order.
+
+        Such a row cannot run (there is no task to run), and raising instead would
+        keep the agent from starting at all.
+        """
+        def work(conn: sqlite3.Connection) -> list[Unreadable]:
+            bad = []
+            for row in conn.execute(f"SELECT id, task, state FROM tasks WHERE {_NOT_TERMINAL}"
+                                    " ORDER BY seq", tuple(TERMINAL)).fetchall():
+                problem = _task_problem(row)
+                if problem is not None:
+                    bad.append(Unreadable(row["id"], row["state"], f"{UNREADABLE}: {problem}"))
+            conn.executemany(
+                "UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE id = ?",
+                [(FAILED, finished_ms, b.reason, b.task_id) for b in bad])
+            return bad
+
+        return await self._write(work)
 
     async def counts(self) -> dict[str, int]:
         rows = await self._call(lambda c: c.execute(
@@ -230,6 +303,25 @@ class Journal:
                 f"DELETE FROM tasks WHERE state IN ({marks}) AND seq NOT IN"
                 f" (SELECT seq FROM tasks WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?)",
                 (*TERMINAL, *TERMINAL, keep)).rowcount
+
+        return await self._write(work)
+
+    async def prune_finished_before(self, before_ms: float, limit: int = 10_000) -> int:
+        """Forget up to ``limit`` finished tasks that ended before ``before_ms``; returns
+        how many rows went (call again while it returns ``limit``).
+
+        Unfinished tasks are never forgotten. The bound keeps one call short, so new
+        tasks are not held up behind a long delete. As with ``prune``, a forgotten
+        id is no longer recognised as a duplicate, nor answered.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks"
+                f" WHERE state IN ({', '.join('?' * len(TERMINAL))}) AND finished_ms < ? LIMIT ?)",
+                (*TERMINAL, before_ms, limit)).rowcount
 
         return await self._write(work)
 
@@ -272,6 +364,7 @@ class Journal:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
         conn.execute(_META)
+        conn.execute(_INDEX)
         self._conn = conn
 
     def _close(self, conn: sqlite3.Connection) -> None:
@@ -391,20 +484,49 @@ class Journal:
 
 
 def _same_body(held: str, offered: str) -> bool:
-    """Do two journaled task bodies describe the same task (key order aside)?"""
+    """Do two journaled task bodies describe the same task (key order aside)?
+
+    A held body that no longer parses proves no conflict: the id stays taken."""
     try:
         return json.loads(held) == json.loads(offered)
     except ValueError:
-        return False
+        return True
 
 
 def _record(row: sqlite3.Row) -> Record:
     try:
-        task = parse_task(json.loads(row["task"]))
-    except (ValueError, ValidationError) as exc:
+        task = _parse_task(row)
+    except _BadRow as exc:
         raise JournalError(f"journal row {row['id']!r} holds a bad task: {exc}") from exc
     return Record(
         seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
         queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
         exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
     )
+
+
+class _BadRow(Exception):
+    """A row's task column cannot be turned back into its Task."""
+
+
+def _parse_task(row: sqlite3.Row) -> Task:
+    try:
+        task = parse_task(json.loads(row["task"]))
+    # Whatever a damaged row makes the parser raise (bad JSON or UTF-8, a failed
+    # validation, nesting too deep), the row cannot run: it must not stop the agent.
+    except Exception as exc:
+        problem = str(exc) if isinstance(exc, (ValidationError, ValueError)) else repr(exc)
+        raise _BadRow(problem) from exc
+    if task.task_id != row["id"]:
+        # Running it would journal its transitions under another row's id.
+        raise _BadRow(f"its task id {task.task_id!r} is not the row's id {row['id']!r}")
+    return task
+
+
+def _task_problem(row: sqlite3.Row) -> str | None:
+    """Why the row's task cannot be read, or None when it can."""
+    try:
+        _parse_task(row)
+    except _BadRow as exc:
+        return str(exc)
+    return None

@@ -105,7 +105,7 @@ class NodeAgent:
         kept = self.unjournaled.get(task_id)
         if kept is not None:
             return kept
-        record = await self.journal.get(task_id)
+        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
         if record is None:
             return None
         return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
@@ -116,6 +116,11 @@ class NodeAgent:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
         self.incarnation = await self.journal.incarnation()
         adopted = {a.task_id: a for a in await self.executor.reconcile()}
+        # A row that no longer reads (say, validation tightened by an upgrade) cannot run;
+        # it ends failed instead of keeping the agent, and every other task, from starting.
+        for bad in await self.journal.fail_unreadable(self.clock.now_ms()):
+            log.error("task %s cannot be resumed, marked failed: %s", bad.task_id, bad.reason)
+            self.finished[FAILED] += 1
         records = await self.journal.unfinished()
         now = self.clock.now_ms()
         for rec in records:
@@ -224,7 +229,7 @@ class NodeAgent:
 
     async def reserve(self, task: Task, scheduler_id: str, reply_url: str) -> bool:
         """Hold a place for a Sparrow reservation; False when the id is already known."""
-        if task.task_id in self.queue or await self.journal.get(task.task_id) is not None:
+        if task.task_id in self.queue or await self.journal.status(task.task_id) is not None:
             return False
         if task.task_id in self.queue:  # the same reservation arrived twice concurrently
             return False

@@ -13,6 +13,9 @@ import psutil
 from dodoor.errors import ValidationError
 
 EXECUTORS = ("sleep", "process", "docker")
+# Finished results are forgotten a week after they end unless told otherwise: long
+# enough for any client to read them back, short enough that the disk never fills.
+DEFAULT_JOURNAL_RETENTION_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class AgentSettings:
     task_timeout_ms: float | None = None
     confirm_timeout_ms: float = 5000.0
     journal_keep_finished: int = 0  # 0: keep every finished task's result
+    journal_retention_s: float = DEFAULT_JOURNAL_RETENTION_S  # 0: keep results forever
     # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
     docker_network: str | None = None
     docker_allowed_images: tuple[str, ...] = ()
@@ -60,6 +64,9 @@ class AgentSettings:
         if self.journal_keep_finished < 0:
             raise ValidationError("journal_keep_finished",
                                   f"must be >= 0, got {self.journal_keep_finished!r}")
+        if not (self.journal_retention_s >= 0 and np.isfinite(self.journal_retention_s)):
+            raise ValidationError("journal_retention_s", "must be a finite number of seconds >= 0"
+                                  f" (0: keep forever), got {self.journal_retention_s!r}")
         if self.max_body_bytes < 1024:
             raise ValidationError("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes!r}")
 
