@@ -509,10 +509,12 @@ class Placer(AskingPaths):
                 pending = []
                 break
             answers = await self._resend(url, [tasks[j] for j in pending])
+            still: list[int] = []
             for j, answer in zip(pending, answers):
                 outcomes[j] = answer
-            pending = [j for j in pending if outcomes[j] is not None
-                       and outcomes[j].outcome_unknown]
+                if answer is not None and answer.outcome_unknown:
+                    still.append(j)
+            pending = still
         for j in pending:
             outcomes[j] = PeerError(
                 f"no verdict from {node_id} within resolve_timeout_ms="
@@ -569,7 +571,10 @@ class Placer(AskingPaths):
     async def _place_unresolved(self, task: Task) -> Placement:
         """A resubmitted id whose last enqueue stayed unknown: its node first, unless given
         up, then failover as usual."""
-        node_id = self._unresolved.get(task.task_id)  # gone when trimmed meanwhile
-        idx = None if node_id is None else self.view.index.get(node_id)
-        prefs = [] if idx is None or self._gave_up_on(node_id) else [self._target(idx)]
+        node_id = self._unresolved.get(task.task_id)  # None when trimmed meanwhile
+        prefs: list[Target] = []
+        if node_id is not None and not self._gave_up_on(node_id):
+            idx = self.view.index.get(node_id)
+            if idx is not None:
+                prefs.append(self._target(idx))
         return await self._forward(task, prefs, recorded=False)
