@@ -91,7 +91,7 @@ class Placer(AskingPaths):
         self.reservations = Reservations()
         self.placements = 0
         self.failovers = 0
-        # tasks whose enqueue had an unknown outcome and were settled with the same agent
+        # tasks whose enqueue outcome was unknown, then asked of the same agent again (_settle)
         self.resolves = 0
         # id -> node of tasks whose enqueue stayed unknown: a resubmission asks that node first
         self._unresolved: dict[str, str] = {}
