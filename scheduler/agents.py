@@ -13,11 +13,48 @@ from dodoor.wire import CONTENT_TYPE, TaskStatus, decode, encode
 
 
 class PeerError(Exception):
-    """A peer could not be reached or refused a message (``status`` when it answered)."""
+    """A message to a peer did not go through.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``status`` is the HTTP status when the peer answered. ``outcome_unknown``
+    tells the two kinds of failure apart:
+
+    * False, a **definite refusal**: the peer answered 4xx, or 503 (an agent's
+      deliberate "cannot journal it"), or no connection could be made, so
+      nothing was sent. The peer did not act on the message; sending it
+      elsewhere is safe.
+    * True, an **unknown outcome**: the message was (or may have been) sent but
+      no verdict came back: a timeout, a connection dropped after sending, a
+      5xx other than 503, an unreadable 2xx reply. The peer may have acted on
+      it; only a peer that deduplicates (agents do, by task id) can safely be
+      asked again, and nobody else should be asked instead.
+    """
+
+    def __init__(self, message: str, status: int | None = None, *,
+                 outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def refused(self) -> bool:
+        """True for a definite refusal: the peer did not act on the message."""
+        return not self.outcome_unknown
+
+    @classmethod
+    def answered(cls, url: str, status: int, body: bytes = b"") -> PeerError:
+        """The peer answered ``status`` (>= 300) instead of accepting."""
+        # 503 is what an agent answers when it cannot take the message; any other 5xx
+        # (a crash mid-request, a proxy's 502/504) may come after the peer acted
+        unknown = status >= 500 and status != 503
+        detail = f" {body[:200]!r}" if body else ""
+        return cls(f"{url}: HTTP {status}{detail}", status, outcome_unknown=unknown)
+
+    @classmethod
+    def failed(cls, url: str, exc: BaseException) -> PeerError:
+        """The request raised ``exc`` before any answer (chain it: ``raise ... from exc``)."""
+        # only a connection that was never made is sure to have carried nothing
+        unknown = not isinstance(exc, aiohttp.ClientConnectorError)
+        return cls(f"{url}: {type(exc).__name__}: {exc}", outcome_unknown=unknown)
 
 
 class PeerClient:
@@ -43,20 +80,23 @@ class PeerClient:
         return await self.post_raw(url, encode(msg), expect)
 
     async def post_raw(self, url: str, data: bytes, expect: type | None = None) -> Any:
+        """POST encoded ``data``; raises :class:`PeerError` (see there for its kinds)."""
         try:
             async with self.session.post(url, data=data, headers=self._headers,
                                          timeout=self.timeout) as resp:
                 body = await resp.read()
                 if resp.status >= 300:
-                    raise PeerError(f"{url}: HTTP {resp.status} {body[:200]!r}", resp.status)
+                    raise PeerError.answered(url, resp.status, body)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from exc
+            raise PeerError.failed(url, exc) from exc
         if expect is None:
             return None
         try:
             reply = decode(body, expect)
         except DecodeError as exc:
-            raise PeerError(f"{url}: bad reply: {exc}") from exc
+            # the peer accepted (2xx) and then said something we cannot read
+            raise PeerError(f"{url}: bad reply: {exc}", resp.status,
+                            outcome_unknown=True) from exc
         self.counter.add(reply.TYPE)
         return reply
 
@@ -70,9 +110,9 @@ class PeerClient:
                 if resp.status == 404:
                     return None
                 if resp.status >= 300:
-                    raise PeerError(f"{url}: HTTP {resp.status}")
+                    raise PeerError.answered(url, resp.status)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from exc
+            raise PeerError.failed(url, exc) from exc
         try:
             return decode(body, TaskStatus)
         except DecodeError as exc:
@@ -83,7 +123,7 @@ class PeerClient:
             async with self.session.get(url, headers=self._get_headers,
                                         timeout=self.timeout) as resp:
                 if resp.status >= 300:
-                    raise PeerError(f"{url}: HTTP {resp.status}")
+                    raise PeerError.answered(url, resp.status)
                 return await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from exc
+            raise PeerError.failed(url, exc) from exc

@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    sp.add_argument("--agent-timeout-ms", type=float, default=SchedulerSettings.agent_timeout_ms,
+                    help="timeout of one request to an agent (default %(default)g)")
+    sp.add_argument("--resolve-timeout-ms", type=float,
+                    default=SchedulerSettings.resolve_timeout_ms,
+                    help="how long an enqueue with an unknown outcome (a timeout) is resent to "
+                         "the same agent before the task is reported as unknown, never placed "
+                         "elsewhere (default %(default)g)")
     sp.set_defaults(func=run_scheduler)
 
     lp = subparsers.add_parser("loadstore", help="run the load store daemon")
@@ -71,6 +78,7 @@ def scheduler_settings(args: argparse.Namespace) -> SchedulerSettings:
         loadstore_url=args.loadstore, advertise_url=args.advertise_url, policy=args.policy,
         policy_settings=parse_params(args.param), max_body_bytes=args.max_body_bytes,
         seed=args.seed, token=_token(args),
+        agent_timeout_ms=args.agent_timeout_ms, resolve_timeout_ms=args.resolve_timeout_ms,
     )
 
 

@@ -8,10 +8,13 @@ requests grow instead of multiplying (fewer HTTP round trips per task in the
 scheduler and in the agents).
 
 Every caller learns the outcome of the request that carried its tasks: None,
-or the :class:`~scheduler.agents.PeerError` of that request (the caller then
-fails over, as for a request of its own). An agent answering 404/405 to a
-batch takes no batches; its callers get :class:`BatchRefused` and resend one
-by one.
+or the :class:`~scheduler.agents.PeerError` of that request. A definite
+refusal lets the caller fail over, as for a request of its own; an unknown
+outcome (``PeerError.outcome_unknown``: a timeout, say) reaches every caller the
+request carried, and each must settle it with the same agent before placing
+its tasks anywhere else (:meth:`scheduler.placer.Placer._settle`). An agent
+answering 404/405 to a batch takes no batches; its callers get
+:class:`BatchRefused` and resend one by one.
 """
 
 from __future__ import annotations
@@ -87,9 +90,12 @@ class Outbox:
                         fut.set_exception(error)
                 taken = []
         except asyncio.CancelledError:  # scheduler shutting down
-            for _, fut in taken + agent.waiting:
-                if not fut.done():
-                    fut.set_exception(PeerError(f"{url}: scheduler shutting down"))
+            # the request in flight may have reached the agent; the waiting tasks were never sent
+            for waiters, unknown in ((taken, True), (agent.waiting, False)):
+                for _, fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(PeerError(f"{url}: scheduler shutting down",
+                                                    outcome_unknown=unknown))
             agent.waiting.clear()
             raise
         finally:

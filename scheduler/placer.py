@@ -14,9 +14,12 @@ Each policy kind (``dodoor.policies.base.PolicyKind``) is served here:
 The paths that ask agents first (PROBE, RESERVE, POOL's probes) live in
 :mod:`scheduler.asking`.
 
-An enqueue that fails moves the task to the next candidate, then to other
-random feasible nodes (DESIGN §6), taking back the cached delta of the failed
-node.
+An enqueue that the agent definitely refused (see
+:class:`~scheduler.agents.PeerError`) moves the task to the next candidate,
+then to other random feasible nodes (DESIGN §6), taking back the cached delta
+of the failed node. An enqueue whose outcome is unknown (a timeout: the agent
+may have journaled the task) is first settled with the same agent
+(:meth:`Placer._settle`), so that a slow agent's task does not run twice.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
 from dodoor.taskindex import BUSY, PLACED
-from dodoor.wire import Deltas, Enqueue, Lookup, LookupReply
+from dodoor.wire import Deltas, Enqueue, EnqueueBatch, Lookup, LookupReply
 from scheduler.agents import PeerClient, PeerError
 from scheduler.asking import AskingPaths
 from scheduler.httpkit import BackgroundTasks
@@ -58,6 +61,10 @@ def _targets(decided: Decided) -> list[Target]:
 _DECISIONS_PER_YIELD = 256
 # enqueue requests in flight per agent; more tasks for it wait and share the next request
 _BATCHES_IN_FLIGHT = 2
+# pause before resending an enqueue whose outcome is unknown, doubling up to the cap:
+# short, as a paused agent often answers within a second; capped, to notice its return
+_RESOLVE_BACKOFF_S = 0.05
+_RESOLVE_BACKOFF_MAX_S = 1.0
 
 
 class NoNodesError(Exception):
@@ -86,6 +93,10 @@ class Placer(AskingPaths):
         self.reservations = Reservations()
         self.placements = 0
         self.failovers = 0
+        # tasks whose enqueue outcome was unknown, then asked of the same agent again (_settle)
+        self.resolves = 0
+        # id -> node of tasks whose enqueue stayed unknown: a resubmission asks that node first
+        self._unresolved: dict[str, str] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
         self._inflight: dict[str, asyncio.Future] = {}
@@ -156,7 +167,7 @@ class Placer(AskingPaths):
             for i, task in enumerate(tasks):
                 task_id = task.task_id
                 node = placed_get(task_id)
-                if node is not None and node not in self.view.dead:
+                if node is not None and node not in self.view.dead and task_id not in self._unresolved:
                     # resubmitted: the node holding it confirms (or 409s a different body)
                     coros.append(self._indexed(i, self._confirm_at(task, node)))
                     continue
@@ -196,6 +207,9 @@ class Placer(AskingPaths):
                     continue
                 self._inflight[task_id] = done_fut
                 mine.append(task_id)
+                if task_id in self._unresolved:
+                    coros.append(self._indexed(i, self._place_unresolved(task)))
+                    continue
                 if self.kind is PolicyKind.PROBE:
                     coros.append(self._indexed(i, self._place_probed(task)))
                     continue
@@ -293,14 +307,12 @@ class Placer(AskingPaths):
             self._no_batch.add(url)
             return await self._send_group(target, items)
         except PeerError as exc:
-            log.warning("batched enqueue of %d tasks on %s failed: %s", len(items), node_id, exc)
-            self.failovers += len(items)
-            for _, task, _ in items:
-                self._undo(node_id, task)
-            results = await asyncio.gather(
-                *(self._forward(task, _targets(d), recorded=False, tried={node_id})
-                  for _, task, d in items))
-            return [(i, p) for (i, _, _), p in zip(items, results)]
+            return await self._group_failed(target, items, exc)
+        return self._taken(node_id, items)
+
+    def _taken(self, node_id: str, items: list[tuple[int, Task, Decided]]
+               ) -> list[tuple[int, Placement]]:
+        """Book ``items`` as placed on ``node_id`` (its agent accepted them)."""
         self.placed.put_many([task.task_id for _, task, _ in items], node_id)
         self.placements += len(items)
         return [(i, Placement(task.task_id, node_id)) for i, task, _ in items]
@@ -344,23 +356,57 @@ class Placer(AskingPaths):
         if idx is None:
             return Placement(task_id, None, f"id {task_id!r} was placed on node {node}, which is "
                              "out of this scheduler's view but not declared dead; retry later")
-        try:
-            await self._enqueue(self.view.urls[idx], task)
-        except PeerError as exc:
-            if exc.status == 409:
+        error = await self._enqueue_settled(node, self.view.urls[idx], task, coalesce=False)
+        if error is not None:
+            if error.status == 409:
                 return Placement(task_id, None, f"id {task_id!r} is already used by a different "
                                  f"task (held by node {node})", conflict=True)
             return Placement(task_id, None, f"id {task_id!r} is placed on node {node}, "
-                             f"which did not confirm it: {exc}")
+                             f"which did not confirm it: {error}")
         self.placed.put(task_id, node)
         self.confirms += 1
         return Placement(task_id, node)
+
+    async def _group_failed(self, target: Target, items: list[tuple[int, Task, Decided]],
+                            error: PeerError) -> list[tuple[int, Placement]]:
+        """The batched enqueue of ``items`` on ``target`` failed with ``error``: settle an
+        unknown outcome with that agent, then fail over what it refused."""
+        node_id, url = target
+        outcomes = ([error] * len(items) if error.refused else
+                    await self._settle(node_id, url, [task for _, task, _ in items], error))
+        taken: list[tuple[int, Task, Decided]] = []
+        moved: list[tuple[int, Task, Decided]] = []
+        out: list[tuple[int, Placement]] = []
+        refusal = error
+        for item, outcome in zip(items, outcomes):
+            if outcome is None:
+                taken.append(item)
+            elif outcome.outcome_unknown:
+                self._undo(node_id, item[1])
+                out.append((item[0], self._outcome_unknown(item[1].task_id, node_id, outcome)))
+            else:
+                moved.append(item)
+                refusal = outcome
+        if taken:
+            out.extend(self._taken(node_id, taken))
+        if moved:
+            log.warning("batched enqueue of %d tasks on %s failed: %s", len(moved), node_id,
+                        refusal)
+            self.failovers += len(moved)
+            for _, task, _ in moved:
+                self._undo(node_id, task)
+            results = await asyncio.gather(
+                *(self._forward(task, _targets(d), recorded=False, tried={node_id})
+                  for _, task, d in moved))
+            out.extend((i, p) for (i, _, _), p in zip(moved, results))
+        return out
 
     def existing(self, task_id: str) -> Placement | None:
         """The open Sparrow reservation of ``task_id``, or its placement by this
         scheduler on a node not declared dead (then the id is not placed again)."""
         node = self.placed.get(task_id)
-        if node is not None and node not in self.view.dead:
+        # an id whose enqueue stayed unknown is not placed: a resubmission asks its node again
+        if node is not None and node not in self.view.dead and task_id not in self._unresolved:
             return Placement(task_id, node)
         res = self.reservations.get(task_id)
         if res is not None:
@@ -440,7 +486,10 @@ class Placer(AskingPaths):
                        tried: set[str] | None = None) -> Placement:
         """Enqueue on the first target that accepts; fall over to random feasible nodes.
 
-        ``recorded``: the cached delta of ``prefs[0]`` is already applied.
+        ``recorded``: the cached delta of ``prefs[0]`` is already applied. Only a
+        definite refusal moves the task on: an unknown outcome is settled with the
+        same agent (:meth:`_settle`) and, when it stays unknown, returned as an error
+        naming that node.
         """
         tried = set() if tried is None else set(tried)
         first = prefs[0][0] if (prefs and recorded) else None
@@ -452,18 +501,20 @@ class Placer(AskingPaths):
                 if node_id in tried:
                     continue
                 tried.add(node_id)
-                try:
-                    await self._enqueue(url, task, coalesce=node_id == first)
-                except PeerError as exc:
-                    last_error = str(exc)
-                    log.warning("enqueue of %s on %s failed: %s", task.task_id, node_id, exc)
+                error = await self._enqueue_settled(node_id, url, task, node_id == first)
+                if error is not None:
                     if node_id == first:
                         self._undo(node_id, task)
+                    if error.outcome_unknown:  # nobody else may get it: it may run there
+                        return self._outcome_unknown(task.task_id, node_id, error)
+                    last_error = str(error)
+                    log.warning("enqueue of %s on %s failed: %s", task.task_id, node_id, error)
                     self.failovers += 1
                     continue
                 if node_id != first:
                     self._record(node_id, task)
                 self.placed.put(task.task_id, node_id)
+                self._unresolved.pop(task.task_id, None)
                 self.placements += 1
                 return Placement(task.task_id, node_id)
             if extra_rounds <= 0 or self.settings.max_failover == 0 or self.view.n_nodes == 0:
@@ -473,3 +524,128 @@ class Placer(AskingPaths):
                                              self.rng)
             queue = [self._target(i) for i in picks if self.view.node_ids[i] not in tried]
             queue = queue[: self.settings.max_failover]
+
+    # -- unknown outcomes ----------------------------------------------------
+
+    def _gave_up_on(self, node_id: str) -> bool:
+        """True once ``node_id`` is no longer worth waiting for: the load store declared
+        it dead (and fenced that life), so its tasks read ``lost`` and may run elsewhere.
+        A node that is only out of view may still hold the task: keep asking."""
+        return node_id in self.view.dead
+
+    async def _enqueue_settled(self, node_id: str, url: str, task: Task,
+                               coalesce: bool) -> PeerError | None:
+        """:meth:`_enqueue`, with an unknown outcome settled on the same agent: None when
+        the agent took the task, else the error as :meth:`_settle` returns it."""
+        try:
+            await self._enqueue(url, task, coalesce=coalesce)
+        except PeerError as exc:
+            if exc.refused:
+                return exc
+            return (await self._settle(node_id, url, [task], exc))[0]
+        return None
+
+    async def _settle(self, node_id: str, url: str, tasks: list[Task],
+                      error: PeerError) -> list[PeerError | None]:
+        """Find out whether the agent on ``node_id`` took ``tasks``, after an enqueue
+        whose outcome is unknown (``error``).
+
+        The agent may have journaled them, so they go to it again with the same ids
+        (agents deduplicate: a known id is answered 202 and not run twice), after a
+        short pause growing between rounds, until it answers. Returns each task's
+        outcome, in order: None when the agent took it; a PeerError with
+        ``outcome_unknown`` False when it may go elsewhere (the agent refused it, or
+        the node was given up, :meth:`_gave_up_on`); one with ``outcome_unknown``
+        still set when ``resolve_timeout_ms`` ran out first.
+        """
+        self.resolves += len(tasks)
+        log.warning("enqueue of %d task(s) on %s has an unknown outcome (%s); asking it again",
+                    len(tasks), node_id, error)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.resolve_timeout_ms / 1000.0
+        outcomes: list[PeerError | None] = [error] * len(tasks)
+        pending = list(range(len(tasks)))
+        delay = _RESOLVE_BACKOFF_S
+        while pending:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(delay, left))
+            delay = min(2 * delay, _RESOLVE_BACKOFF_MAX_S)
+            if self._gave_up_on(node_id):
+                gone = PeerError(f"node {node_id} was given up (it left the live set) while "
+                                 f"the outcome of its enqueue was unknown: {error}")
+                for j in pending:
+                    outcomes[j] = gone
+                pending = []
+                break
+            answers = await self._resend(url, [tasks[j] for j in pending])
+            still: list[int] = []
+            for j, answer in zip(pending, answers):
+                outcomes[j] = answer
+                if answer is not None and answer.outcome_unknown:
+                    still.append(j)
+            pending = still
+        for j in pending:
+            outcomes[j] = PeerError(
+                f"no verdict from {node_id} within resolve_timeout_ms="
+                f"{self.settings.resolve_timeout_ms:g}: {outcomes[j]}", outcome_unknown=True)
+        log.info("unknown enqueue outcome on %s settled: %d taken, %d to place elsewhere, "
+                 "%d still unknown", node_id, sum(o is None for o in outcomes),
+                 sum(o is not None and o.refused for o in outcomes), len(pending))
+        return outcomes
+
+    async def _resend(self, url: str, tasks: list[Task]) -> list[PeerError | None]:
+        """Send ``tasks`` to ``url`` again, in a request of their own: each one's outcome.
+
+        Not through the outbox: merged with other callers' new tasks, the request could
+        be refused (503: cannot journal) for their sake although these ids were
+        journaled by the earlier attempt, and the refusal would move them elsewhere.
+        """
+        if len(tasks) > 1 and self._batching(url):
+            try:
+                async with self._limit(url):
+                    await self.peers.send(url + "/internal/enqueue_batch",
+                                          EnqueueBatch(tuple(tasks), self.settings.scheduler_id),
+                                          count=len(tasks), kind="enqueue")
+            except PeerError as exc:
+                if exc.status not in (404, 405):
+                    return [exc] * len(tasks)
+                # an agent without batches on the same journal (restarted as an older one)
+                log.info("agent %s takes no batched enqueues; sending one by one", url)
+                self._no_batch.add(url)
+                self.peers.counter.counts["enqueue"] -= len(tasks)  # nothing was delivered
+            else:
+                return [None] * len(tasks)
+        return list(await asyncio.gather(*(self._resend_one(url, task) for task in tasks)))
+
+    async def _resend_one(self, url: str, task: Task) -> PeerError | None:
+        try:
+            await self._enqueue(url, task)
+        except PeerError as exc:
+            return exc
+        return None
+
+    def _outcome_unknown(self, task_id: str, node_id: str, error: PeerError) -> Placement:
+        """The answer for a task whose enqueue on ``node_id`` stayed unknown: an error
+        naming the node. The id stays recorded against the node, so its status is asked
+        there and a resubmission goes back to it first (:meth:`_place_unresolved`)."""
+        self.placed.put(task_id, node_id)
+        unresolved = self._unresolved
+        unresolved.pop(task_id, None)
+        unresolved[task_id] = node_id  # newest last: past the bound the oldest go
+        while len(unresolved) > self.settings.idempotency_entries:
+            del unresolved[next(iter(unresolved))]
+        return Placement(task_id, None, f"outcome unknown on node {node_id}: {error}; "
+                         f"resubmit the same id to ask {node_id} again")
+
+    async def _place_unresolved(self, task: Task) -> Placement:
+        """A resubmitted id whose last enqueue stayed unknown: its node first, unless given
+        up, then failover as usual."""
+        node_id = self._unresolved.get(task.task_id)  # None when trimmed meanwhile
+        prefs: list[Target] = []
+        if node_id is not None and not self._gave_up_on(node_id):
+            idx = self.view.index.get(node_id)
+            if idx is not None:
+                prefs.append(self._target(idx))
+        return await self._forward(task, prefs, recorded=False)

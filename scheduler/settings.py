@@ -47,6 +47,10 @@ class SchedulerSettings:
     # Enqueue requests in flight per agent; more wait here instead of timing
     # out in the agent's queue (a timed-out enqueue may still have been accepted).
     agent_inflight: int = 8
+    # How long an enqueue whose outcome is unknown (a timeout: the agent may have
+    # journaled the task) is resent to the same agent before the task is reported
+    # as "outcome unknown"; it is not placed elsewhere, where it could run twice.
+    resolve_timeout_ms: float = 30_000.0
     # Send a batch's tasks for one agent in one request (falls back to single
     # enqueues for agents that answer 404/405 to /internal/enqueue_batch).
     batch_enqueue: bool = True
@@ -66,6 +70,9 @@ class SchedulerSettings:
             _positive(name, getattr(self, name))
         if self.max_failover < 0:
             raise ValidationError("max_failover", f"must be >= 0, got {self.max_failover}")
+        if not self.resolve_timeout_ms >= 0:  # 0: report an unknown outcome at once
+            raise ValidationError("resolve_timeout_ms",
+                                  f"must be >= 0, got {self.resolve_timeout_ms!r}")
 
     @property
     def url(self) -> str:

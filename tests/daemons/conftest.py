@@ -132,7 +132,9 @@ def spawn(tmp_path):
 class FakeAgent:
     """The agent side of docs/protocol.md, in-process, recording what arrives.
 
-    ``fail_enqueue`` answers enqueues with 503; ``batch=False`` leaves out
+    ``fail_enqueue`` answers enqueues with 503; ``script`` scripts the next
+    enqueue requests (see :meth:`_scripted`); ``posted_ids`` lists every id of
+    every enqueue request, repeats included; ``batch=False`` leaves out
     ``/internal/enqueue_batch`` (404, as an agent without batching); ``auto_confirm`` makes a
     reservation confirm at once (a node with room); tasks "succeed" as soon as
     they are enqueued unless ``finish`` is False.
@@ -151,6 +153,9 @@ class FakeAgent:
         self.state = np.zeros(5)
         self.enqueued: dict[str, Enqueue] = {}
         self.enqueue_posts = 0
+        self.posted_ids: list[str] = []
+        self.script: list[str] = []  # may be one list shared by several agents
+        self.late_s = 1.0
         self.batch_posts = 0
         self.probes = 0
         self.reserved: dict[str, Reserve] = {}
@@ -184,22 +189,33 @@ class FakeAgent:
             h["Authorization"] = f"Bearer {self.token}"
         return h
 
+    async def _scripted(self, tasks: list[Enqueue]) -> web.Response:
+        """Take ``tasks`` or not, as the next step of ``script`` says (default: take them).
+
+        ``"late"`` takes them and answers 202 after ``late_s`` (past the scheduler's
+        timeout: a paused agent); ``"drop"`` answers after ``late_s`` without taking
+        them; ``"503"`` refuses them; ``"404"`` answers as an agent without the path.
+        """
+        self.posted_ids.extend(e.task.task_id for e in tasks)
+        step = self.script.pop(0) if self.script else "take"
+        if self.fail_enqueue or step in ("503", "404"):
+            status = 503 if self.fail_enqueue else int(step)
+            return web.json_response({"error": {"field": "node", "reason": "down"}}, status=status)
+        if step != "drop":
+            for e in tasks:
+                self.enqueued.setdefault(e.task.task_id, e)
+        if step in ("late", "drop"):
+            await asyncio.sleep(self.late_s)
+        return web.Response(status=202)
+
     async def _enqueue(self, request: web.Request) -> web.Response:
         self.enqueue_posts += 1
-        if self.fail_enqueue:
-            return web.json_response({"error": {"field": "node", "reason": "down"}}, status=503)
-        msg = decode(await request.read(), Enqueue)
-        self.enqueued.setdefault(msg.task.task_id, msg)
-        return web.Response(status=202)
+        return await self._scripted([decode(await request.read(), Enqueue)])
 
     async def _enqueue_batch(self, request: web.Request) -> web.Response:
         self.batch_posts += 1
-        if self.fail_enqueue:
-            return web.json_response({"error": {"field": "node", "reason": "down"}}, status=503)
         msg = decode(await request.read(), EnqueueBatch)
-        for task in msg.tasks:
-            self.enqueued.setdefault(task.task_id, Enqueue(task, msg.scheduler_id))
-        return web.Response(status=202)
+        return await self._scripted([Enqueue(t, msg.scheduler_id) for t in msg.tasks])
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -135,6 +135,27 @@ async def test_close_fails_the_waiting_callers():
     for caller in (first, waiting):
         with pytest.raises(PeerError, match="shutting down"):
             await caller
+    # the request in flight may have arrived; the waiting task was never sent
+    assert first.exception().outcome_unknown
+    assert waiting.exception().refused
+
+
+async def test_an_unknown_outcome_reaches_every_caller_the_request_carried():
+    peers = FakePeers()
+    peers.gate = asyncio.Event()
+    box = Outbox(peers, "s", in_flight=1)
+    timeout = PeerError("timed out", outcome_unknown=True)
+    peers.fail_with["b"] = timeout
+    first = asyncio.create_task(box.enqueue(URL, tasks("a")))
+    await settle()
+    carried = [asyncio.create_task(box.enqueue(URL, tasks(x))) for x in ("b", "c")]
+    await settle()
+    peers.gate.set()
+    await first
+    results = await asyncio.gather(*carried, return_exceptions=True)
+    assert results == [timeout, timeout]  # each caller settles it with the agent
+    assert peers.sent == [("enqueue", ("a",)), ("enqueue_batch", ("b", "c"))]
+    await box.close()
 
 
 def test_in_flight_must_be_positive():

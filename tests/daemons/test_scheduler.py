@@ -52,7 +52,9 @@ class Stack:
 
 @pytest.fixture
 def make_stack(aiohttp_server, aiohttp_client, fake_agents):
-    async def build(agents=None, policy="dodoor", b=80, token=None, unreachable=(), **params):
+    async def build(agents=None, policy="dodoor", b=80, token=None, unreachable=(),
+                    sched=None, **params):
+        """``sched``: SchedulerSettings fields to override."""
         agents = agents or [FakeAgent(f"node-{i}", token=token) for i in range(3)]
         await fake_agents(*agents)
         ls_server = await aiohttp_server(
@@ -70,7 +72,7 @@ def make_stack(aiohttp_server, aiohttp_client, fake_agents):
             scheduler_id="sched-t", port=port, loadstore_url=ls_url, policy=policy,
             policy_settings=PolicySettings(**params), seed=1, token=token,
             sparrow_wait_ms=50, loadstore_check_ms=100, register_retry_ms=50,
-            agent_timeout_ms=1000,
+            **{"agent_timeout_ms": 1000, **(sched or {})},
         )
         app = create_app(settings)
         server = await aiohttp_server(app, host="127.0.0.1", port=port)

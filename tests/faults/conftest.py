@@ -42,8 +42,10 @@ class ProcCluster:
     def __init__(self, workdir: Path, agents: int = 3, schedulers: int = 1,
                  dead_after_ms: float = 3000.0, b: int = 20, token: str | None = None,
                  slots: int = 4, executor: str = "sleep", agent_extra: tuple[str, ...] = (),
-                 agent_fsize: dict[int, int] | None = None) -> None:
+                 agent_fsize: dict[int, int] | None = None,
+                 scheduler_extra: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.scheduler_extra = scheduler_extra
         self.agent_fsize = agent_fsize or {}
         self.token = token
         self.env = {"DODOOR_TOKEN": token} if token else {}
@@ -76,7 +78,7 @@ class ProcCluster:
             port = free_port()
             self.schedulers.append(self._start(
                 ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore.url, "--seed", str(i)], port))
+                 self.loadstore.url, "--seed", str(i), *self.scheduler_extra], port))
         for s in self.schedulers:
             poll(lambda s=s: self.get(s.url + "/healthz")[1]["nodes"] == agents, 20,
                  what="scheduler sees every agent")
