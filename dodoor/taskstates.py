@@ -11,6 +11,9 @@ without having been declared dead: the task may well be alive.
 from __future__ import annotations
 
 QUEUED = "queued"
+# an agent's durable Sparrow reservation (reads ``queued`` to clients): the task waits
+# for its scheduler's confirm
+RESERVED = "reserved"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"

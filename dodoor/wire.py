@@ -91,10 +91,15 @@ class Reserve:
 
 @message("confirm")
 class Confirm:
-    """Agent → scheduler: the reservation reached the head and fits; send the task."""
+    """Agent → scheduler: the reservation reached the head and fits; send the task.
+
+    ``task`` is the reserved task from the agent's journal: a scheduler that lost its
+    reservation book (restarted) can still decide, through the load store's claims.
+    """
 
     node_id: str
     task_id: str
+    task: Task | None = None
     TYPE: ClassVar[str]
 
 

@@ -31,7 +31,7 @@ from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_
                              read_message, wire_response)
 from node_agent.metrics import make_registry
 from node_agent.lease import Lease
-from node_agent.node import NodeAgent, TaskConflict
+from node_agent.node import ASK_AGAIN, NodeAgent, TaskConflict
 from node_agent.reporter import Reporter
 from node_agent.retention import Retention, unknown_task_reason
 from node_agent.settings import AgentSettings
@@ -110,7 +110,7 @@ async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
     lease = Lease(app[LEASE_CLOCK], required=bool(settings.loadstore_url))
     agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, app[EXECUTOR],
                       journal, app[CLOCK], app[COUNTER], settings.journal_keep_finished, lease)
-    agent.confirm = lambda url, node, task_id: _confirm(app, url, node, task_id)
+    agent.confirm = lambda url, node, task: _confirm(app, url, node, task)
     app[AGENT] = agent
     log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",
              settings.node_id, settings.cores, settings.memory_mb, settings.disk_mb,
@@ -185,10 +185,15 @@ def _utilization() -> tuple[float, float]:
     return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
 
 
-async def _confirm(app: web.Application, reply_url: str, node_id: str, task_id: str) -> Task | None:
-    """Ask a Sparrow scheduler whether our held reservation gets the task."""
+async def _confirm(app: web.Application, reply_url: str, node_id: str,
+                   task: Task) -> Task | None | str:
+    """Ask a Sparrow scheduler whether our held reservation gets the task: the task
+    (yes), None (no: 409, it went elsewhere), or ASK_AGAIN (no verdict: unreachable, or
+    any other answer)."""
     counter = app[COUNTER]
-    body = encode(Confirm(node_id, task_id))
+    task_id = task.task_id
+    # the task rides along, so a restarted scheduler can still decide (docs/guarantees.md)
+    body = encode(Confirm(node_id, task_id, task))
     timeout = aiohttp.ClientTimeout(total=app[SETTINGS].confirm_timeout_ms / 1000.0)
     counter.add("confirm", nbytes=len(body))
     try:
@@ -197,17 +202,18 @@ async def _confirm(app: web.Application, reply_url: str, node_id: str, task_id: 
             if resp.status == 409:
                 return None
             if resp.status != 200:
-                log.warning("confirm of %s at %s answered %d; releasing", task_id, reply_url, resp.status)
-                return None
+                log.warning("confirm of %s at %s answered %d; asking again later", task_id,
+                            reply_url, resp.status)
+                return ASK_AGAIN
             data = await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("confirm of %s at %s failed (%s); releasing", task_id, reply_url, exc)
-        return None
+        log.warning("confirm of %s at %s failed (%s); asking again later", task_id, reply_url, exc)
+        return ASK_AGAIN
     try:
         msg = decode(data, expect=Enqueue)
     except DecodeError as exc:
-        log.warning("confirm of %s got a bad answer (%s); releasing", task_id, exc)
-        return None
+        log.warning("confirm of %s got a bad answer (%s); asking again later", task_id, exc)
+        return ASK_AGAIN
     counter.add("enqueue", nbytes=len(data))
     return msg.task
 
@@ -283,7 +289,7 @@ async def handle_cancel(request: web.Request) -> web.StreamResponse:
     app = request.app
     msg, size = await read_message(request, Cancel)
     app[COUNTER].add("cancel", nbytes=size)
-    app[AGENT].cancel(msg.task_id)
+    await app[AGENT].cancel(msg.task_id)
     return web.Response(status=204)
 
 

@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence, TypeVar
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.resources import Task
 # re-exported: the agent's modules and tests take the states from here
-from dodoor.taskstates import FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL  # noqa: F401
+from dodoor.taskstates import (FAILED, LOST, QUEUED, RESERVED, RUNNING,  # noqa: F401
+                               SUCCEEDED, TERMINAL)
 from dodoor.validation import parse_task
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Record:
     exit_code: int | None
     reason: str | None
     log_tail: str
+    reply_url: str | None = None  # a reservation's: where to ask for the confirm
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,21 @@ class Journal:
             return out
 
         return await self._write(work)
+
+    async def reserve(self, task: Task, scheduler_id: str, reply_url: str,
+                      queued_ms: float) -> bool:
+        """Journal a Sparrow reservation (state ``reserved``) so it outlives a restart;
+        False when the id is already known here."""
+        row = (task.task_id, json.dumps(task.to_dict()), scheduler_id, RESERVED, queued_ms,
+               reply_url)
+        return await self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO tasks (id, task, scheduler_id, state, queued_ms, reply_url)"
+            " VALUES (?, ?, ?, ?, ?, ?)", row).rowcount == 1)
+
+    async def drop_reserved(self, task_id: str) -> bool:
+        """Forget a reservation its scheduler cancelled or gave to another node."""
+        return await self._write(lambda c: c.execute(
+            "DELETE FROM tasks WHERE id = ? AND state = ?", (task_id, RESERVED)).rowcount == 1)
 
     async def mark_lost_unfinished(self, finished_ms: float, reason: str) -> list[str]:
         """End every unfinished task ``lost`` (its node life was declared dead); their ids."""
@@ -363,6 +380,7 @@ class Journal:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
+        _add_missing_column(conn, "reply_url", "TEXT")
         conn.execute(_META)
         conn.execute(_INDEX)
         self._conn = conn
@@ -483,6 +501,12 @@ class Journal:
             raise JournalError(f"journal {self.path}: {exc}") from exc
 
 
+def _add_missing_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
+    """Migrate a journal written before the column existed."""
+    if name not in {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}:
+        conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
 def _same_body(held: str, offered: str) -> bool:
     """Do two journaled task bodies describe the same task (key order aside)?
 
@@ -502,6 +526,7 @@ def _record(row: sqlite3.Row) -> Record:
         seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
         queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
         exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
+        reply_url=row["reply_url"],
     )
 
 

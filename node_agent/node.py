@@ -21,15 +21,18 @@ from dodoor.messages import MessageCounter
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, TaskResult
-from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RUNNING, SUCCEEDED, Journal,
-                                JournalError)
+from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
+                                Journal, JournalError)
 from node_agent.lease import Lease
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
 log = logging.getLogger(__name__)
 
-# (reply_url, node_id, task_id) -> the confirmed Task, or None when the scheduler said no
-ConfirmFn = Callable[[str, str, str], Awaitable[Task | None]]
+# (reply_url, node_id, task) -> the confirmed Task; None when the scheduler said no (it
+# went elsewhere); ASK_AGAIN when there was no verdict (scheduler down or undecided)
+ASK_AGAIN = "ask again"
+ConfirmFn = Callable[[str, str, Task], Awaitable["Task | None | str"]]
+
 
 
 class TaskConflict(Exception):
@@ -61,6 +64,10 @@ class NodeAgent:
         self._jobs: dict[str, asyncio.Task] = {}
         self._closing = False
         self._fencing = False
+        self._requeue: list[Entry] = []
+        # how long a held reservation asks for a verdict before it frees its slot and
+        # waits at the tail of the queue again
+        self.confirm_patience_s = 10.0
         # Results the journal refused (disk full): served from memory so such a task does
         # not read ``queued`` forever; its journal row makes a restart run it again.
         self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
@@ -108,6 +115,9 @@ class NodeAgent:
         record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
         if record is None:
             return None
+        if record.state == RESERVED:
+            return TaskStatus(task_id, QUEUED, self.node_id, queued_ms=record.queued_ms,
+                              reason="reserved, waiting for its scheduler's confirm"), ""
         return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
                           record.finished_ms, record.exit_code, record.reason), record.log_tail
 
@@ -126,7 +136,11 @@ class NodeAgent:
         for rec in records:
             found = adopted.get(rec.task.task_id)
             entry = Entry(rec.task, TASK, rec.scheduler_id, queued_ms=rec.queued_ms or now)
-            if found is None and not self.queue.fits_node(rec.task):
+            if rec.state == RESERVED:
+                # a durable reservation: it waits for its scheduler's confirm again
+                self.queue.add(Entry(rec.task, RESERVATION, rec.scheduler_id, rec.reply_url or "",
+                                     rec.queued_ms or now))
+            elif found is None and not self.queue.fits_node(rec.task):
                 # Restarted with a smaller capacity: waiting would be forever.
                 await self._record_result(rec.task.task_id, TaskResult(
                     FAILED, reason=f"does not fit node {self.node_id} after a restart"))
@@ -213,9 +227,9 @@ class NodeAgent:
             reason = (f"node {self.node_id} (life {self.incarnation}) was declared dead by the "
                       "load store; the task was reported lost and will not run here unless resubmitted")
             ids = await self.journal.mark_lost_unfinished(self.clock.now_ms(), reason)
-            for entry in list(self.queue.running()):
+            for entry in list(self.queue.running):
                 self.queue.finish(entry.task_id)
-            for entry in list(self.queue.waiting()):
+            for entry in list(self.queue.waiting):
                 self.queue.drop_waiting(entry.task_id)
             self.finished["lost"] += len(ids)
             old, self.incarnation = self.incarnation, await self.journal.incarnation(renew=True)
@@ -228,17 +242,21 @@ class NodeAgent:
         return len(ids)
 
     async def reserve(self, task: Task, scheduler_id: str, reply_url: str) -> bool:
-        """Hold a place for a Sparrow reservation; False when the id is already known."""
-        if task.task_id in self.queue or await self.journal.status(task.task_id) is not None:
+        """Hold a place for a Sparrow reservation, journaled first (a 202 for it means it
+        survives a restart); False when the id is already known. Raises JournalError."""
+        if task.task_id in self.queue:
             return False
-        if task.task_id in self.queue:  # the same reservation arrived twice concurrently
+        now = self.clock.now_ms()
+        if not await self.journal.reserve(task, scheduler_id, reply_url, now):
             return False
-        self.queue.add(Entry(task, RESERVATION, scheduler_id, reply_url, self.clock.now_ms()))
+        if task.task_id in self.queue:  # an enqueue of the same id arrived while we wrote
+            return False
+        self.queue.add(Entry(task, RESERVATION, scheduler_id, reply_url, now))
         self._changed()
         self._pump()
         return True
 
-    def cancel(self, task_id: str) -> bool:
+    async def cancel(self, task_id: str) -> bool:
         """Drop a waiting reservation. A held one is left to its pending confirm."""
         entry = self.queue.get(task_id)
         if entry is None or entry.kind != RESERVATION or self.queue.is_running(task_id):
@@ -246,6 +264,10 @@ class NodeAgent:
         self.queue.drop_waiting(task_id)
         self._changed()
         self._pump()
+        try:
+            await self.journal.drop_reserved(task_id)
+        except JournalError as exc:  # a restart re-offers it; its scheduler then says no
+            log.warning("could not forget the cancelled reservation %s: %s", task_id, exc)
         return True
 
     async def on_report_answer(self, ack: ReportAck, sent_ms: float, sent: NodeState) -> None:
@@ -305,6 +327,8 @@ class NodeAgent:
             await self._record_result(task_id, result, entry)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
+        while self._requeue:  # reservations still without a verdict wait again
+            self.queue.add(self._requeue.pop())
         # Only now, with the slot free: a report built any earlier would still hold it.
         self._changed()
         self._pump()
@@ -320,22 +344,42 @@ class NodeAgent:
         return await self.executor.run(entry.task)
 
     async def _confirm_then_run(self, entry: Entry) -> TaskResult | None:
-        task = None
-        if self.confirm is not None:
-            task = await self.confirm(entry.reply_url, self.node_id, entry.task_id)
+        """Ask the reservation's scheduler for the task; run it on a yes. No verdict
+        (scheduler down) is asked again with a growing pause, then the reservation
+        waits at the tail of the queue; only a no forgets it."""
+        answer: Task | None | str = None
+        delay, waited = 0.1, 0.0
+        while self.confirm is not None:
+            answer = await self.confirm(entry.reply_url, self.node_id, entry.task)
+            if answer != ASK_AGAIN:
+                break
+            if waited >= self.confirm_patience_s:
+                self._requeue.append(Entry(entry.task, RESERVATION, entry.scheduler_id,
+                                           entry.reply_url, entry.queued_ms))
+                return None
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(2 * delay, 2.0)
+        task = answer if isinstance(answer, Task) else None
         if task is None or task.task_id != entry.task_id:
             if task is not None:
                 log.warning("confirm of %s answered with task %s; releasing", entry.task_id,
                             task.task_id)
+            try:
+                await self.journal.drop_reserved(entry.task_id)
+            except JournalError as exc:
+                log.warning("could not forget the reservation %s: %s", entry.task_id, exc)
             return None  # released by _supervise; the scheduler placed it elsewhere
         now = self.clock.now_ms()
         self.queue.promote(entry.task_id, task)
         # The task itself arrives (and starts) now; the hold before it was the reservation's.
         entry.queued_ms = entry.started_ms = now
+        self.unreported.append(task.task_id)
         try:
-            await self.journal.insert(task, entry.scheduler_id, RUNNING, now, started_ms=now)
+            await self.journal.mark_running(task.task_id, now)
         except JournalError as exc:
-            log.error("running confirmed task %s without a journal entry: %s", task.task_id, exc)
+            log.error("running confirmed task %s without journaling its start: %s",
+                      task.task_id, exc)
         self._changed()
         return await self.executor.run(task)
 

@@ -102,7 +102,10 @@ class Reporter:
         self.counter.add("heartbeat" if heartbeat else "node_state", nbytes=len(body))
         ack = self._take_answer(answer)
         if ack is not None and self.on_answer is not None:
-            await self.on_answer(ack, sent_ms, msg)
+            try:
+                await self.on_answer(ack, sent_ms, msg)
+            except Exception:  # a bug there must not end reporting (and with it liveness)
+                log.exception("handling the load store's answer failed")
             if ack.fenced:
                 self._changed.set()  # report the new life at once
         self.sent += 1

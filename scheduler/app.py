@@ -25,6 +25,7 @@ from scheduler.httpkit import (
     BackgroundTasks, GaugeCollector, MessageCollector, auth_headers, auth_middleware,
     error_middleware, json_error, metrics_handler, msgpack_response, read_body,
 )
+from scheduler.asking import ASK_AGAIN
 from scheduler.intake import BodyError, parse_submission
 from scheduler.placer import NoNodesError, Placer
 from scheduler.settings import SchedulerSettings
@@ -86,6 +87,9 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
                                         if state.placer else 0),
         "dodoor_scheduler_failovers": ("Enqueues that failed over to another node",
                                        lambda: state.placer.failovers if state.placer else 0),
+        "dodoor_scheduler_resolves": ("Enqueues with an unknown outcome asked again of the "
+                                      "same agent", lambda: state.placer.resolves
+                                      if state.placer else 0),
         "dodoor_scheduler_confirms": ("Resubmitted ids confirmed by the node holding them",
                                       lambda: state.placer.confirms if state.placer else 0),
         "dodoor_scheduler_claims_skipped": (
@@ -339,7 +343,13 @@ async def snapshot(request: web.Request) -> web.Response:
     state.loadstore_reachable = True
     if leftover is not None:
         state.emit_deltas(leftover)
+    _dead_nodes_seen(state)
     return web.Response(status=204)
+
+
+def _dead_nodes_seen(state: SchedulerState) -> None:
+    if state.view.dead and state.placer is not None and state.placer.reservations:
+        state.placer.forget_dead_targets(state.view.dead)
 
 
 async def snapshot_delta(request: web.Request) -> web.Response:
@@ -352,6 +362,7 @@ async def snapshot_delta(request: web.Request) -> web.Response:
         return json_error(400, "snapshot_delta", str(exc))
     state.counter.add("snapshot")
     state.loadstore_reachable = True
+    _dead_nodes_seen(state)
     if not applied:
         return json_error(409, "base_seq", f"holding seq {state.view.snapshot_seq} of epoch "
                           f"{state.view.epoch!r}, got a delta on {msg.base_seq} of {msg.epoch!r}")
@@ -366,9 +377,11 @@ async def confirm(request: web.Request) -> web.Response:
     except DecodeError as exc:
         return json_error(400, "confirm", str(exc))
     state.counter.add("confirm")
-    enqueue = state.placer.confirm(msg.node_id, msg.task_id)
+    enqueue = await state.placer.confirm(msg.node_id, msg.task_id, msg.task)
     if enqueue is None:
         return json_error(409, "task_id", f"task {msg.task_id!r} is not waiting for a confirm")
+    if enqueue == ASK_AGAIN:
+        return json_error(503, "task_id", f"no verdict for {msg.task_id!r} yet; ask again")
     return msgpack_response(enqueue)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from dodoor.cache import CandidateView
 from dodoor.clock import Clock
 from dodoor.resources import Task
+from dodoor.taskindex import BUSY, PLACED
 from dodoor.wire import Cancel, Enqueue, Probe, ProbeReply, Reserve
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import BackgroundTasks
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from scheduler.placer import Target
 
 log = logging.getLogger(__name__)
+ASK_AGAIN = "ask again"  # a confirm without a verdict yet (503; the agent asks again)
 
 
 class AskingPaths:
@@ -48,6 +50,7 @@ class AskingPaths:
     # provided by the Placer
     _target: Callable[[int], Target]
     _forward: Callable[..., Awaitable[Placement]]
+    _claim: Callable[..., Awaitable[dict]]
 
     async def _place_probed(self, task: Task) -> Placement:
         demand = task.demand()
@@ -96,18 +99,53 @@ class AskingPaths:
             pass
         return Placement(task.task_id, res.bound)
 
-    def confirm(self, node_id: str, task_id: str) -> Enqueue | None:
-        """A Sparrow confirm: the task for the first confirming node, None (409) otherwise."""
+    async def confirm(self, node_id: str, task_id: str, task: Task | None) -> Enqueue | None | str:
+        """A Sparrow confirm: the task for the first confirming node, None (409) for the
+        others, ASK_AGAIN (503) when no verdict can be given yet.
+
+        Agents journal their reservations, so a confirm may come after a restart of
+        either side: for the node already bound the answer is yes again; for a
+        reservation this scheduler no longer holds (it restarted) the load store's
+        claim decides, so one node gets the task.
+        """
         res = self.reservations.bind(task_id, node_id)
-        if res is None:
+        if res is not None:
+            for other, url in res.targets:
+                if other != node_id:
+                    self.background.spawn(self._cancel(url, task_id), name=f"cancel-{task_id}")
+            return self._bound(task_id, node_id, res.task)
+        placed = self.placed.get(task_id)
+        if placed is not None or self.reservations.get(task_id) is not None or task is None:
+            return self._bound(task_id, node_id, task) if placed == node_id and task else None
+        outcome = (await self._claim([task])).get(task_id)
+        if outcome is None or outcome[0] == BUSY:
+            return ASK_AGAIN  # the store cannot say, or another scheduler may be placing it
+        if outcome[0] == PLACED and outcome[1] != node_id:
             return None
+        return self._bound(task_id, node_id, task)
+
+    def _bound(self, task_id: str, node_id: str, task: Task) -> Enqueue:
+        if self.placed.get(task_id) != node_id:
+            self.placements += 1
         self.placed.put(task_id, node_id)
-        self.placements += 1
-        for other, url in res.targets:
-            if other != node_id:
-                self.background.spawn(self._cancel(url, task_id), name=f"cancel-{task_id}")
         self.peers.counter.add("enqueue")
-        return Enqueue(res.task, self.settings.scheduler_id)
+        return Enqueue(task, self.settings.scheduler_id)
+
+    def forget_dead_targets(self, dead: frozenset[str]) -> None:
+        """Reservations held only by nodes the store declared dead (their agents end
+        them ``lost`` when fenced) are placed again by enqueue, exactly once: the
+        reservation is closed first, so no late confirm can bind it."""
+        for task_id in self.reservations.ids():
+            res = self.reservations.get(task_id)
+            if res is None or res.bound is not None:
+                continue
+            res.drop(dead)
+            if not res.targets:
+                self.reservations.close(task_id)
+                log.warning("every node holding the reservation of %s was declared dead; "
+                            "placing it again", task_id)
+                self.background.spawn(self._forward(res.task, [], recorded=False),
+                                      name=f"replace-{task_id}")
 
     async def _cancel(self, url: str, task_id: str) -> None:
         try:

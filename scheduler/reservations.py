@@ -35,6 +35,9 @@ class Reservations:
         self._open[task.task_id] = res
         return res
 
+    def ids(self) -> list[str]:
+        return list(self._open)
+
     def get(self, task_id: str) -> Reservation | None:
         return self._open.get(task_id)
 

@@ -81,6 +81,8 @@ class FakeLoadStore:
         self.states: list = []
         self.status = 204
         self.wants_load: bool | None = None  # None: answer with an empty 204, as older stores did
+        self.fenced: set[str] = set()  # incarnations answered ``fenced``
+        self.instance = "store-1"
         self.app = web.Application()
         self.app.router.add_post("/internal/node_state", self._node_state)
 
@@ -88,7 +90,9 @@ class FakeLoadStore:
         self.states.append(decode(await request.read()))
         if self.wants_load is None or self.status >= 300:
             return web.Response(status=self.status)
-        return web.Response(body=encode(ReportAck(self.wants_load, lease_ms=60_000.0)),
+        fenced = self.states[-1].incarnation in self.fenced
+        return web.Response(body=encode(ReportAck(self.wants_load, fenced=fenced, lease_ms=60_000.0,
+                                                  instance=self.instance)),
                             content_type=CONTENT_TYPE)
 
 

@@ -288,7 +288,9 @@ async def test_executor_crash_fails_the_task_and_frees_the_slot(aiohttp_client, 
     assert body["reason"] == "executor error: RuntimeError('engine exploded')"
 
 
-async def test_unreachable_confirm_target_releases_the_reservation(aiohttp_client, agent_settings):
+async def test_unreachable_confirm_target_frees_the_slot_and_keeps_the_reservation(
+        aiohttp_client, agent_settings):
+    """No verdict is not a no: the reservation is journaled and waits again."""
     import socket
 
     with socket.socket() as s:
@@ -296,9 +298,11 @@ async def test_unreachable_confirm_target_releases_the_reservation(aiohttp_clien
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/internal/confirm"
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    agent = client.app[AGENT]
+    agent.confirm_patience_s = 0.3
     assert (await post(client, "/internal/reserve", Reserve(make_task("r"), "s", dead))).status == 202
     await enqueue(client, make_task("t"))
-    await wait_for(lambda: ex.started == ["t"])  # the held slot came back after the failed confirm
-    agent = client.app[AGENT]
-    assert "r" not in agent.queue
-    assert agent.counter.counts["confirm"] == 1
+    await wait_for(lambda: ex.started == ["t"])  # the held slot came back after the patience
+    assert "r" in agent.queue and not agent.queue.is_running("r")
+    assert agent.counter.counts["confirm"] >= 3  # asked again with a growing pause
+    assert (await agent.journal.status("r")).state == "reserved"

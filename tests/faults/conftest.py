@@ -43,9 +43,11 @@ class ProcCluster:
                  dead_after_ms: float = 3000.0, b: int = 20, token: str | None = None,
                  slots: int = 4, executor: str = "sleep", agent_extra: tuple[str, ...] = (),
                  agent_fsize: dict[int, int] | None = None,
-                 scheduler_extra: tuple[str, ...] = ()) -> None:
+                 scheduler_extra: tuple[str, ...] = (),
+                 loadstore_extra: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.scheduler_extra = scheduler_extra
+        self.loadstore_extra = loadstore_extra
         self.agent_fsize = agent_fsize or {}
         self.token = token
         self.env = {"DODOOR_TOKEN": token} if token else {}
@@ -60,8 +62,9 @@ class ProcCluster:
                    executor: str, agent_extra: tuple[str, ...]) -> None:
         workdir = self.workdir
         ls_port = free_port()
-        self.loadstore = self._start(["loadstore", "--port", str(ls_port), "--b", str(b),
-                                      "--dead-after-ms", f"{dead_after_ms:g}"], ls_port)
+        self.loadstore_args = ["loadstore", "--port", str(ls_port), "--b", str(b),
+                               "--dead-after-ms", f"{dead_after_ms:g}", *self.loadstore_extra]
+        self.loadstore = self._start(self.loadstore_args, ls_port)
         self.agent_args: list[list[str]] = []
         self.agents: list[Daemon] = []
         for i in range(agents):
@@ -74,11 +77,13 @@ class ProcCluster:
             self.agent_args.append(args)
             self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i)))
         self.schedulers: list[Daemon] = []
+        self.scheduler_args: list[list[str]] = []
         for i in range(schedulers):
             port = free_port()
-            self.schedulers.append(self._start(
+            self.scheduler_args.append(
                 ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore.url, "--seed", str(i), *self.scheduler_extra], port))
+                 self.loadstore.url, "--seed", str(i), *self.scheduler_extra])
+            self.schedulers.append(self._start(self.scheduler_args[i], port))
         for s in self.schedulers:
             poll(lambda s=s: self.get(s.url + "/healthz")[1]["nodes"] == agents, 20,
                  what="scheduler sees every agent")
@@ -99,6 +104,16 @@ class ProcCluster:
         old = self.agents[i]
         self.agents[i] = self._start(self.agent_args[i], old.port)
         return self.agents[i]
+
+    def restart_scheduler(self, i: int) -> Daemon:
+        """Start scheduler ``i`` again (same id and port; a new process, empty memory)."""
+        self.schedulers[i] = self._start(self.scheduler_args[i], self.schedulers[i].port)
+        return self.schedulers[i]
+
+    def restart_loadstore(self) -> Daemon:
+        """Start the load store again on the same port and state file (its cwd)."""
+        self.loadstore = self._start(self.loadstore_args, self.loadstore.port)
+        return self.loadstore
 
     def stop(self) -> None:
         for daemon in reversed(self.daemons):

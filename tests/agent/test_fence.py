@@ -1,0 +1,53 @@
+"""The agent's side of fencing and leases (node_agent.lease, NodeAgent.fence), in-process."""
+
+from __future__ import annotations
+
+from node_agent.app import AGENT, REPORTER, create_app
+from tests.agent.conftest import FakeLoadStore, GatedExecutor, enqueue, make_task, wait_for
+
+
+async def test_a_fenced_agent_ends_every_unfinished_task_lost_and_starts_a_new_life(
+        aiohttp_client, aiohttp_server, agent_settings):
+    store = FakeLoadStore()
+    store.wants_load = True
+    server = await aiohttp_server(store.app)
+    ex = GatedExecutor()
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
+                              heartbeat_ms=50.0, slots=1)
+    client = await aiohttp_client(create_app(settings, executor=ex))
+    agent = client.app[AGENT]
+    for tid in ("run", "wait1", "wait2"):
+        assert (await enqueue(client, make_task(tid))).status == 202
+    await wait_for(lambda: ex.started == ["run"])
+    old = agent.incarnation
+    await wait_for(lambda: any(s.task_ids for s in store.states))  # the ids reach the store
+    store.fenced.add(old)
+    await wait_for(lambda: agent.fences == 1)
+    for tid in ("run", "wait1", "wait2"):
+        st = await agent.status(tid)
+        assert st.state == "lost" and "declared dead" in st.reason, st
+    assert ex.started == ["run"]  # nothing else ever started
+    assert agent.incarnation != old and len(agent.queue) == 0
+    # the new life reports and is answered: a resubmitted lost id runs here again
+    await wait_for(lambda: store.states[-1].incarnation == agent.incarnation)
+    assert (await enqueue(client, make_task("wait1"))).status == 202
+    await wait_for(lambda: ex.started == ["run", "wait1"])
+    assert client.app[REPORTER].reachable
+
+
+async def test_ids_reach_the_store_once_and_all_again_for_a_new_store(
+        aiohttp_client, aiohttp_server, agent_settings):
+    store = FakeLoadStore()
+    store.wants_load = True
+    server = await aiohttp_server(store.app)
+    ex = GatedExecutor()
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
+                              heartbeat_ms=30.0)
+    client = await aiohttp_client(create_app(settings, executor=ex))
+    for tid in ("a", "b"):
+        assert (await enqueue(client, make_task(tid))).status == 202
+    await wait_for(lambda: {"a", "b"} <= {t for s in store.states for t in s.task_ids})
+    sent = [t for s in store.states for t in s.task_ids]
+    assert sorted(sent) == ["a", "b"]  # not repeated once answered
+    store.instance = "store-2"  # a restarted store knows nothing: it gets every id again
+    await wait_for(lambda: sum(t == "a" for s in store.states for t in s.task_ids) == 2)
