@@ -71,6 +71,8 @@ class Record:
     exit_code: int | None
     reason: str | None
     log_tail: str
+    # What the executor's on_start gave to find the task's processes again (or None).
+    handle: str | None = None
 
 
 class Journal:
@@ -118,6 +120,11 @@ class Journal:
         await self._write(lambda c: c.execute(
             "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
         ))
+
+    async def set_handle(self, task_id: str, handle: str) -> None:
+        """Record the executor's handle of a started task (read back by ``unfinished``)."""
+        await self._write(lambda c: c.execute(
+            "UPDATE tasks SET handle = ? WHERE id = ?", (handle, task_id)))
 
     async def finish(self, task_id: str, state: str, finished_ms: float, exit_code: int | None,
                      reason: str | None, log_tail: str) -> None:
@@ -200,6 +207,7 @@ class Journal:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
+        _add_handle_column(conn)
         self._conn = conn
 
     def _close(self, conn: sqlite3.Connection) -> None:
@@ -318,6 +326,15 @@ class Journal:
             raise JournalError(f"journal {self.path}: {exc}") from exc
 
 
+def _add_handle_column(conn: sqlite3.Connection) -> None:
+    # Journals written before executors had handles lack the column; sqlite adds a
+    # nullable one in place, without rewriting the rows.
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+    if "handle" not in columns:
+        conn.execute("ALTER TABLE tasks ADD COLUMN handle TEXT")
+        log.info("journal: added the handle column")
+
+
 def _record(row: sqlite3.Row) -> Record:
     try:
         task = parse_task(json.loads(row["task"]))
@@ -327,4 +344,5 @@ def _record(row: sqlite3.Row) -> Record:
         seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
         queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
         exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
+        handle=row["handle"],
     )
