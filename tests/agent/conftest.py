@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Sequence
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,8 @@ class GatedExecutor:
     """Runs each task until the test releases it, so starts and ends are decided by the test.
 
     Each started task reports the handle ``gated:<id>`` through ``on_start``; the
-    agent's ``release`` calls and the rows ``reconcile`` got are recorded.
+    agent's ``forget`` calls (``forgotten``) and the rows ``reconcile`` got
+    (``interrupted``) are recorded. ``release`` (the test's) ends a task.
     """
 
     name = "gated"
@@ -44,7 +46,7 @@ class GatedExecutor:
     def release(self, task_id: str, result: TaskResult | None = None) -> None:
         self._gate(task_id).set_result(result or TaskResult("succeeded", exit_code=0))
 
-    async def reconcile(self, interrupted) -> list[Adopted]:
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
         self.interrupted = list(interrupted)
         return list(self.adopt)
 
