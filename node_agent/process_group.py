@@ -85,7 +85,10 @@ def members(group: GroupHandle) -> list[psutil.Process]:
     if group.leader_started is not None and _pid_reused(group.pgid, group.leader_started):
         return []  # the whole group ended and its number now names another process
     found = []
+    me = os.getpid()
     for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue  # never the agent itself, whatever a stale handle says
         try:
             if os.getpgid(proc.pid) != group.pgid:
                 continue
