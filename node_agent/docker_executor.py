@@ -7,6 +7,13 @@ mounts, no network by default. Images are never pulled: an image outside the
 allow-list or absent from the host fails the task with a reason, never the
 agent. Containers carry the labels ``dodoor.task_id`` and ``dodoor.agent_id`` so
 a restarted agent can find what its previous run left behind (``reconcile``).
+
+A finished (or timed-out, hence killed) container is kept until the agent has
+journaled its result and calls ``forget``: an agent killed in between finds
+the exited container at restart and journals its result instead of running
+the task again. At restart, containers whose journal row is unfinished are
+adopted (running: with the wall limit counted from their real start) or
+collected (exited); any other container of this agent is removed.
 Every SDK call blocks, so each goes through ``asyncio.to_thread`` — except the
 long waits for containers to exit, which run on the executor's own thread pool:
 the loop's default pool has only a few threads (CPU count + 4), and a busy agent
@@ -19,12 +26,14 @@ import asyncio
 import functools
 import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Sequence
 
 from dodoor.resources import Task
-from node_agent.executor import Adopted, TaskResult
+from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,7 @@ PYTHON_IMAGE = "dodoor-task:python"
 TASK_LABEL = "dodoor.task_id"
 AGENT_LABEL = "dodoor.agent_id"
 LOG_TAIL_BYTES = 4096
+KILLED_EXIT_CODE = 137  # 128 + SIGKILL: how the engine reports a killed container
 # Floors for tiny tasks. The engine refuses a memory limit under 6 MiB. It takes a CPU
 # quota down to 0.01 CPU, but the quota throttles the container's start too: measured
 # here, `docker run --cpus 0.01 ... sleep 0` took 472 s, --cpus 0.1 0.64 s, --cpus 1
@@ -109,7 +119,10 @@ class DockerExecutor:
         self.client = client
         self._wait_pool = ThreadPoolExecutor(settings.max_waits,
                                              thread_name_prefix="docker-wait")
-        self._adopted: dict[str, Any] = {}
+        # task id -> (container, wall-clock deadline, wall limit in s) of adopted containers
+        self._adopted: dict[str, tuple[Any, float, float]] = {}
+        # Ended containers kept until the agent has journaled their result (``forget``).
+        self._held: dict[str, Any] = {}
         self._host_cpus: int | None = None
 
     # -- building the container spec -------------------------------------
@@ -177,7 +190,7 @@ class DockerExecutor:
         return limit_ms / 1000.0
 
     # -- the Executor protocol -------------------------------------------
-    async def run(self, task: Task) -> TaskResult:
+    async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
         try:
             image, command = self.image_and_command(task)
             await asyncio.to_thread(self._check_image, image)
@@ -207,49 +220,82 @@ class DockerExecutor:
             log.warning("task %s: cannot start a container: %s", task.task_id, exc)
             return TaskResult("failed", reason=f"cannot start the container: {_explain(exc)}")
         try:
-            return await self._finish(container, self.wall_limit_s(task))
+            if on_start is not None:
+                await on_start(container.id)
+            limit_s = self.wall_limit_s(task)
+            return await self._finish(task.task_id, container, limit_s, limit_s)
         except asyncio.CancelledError:
             # Shielded so the container goes even though our caller stops waiting.
             await asyncio.shield(asyncio.to_thread(self._discard, container, True))
             raise
-        except Exception as exc:  # noqa: BLE001
-            await asyncio.to_thread(self._discard, container)
-            log.warning("task %s: container %s failed to run: %s", task.task_id,
-                        container.short_id, exc)
-            return TaskResult("failed", reason=f"container error: {_explain(exc)}")
+        except Exception:
+            # A failing on_start hook: the agent fails the task, so it must not run on.
+            await asyncio.to_thread(self._discard, container, True)
+            raise
 
-    async def reconcile(self) -> list[Adopted]:
+    async def forget(self, task_id: str) -> None:
+        """The result is journaled: remove the task's container (if this executor holds one)."""
+        container = self._held.pop(task_id, None)
+        if container is not None:
+            await asyncio.to_thread(self._discard, container)
+
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
+        """Adopt or collect the containers of unfinished tasks; remove every other one.
+
+        A container whose task the journal holds as finished (or no longer holds)
+        must not go on running, nor be adopted: its result, if any, was journaled.
+        """
+        rows = {row.task_id: row for row in interrupted}
         containers = await asyncio.to_thread(
             self.client.containers.list, all=True,
             filters={"label": f"{AGENT_LABEL}={self.settings.agent_id}"})
-        found: list[Adopted] = []
+        found: dict[str, Adopted] = {}
+        removed = 0
         for container in containers:
             task_id = container.labels.get(TASK_LABEL)
             if task_id is None:
                 continue
+            row = rows.get(task_id)
             status = container.status
+            if row is None or task_id in found:
+                log.info("removing %s container %s of task %s: its journal row is %s",
+                         status, container.short_id, task_id,
+                         "unfinished but taken by another container" if row else
+                         "finished or gone")
+                await asyncio.to_thread(self._discard, container)
+                removed += 1
+                continue
+            limit_s = self.wall_limit_s(row.task)
             if status in ("running", "paused", "restarting"):
-                self._adopted[task_id] = container
-                found.append(Adopted(task_id, running=True))
+                started = _started_at(container)
+                if started is None:
+                    log.warning("container %s of task %s: no start time; its wall limit "
+                                "counts from now", container.short_id, task_id)
+                    started = time.time()
+                self._adopted[task_id] = (container, started + limit_s, limit_s)
+                found[task_id] = Adopted(task_id, running=True)
             elif status in ("exited", "dead"):
-                result = await asyncio.to_thread(self._result, container)
-                await asyncio.to_thread(self._discard, container)
-                found.append(Adopted(task_id, running=False, result=result))
+                result = await asyncio.to_thread(self._result, container, limit_s)
+                self._held[task_id] = container  # removed by ``forget``, once journaled
+                found[task_id] = Adopted(task_id, running=False, result=result)
             else:
-                # Created but never started: drop it; the journal re-runs the task.
+                # Created but never started: drop it; the journal re-queues the task.
                 await asyncio.to_thread(self._discard, container)
-        if found:
-            log.info("reconciled %d container(s) of agent %s (%d running)", len(found),
-                     self.settings.agent_id, sum(1 for a in found if a.running))
-        return found
+                removed += 1
+        if found or removed:
+            log.info("reconciled the containers of agent %s: %d adopted running, %d exited, "
+                     "%d removed", self.settings.agent_id,
+                     sum(1 for a in found.values() if a.running),
+                     sum(1 for a in found.values() if not a.running), removed)
+        return list(found.values())
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         try:
-            container = self._adopted.pop(task_id)
+            container, deadline, limit_s = self._adopted.pop(task_id)
         except KeyError as exc:
             raise LookupError(f"no adopted container for task {task_id!r}") from exc
         try:
-            return await self._finish(container, None)
+            return await self._finish(task_id, container, deadline - time.time(), limit_s)
         except asyncio.CancelledError:
             await asyncio.shield(asyncio.to_thread(self._discard, container, True))
             raise
@@ -278,32 +324,73 @@ class DockerExecutor:
             raise
         return container
 
-    async def _finish(self, container: Any, timeout_s: float | None) -> TaskResult:
+    async def _finish(self, task_id: str, container: Any, timeout_s: float,
+                      limit_s: float) -> TaskResult:
+        """Wait up to ``timeout_s`` for the container, then hold it for ``forget``.
+
+        Past the timeout the container is killed (the task failed: its wall limit
+        ``limit_s`` passed). The container is never removed here.
+        """
         import requests
 
         try:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._wait_pool,
-                                       functools.partial(container.wait, timeout=timeout_s))
+            if timeout_s > 0:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._wait_pool,
+                                           functools.partial(container.wait, timeout=timeout_s))
+                result = await asyncio.to_thread(self._result, container)
+            else:
+                result = None  # adopted after its wall limit had already passed
         except requests.exceptions.RequestException:
-            if timeout_s is None:
-                raise
-            await asyncio.to_thread(self._discard, container)
-            return TaskResult("failed", reason=f"timed out after {timeout_s:g} s")
-        result = await asyncio.to_thread(self._result, container)
-        await asyncio.to_thread(self._discard, container)
+            result = None  # the wait timed out
+        except Exception as exc:  # noqa: BLE001 - any engine failure fails the task, not the agent
+            log.warning("task %s: container %s failed to run: %s", task_id, container.short_id,
+                        exc)
+            await asyncio.to_thread(self._kill, container)
+            self._held[task_id] = container
+            return TaskResult("failed", reason=f"container error: {_explain(exc)}")
+        if result is None:
+            await asyncio.to_thread(self._kill, container)
+            tail = await asyncio.to_thread(_log_tail, container)
+            result = TaskResult("failed", exit_code=KILLED_EXIT_CODE,
+                                reason=f"timed out after {limit_s:g} s", log_tail=tail)
+        self._held[task_id] = container
         return result
 
-    def _result(self, container: Any) -> TaskResult:
+    def _result(self, container: Any, limit_s: float | None = None) -> TaskResult:
+        """The result of an exited container; ``limit_s`` recognises one killed at its
+        wall limit by an earlier run of the agent (found at restart)."""
         container.reload()
         state = container.attrs.get("State", {})
         code = state.get("ExitCode")
         tail = _log_tail(container)
         if state.get("OOMKilled"):
             return TaskResult("failed", exit_code=code, reason="OOM killed", log_tail=tail)
+        if limit_s is not None and code == KILLED_EXIT_CODE:
+            started, finished = _started_at(container), _time(state.get("FinishedAt"))
+            if started is not None and finished is not None and finished - started >= limit_s:
+                return TaskResult("failed", exit_code=code,
+                                  reason=f"timed out after {limit_s:g} s", log_tail=tail)
         if code == 0:
             return TaskResult("succeeded", exit_code=0, log_tail=tail)
         return TaskResult("failed", exit_code=code, reason=f"exit code {code}", log_tail=tail)
+
+    def _kill(self, container: Any) -> None:
+        """SIGKILL a container and wait until it has stopped; it is kept (see ``forget``)."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            container.kill()
+        except NotFound:
+            return
+        except APIError as exc:
+            # 409: not running (it ended meanwhile); anything else is worth a line.
+            if getattr(exc, "status_code", None) != 409:
+                log.warning("could not kill container %s: %s", container.short_id, exc)
+        try:
+            container.wait(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - removal (force) will kill it in the end
+            log.warning("container %s did not stop after SIGKILL: %s", container.short_id, exc)
 
     def _discard(self, container: Any, stop: bool = False) -> None:
         """Remove a container; ``stop`` first gives its process the stop grace period."""
@@ -331,6 +418,22 @@ def _log_tail(container: Any) -> str:
         log.debug("no logs for container %s: %s", container.short_id, exc)
         return ""
     return data[-LOG_TAIL_BYTES:].decode("utf-8", errors="replace")
+
+
+def _started_at(container: Any) -> float | None:
+    """When the container's process started (seconds since the epoch), from its inspect data."""
+    return _time(container.attrs.get("State", {}).get("StartedAt"))
+
+
+def _time(stamp: str | None) -> float | None:
+    # The engine writes RFC 3339 with nanoseconds; "0001-01-01T00:00:00Z" means never.
+    if not stamp or stamp.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        log.warning("unreadable container time %r", stamp)
+        return None
 
 
 def _explain(exc: Exception) -> str:

@@ -1,11 +1,29 @@
-"""The executor seam: how an agent runs one task (sleep, process, docker)."""
+"""The executor seam: how an agent runs one task (sleep, process, docker).
+
+A task must never run as two copies at once, even across an agent crash. Three
+calls make that possible without the agent knowing how any executor works:
+
+* ``run(task, on_start)``: the executor awaits ``on_start(handle)`` as soon as
+  the task exists outside the agent (a process group, a container). ``handle``
+  is an opaque string that the agent journals with the task's row.
+* ``forget(task_id)``: called once the task's terminal state is journaled; only
+  then may the executor drop what holds the result (a finished container). An
+  agent that dies before the result is journaled thus still finds it at restart.
+* ``reconcile(interrupted)``: at restart, before anything re-runs, the executor
+  gets every unfinished journal row with its handle. It must leave nothing of
+  those tasks running unless it adopts them (and so can report their result),
+  and may clean up anything of its own that the journal no longer wants.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Awaitable, Callable, Protocol, Sequence, runtime_checkable
 
 from dodoor.resources import Task
+
+# Awaited by an executor with the handle of a task it has just started.
+StartHook = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +37,27 @@ class TaskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Interrupted:
+    """An unfinished journal row handed to ``reconcile`` at restart.
+
+    ``state`` is the journal's (``queued`` or ``running``); ``handle`` is what the
+    executor's ``on_start`` gave for it, or None when it never started (or the
+    handle could not be journaled).
+    """
+
+    task: Task
+    state: str
+    handle: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+
+@dataclass(frozen=True, slots=True)
 class Adopted:
-    """A task found running or finished by a previous run of this agent (docker reconcile)."""
+    """What ``reconcile`` found of a task: still running (the agent then awaits
+    ``wait_adopted``) or ended with ``result`` (journaled, then passed to ``forget``)."""
 
     task_id: str
     running: bool
@@ -32,15 +69,20 @@ class Executor(Protocol):
     """Runs tasks to completion within their resource limits.
 
     ``run`` is awaited once per task and must be cancellable (the agent cancels
-    it on shutdown); blocking work goes through ``asyncio.to_thread``.
+    it on shutdown); blocking work goes through ``asyncio.to_thread``. See the
+    module docstring for ``on_start``, ``forget`` and ``reconcile``.
     """
 
     name: str
 
-    async def run(self, task: Task) -> TaskResult: ...
+    async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult: ...
 
-    async def reconcile(self) -> list[Adopted]:
-        """Tasks left by a previous run of this agent (none for sleep/process)."""
+    async def forget(self, task_id: str) -> None:
+        """The task's result is journaled: drop whatever still holds it (no-op if nothing)."""
+        ...
+
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
+        """Deal with what a previous run of this agent left; see the module docstring."""
         ...
 
     async def wait_adopted(self, task_id: str) -> TaskResult:

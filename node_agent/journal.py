@@ -89,6 +89,8 @@ class Record:
     reason: str | None
     log_tail: str
     reply_url: str | None = None  # a reservation's: where to ask for the confirm
+    # What the executor's on_start gave to find the task's processes again (or None).
+    handle: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,11 @@ class Journal:
             "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
         ))
 
+    async def set_handle(self, task_id: str, handle: str) -> None:
+        """Record the executor's handle of a started task (read back by ``unfinished``)."""
+        await self._write(lambda c: c.execute(
+            "UPDATE tasks SET handle = ? WHERE id = ?", (handle, task_id)))
+
     async def finish(self, task_id: str, state: str, finished_ms: float, exit_code: int | None,
                      reason: str | None, log_tail: str) -> None:
         if state not in TERMINAL:
@@ -381,6 +388,7 @@ class Journal:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
         _add_missing_column(conn, "reply_url", "TEXT")
+        _add_missing_column(conn, "handle", "TEXT")
         conn.execute(_META)
         conn.execute(_INDEX)
         self._conn = conn
@@ -526,7 +534,7 @@ def _record(row: sqlite3.Row) -> Record:
         seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
         queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
         exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
-        reply_url=row["reply_url"],
+        reply_url=row["reply_url"], handle=row["handle"],
     )
 
 

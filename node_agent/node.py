@@ -10,6 +10,7 @@ in the journal so the next start re-runs or adopts them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from typing import Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from dodoor.clock import Clock
 from dodoor.messages import MessageCounter
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
-from node_agent.executor import Executor, TaskResult
+from node_agent.executor import Executor, Interrupted, TaskResult
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError)
 from node_agent.lease import Lease
@@ -125,13 +126,15 @@ class NodeAgent:
     async def resume(self) -> int:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
         self.incarnation = await self.journal.incarnation()
-        adopted = {a.task_id: a for a in await self.executor.reconcile()}
         # A row that no longer reads (say, validation tightened by an upgrade) cannot run;
         # it ends failed instead of keeping the agent, and every other task, from starting.
         for bad in await self.journal.fail_unreadable(self.clock.now_ms()):
             log.error("task %s cannot be resumed, marked failed: %s", bad.task_id, bad.reason)
             self.finished[FAILED] += 1
         records = await self.journal.unfinished()
+        # Before anything re-runs: the executor ends or adopts what the last run left.
+        interrupted = [Interrupted(r.task, r.state, r.handle) for r in records]
+        adopted = {a.task_id: a for a in await self.executor.reconcile(interrupted)}
         now = self.clock.now_ms()
         for rec in records:
             found = adopted.get(rec.task.task_id)
@@ -146,6 +149,7 @@ class NodeAgent:
                     FAILED, reason=f"does not fit node {self.node_id} after a restart"))
             elif found is not None and not found.running and found.result is not None:
                 await self._record_result(rec.task.task_id, found.result)
+                await self._forget(rec.task.task_id)
             elif found is not None and found.running:
                 entry.started_ms = rec.started_ms
                 self.queue.add_running(entry, now)
@@ -325,6 +329,7 @@ class NodeAgent:
         if result is not None:
             # Journal first so a status query never sees the task vanish between states.
             await self._record_result(task_id, result, entry)
+            await self._forget(task_id)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
         while self._requeue:  # reservations still without a verdict wait again
@@ -341,7 +346,8 @@ class NodeAgent:
             # The task is already durable as queued; the worst case is a re-run after a crash.
             log.warning("could not journal the start of %s: %s", entry.task_id, exc)
         log.debug("task %s started", entry.task_id)
-        return await self.executor.run(entry.task)
+        return await self.executor.run(entry.task, functools.partial(self._journal_handle,
+                                                                     entry.task_id))
 
     async def _confirm_then_run(self, entry: Entry) -> TaskResult | None:
         """Ask the reservation's scheduler for the task; run it on a yes. No verdict
@@ -381,7 +387,24 @@ class NodeAgent:
             log.error("running confirmed task %s without journaling its start: %s",
                       task.task_id, exc)
         self._changed()
-        return await self.executor.run(task)
+        return await self.executor.run(task, functools.partial(self._journal_handle, task.task_id))
+
+    async def _journal_handle(self, task_id: str, handle: str) -> None:
+        """The executor's ``on_start`` hook: journal where the task's processes are."""
+        try:
+            await self.journal.set_handle(task_id, handle)
+        except JournalError as exc:
+            # The task runs on; only a crash before it ends would then miss its processes.
+            log.warning("could not journal the handle of %s: %s", task_id, exc)
+
+    async def _forget(self, task_id: str) -> None:
+        # Called only once the result is journaled (or known unjournalable): until then
+        # what the executor holds (a finished container) is a restart's way to the result.
+        try:
+            await self.executor.forget(task_id)
+        except Exception:  # a failed cleanup must not wedge the slot
+            log.exception("the %s executor could not forget task %s", self.executor.name,
+                          task_id)
 
     async def _record_result(self, task_id: str, result: TaskResult,
                              entry: Entry | None = None) -> None:

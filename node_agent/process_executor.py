@@ -2,29 +2,46 @@
 
 Limits: the address space (RLIMIT_AS) is capped at the task's ``memory_mb`` in
 the child before exec, so an allocation beyond the demand fails inside the
-task instead of starving its neighbours; a wall timeout kills the whole process
-group; the core count is advisory (exported as ``DODOOR_CORES`` and the usual
-thread-count variables), since a plain process cannot be held to a CPU share.
-Output (stdout and stderr together) is kept as a bounded tail for the result.
+task instead of starving its neighbours; the core count is advisory (exported
+as ``DODOOR_CORES`` and the usual thread-count variables), since a plain
+process cannot be held to a CPU share. Output (stdout and stderr together) is
+kept as a bounded tail for the result.
+
+Each task leads its own session and process group. However the task ends (its
+leader exits, the wall limit passes, the agent cancels it) the whole group is
+killed and waited for before ``run`` returns, so nothing it forked outlives it.
+The group's handle (:mod:`node_agent.process_group`) goes to the agent's
+journal through ``on_start``; an agent restarted after a crash kills what is
+left of each interrupted task's group in ``reconcile`` before the task re-runs.
+On Linux the leader also gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with
+the agent (its own children only by the restart's ``reconcile``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import logging
 import math
 import os
 import resource
 import signal
+import subprocess
+import sys
+import time
 from collections import deque
+from typing import Callable, Sequence
 
 from dodoor.resources import Task
-from node_agent.executor import Adopted, TaskResult
+from node_agent import process_group
+from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+from node_agent.process_group import GroupHandle
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 4096
-_CHUNK = 4096
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class ProcessExecutor:
@@ -32,23 +49,28 @@ class ProcessExecutor:
 
     ``timeout_ms`` fixes the wall limit; when None it is ``timeout_factor`` ×
     the task's duration estimate, but never below ``min_timeout_ms``.
+    ``kill_wait_s`` bounds the wait for a killed group to be gone.
     """
 
     name = "process"
 
     def __init__(self, timeout_ms: float | None = None, timeout_factor: float = 10.0,
-                 min_timeout_ms: float = 60_000.0, limit_memory: bool = True) -> None:
+                 min_timeout_ms: float = 60_000.0, limit_memory: bool = True,
+                 kill_wait_s: float = 10.0) -> None:
         self.timeout_ms = timeout_ms
         self.timeout_factor = timeout_factor
         self.min_timeout_ms = min_timeout_ms
         self.limit_memory = limit_memory
+        self.kill_wait_s = kill_wait_s
+        # Looked up here, in the agent: the forked child should only call it.
+        self._prctl = _find_prctl()
 
     def wall_limit_ms(self, task: Task) -> float:
         if self.timeout_ms is not None:
             return self.timeout_ms
         return max(self.min_timeout_ms, self.timeout_factor * task.duration_ms)
 
-    async def run(self, task: Task) -> TaskResult:
+    async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
         if not task.command:
             return TaskResult("failed", reason="the process executor needs a command")
         env = dict(os.environ)
@@ -58,44 +80,71 @@ class ProcessExecutor:
                     "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
         memory_bytes = int(task.memory_mb) * 1024 * 1024 if self.limit_memory else None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *task.command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group, so a kill reaches grandchildren
-                preexec_fn=(lambda: _limit_memory(memory_bytes)) if memory_bytes else None,
-            )
-        except OSError as exc:
+            transport, proto, group = await self._spawn(task, env, memory_bytes)
+        except (OSError, subprocess.SubprocessError) as exc:
             return TaskResult("failed", reason=f"cannot start {task.command[0]!r}: {exc}")
-        tail: deque[bytes] = deque()
-        reader = asyncio.ensure_future(_read_tail(proc.stdout, tail))  # type: ignore[arg-type]
-        limit_ms = self.wall_limit_ms(task)
         try:
-            async with asyncio.timeout(limit_ms / 1000.0):
-                await proc.wait()
-        except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
-            await _finish_reader(reader)
-            return TaskResult("failed", exit_code=proc.returncode,
-                              reason=f"timed out after {limit_ms:g} ms", log_tail=_text(tail))
-        except asyncio.CancelledError:
-            _kill_group(proc)
-            await asyncio.shield(proc.wait())
-            reader.cancel()
-            raise
-        await _finish_reader(reader)
-        code = proc.returncode
+            limit_ms = self.wall_limit_ms(task)
+            timed_out = False
+            try:
+                try:
+                    async with asyncio.timeout(limit_ms / 1000.0):
+                        if on_start is not None:
+                            await on_start(group.encode())
+                        # Shielded: a cancel or timeout here must not cancel the future itself.
+                        await asyncio.shield(proto.exited)
+                except TimeoutError:
+                    timed_out = True
+            except BaseException:
+                # Cancelled (agent shutdown) or a failing hook: the group goes all the same,
+                # shielded so a second cancel cannot leave it running.
+                await asyncio.shield(self._end_group(task.task_id, group, proto))
+                raise
+            # However the leader ended, the rest of its group ends with it.
+            await self._end_group(task.task_id, group, proto)
+            await proto.output_closed_within(1.0)
+        finally:
+            transport.close()
+        code = transport.get_returncode()
+        tail = proto.tail_text()
+        if timed_out:
+            return TaskResult("failed", exit_code=code,
+                              reason=f"timed out after {limit_ms:g} ms", log_tail=tail)
         if code == 0:
-            return TaskResult("succeeded", exit_code=0, log_tail=_text(tail))
+            return TaskResult("succeeded", exit_code=0, log_tail=tail)
         reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return TaskResult("failed", exit_code=code, reason=reason, log_tail=_text(tail))
+        return TaskResult("failed", exit_code=code, reason=reason, log_tail=tail)
 
-    async def reconcile(self) -> list[Adopted]:
-        # Child processes die with (or are orphaned from) the agent; interrupted tasks re-run.
-        return []
+    async def forget(self, task_id: str) -> None:
+        # ``run`` already ended the task's whole group before returning its result.
+        return None
+
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
+        """Kill what is left of every interrupted task's process group, and wait for it.
+
+        A crashed agent's tasks keep running (their children at least: the leader
+        has a parent-death signal); each re-runs only once its old copy is gone. A
+        task whose old processes cannot be killed is reported failed, not re-run.
+        """
+        found: list[Adopted] = []
+        for row in interrupted:
+            if row.handle is None:
+                continue  # never started, or its start could not be journaled
+            try:
+                group = GroupHandle.decode(row.handle)
+            except ValueError as exc:
+                log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
+                continue
+            killed, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
+            if killed:
+                log.info("task %s: killed %d process(es) left by the previous agent: %s",
+                         row.task_id, len(killed), killed)
+            if left:
+                log.error("task %s: processes %s of its previous run survive SIGKILL; "
+                          "not running it again", row.task_id, left)
+                found.append(Adopted(row.task_id, running=False, result=TaskResult(
+                    "failed", reason=f"processes {left} of an earlier run could not be killed")))
+        return found
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         raise LookupError(f"the process executor never adopts tasks (asked for {task_id!r})")
@@ -103,37 +152,106 @@ class ProcessExecutor:
     async def close(self) -> None:
         return None
 
+    async def _spawn(self, task: Task, env: dict[str, str], memory_bytes: int | None
+                     ) -> tuple[asyncio.SubprocessTransport, "_TaskProtocol", GroupHandle]:
+        """Start the task's leader in a new session; OSError or SubprocessError if it cannot."""
+        spawned_after = time.time()
+        loop = asyncio.get_running_loop()
+        # A bare protocol rather than asyncio's Process: Process.wait() also waits for the
+        # output pipe to close, which a background child may hold for as long as it
+        # likes; the task has ended when its leader exits.
+        spawning = asyncio.ensure_future(loop.subprocess_exec(
+            lambda: _TaskProtocol(loop),
+            *task.command,  # type: ignore[misc]
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group, so a kill reaches grandchildren
+            preexec_fn=functools.partial(_child_setup, memory_bytes, os.getpid(), self._prctl),
+        ))
+        try:
+            # The process exists before its pipes are connected: a cancel in between
+            # must still find it, so the spawn itself is never cancelled.
+            transport, proto = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            try:
+                transport, proto = await spawning
+            except Exception:  # noqa: BLE001 - nothing was started
+                raise asyncio.CancelledError from None
+            group = GroupHandle.of_leader(transport.get_pid(), spawned_after)
+            try:
+                await asyncio.shield(self._end_group(task.task_id, group, proto))
+            finally:
+                transport.close()
+            raise
+        return transport, proto, GroupHandle.of_leader(transport.get_pid(), spawned_after)
+
+    async def _end_group(self, task_id: str, group: GroupHandle, proto: "_TaskProtocol") -> None:
+        _, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
+        if left:
+            log.error("task %s: processes %s survive SIGKILL", task_id, left)
+        await asyncio.shield(proto.exited)  # the leader, killed if it was still running, is reaped
+
+
+class _TaskProtocol(asyncio.SubprocessProtocol):
+    """Keeps the last LOG_TAIL_BYTES of the output; ``exited`` resolves when the leader exits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self._tail: deque[bytes] = deque()
+        self._size = 0
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self._tail.append(data)
+        self._size += len(data)
+        while self._size - len(self._tail[0]) >= LOG_TAIL_BYTES:
+            self._size -= len(self._tail.popleft())
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def output_closed_within(self, seconds: float) -> None:
+        """Wait for the last output; a process that left the group may hold the pipe."""
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._closed)
+        except TimeoutError:
+            log.debug("output pipe still open %g s after the task ended", seconds)
+
+    def tail_text(self) -> str:
+        data = b"".join(self._tail)[-LOG_TAIL_BYTES:]
+        return data.decode("utf-8", errors="replace")
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError) as exc:
+        log.warning("no prctl(2): a task leader will not die with its agent: %s", exc)
+        return None
+
+
+def _child_setup(memory_bytes: int | None, agent_pid: int,
+                 prctl: Callable[..., int] | None) -> None:
+    # Runs in the forked child before exec: only async-signal-safe-ish work here.
+    if memory_bytes:
+        _limit_memory(memory_bytes)
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
+        # The agent may have died between the fork and the prctl: then no signal comes.
+        if os.getppid() != agent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
 
 def _limit_memory(nbytes: int) -> None:
     # Runs in the forked child before exec: only async-signal-safe-ish work here.
     resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-async def _read_tail(stream: asyncio.StreamReader, tail: deque[bytes]) -> None:
-    size = 0
-    while chunk := await stream.read(_CHUNK):
-        tail.append(chunk)
-        size += len(chunk)
-        while size - len(tail[0]) >= LOG_TAIL_BYTES:
-            size -= len(tail.popleft())
-
-
-async def _finish_reader(reader: asyncio.Future) -> None:
-    # A grandchild may keep the pipe open after the task's own process exited.
-    try:
-        async with asyncio.timeout(1.0):
-            await reader
-    except TimeoutError:
-        pass
-
-
-def _text(tail: deque[bytes]) -> str:
-    data = b"".join(tail)[-LOG_TAIL_BYTES:]
-    return data.decode("utf-8", errors="replace")

@@ -8,9 +8,10 @@ long trace can be replayed faster.
 from __future__ import annotations
 
 import asyncio
+from typing import Sequence
 
 from dodoor.resources import Task
-from node_agent.executor import Adopted, TaskResult
+from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 
 
 class SleepExecutor:
@@ -23,11 +24,15 @@ class SleepExecutor:
             raise ValueError(f"sleep scale must be >= 0, got {scale!r}")
         self.scale = scale
 
-    async def run(self, task: Task) -> TaskResult:
+    async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
+        # Nothing exists outside the agent, so there is no handle to journal.
         await asyncio.sleep(task.duration_ms * self.scale / 1000.0)
         return TaskResult("succeeded", exit_code=0)
 
-    async def reconcile(self) -> list[Adopted]:
+    async def forget(self, task_id: str) -> None:
+        return None
+
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
         # Nothing outlives the process: a sleep interrupted by a crash is simply re-run.
         return []
 

@@ -59,6 +59,8 @@ def _targets(decided: Decided) -> list[Target]:
     prefs, (node_ids, urls) = decided
     return [(node_ids[c], urls[c]) for c in prefs]
 _DECISIONS_PER_YIELD = 256
+# how long a resubmission waits for the view to list the node holding its id
+_VIEW_CATCH_UP_S = 2.0
 # enqueue requests in flight per agent; more tasks for it wait and share the next request
 _BATCHES_IN_FLIGHT = 2
 # pause before resending an enqueue whose outcome is unknown, doubling up to the cap:
@@ -353,6 +355,8 @@ class Placer(AskingPaths):
         answers 409 for a different body. Never fails over: the id lives there."""
         task_id = task.task_id
         idx = self.view.index.get(node)
+        if idx is None:  # back after a fence, say: the next snapshot lists it
+            idx = await self.view.wait_for_node(node, _VIEW_CATCH_UP_S)
         if idx is None:
             return Placement(task_id, None, f"id {task_id!r} was placed on node {node}, which is "
                              "out of this scheduler's view but not declared dead; retry later")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from dodoor.cache import N_STATE, STATE_COLUMNS, LoadCache
@@ -35,6 +37,7 @@ class ClusterView:
         # in view nor here is only out of sight: its tasks are ``unknown``
         self.dead: frozenset[str] = frozenset()
         self._delta_seq = 0
+        self._installed = asyncio.Event()  # set (and cleared) by each full snapshot
 
     @property
     def n_nodes(self) -> int:
@@ -77,7 +80,24 @@ class ClusterView:
         self.dead = frozenset(snap.dead)
         self.snapshot_ms = now_ms
         self.snapshots += 1
+        self._installed.set()
+        self._installed = asyncio.Event()
         return leftover
+
+    async def wait_for_node(self, node_id: str, timeout_s: float) -> int | None:
+        """The node's index once a snapshot lists it, waiting up to ``timeout_s`` (the
+        load store may know a node that came back before this view does); None if not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (idx := self.index.get(node_id)) is None and node_id not in self.dead:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._installed.wait(), left)
+            except TimeoutError:
+                return None
+        return idx
 
     def apply_delta(self, msg: SnapshotDelta, now_ms: float) -> bool:
         """Install the changed rows of a delta snapshot; False (nothing applied) when it

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Sequence
 
 import pytest
 from aiohttp import web
 
 from dodoor.resources import Task
 from dodoor.wire import CONTENT_TYPE, Enqueue, ReportAck, decode, encode
-from node_agent.executor import Adopted, TaskResult
+from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 from node_agent.settings import AgentSettings
 
 
 class GatedExecutor:
-    """Runs each task until the test releases it, so starts and ends are decided by the test."""
+    """Runs each task until the test releases it, so starts and ends are decided by the test.
+
+    Each started task reports the handle ``gated:<id>`` through ``on_start``; the
+    agent's ``forget`` calls (``forgotten``) and the rows ``reconcile`` got
+    (``interrupted``) are recorded. ``release`` (the test's) ends a task.
+    """
 
     name = "gated"
 
@@ -23,21 +29,29 @@ class GatedExecutor:
         self._gates: dict[str, asyncio.Future] = {}
         self.adopt: list[Adopted] = []
         self.adopted_results: dict[str, TaskResult] = {}
+        self.interrupted: list[Interrupted] = []
+        self.forgotten: list[str] = []
 
     def _gate(self, task_id: str) -> asyncio.Future:
         if task_id not in self._gates:
             self._gates[task_id] = asyncio.get_running_loop().create_future()
         return self._gates[task_id]
 
-    async def run(self, task: Task) -> TaskResult:
+    async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
         self.started.append(task.task_id)
+        if on_start is not None:
+            await on_start(f"gated:{task.task_id}")
         return await self._gate(task.task_id)
 
     def release(self, task_id: str, result: TaskResult | None = None) -> None:
         self._gate(task_id).set_result(result or TaskResult("succeeded", exit_code=0))
 
-    async def reconcile(self) -> list[Adopted]:
+    async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
+        self.interrupted = list(interrupted)
         return list(self.adopt)
+
+    async def forget(self, task_id: str) -> None:
+        self.forgotten.append(task_id)
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         self.started.append(f"adopted:{task_id}")

@@ -270,7 +270,7 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
 
 
 class CrashingExecutor(GatedExecutor):
-    async def run(self, task):
+    async def run(self, task, on_start=None):
         self.started.append(task.task_id)
         if task.task_id == "boom":
             raise RuntimeError("engine exploded")

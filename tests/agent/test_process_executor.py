@@ -1,10 +1,22 @@
 import asyncio
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
 
 from dodoor.resources import Task
+from node_agent import process_group
 from node_agent.app import AGENT, create_app
+from node_agent.executor import Interrupted
 from node_agent.process_executor import LOG_TAIL_BYTES, ProcessExecutor
+from node_agent.process_group import GroupHandle
 from tests.agent.conftest import enqueue, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 PY = sys.executable
 
@@ -84,3 +96,140 @@ async def test_agent_with_process_executor_reports_exit_codes(aiohttp_client, ag
     assert bodies["p-mem"]["state"] == "failed" and bodies["p-mem"]["exit_code"] == 1
     assert "MemoryError" in bodies["p-mem"]["log_tail"]
     assert bodies["p-ok"]["log_tail"] == "1\n"
+
+
+# -- nothing of a task outlives it (issue 13) ----------------------------------------
+
+
+def gone(pid: int) -> bool:
+    """Dead, or a zombie nobody reaped yet (it runs nothing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def background_task(tid: str, pidfile, then: str = "echo started", quiet: bool = True) -> Task:
+    # A quiet child (output elsewhere) is the daemon pattern: nothing ties it to the task.
+    child = "sleep 30 >/dev/null 2>&1 &" if quiet else "sleep 30 &"
+    return Task(tid, 1.0, 256.0, 0.0, 1000.0,
+                command=("sh", "-c", f"{child} echo $! > {pidfile}; {then}"))
+
+
+async def test_background_child_is_gone_when_the_task_is_reported(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    result = await ProcessExecutor().run(background_task("bg", pidfile))
+    assert result.state == "succeeded" and result.log_tail == "started\n"
+    assert gone(int(pidfile.read_text()))
+
+
+async def test_background_child_holding_the_output_does_not_hold_the_task(tmp_path):
+    # asyncio's Process.wait() would wait for the pipe, i.e. for the child's 30 s.
+    pidfile = tmp_path / "child.pid"
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    result = await ProcessExecutor().run(background_task("bg-pipe", pidfile, quiet=False))
+    assert loop.time() - t0 < 5.0
+    assert result.state == "succeeded" and result.log_tail == "started\n"
+    assert gone(int(pidfile.read_text()))
+
+
+async def test_background_child_is_gone_when_the_wall_limit_hits(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    for quiet in (True, False):
+        result = await ProcessExecutor(timeout_ms=500).run(
+            background_task("bg-slow", pidfile, then="sleep 30", quiet=quiet))
+        assert (result.state, result.reason) == ("failed", "timed out after 500 ms")
+        assert result.exit_code == -9
+        assert gone(int(pidfile.read_text()))
+
+
+async def test_cancel_kills_the_whole_group(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    job = asyncio.ensure_future(ProcessExecutor().run(
+        background_task("bg-cancel", pidfile, then="sleep 30")))
+    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert gone(int(pidfile.read_text()))
+
+
+async def test_on_start_gets_the_group_handle_while_the_task_runs():
+    handles = []
+
+    async def on_start(handle: str) -> None:
+        group = GroupHandle.decode(handle)
+        handles.append(group)
+        # the hook runs while the leader exists: its group is findable
+        assert [p.pid for p in process_group.members(group)] == [group.pgid]
+
+    result = await ProcessExecutor().run(ptask("h", "import time; time.sleep(0.3)"), on_start)
+    assert result.state == "succeeded"
+    [group] = handles
+    assert group.leader_started is not None
+    assert group.boot == psutil.boot_time()
+    assert process_group.members(group) == []
+
+
+async def test_reconcile_kills_an_interrupted_tasks_survivors_and_waits():
+    # What a SIGKILLed agent leaves: a task's group (a shell and its child) still running.
+    spawned_after = time.time()
+    leader = subprocess.Popen(["sh", "-c", "sleep 30; true"], start_new_session=True)
+    try:
+        group = GroupHandle.of_leader(leader.pid, spawned_after)
+        await wait_for(lambda: len(process_group.members(group)) == 2)
+        pids = [p.pid for p in process_group.members(group)]
+        task = ptask("left", "pass")
+        rows = [Interrupted(task, "running", group.encode()),
+                Interrupted(ptask("never", "pass"), "queued", None),
+                Interrupted(ptask("alien", "pass"), "running", "container-id-of-another-executor")]
+        assert await ProcessExecutor().reconcile(rows) == []
+        leader.wait(5)  # our child here, so reap it
+        assert all(gone(pid) for pid in pids)
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+
+
+async def test_reconcile_reports_survivors_it_cannot_kill(monkeypatch):
+    monkeypatch.setattr(process_group, "end", lambda group, wait_s: ([41, 42], [42]))
+    group = GroupHandle(4242, 1.0, 1.0, psutil.boot_time())
+    [found] = await ProcessExecutor().reconcile([Interrupted(ptask("stuck", "pass"), "running",
+                                                             group.encode())])
+    assert (found.task_id, found.running, found.result.state) == ("stuck", False, "failed")
+    assert found.result.reason == "processes [42] of an earlier run could not be killed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_task_leader_dies_with_its_agent(tmp_path):
+    # A stand-in agent runs a task through the executor and is SIGKILLed mid-run.
+    pidfile = tmp_path / "leader.pid"
+    script = (
+        "import asyncio, sys\n"
+        "from dodoor.resources import Task\n"
+        "from node_agent.process_executor import ProcessExecutor\n"
+        "async def main():\n"
+        "    async def on_start(handle):\n"
+        f"        open({str(pidfile)!r}, 'w').write(handle)\n"
+        "    await ProcessExecutor().run(Task('t', 1.0, 256.0, command=('sleep', '30')), on_start)\n"
+        "asyncio.run(main())\n")
+    agent = subprocess.Popen([PY, "-c", script], cwd=str(REPO))
+    try:
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text()):
+            assert time.monotonic() < deadline and agent.poll() is None
+            time.sleep(0.02)
+        leader = GroupHandle.decode(pidfile.read_text()).pgid
+        assert not gone(leader)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(5)
+        deadline = time.monotonic() + 5
+        while not gone(leader):
+            assert time.monotonic() < deadline, "the task's leader outlived its agent"
+            time.sleep(0.02)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

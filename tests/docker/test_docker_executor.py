@@ -11,7 +11,7 @@ from docker.errors import NotFound
 from dodoor.resources import Task
 from node_agent.docker_executor import (AGENT_LABEL, BUSYBOX_IMAGE, PYTHON_IMAGE, TASK_LABEL,
                                         DockerExecutor, DockerSettings)
-from node_agent.executor import Executor
+from node_agent.executor import Executor, Interrupted, TaskResult
 from tests.docker.conftest import labelled
 
 # The first test also builds the images (about 2.5 min from nothing): allow for it.
@@ -20,6 +20,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 def make(agent_id: str, **overrides) -> DockerExecutor:
     return DockerExecutor(DockerSettings(agent_id=agent_id, **overrides))
+
+
+async def run(executor: DockerExecutor, t: Task) -> TaskResult:
+    """What the agent does: run, journal the result (not here), then forget the container."""
+    result = await executor.run(t)
+    await executor.forget(t.task_id)
+    return result
 
 
 def task(task_id: str, *command: str, cores: float = 0.5, memory_mb: float = 64,
@@ -49,7 +56,7 @@ async def test_is_an_executor(agent_id):
 
 async def test_success_with_output(agent_id):
     executor = make(agent_id)
-    result = await executor.run(task("ok-1", "sh", "-c", "echo hello from $DODOOR_TASK_ID"))
+    result = await run(executor, task("ok-1", "sh", "-c", "echo hello from $DODOOR_TASK_ID"))
     await executor.close()
     assert result.state == "succeeded"
     assert result.exit_code == 0
@@ -60,7 +67,7 @@ async def test_success_with_output(agent_id):
 async def test_task_without_command_sleeps_its_duration(agent_id):
     executor = make(agent_id, sleep_scale=0.5)
     start = time.monotonic()
-    result = await executor.run(Task("dur-1", 0.2, 16, duration_ms=2000.0))
+    result = await run(executor, Task("dur-1", 0.2, 16, duration_ms=2000.0))
     elapsed = time.monotonic() - start
     await executor.close()
     assert result.state == "succeeded"
@@ -69,8 +76,8 @@ async def test_task_without_command_sleeps_its_duration(agent_id):
 
 async def test_limits_visible_in_inspect(agent_id, docker_client):
     executor = make(agent_id)
-    job = asyncio.ensure_future(executor.run(
-        task("lim-1", "dodoor-task", "sleep", "2", cores=1.5, memory_mb=96,
+    job = asyncio.ensure_future(run(
+        executor, task("lim-1", "dodoor-task", "sleep", "2", cores=1.5, memory_mb=96,
              labels={"team": "a"})))
     container = await wait_for_container(docker_client, agent_id)
     attrs = container.attrs
@@ -95,7 +102,7 @@ async def test_limits_visible_in_inspect(agent_id, docker_client):
 
 async def test_nonzero_exit(agent_id):
     executor = make(agent_id)
-    result = await executor.run(task("bad-1", "dodoor-task", "exit", "3"))
+    result = await run(executor, task("bad-1", "dodoor-task", "exit", "3"))
     await executor.close()
     assert result.state == "failed"
     assert result.exit_code == 3
@@ -105,7 +112,7 @@ async def test_nonzero_exit(agent_id):
 
 async def test_oom_killed(agent_id):
     executor = make(agent_id)
-    result = await executor.run(task("oom-1", "dodoor-task", "touch", "256", memory_mb=32))
+    result = await run(executor, task("oom-1", "dodoor-task", "touch", "256", memory_mb=32))
     await executor.close()
     assert result.state == "failed"
     assert result.reason == "OOM killed"
@@ -114,7 +121,7 @@ async def test_oom_killed(agent_id):
 
 async def test_memory_within_limit_succeeds(agent_id):
     executor = make(agent_id)
-    result = await executor.run(task("mem-1", "dodoor-task", "touch", "16", memory_mb=128))
+    result = await run(executor, task("mem-1", "dodoor-task", "touch", "16", memory_mb=128))
     await executor.close()
     assert result.state == "succeeded", result
     assert f"touched {16 * 1024 * 1024} bytes" in result.log_tail
@@ -122,7 +129,7 @@ async def test_memory_within_limit_succeeds(agent_id):
 
 async def test_disallowed_image_fails_the_task(agent_id):
     executor = make(agent_id)
-    result = await executor.run(task("img-1", "true", image="debian:bookworm"))
+    result = await run(executor, task("img-1", "true", image="debian:bookworm"))
     await executor.close()
     assert result.state == "failed"
     assert "'debian:bookworm' is not allowed" in result.reason
@@ -131,7 +138,7 @@ async def test_disallowed_image_fails_the_task(agent_id):
 async def test_missing_image_fails_the_task(agent_id):
     missing = "dodoor-task:does-not-exist"
     executor = make(agent_id, allowed_images=frozenset({BUSYBOX_IMAGE, missing}))
-    result = await executor.run(task("img-2", "true", image=missing))
+    result = await run(executor, task("img-2", "true", image=missing))
     await executor.close()
     assert result.state == "failed"
     assert f"{missing!r} is not present on this host" in result.reason
@@ -139,8 +146,8 @@ async def test_missing_image_fails_the_task(agent_id):
 
 async def test_named_function_runs_on_the_python_image(agent_id, docker_client):
     executor = make(agent_id)
-    job = asyncio.ensure_future(executor.run(
-        Task("fn-1", 1.0, 256, function="linsolve", command=("300", "--repeat", "100"))))
+    job = asyncio.ensure_future(run(
+        executor, Task("fn-1", 1.0, 256, function="linsolve", command=("300", "--repeat", "100"))))
     container = await wait_for_container(docker_client, agent_id)
     assert container.attrs["Config"]["Image"] == PYTHON_IMAGE
     result = await job
@@ -152,7 +159,7 @@ async def test_named_function_runs_on_the_python_image(agent_id, docker_client):
 
 async def test_unknown_function_fails_the_task(agent_id):
     executor = make(agent_id)
-    result = await executor.run(Task("fn-2", 1.0, 256, function="fft"))
+    result = await run(executor, Task("fn-2", 1.0, 256, function="fft"))
     await executor.close()
     assert result.state == "failed"
     assert "unknown function 'fft'" in result.reason
@@ -160,7 +167,7 @@ async def test_unknown_function_fails_the_task(agent_id):
 
 async def test_wall_limit(agent_id):
     executor = make(agent_id, min_timeout_ms=1000.0, timeout_factor=0.0)
-    result = await executor.run(task("slow-1", "dodoor-task", "sleep", "30"))
+    result = await run(executor, task("slow-1", "dodoor-task", "sleep", "30"))
     await executor.close()
     assert result.state == "failed"
     assert result.reason == "timed out after 1 s"
@@ -168,7 +175,7 @@ async def test_wall_limit(agent_id):
 
 async def test_cancel_stops_and_removes(agent_id, docker_client):
     executor = make(agent_id)
-    job = asyncio.ensure_future(executor.run(task("cancel-1", "dodoor-task", "sleep", "60")))
+    job = asyncio.ensure_future(run(executor, task("cancel-1", "dodoor-task", "sleep", "60")))
     await wait_for_container(docker_client, agent_id)
     start = time.monotonic()
     job.cancel()
@@ -182,27 +189,35 @@ async def test_cancel_stops_and_removes(agent_id, docker_client):
 async def test_parallel_tasks(agent_id):
     executor = make(agent_id)
     results = await asyncio.gather(*(
-        executor.run(task(f"par-{i}", "sh", "-c", f"sleep 0.5; echo {i}")) for i in range(8)))
+        run(executor, task(f"par-{i}", "sh", "-c", f"sleep 0.5; echo {i}")) for i in range(8)))
     await executor.close()
     assert [r.state for r in results] == ["succeeded"] * 8
     assert [r.log_tail.strip() for r in results] == [str(i) for i in range(8)]
 
 
+def interrupted(*task_ids: str, duration_ms: float = 500.0) -> list[Interrupted]:
+    """Journal rows left ``running`` by a previous run of the agent."""
+    return [Interrupted(Task(t, 0.5, 64, duration_ms=duration_ms), "running", None)
+            for t in task_ids]
+
+
+def leave(client, agent_id: str, task_id: str, *command: str):
+    """A container as a previous run of agent ``agent_id`` would have left it."""
+    return client.containers.run(BUSYBOX_IMAGE, list(command), detach=True,
+                                 labels={AGENT_LABEL: agent_id, TASK_LABEL: task_id})
+
+
 async def test_reconcile_adopts_running_and_collects_exited(agent_id, docker_client):
-    labels = {AGENT_LABEL: agent_id}
-    running = docker_client.containers.run(
-        BUSYBOX_IMAGE, ["dodoor-task", "sleep", "2"], detach=True,
-        labels={**labels, TASK_LABEL: "left-running"})
-    exited = docker_client.containers.run(
-        BUSYBOX_IMAGE, ["dodoor-task", "exit", "5"], detach=True,
-        labels={**labels, TASK_LABEL: "left-exited"})
+    running = leave(docker_client, agent_id, "left-running", "dodoor-task", "sleep", "2")
+    exited = leave(docker_client, agent_id, "left-exited", "dodoor-task", "exit", "5")
     exited.wait()
     other = docker_client.containers.run(
         BUSYBOX_IMAGE, ["dodoor-task", "sleep", "5"], detach=True,
         labels={AGENT_LABEL: agent_id + "-other", TASK_LABEL: "not-mine"})
     try:
         executor = make(agent_id)
-        adopted = {a.task_id: a for a in await executor.reconcile()}
+        adopted = {a.task_id: a for a in await executor.reconcile(
+            interrupted("left-running", "left-exited"))}
         assert set(adopted) == {"left-running", "left-exited"}
         assert adopted["left-running"].running is True
         done = adopted["left-exited"]
@@ -210,10 +225,13 @@ async def test_reconcile_adopts_running_and_collects_exited(agent_id, docker_cli
         assert done.result.state == "failed"
         assert done.result.exit_code == 5
         assert "exiting with 5" in done.result.log_tail
-        # The exited one was collected and removed right away.
+        # The exited one stays until its result is journaled (forget), then goes.
+        assert {c.id for c in labelled(docker_client, agent_id)} == {running.id, exited.id}
+        await executor.forget("left-exited")
         assert [c.id for c in labelled(docker_client, agent_id)] == [running.id]
         result = await executor.wait_adopted("left-running")
         assert result.state == "succeeded"
+        await executor.forget("left-running")
         with pytest.raises(LookupError):
             await executor.wait_adopted("left-running")
         await executor.close()
@@ -224,12 +242,105 @@ async def test_reconcile_adopts_running_and_collects_exited(agent_id, docker_cli
         other.remove(force=True)
 
 
+async def test_a_result_is_held_until_forget(agent_id, docker_client):
+    executor = make(agent_id)
+    handles = []
+
+    async def on_start(handle: str) -> None:
+        handles.append(handle)
+
+    result = await executor.run(task("held-1", "sh", "-c", "echo kept"), on_start)
+    assert result.state == "succeeded" and "kept" in result.log_tail
+    [container] = labelled(docker_client, agent_id)
+    assert handles == [container.id]  # the container id, given once it started
+    assert docker_client.containers.get(container.id).status == "exited"
+    await executor.forget("held-1")
+    assert labelled(docker_client, agent_id) == []
+    await executor.forget("held-1")  # twice, or for a task it never held: nothing happens
+    await executor.forget("never-ran")
+    await executor.close()
+
+
+async def test_a_timed_out_container_is_killed_then_held(agent_id, docker_client):
+    executor = make(agent_id, timeout_ms=1000.0)
+    result = await executor.run(task("slow-3", "dodoor-task", "sleep", "30"))
+    assert (result.state, result.reason, result.exit_code) == (
+        "failed", "timed out after 1 s", 137)
+    [container] = labelled(docker_client, agent_id)
+    assert docker_client.containers.get(container.id).status == "exited"  # killed, not running
+    await executor.forget("slow-3")
+    assert labelled(docker_client, agent_id) == []
+    await executor.close()
+
+
+async def test_reconcile_removes_containers_whose_row_is_finished_or_missing(agent_id,
+                                                                             docker_client):
+    leave(docker_client, agent_id, "done-running", "dodoor-task", "sleep", "30")
+    leave(docker_client, agent_id, "done-exited", "dodoor-task", "exit", "0").wait()
+    leave(docker_client, agent_id, "unknown", "dodoor-task", "sleep", "30")
+    live = leave(docker_client, agent_id, "live", "dodoor-task", "sleep", "30")
+    executor = make(agent_id)
+    # only "live" is unfinished in the journal; the rest finished or were pruned
+    found = await executor.reconcile(interrupted("live", duration_ms=60_000.0))
+    assert [(a.task_id, a.running) for a in found] == [("live", True)]
+    assert [c.id for c in labelled(docker_client, agent_id)] == [live.id]
+    waiting = asyncio.ensure_future(executor.wait_adopted("live"))
+    await asyncio.sleep(0.2)
+    waiting.cancel()  # agent shutdown: the adopted container is stopped and removed
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert labelled(docker_client, agent_id) == []
+    await executor.close()
+
+
+async def test_an_adopted_container_keeps_its_original_wall_limit(agent_id, docker_client):
+    # 3 s limit; the container has run about 2 s of it when the agent comes back.
+    container = leave(docker_client, agent_id, "adopt-slow", "dodoor-task", "sleep", "30")
+    await asyncio.sleep(2.0)
+    executor = make(agent_id, timeout_ms=3000.0)
+    [found] = await executor.reconcile(interrupted("adopt-slow"))
+    assert found.running
+    t0 = time.monotonic()
+    result = await executor.wait_adopted("adopt-slow")
+    waited = time.monotonic() - t0
+    assert (result.state, result.reason) == ("failed", "timed out after 3 s")
+    assert waited < 2.5, f"waited {waited:.2f} s: the limit restarted from the adoption"
+    container.reload()
+    assert container.status == "exited"
+    started = container.attrs["State"]["StartedAt"]
+    finished = container.attrs["State"]["FinishedAt"]
+    from datetime import datetime
+    ran = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    assert 3.0 <= ran < 4.5
+    await executor.forget("adopt-slow")
+    # adopted past its limit already: killed at once
+    leave(docker_client, agent_id, "adopt-late", "dodoor-task", "sleep", "30")
+    await asyncio.sleep(1.2)
+    executor2 = make(agent_id, timeout_ms=1000.0)
+    await executor2.reconcile(interrupted("adopt-late"))
+    t0 = time.monotonic()
+    late = await executor2.wait_adopted("adopt-late")
+    assert late.reason == "timed out after 1 s" and time.monotonic() - t0 < 1.0
+    await executor2.forget("adopt-late")
+    # a killed-at-its-limit container found exited at restart keeps its reason
+    leave(docker_client, agent_id, "limit-exited", "dodoor-task", "sleep", "30")
+    await asyncio.sleep(1.2)
+    [gone_one] = docker_client.containers.list(filters={"label": f"{TASK_LABEL}=limit-exited"})
+    gone_one.kill()
+    gone_one.wait()
+    [found] = await executor2.reconcile(interrupted("limit-exited"))
+    assert (found.running, found.result.reason) == (False, "timed out after 1 s")
+    await executor2.forget("limit-exited")
+    await executor.close()
+    await executor2.close()
+
+
 async def test_cpu_quota_capped_at_the_host(agent_id, docker_client):
     # A virtual capacity may exceed the host; the engine would refuse the quota.
     host_cpus = docker_client.info()["NCPU"]
     executor = make(agent_id)
-    job = asyncio.ensure_future(executor.run(
-        task("big-1", "dodoor-task", "sleep", "1", cores=host_cpus + 6.0)))
+    job = asyncio.ensure_future(run(
+        executor, task("big-1", "dodoor-task", "sleep", "1", cores=host_cpus + 6.0)))
     container = await wait_for_container(docker_client, agent_id)
     assert container.attrs["HostConfig"]["NanoCpus"] == host_cpus * 1_000_000_000
     result = await job
@@ -243,7 +354,7 @@ async def test_waits_do_not_exhaust_the_default_thread_pool(agent_id, docker_cli
 
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
     executor = make(agent_id)
-    jobs = [asyncio.ensure_future(executor.run(task(f"pool-{i}", "dodoor-task", "sleep", "4")))
+    jobs = [asyncio.ensure_future(run(executor, task(f"pool-{i}", "dodoor-task", "sleep", "4")))
             for i in range(6)]
     most = 0
     deadline = time.monotonic() + 20
@@ -261,8 +372,8 @@ async def test_waits_do_not_exhaust_the_default_thread_pool(agent_id, docker_cli
 
 async def test_tiny_task_gets_the_engine_floors(agent_id, docker_client):
     executor = make(agent_id)
-    job = asyncio.ensure_future(executor.run(
-        task("tiny-1", "dodoor-task", "sleep", "1", cores=0.001, memory_mb=1)))
+    job = asyncio.ensure_future(run(
+        executor, task("tiny-1", "dodoor-task", "sleep", "1", cores=0.001, memory_mb=1)))
     container = await wait_for_container(docker_client, agent_id)
     assert container.attrs["HostConfig"]["NanoCpus"] == 100_000_000  # 0.1 CPU: starts in time
     assert container.attrs["HostConfig"]["Memory"] == 6 * 1024 * 1024
@@ -286,7 +397,7 @@ def test_settings_from_the_agents_settings():
 
 async def test_fixed_wall_limit_from_the_agent(agent_id):
     executor = make(agent_id, timeout_ms=1500.0)
-    result = await executor.run(task("slow-2", "dodoor-task", "sleep", "30"))
+    result = await run(executor, task("slow-2", "dodoor-task", "sleep", "30"))
     await executor.close()
     assert result.state == "failed"
     assert result.reason == "timed out after 1.5 s"
@@ -297,7 +408,7 @@ async def test_unreachable_engine_fails_the_task_not_the_agent(tmp_path):
 
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
     executor = DockerExecutor(DockerSettings(agent_id="nowhere"), client=client)
-    result = await executor.run(task("gone-1", "true"))
+    result = await run(executor, task("gone-1", "true"))
     await executor.close()
     assert result.state == "failed"
     assert result.reason.startswith("docker engine error:")

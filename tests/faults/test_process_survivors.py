@@ -1,0 +1,138 @@
+"""Process executor on a real agent: a task never runs as two copies, nothing outlives it.
+
+The agent runs alone (its load store address leads nowhere) and gets its tasks
+through ``POST /internal/enqueue``, as a scheduler would send them.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dodoor.resources import Task
+from dodoor.wire import CONTENT_TYPE, Enqueue, encode
+from tests.daemons.conftest import Daemon, free_port, http_json
+from tests.faults.conftest import poll, start_daemon
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+# Appends "start", a "tick" every 0.1 s for ~2 s, then "end" to the ledger, each with its pid.
+WORKER = """\
+import os, sys, time
+def note(word):
+    with open(sys.argv[1], "a") as ledger:
+        ledger.write(f"{word} {os.getpid()}\\n")
+note("start")
+for _ in range(20):
+    time.sleep(0.1)
+    note("tick")
+note("end")
+"""
+
+
+def agent_args(workdir: Path, *extra: str) -> list[str]:
+    return ["agent", "--port", str(free_port()), "--id", "node-p",
+            "--loadstore", f"http://127.0.0.1:{free_port()}", "--executor", "process",
+            "--cores", "2", "--memory-mb", "4096", "--disk-mb", "0", "--slots", "2",
+            "--journal", str(workdir / "agent.sqlite"), "--report-interval-ms", "50",
+            "--heartbeat-ms", "200", *extra]
+
+
+def start_agent(workdir: Path, args: list[str]) -> Daemon:
+    return start_daemon(args, int(args[args.index("--port") + 1]), {}, workdir)
+
+
+def enqueue(agent: Daemon, task: Task) -> None:
+    req = urllib.request.Request(agent.url + "/internal/enqueue",
+                                 data=encode(Enqueue(task, "sched-t")),
+                                 headers={"Content-Type": CONTENT_TYPE})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 202
+
+
+def state(agent: Daemon, task_id: str) -> str | None:
+    code, body = http_json(f"{agent.url}/v1/tasks/{task_id}")
+    return body["state"] if code == 200 else None
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def ledger_lines(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    return [(word, int(pid)) for word, pid in
+            (line.split() for line in path.read_text().splitlines() if line.strip())]
+
+
+def test_sigkilled_agent_kills_the_old_copy_before_running_the_task_again(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    ledger = tmp_path / "ledger"
+    args = agent_args(tmp_path)
+    agent = start_agent(tmp_path, args)
+    try:
+        # The shell leads the group; the worker is its child, so the leader's
+        # parent-death signal does not reach it: only the restart's reconcile does.
+        enqueue(agent, Task("twice", 1.0, 256.0, duration_ms=2000.0,
+                            command=("sh", "-c", f"{sys.executable} {worker} {ledger}; true")))
+        poll(lambda: any(w == "tick" for w, _ in ledger_lines(ledger)), 20, what="first copy runs")
+        agent.proc.send_signal(signal.SIGKILL)
+        agent.proc.wait(10)
+        agent.stop()
+        [(_, first)] = [(w, p) for w, p in ledger_lines(ledger) if w == "start"]
+        assert not gone(first)  # the old agent's copy survived its agent: the fault to fix
+
+        agent = start_agent(tmp_path, args)
+        assert poll(lambda: state(agent, "twice") in ("succeeded", "failed"), 30,
+                    what="the task ends on the restarted agent")
+        assert state(agent, "twice") == "succeeded"
+        lines = ledger_lines(ledger)
+        starts = [i for i, (w, _) in enumerate(lines) if w == "start"]
+        assert len(starts) == 2, lines
+        second = lines[starts[1]][1]
+        # not one line of the first copy once the second started: never two at once
+        assert [line for line in lines[starts[1]:] if line[1] == first] == []
+        assert ("end", first) not in lines
+        assert lines[-1] == ("end", second)
+        assert gone(first)
+        assert "left by the previous agent" in agent.log()
+    finally:
+        agent.stop()
+
+
+def test_background_children_are_gone_when_the_task_is_reported(tmp_path):
+    agent = start_agent(tmp_path, agent_args(tmp_path, "--task-timeout-ms", "1500"))
+    try:
+        tasks = {}
+        for tid, then in (("quick", "echo started"), ("slow", "sleep 30")):
+            pidfile = tmp_path / f"{tid}.pid"
+            tasks[tid] = pidfile
+            enqueue(agent, Task(tid, 1.0, 256.0, duration_ms=100.0, command=(
+                "sh", "-c", f"sleep 30 >/dev/null 2>&1 & echo $! > {pidfile}; {then}")))
+        reported: dict[str, str] = {}
+
+        def finished() -> bool:
+            for tid, pidfile in tasks.items():
+                if tid not in reported and state(agent, tid) in ("succeeded", "failed"):
+                    reported[tid] = state(agent, tid)
+                    # checked the moment the agent reports the task finished
+                    assert gone(int(pidfile.read_text())), f"{tid}'s child outlived it"
+            return len(reported) == len(tasks)
+
+        poll(finished, 20, interval=0.02, what="both tasks finished")
+        assert reported == {"quick": "succeeded", "slow": "failed"}
+        code, body = http_json(f"{agent.url}/v1/tasks/slow")
+        assert body["reason"] == "timed out after 1500 ms"
+    finally:
+        agent.stop()
