@@ -210,7 +210,7 @@ class Journal:
 
         def work(conn: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL}", tuple(TERMINAL)).fetchall()]
+                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall()]
             conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_TERMINAL}",
                          (LOST, finished_ms, reason, *TERMINAL))
             return ids

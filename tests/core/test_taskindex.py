@@ -1,0 +1,72 @@
+"""The load store's task index (dodoor.taskindex): claims and lookups, exactly, on a ManualClock."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dodoor.clock import ManualClock
+from dodoor.taskindex import BUSY, LOST, MINE, NEW, PLACED, UNKNOWN, TaskIndex
+
+ALIVE = lambda node: False  # noqa: E731  (no node declared dead)
+
+
+def test_first_claim_wins_and_the_node_report_settles_it():
+    clock = ManualClock()
+    index = TaskIndex(clock, claim_ttl_ms=1000)
+    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([NEW], [""], ["s1/a"])
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([BUSY], [""], ["s1/a"])
+    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([MINE], [""], ["s1/a"])
+    index.placed("n1", ["t"])
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([PLACED], ["n1"], ["s1/a"])
+    assert index.lookup(["t"], "s2/b", False, ALIVE)[0] == [PLACED]
+
+
+def test_an_unreported_claim_expires_after_the_ttl_and_only_then():
+    clock = ManualClock()
+    index = TaskIndex(clock, claim_ttl_ms=1000)
+    index.lookup(["t"], "s1/a", True, ALIVE)
+    clock.advance(1000)
+    assert index.lookup(["t"], "s2/b", True, ALIVE)[0] == [BUSY]
+    clock.advance(1)
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([NEW], [""], ["s2/b"])
+    assert index.lookup(["t"], "s1/a", True, ALIVE)[0] == [BUSY]
+
+
+def test_ids_of_a_dead_node_read_lost_and_a_claim_places_them_again():
+    index = TaskIndex(ManualClock())
+    index.placed("n1", ["t"])
+    dead = lambda node: node == "n1"  # noqa: E731
+    assert index.lookup(["t", "u"], "s/a", False, dead) == ([LOST, UNKNOWN], ["n1", ""], ["", ""])
+    assert index.lookup(["t"], "s/a", True, dead) == ([NEW], [""], ["s/a"])
+    assert index.node_of("t") is None
+
+
+def test_the_index_is_bounded_least_recently_touched_first():
+    index = TaskIndex(ManualClock(), limit=2)
+    index.placed("n", ["a", "b"])
+    index.lookup(["a"], "s", False, ALIVE)  # touch a: b is now the oldest
+    index.placed("n", ["c"])
+    assert (index.node_of("a"), index.node_of("b"), index.node_of("c")) == ("n", None, "n")
+    assert len(index) == 2
+
+
+@given(st.lists(st.tuples(st.sampled_from(["s1/a", "s2/b", "s3/c"]),
+                          st.lists(st.sampled_from("abcdef"), max_size=4),
+                          st.integers(0, 3)), max_size=40))
+def test_each_id_is_claimed_new_once_while_its_claims_are_fresh(steps):
+    """Whatever the interleaving of claims (and of time short of the TTL), each id is
+    ``new`` for exactly one scheduler: one placement cluster-wide."""
+    clock = ManualClock()
+    index = TaskIndex(clock, claim_ttl_ms=10_000)
+    winners: dict[str, str] = {}
+    for scheduler, ids, advance in steps:
+        clock.advance(advance)
+        outcomes, _, owners = index.lookup(ids, scheduler, True, ALIVE)
+        for task_id, outcome, owner in zip(ids, outcomes, owners):
+            if outcome == NEW:
+                assert task_id not in winners or winners[task_id] == scheduler
+                winners[task_id] = scheduler
+            else:
+                assert owner == winners[task_id]
+                assert outcome == (MINE if scheduler == owner else BUSY)
