@@ -2,7 +2,8 @@
 
 ``ProcCluster`` starts one load store, M schedulers and N sleep-executor agents
 (each with its own journal in the test's directory), and lets a test SIGKILL,
-SIGSTOP/SIGCONT or restart any one of them. Everything is blocking HTTP with
+SIGSTOP/SIGCONT or restart any one of them (agents on their journal, schedulers
+and the load store on their own port). Everything is blocking HTTP with
 timeouts, so each test stays bounded in time.
 """
 
@@ -42,9 +43,15 @@ class ProcCluster:
     def __init__(self, workdir: Path, agents: int = 3, schedulers: int = 1,
                  dead_after_ms: float = 3000.0, b: int = 20, token: str | None = None,
                  slots: int = 4, executor: str = "sleep", agent_extra: tuple[str, ...] = (),
-                 agent_fsize: dict[int, int] | None = None) -> None:
+                 agent_fsize: dict[int, int] | None = None,
+                 agent_env: dict[int, dict[str, str]] | None = None,
+                 scheduler_extra: tuple[str, ...] = ()) -> None:
+        """``agent_env``: extra environment for agent i (its tasks inherit it with the
+        process executor); ``scheduler_extra``: flags added to every scheduler."""
         self.workdir = workdir
         self.agent_fsize = agent_fsize or {}
+        self.agent_env = agent_env or {}
+        self.scheduler_extra = scheduler_extra
         self.token = token
         self.env = {"DODOOR_TOKEN": token} if token else {}
         self.daemons: list[Daemon] = []
@@ -58,8 +65,9 @@ class ProcCluster:
                    executor: str, agent_extra: tuple[str, ...]) -> None:
         workdir = self.workdir
         ls_port = free_port()
-        self.loadstore = self._start(["loadstore", "--port", str(ls_port), "--b", str(b),
-                                      "--dead-after-ms", f"{dead_after_ms:g}"], ls_port)
+        self.loadstore_args = ["loadstore", "--port", str(ls_port), "--b", str(b),
+                               "--dead-after-ms", f"{dead_after_ms:g}"]
+        self.loadstore = self._start(self.loadstore_args, ls_port)
         self.agent_args: list[list[str]] = []
         self.agents: list[Daemon] = []
         for i in range(agents):
@@ -70,20 +78,25 @@ class ProcCluster:
                     "--journal", str(workdir / f"node-{i}.sqlite"), "--report-interval-ms", "50",
                     "--heartbeat-ms", "200", *agent_extra]
             self.agent_args.append(args)
-            self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i)))
+            self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i),
+                                           env=self.agent_env.get(i)))
+        self.scheduler_args: list[list[str]] = []
         self.schedulers: list[Daemon] = []
         for i in range(schedulers):
             port = free_port()
-            self.schedulers.append(self._start(
-                ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore.url, "--seed", str(i)], port))
+            args = ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
+                    self.loadstore.url, "--seed", str(i), *self.scheduler_extra]
+            self.scheduler_args.append(args)
+            self.schedulers.append(self._start(args, port))
         for s in self.schedulers:
             poll(lambda s=s: self.get(s.url + "/healthz")[1]["nodes"] == agents, 20,
                  what="scheduler sees every agent")
 
     def _start(self, args: list[str], port: int, wait: bool = True,
-               fsize: int | None = None) -> Daemon:
-        daemon = start_daemon(args, port, self.env, self.workdir, fsize, wait)
+               fsize: int | None = None, env: dict[str, str] | None = None,
+               attempts: int = 3) -> Daemon:
+        daemon = start_daemon(args, port, {**self.env, **(env or {})}, self.workdir, fsize, wait,
+                              attempts)
         self.daemons.append(daemon)
         return daemon
 
@@ -95,8 +108,23 @@ class ProcCluster:
     def restart_agent(self, i: int) -> Daemon:
         """Start agent ``i`` again on the same port and journal."""
         old = self.agents[i]
-        self.agents[i] = self._start(self.agent_args[i], old.port)
+        self.agents[i] = self._start(self.agent_args[i], old.port, fsize=self.agent_fsize.get(i),
+                                     env=self.agent_env.get(i))
         return self.agents[i]
+
+    def restart_scheduler(self, i: int) -> Daemon:
+        """Start scheduler ``i`` again with the same id and port (clients keep its URL).
+
+        One attempt only: moving it to another port would hide it from its clients.
+        """
+        self.schedulers[i] = self._start(self.scheduler_args[i], self.schedulers[i].port,
+                                         attempts=1)
+        return self.schedulers[i]
+
+    def restart_loadstore(self) -> Daemon:
+        """Start the load store again on the same port (agents and schedulers keep its URL)."""
+        self.loadstore = self._start(self.loadstore_args, self.loadstore.port, attempts=1)
+        return self.loadstore
 
     def stop(self) -> None:
         for daemon in reversed(self.daemons):

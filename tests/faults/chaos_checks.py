@@ -1,0 +1,226 @@
+"""The chaos test's invariants, checked from the ledger and the schedulers' answers.
+
+(a) every accepted id is in exactly one terminal state (``succeeded``,
+    ``failed``, ``lost``) and every scheduler gives that same answer for it;
+(b) no id ever ran two copies at once: a later copy started before an earlier
+    one's ``end``, or while the earlier one still held the id's lock (it was
+    provably alive, see :mod:`tests.faults.chaos_ledger`);
+(c) an id runs more than once only because its agent was SIGKILLed while it ran:
+    every copy but the last started on a node that was then SIGKILLed before
+    the copy wrote ``end``;
+(e) an id a scheduler calls ``succeeded`` has a copy in the ledger that wrote ``end``.
+
+Each violation names the id, what happened to it, and the fault that most
+plausibly caused it (:func:`causes`); the attribution is for the reader, the
+verdict does not depend on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.faults.chaos_client import TERMINAL, TaskRecord, answer_text, counted
+from tests.faults.chaos_faults import Fault
+from tests.faults.chaos_ledger import Copy, LedgerView
+
+INVARIANTS = {
+    "a": "every accepted id is in one terminal state, the same at every scheduler",
+    "b": "no id ran two copies at once",
+    "c": "an id ran again only after its agent was SIGKILLed while it ran",
+    "e": "a succeeded id has a finished copy in the ledger",
+}
+
+
+@dataclass
+class Violation:
+    invariant: str
+    task_id: str
+    cause: str  # a short label used for counting
+    text: str
+    fault: Fault | None = None
+
+
+@dataclass
+class Verdict:
+    violations: list[Violation] = field(default_factory=list)
+
+    def by_invariant(self) -> dict[str, list[Violation]]:
+        out: dict[str, list[Violation]] = {k: [] for k in INVARIANTS}
+        for v in self.violations:
+            out[v.invariant].append(v)
+        return out
+
+
+def _kills_of(node: str, faults: list[Fault]) -> list[Fault]:
+    return [f for f in faults if f.kind == "agent-kill" and f.target == node]
+
+
+def _interrupted_by(copy: Copy, faults: list[Fault]) -> Fault | None:
+    """The SIGKILL of the copy's node that came while the copy ran, if any."""
+    for f in _kills_of(copy.node, faults):
+        if copy.start_line <= f.lines0 and (copy.end_line is None or copy.end_line > f.lines0):
+            return f
+    return None
+
+
+def _overlaps(att_ledger0: int, att_ledger1: int, f: Fault) -> bool:
+    return att_ledger0 <= f.ledger1 and att_ledger1 >= f.ledger0
+
+
+def causes(record: TaskRecord | None, first: Copy | None, faults: list[Fault]) -> list[tuple[str, Fault | None]]:
+    """Plausible causes of an id running (or being placed) more than once, best first."""
+    found: list[tuple[str, Fault | None]] = []
+    if first is not None:
+        kill = _interrupted_by(first, faults)
+        if kill is not None:
+            label = ("agent-kill: copy kept running, restart ran another" if first.end_line
+                     else "agent-kill: restart re-ran it")
+            found.append((label, kill))
+    attempts = record.attempts if record else []
+    for f in faults:
+        if f.kind == "agent-stop" and any(_overlaps(a.ledger0, a.ledger1, f) for a in attempts):
+            found.append(("agent-stop during its enqueue (timed out, failed over)", f))
+    if any(a.kind == "resubmit-lost" for a in attempts):
+        found.append(("client resubmitted a `lost` answer (node out of view)", None))
+    if record is not None:
+        placed = record.accepted_by()
+        nodes = set().union(*placed.values()) if placed else set()
+        if len(placed) > 1 and len(nodes) > 1:
+            found.append(("placed by both schedulers (resubmitted to the other)", None))
+    for f in faults:
+        if f.kind == "scheduler-kill" and any(
+                a.status is None and _overlaps(a.ledger0, a.ledger1, f) for a in attempts):
+            found.append(("scheduler killed mid-submission, retried elsewhere", f))
+        if f.kind == "agent-kill" and any(_overlaps(a.ledger0, a.ledger1, f) for a in attempts):
+            found.append(("agent-kill during its enqueue", f))
+    return found or [("unexplained", None)]
+
+
+def _history(record: TaskRecord | None) -> str:
+    if record is None:
+        return "never submitted by this run"
+    return "; ".join(a.describe() for a in record.attempts)
+
+
+def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
+            faults: list[Fault]) -> list[Violation]:
+    out = []
+    for tid, answers in finals.items():
+        rec = records[tid]
+        texts = [f"sched-{s}: {answer_text(code, body)}" for s, (code, body) in enumerate(answers)]
+        bad = [(s, code, body) for s, (code, body) in enumerate(answers)
+               if not (code == 200 and body.get("state") in TERMINAL)]
+        if bad:
+            s, code, body = bad[0]
+            placed = rec.accepted_by()
+            fault = None
+            if code == 404 and s not in placed:
+                cause = "404 at a scheduler that did not place it"
+            elif code == 404:
+                accepted_at = min(a.ledger1 for a in rec.attempts if a.accepted and a.sched == s)
+                fault = next((f for f in faults if f.kind == "scheduler-kill"
+                              and f.target == f"sched-{s}" and f.ledger0 >= accepted_at), None)
+                cause = ("404 at a scheduler restarted after placing it" if fault
+                         else "404 at the scheduler that placed it")
+            elif code == 200:
+                cause = f"still {body.get('state')}"
+            else:
+                cause = f"answered {code if code is not None else 'nothing'}"
+            out.append(Violation("a", tid, cause, f"{tid}: {', '.join(texts)} — {_history(rec)}",
+                                 fault))
+            continue
+        seen = {(body.get("state"), body.get("node")) for _, body in answers}
+        if len(seen) > 1:
+            states = {st for st, _ in seen}
+            cause = ("schedulers disagree on the state" if len(states) > 1
+                     else "schedulers disagree on the node")
+            out.append(Violation("a", tid, cause, f"{tid}: {', '.join(texts)} — {_history(rec)}"))
+    return out
+
+
+def check_b(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault]) -> list[Violation]:
+    out = []
+    for tid, copies in view.copies.items():
+        for i, later in enumerate(copies[1:], start=1):
+            running = [c for c in copies[:i] if c.end_line is not None and c.end_line > later.start_line]
+            if not running and not later.lock_held:
+                continue
+            earlier = running[0] if running else next(
+                (c for c in reversed(copies[:i]) if c.end_line is None), copies[i - 1])
+            label, fault = causes(records.get(tid), earlier, faults)[0]
+            out.append(Violation(
+                "b", tid, label,
+                f"{tid}: copy {i + 1} ({later.describe()}) started while copy "
+                f"({earlier.describe()}) was still running; cause: {label}"
+                f"{' [' + fault.describe() + ']' if fault else ''} — {_history(records.get(tid))}",
+                fault))
+            break  # one violation per id
+    return out
+
+
+def check_c(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault]) -> list[Violation]:
+    out = []
+    for tid, copies in view.copies.items():
+        if len(copies) < 2:
+            continue
+        for copy in copies[:-1]:
+            if _interrupted_by(copy, faults) is not None:
+                continue
+            kills = [f.lines0 for f in _kills_of(copy.node, faults)]
+            label, fault = causes(records.get(tid), copy, faults)[0]
+            out.append(Violation(
+                "c", tid, label,
+                f"{tid}: started {len(copies)} times ("
+                + "; ".join(c.describe() for c in copies)
+                + f"); the copy on {copy.node} was not hit by a SIGKILL of {copy.node} "
+                f"(its kills at ledger lines {kills or 'none'}); cause: {label}"
+                f"{' [' + fault.describe() + ']' if fault else ''} — {_history(records.get(tid))}",
+                fault))
+            break
+    return out
+
+
+def check_e(view: LedgerView, finals: dict[str, list[tuple[int | None, dict]]],
+            records: dict[str, TaskRecord]) -> list[Violation]:
+    out = []
+    for tid, answers in finals.items():
+        if not any(code == 200 and body.get("state") == "succeeded" for code, body in answers):
+            continue
+        copies = view.copies.get(tid, [])
+        if not any(c.end_line is not None for c in copies):
+            what = "; ".join(c.describe() for c in copies) or "never started"
+            out.append(Violation("e", tid, "succeeded without a finished copy",
+                                 f"{tid}: reads succeeded but the ledger shows {what} — "
+                                 f"{_history(records[tid])}"))
+    return out
+
+
+def check_all(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
+              view: LedgerView, faults: list[Fault]) -> Verdict:
+    """Every invariant; ``finals`` holds the accepted ids only."""
+    return Verdict(check_a(records, finals, faults) + check_b(view, records, faults)
+                   + check_c(view, records, faults) + check_e(view, finals, records))
+
+
+def format_verdict(verdict: Verdict, faults: list[Fault], examples: int = 5) -> str:
+    """Per invariant: PASS, or the failing id count by cause with example ids."""
+    lines = []
+    for key, violations in verdict.by_invariant().items():
+        if not violations:
+            lines.append(f"({key}) {INVARIANTS[key]}: PASS")
+            continue
+        lines.append(f"({key}) {INVARIANTS[key]}: FAIL for {len(violations)} id(s)")
+        by_cause: dict[str, list[Violation]] = {}
+        for v in violations:
+            by_cause.setdefault(v.cause, []).append(v)
+        for cause, vs in sorted(by_cause.items(), key=lambda kv: -len(kv[1])):
+            ids = ", ".join(v.task_id for v in vs[:8])
+            lines.append(f"    {len(vs):5d}  {cause}  (e.g. {ids})")
+            for v in vs[:examples]:
+                lines.append(f"           {v.text}")
+    per_fault = counted(f"({v.invariant}) {v.fault.kind} {v.fault.target} at {v.fault.t0:.1f}s"
+                        for v in verdict.violations if v.fault is not None)
+    if per_fault:
+        lines.append("violations attributed to a fault round:")
+        lines.extend(f"    {n:5d}  {k}" for k, n in per_fault.items())
+    return "\n".join(lines)
