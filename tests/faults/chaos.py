@@ -50,7 +50,7 @@ class ChaosConfig:
     agents: int = 4
     slots: int = 4
     tasks: int = 1200
-    chaos_s: float = 36.0  # fault rounds and submissions both span this
+    chaos_s: float = 45.0  # fault rounds and submissions both span this
     dead_after_ms: float = 1500.0  # shorter than a stop: a stopped node leaves the views
     agent_timeout_ms: float = 500.0  # passed only if the scheduler has the flag
     settle_s: float = 60.0

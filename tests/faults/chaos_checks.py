@@ -67,33 +67,71 @@ def _overlaps(att_ledger0: int, att_ledger1: int, f: Fault) -> bool:
     return att_ledger0 <= f.ledger1 and att_ledger1 >= f.ledger0
 
 
-def causes(record: TaskRecord | None, first: Copy | None, faults: list[Fault]) -> list[tuple[str, Fault | None]]:
-    """Plausible causes of an id running (or being placed) more than once, best first."""
+def causes(record: TaskRecord | None, copies: list[Copy], earlier: Copy | None,
+           faults: list[Fault]) -> list[tuple[str, Fault | None]]:
+    """Plausible causes of an id running (or being placed) more than once, best first.
+
+    ``earlier`` is the copy the later one should not have followed; ``copies`` all
+    copies of the id (their nodes tell which agent faults can matter).
+    """
     found: list[tuple[str, Fault | None]] = []
-    if first is not None:
-        kill = _interrupted_by(first, faults)
+    if earlier is not None:
+        kill = _interrupted_by(earlier, faults)
         if kill is not None:
-            label = ("agent-kill: copy kept running, restart ran another" if first.end_line
+            label = ("agent-kill: copy kept running, restart ran another" if earlier.end_line
                      else "agent-kill: restart re-ran it")
             found.append((label, kill))
     attempts = record.attempts if record else []
-    for f in faults:
-        if f.kind == "agent-stop" and any(_overlaps(a.ledger0, a.ledger1, f) for a in attempts):
-            found.append(("agent-stop during its enqueue (timed out, failed over)", f))
-    if any(a.kind == "resubmit-lost" for a in attempts):
-        found.append(("client resubmitted a `lost` answer (node out of view)", None))
+    accepted = [a for a in attempts if a.accepted]
+    for sched in sorted({a.sched for a in accepted}):
+        mine = [a for a in accepted if a.sched == sched]
+        for a, b in zip(mine, mine[1:]):
+            if a.node == b.node:
+                continue
+            restart = next((f for f in faults if f.kind == "scheduler-kill"
+                            and f.target == f"sched-{sched}" and a.ledger1 <= f.ledger0 <= b.ledger0),
+                           None)
+            away = next((f for f in faults if f.kind in ("agent-stop", "agent-kill")
+                         and f.target == a.node and _overlaps(b.ledger0, b.ledger1, f)), None)
+            if restart is not None:
+                found.append(("scheduler restarted, forgot the id; a resubmission placed it again",
+                              restart))
+            elif away is not None:
+                found.append(("resubmitted while its node was out of the view: placed again",
+                              away))
+            else:
+                found.append(("the same scheduler placed it again on another node", None))
     if record is not None:
         placed = record.accepted_by()
         nodes = set().union(*placed.values()) if placed else set()
         if len(placed) > 1 and len(nodes) > 1:
             found.append(("placed by both schedulers (resubmitted to the other)", None))
+    if any(a.kind == "resubmit-lost" for a in attempts):
+        found.append(("client resubmitted a `lost` answer (node out of view)", None))
+    ran_on = {c.node for c in copies}
     for f in faults:
-        if f.kind == "scheduler-kill" and any(
-                a.status is None and _overlaps(a.ledger0, a.ledger1, f) for a in attempts):
+        hit = [a for a in attempts if _overlaps(a.ledger0, a.ledger1, f)]
+        if not hit:
+            continue
+        if f.kind == "agent-stop" and f.target in ran_on:
+            found.append(("agent-stop during its enqueue (timed out, failed over)", f))
+        elif f.kind == "agent-kill" and f.target in ran_on:
+            found.append(("agent-kill during its enqueue (failed over)", f))
+        elif f.kind == "scheduler-kill" and any(a.status is None for a in hit):
             found.append(("scheduler killed mid-submission, retried elsewhere", f))
-        if f.kind == "agent-kill" and any(_overlaps(a.ledger0, a.ledger1, f) for a in attempts):
-            found.append(("agent-kill during its enqueue", f))
     return found or [("unexplained", None)]
+
+
+def _copies(view: LedgerView, task_id: str) -> str:
+    copies = view.copies.get(task_id, [])
+    if not copies:
+        return "ledger: never started"
+    return "ledger: " + "; ".join(c.describe() for c in copies)
+
+
+def _also(found: list[tuple[str, Fault | None]]) -> str:
+    others = [label for label, _ in found[1:]]
+    return f" (also possible: {'; '.join(others)})" if others else ""
 
 
 def _history(record: TaskRecord | None) -> str:
@@ -102,39 +140,42 @@ def _history(record: TaskRecord | None) -> str:
     return "; ".join(a.describe() for a in record.attempts)
 
 
+def _bad_answer(rec: TaskRecord, sched: int, code: int | None, body: dict,
+                faults: list[Fault]) -> tuple[str, Fault | None]:
+    """Why one scheduler's answer is not a terminal state, in words that count well."""
+    placed = rec.accepted_by()
+    if code == 404 and sched not in placed:
+        return "404 where not placed", None
+    if code == 404:
+        accepted_at = min(a.ledger1 for a in rec.attempts if a.accepted and a.sched == sched)
+        restart = next((f for f in faults if f.kind == "scheduler-kill"
+                        and f.target == f"sched-{sched}" and f.ledger0 >= accepted_at), None)
+        return ("404 where placed, restarted since" if restart else "404 where placed"), restart
+    if code == 200:
+        return f"still {body.get('state')}", None
+    return f"answered {code if code is not None else 'nothing'}", None
+
+
 def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
-            faults: list[Fault]) -> list[Violation]:
+            view: LedgerView, faults: list[Fault]) -> list[Violation]:
     out = []
     for tid, answers in finals.items():
         rec = records[tid]
         texts = [f"sched-{s}: {answer_text(code, body)}" for s, (code, body) in enumerate(answers)]
-        bad = [(s, code, body) for s, (code, body) in enumerate(answers)
+        where = f"{tid}: {', '.join(texts)} — {_history(rec)}; {_copies(view, tid)}"
+        bad = [_bad_answer(rec, s, code, body, faults) for s, (code, body) in enumerate(answers)
                if not (code == 200 and body.get("state") in TERMINAL)]
         if bad:
-            s, code, body = bad[0]
-            placed = rec.accepted_by()
-            fault = None
-            if code == 404 and s not in placed:
-                cause = "404 at a scheduler that did not place it"
-            elif code == 404:
-                accepted_at = min(a.ledger1 for a in rec.attempts if a.accepted and a.sched == s)
-                fault = next((f for f in faults if f.kind == "scheduler-kill"
-                              and f.target == f"sched-{s}" and f.ledger0 >= accepted_at), None)
-                cause = ("404 at a scheduler restarted after placing it" if fault
-                         else "404 at the scheduler that placed it")
-            elif code == 200:
-                cause = f"still {body.get('state')}"
-            else:
-                cause = f"answered {code if code is not None else 'nothing'}"
-            out.append(Violation("a", tid, cause, f"{tid}: {', '.join(texts)} — {_history(rec)}",
-                                 fault))
+            label = " + ".join(sorted({b[0] for b in bad}))
+            fault = next((f for _, f in bad if f is not None), None)
+            out.append(Violation("a", tid, label, where, fault))
             continue
         seen = {(body.get("state"), body.get("node")) for _, body in answers}
         if len(seen) > 1:
             states = {st for st, _ in seen}
             cause = ("schedulers disagree on the state" if len(states) > 1
                      else "schedulers disagree on the node")
-            out.append(Violation("a", tid, cause, f"{tid}: {', '.join(texts)} — {_history(rec)}"))
+            out.append(Violation("a", tid, cause, where))
     return out
 
 
@@ -147,12 +188,14 @@ def check_b(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault
                 continue
             earlier = running[0] if running else next(
                 (c for c in reversed(copies[:i]) if c.end_line is None), copies[i - 1])
-            label, fault = causes(records.get(tid), earlier, faults)[0]
+            found = causes(records.get(tid), copies, earlier, faults)
+            label, fault = found[0]
             out.append(Violation(
                 "b", tid, label,
                 f"{tid}: copy {i + 1} ({later.describe()}) started while copy "
                 f"({earlier.describe()}) was still running; cause: {label}"
-                f"{' [' + fault.describe() + ']' if fault else ''} — {_history(records.get(tid))}",
+                f"{' [' + fault.describe() + ']' if fault else ''}{_also(found)} — "
+                f"{_history(records.get(tid))}",
                 fault))
             break  # one violation per id
     return out
@@ -167,14 +210,16 @@ def check_c(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault
             if _interrupted_by(copy, faults) is not None:
                 continue
             kills = [f.lines0 for f in _kills_of(copy.node, faults)]
-            label, fault = causes(records.get(tid), copy, faults)[0]
+            found = causes(records.get(tid), copies, copy, faults)
+            label, fault = found[0]
             out.append(Violation(
                 "c", tid, label,
                 f"{tid}: started {len(copies)} times ("
                 + "; ".join(c.describe() for c in copies)
                 + f"); the copy on {copy.node} was not hit by a SIGKILL of {copy.node} "
                 f"(its kills at ledger lines {kills or 'none'}); cause: {label}"
-                f"{' [' + fault.describe() + ']' if fault else ''} — {_history(records.get(tid))}",
+                f"{' [' + fault.describe() + ']' if fault else ''}{_also(found)} — "
+                f"{_history(records.get(tid))}",
                 fault))
             break
     return out
@@ -198,7 +243,7 @@ def check_e(view: LedgerView, finals: dict[str, list[tuple[int | None, dict]]],
 def check_all(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
               view: LedgerView, faults: list[Fault]) -> Verdict:
     """Every invariant; ``finals`` holds the accepted ids only."""
-    return Verdict(check_a(records, finals, faults) + check_b(view, records, faults)
+    return Verdict(check_a(records, finals, view, faults) + check_b(view, records, faults)
                    + check_c(view, records, faults) + check_e(view, finals, records))
 
 

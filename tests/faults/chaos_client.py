@@ -88,12 +88,13 @@ def make_plan(rng: random.Random, n_tasks: int, prefix: str, ledger: Ledger,
     """The task bodies, each id's first scheduler and the ordered requests: batches,
     singles and resubmissions.
 
-    Durations: mostly tens of ms, a quarter a few hundred ms, one in twenty 0.8–2 s
-    so that agent kills hit running tasks. About one request in eight resubmits
+    Durations: mostly tens of ms, a quarter a few hundred ms, one in twelve 1–2.5 s,
+    so that an agent kill nearly always hits a task with time left to run. About one request in eight resubmits
     ids already planned, half to the scheduler that first got them, half to the other.
     """
     bodies: dict[str, dict] = {}
     first: dict[str, int] = {}
+    by_origin: dict[int, list[str]] = {s: [] for s in range(schedulers)}
     ops: list[Op] = []
     later: list[tuple[int, Op]] = []  # resubmissions and the position they are due at
     n = 0
@@ -106,22 +107,27 @@ def make_plan(rng: random.Random, n_tasks: int, prefix: str, ledger: Ledger,
             tid = f"{prefix}{n:05d}"
             n += 1
             r = rng.random()
-            sleep_ms = (rng.randint(20, 60) if r < 0.70 else rng.randint(100, 300) if r < 0.95
-                        else rng.randint(800, 2000))
+            sleep_ms = (rng.randint(20, 60) if r < 0.67 else rng.randint(100, 300) if r < 0.92
+                        else rng.randint(1000, 2500))
             bodies[tid] = {"id": tid, "cores": 1, "memory_mb": 64, "duration_ms": sleep_ms,
                            "command": task_command(ledger.path, ledger.lockdir, sleep_ms)}
             first[tid] = sched
+            by_origin[sched].append(tid)
             ids.append(tid)
         ops.append(Op("batch" if size > 1 else "single", sched, ids, size > 1))
         now = len(ops)
         ops.extend(op for due, op in later if due <= now)
         later = [(due, op) for due, op in later if due > now]
         if rng.random() < 0.25:
-            known = list(bodies)
+            # the ids of one resubmission share their first scheduler, so "same" and
+            # "other" hold for each of them
+            origin = rng.randrange(schedulers)
+            known = by_origin[origin]
+            if not known:
+                continue
             picked = rng.sample(known, min(len(known), rng.choice((1, 1, 2, 4))))
             same = rng.random() < 0.5
-            # ids of one resubmission share a first scheduler only by chance: pick per the first
-            target = first[picked[0]] if same else (first[picked[0]] + 1) % schedulers
+            target = origin if same else (origin + 1) % schedulers
             op = Op("resubmit-same" if same else "resubmit-other", target, picked, len(picked) > 1)
             later.append((len(ops) + rng.randint(1, 25), op))
     ops.extend(op for _, op in later)
