@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -86,7 +87,8 @@ class ChaosRun:
     def failure_message(self) -> str:
         parts = []
         if self.harness_problems:
-            parts.append("HARNESS / SCENARIO PROBLEMS:\n  " + "\n  ".join(self.harness_problems))
+            parts.append("SCENARIO PROBLEMS (the harness, or answers the scenario never "
+                         "expects):\n  " + "\n  ".join(self.harness_problems))
         if self.verdict.violations:
             parts.append(f"INVARIANTS BROKEN (seed {self.config.seed}; rerun with "
                          f"{SEED_ENV}={self.config.seed}):\n"
@@ -185,6 +187,8 @@ def daemon_logs(cluster: ProcCluster | None, lines: int = 25) -> str:
 def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> ChaosRun:
     """Run the scenario in ``workdir``; see the module docstring. Raises only on harness errors."""
     started = time.monotonic()
+    if shutil.which("flock") is None or shutil.which("sh") is None:
+        raise RuntimeError("the chaos tasks need `sh` and `flock` (util-linux) on PATH")
     run = ChaosRun(cfg, workdir)
     ledger = Ledger(workdir)
     run_token = f"chaos-{cfg.seed}-{os.getpid()}-{time.monotonic_ns()}"
@@ -225,7 +229,8 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
                  f"{len(accepted)} ids at 2 schedulers")
         finals = read_final_states(client, accepted, len(cluster.schedulers), cfg.status_s)
         run.view = ledger.parse()
-        run.verdict = check_all(client.records, finals, run.view, run.faults)
+        run.verdict = check_all(client.records, finals, run.view, run.faults,
+                                submitter.midrun_terminal)
         run.harness_problems += scenario_problems(run, accepted)
         run.report = report(run, client, submitter, finals, unsettled, short, started)
     except BaseException:
@@ -256,6 +261,13 @@ def scenario_problems(run: ChaosRun, accepted: list[str]) -> list[str]:
         problems.append(f"fault kinds never injected: {missing}")
     if len(accepted) < 1000:
         problems.append(f"only {len(accepted)} ids accepted (want >= 1000)")
+    refused = [(tid, a) for tid, r in run.records.items() for a in r.attempts
+               if a.status is not None and 400 <= a.status < 500]
+    if refused:
+        # every submission of an id carries the same body: a 4xx (409 included) is wrong
+        tid, a = refused[0]
+        problems.append(f"{len(refused)} submission(s) of unchanged bodies refused with a 4xx, "
+                        f"e.g. {tid}: {a.describe()}")
     if run.view.malformed:
         problems.append(f"{len(run.view.malformed)} malformed ledger line(s): "
                         f"{run.view.malformed[:3]}")

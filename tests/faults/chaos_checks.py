@@ -1,7 +1,8 @@
 """The chaos test's invariants, checked from the ledger and the schedulers' answers.
 
 (a) every accepted id is in exactly one terminal state (``succeeded``,
-    ``failed``, ``lost``) and every scheduler gives that same answer for it;
+    ``failed``, ``lost``) and every scheduler gives that same answer for it; a
+    terminal answer the client read during the run is that final one too;
 (b) no id ever ran two copies at once: a later copy started before an earlier
     one's ``end``, or while the earlier one still held the id's lock (it was
     provably alive, see :mod:`tests.faults.chaos_ledger`);
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.faults.chaos_client import TERMINAL, TaskRecord, answer_text, counted
+from tests.faults.chaos_client import TERMINAL, MidrunAnswer, TaskRecord, answer_text, counted
 from tests.faults.chaos_faults import Fault
 from tests.faults.chaos_ledger import Copy, LedgerView
 
@@ -157,7 +158,13 @@ def _bad_answer(rec: TaskRecord, sched: int, code: int | None, body: dict,
 
 
 def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
-            view: LedgerView, faults: list[Fault]) -> list[Violation]:
+            view: LedgerView, faults: list[Fault],
+            midrun: dict[str, list[MidrunAnswer]] | None = None) -> list[Violation]:
+    """(a), plus: a terminal answer read during the run is the final one (terminal is final).
+
+    An id may fail in two ways (a wrong final answer and a changed one); each is
+    a violation of its own, so the causes count separately.
+    """
     out = []
     for tid, answers in finals.items():
         rec = records[tid]
@@ -169,13 +176,27 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
             label = " + ".join(sorted({b[0] for b in bad}))
             fault = next((f for _, f in bad if f is not None), None)
             out.append(Violation("a", tid, label, where, fault))
-            continue
-        seen = {(body.get("state"), body.get("node")) for _, body in answers}
-        if len(seen) > 1:
-            states = {st for st, _ in seen}
-            cause = ("schedulers disagree on the state" if len(states) > 1
-                     else "schedulers disagree on the node")
-            out.append(Violation("a", tid, cause, where))
+        else:
+            seen = {(body.get("state"), body.get("node")) for _, body in answers}
+            if len(seen) > 1:
+                states = {st for st, _ in seen}
+                cause = ("schedulers disagree on the state" if len(states) > 1
+                         else "schedulers disagree on the node")
+                out.append(Violation("a", tid, cause, where))
+        for m in (midrun or {}).get(tid, ()):
+            code, body = answers[m.sched]
+            if code != 200 or body.get("state") not in TERMINAL:
+                continue  # the final answer is wrong already (reported above)
+            if (m.state, m.node) == (body.get("state"), body.get("node")):
+                continue
+            away = next((f for f in faults if f.kind in ("agent-stop", "agent-kill")
+                         and f.target == m.node and f.ledger0 <= m.ledger <= f.ledger1), None)
+            out.append(Violation(
+                "a", tid, f"read `{m.state}` mid-run, finally `{body.get('state')}`",
+                f"{tid}: sched-{m.sched} answered {m.state}@{m.node} ({m.reason}) at ledger byte "
+                f"{m.ledger}, finally {answer_text(code, body)}"
+                f"{' [' + away.describe() + ']' if away else ''} — {_history(rec)}; "
+                f"{_copies(view, tid)}", away))
     return out
 
 
@@ -241,9 +262,11 @@ def check_e(view: LedgerView, finals: dict[str, list[tuple[int | None, dict]]],
 
 
 def check_all(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
-              view: LedgerView, faults: list[Fault]) -> Verdict:
-    """Every invariant; ``finals`` holds the accepted ids only."""
-    return Verdict(check_a(records, finals, view, faults) + check_b(view, records, faults)
+              view: LedgerView, faults: list[Fault],
+              midrun: dict[str, list[MidrunAnswer]] | None = None) -> Verdict:
+    """Every invariant; ``finals`` holds the accepted ids only, ``midrun`` the terminal
+    answers the client read during the run."""
+    return Verdict(check_a(records, finals, view, faults, midrun) + check_b(view, records, faults)
                    + check_c(view, records, faults) + check_e(view, finals, records))
 
 
@@ -254,7 +277,9 @@ def format_verdict(verdict: Verdict, faults: list[Fault], examples: int = 5) -> 
         if not violations:
             lines.append(f"({key}) {INVARIANTS[key]}: PASS")
             continue
-        lines.append(f"({key}) {INVARIANTS[key]}: FAIL for {len(violations)} id(s)")
+        ids = len({v.task_id for v in violations})
+        lines.append(f"({key}) {INVARIANTS[key]}: FAIL for {ids} id(s)"
+                     + (" (an id may count under two causes)" if ids < len(violations) else ""))
         by_cause: dict[str, list[Violation]] = {}
         for v in violations:
             by_cause.setdefault(v.cause, []).append(v)

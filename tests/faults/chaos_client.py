@@ -53,6 +53,17 @@ class Attempt:
         return f"{self.kind} to sched-{self.sched} {what} (ledger bytes {self.ledger0}..{self.ledger1})"
 
 
+@dataclass(frozen=True)
+class MidrunAnswer:
+    """A terminal answer the client read while the faults went on."""
+
+    sched: int
+    state: str
+    node: str | None
+    reason: str | None
+    ledger: int  # ledger bytes when it was read
+
+
 @dataclass
 class TaskRecord:
     task_id: str
@@ -223,6 +234,7 @@ class Submitter:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.midrun_answers: dict[str, int] = {}
+        self.midrun_terminal: dict[str, list[MidrunAnswer]] = {}
         self.lost_resubmitted: list[str] = []
         self.errors: list[str] = []
 
@@ -280,16 +292,20 @@ class Submitter:
     def _watch(self) -> None:
         client, rng = self.client, self.rng
         resubmitted: set[str] = set()
-        while not self.stop.wait(0.3):
+        while not self.stop.wait(0.25):
             accepted = [t for t, r in client.records.items() if r.accepted]
             if not accepted:
                 continue
-            for tid in rng.sample(accepted, min(3, len(accepted))):
+            for tid in rng.sample(accepted, min(4, len(accepted))):
                 sched = rng.randrange(len(client.urls))
                 code, body = client.status(sched, tid, timeout=5.0)
                 state = body.get("state") if code == 200 else f"http-{code}"
                 with self._lock:
                     self.midrun_answers[state] = self.midrun_answers.get(state, 0) + 1
+                    if state in TERMINAL:
+                        self.midrun_terminal.setdefault(tid, []).append(MidrunAnswer(
+                            sched, state, body.get("node"), body.get("reason"),
+                            client.ledger.size()))
                 if state == "lost" and tid not in resubmitted:
                     resubmitted.add(tid)
                     self.lost_resubmitted.append(tid)
