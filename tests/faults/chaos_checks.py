@@ -183,16 +183,21 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
                 cause = ("schedulers disagree on the state" if len(states) > 1
                          else "schedulers disagree on the node")
                 out.append(Violation("a", tid, cause, where))
+        flagged: set[int] = set()  # one per scheduler and id is enough
         for m in (midrun or {}).get(tid, ()):
             code, body = answers[m.sched]
-            if code != 200 or body.get("state") not in TERMINAL:
+            if m.sched in flagged or code != 200 or body.get("state") not in TERMINAL:
                 continue  # the final answer is wrong already (reported above)
             if (m.state, m.node) == (body.get("state"), body.get("node")):
                 continue
+            flagged.add(m.sched)
+            label = (f"read `{m.state}` mid-run, finally `{body.get('state')}`"
+                     if m.state != body.get("state")
+                     else f"read `{m.state}` mid-run on one node, finally on another")
             away = next((f for f in faults if f.kind in ("agent-stop", "agent-kill")
                          and f.target == m.node and f.ledger0 <= m.ledger <= f.ledger1), None)
             out.append(Violation(
-                "a", tid, f"read `{m.state}` mid-run, finally `{body.get('state')}`",
+                "a", tid, label,
                 f"{tid}: sched-{m.sched} answered {m.state}@{m.node} ({m.reason}) at ledger byte "
                 f"{m.ledger}, finally {answer_text(code, body)}"
                 f"{' [' + away.describe() + ']' if away else ''} — {_history(rec)}; "
