@@ -82,6 +82,15 @@ def causes(record: TaskRecord | None, copies: list[Copy], earlier: Copy | None,
             label = ("agent-kill: copy kept running, restart ran another" if earlier.end_line
                      else "agent-kill: restart re-ran it")
             found.append((label, kill))
+        elif earlier.end_line is not None:
+            # ended before the kill, but ran again on the same node after the restart:
+            # the result had not reached the journal yet
+            for f in _kills_of(earlier.node, faults):
+                if earlier.end_line <= f.lines0 and any(
+                        c.node == earlier.node and c.start_line > f.lines0 for c in copies):
+                    found.append(("agent-kill just after it ended (result not journaled): "
+                                  "restart re-ran it", f))
+                    break
     attempts = record.attempts if record else []
     accepted = [a for a in attempts if a.accepted]
     for sched in sorted({a.sched for a in accepted}):
