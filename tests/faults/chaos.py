@@ -291,8 +291,9 @@ def report(run: ChaosRun, client: Client, submitter: Submitter,
         f"{time.monotonic() - started:.1f} s so far",
         f"faults: {counted(f.kind for f in run.faults)}",
         *(f"    {f.describe()}" for f in run.faults),
-        "agent kills (ledger line count at the kill): "
-        + ", ".join(f"{f.target}@{f.lines0}" for f in run.faults if f.kind == "agent-kill"),
+        "agent kills (ledger line count just before the SIGKILL..once the agent was gone): "
+        + ", ".join(f"{f.target}@{f.lines0}..{f.lines_hit}" for f in run.faults
+                    if f.kind == "agent-kill"),
         f"requests: {client.requests}, HTTP {dict(sorted(client.codes.items()))}, "
         f"no answer {client.no_answer}",
         f"attempts by kind: {counted(a.kind for a in attempts)}",

@@ -57,9 +57,16 @@ def _kills_of(node: str, faults: list[Fault]) -> list[Fault]:
 
 
 def _interrupted_by(copy: Copy, faults: list[Fault]) -> Fault | None:
-    """The SIGKILL of the copy's node that came while the copy ran, if any."""
+    """The SIGKILL of the copy's node that came while the copy ran, if any.
+
+    The kill landed somewhere in ledger lines ``lines0..lines_hit``; the
+    uncertainty goes the product's way: a copy counts as hit if it started by
+    ``lines_hit`` (no agent ran on that node between the kill and the restart, so
+    such a start is the killed agent's) and had not ended by ``lines0``.
+    """
     for f in _kills_of(copy.node, faults):
-        if copy.start_line <= f.lines0 and (copy.end_line is None or copy.end_line > f.lines0):
+        started_by = max(f.lines0, f.lines_hit)
+        if copy.start_line <= started_by and (copy.end_line is None or copy.end_line > f.lines0):
             return f
     return None
 
@@ -244,7 +251,7 @@ def check_c(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault
         for copy in copies[:-1]:
             if _interrupted_by(copy, faults) is not None:
                 continue
-            kills = [f.lines0 for f in _kills_of(copy.node, faults)]
+            kills = [f"{f.lines0}..{f.lines_hit}" for f in _kills_of(copy.node, faults)]
             found = causes(records.get(tid), copies, copy, faults)
             label, fault = found[0]
             out.append(Violation(

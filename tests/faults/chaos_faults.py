@@ -43,12 +43,18 @@ class Fault:
     t1: float = 0.0  # when the target was serving again
     ledger0: int = 0  # ledger bytes just before the fault
     ledger1: int = 0  # ledger bytes once the target was back
-    lines0: int = 0  # ledger lines just before the fault (for an agent kill: the kill's offset)
+    lines0: int = 0  # ledger lines just before the signal was sent
+    # ledger lines once the signalled process was gone (SIGKILL) or stopped: a task
+    # may start between reading lines0 and the signal landing, so the kill's
+    # offset is known to lie in lines0..lines_hit only
+    lines_hit: int = 0
     detail: str = ""
 
     def describe(self) -> str:
+        at = (f"{self.lines0}" if self.lines_hit <= self.lines0
+              else f"{self.lines0}..{self.lines_hit}")
         return (f"{self.kind} {self.target} at {self.t0:.1f}s..{self.t1:.1f}s, "
-                f"ledger line {self.lines0}{' ' + self.detail if self.detail else ''}")
+                f"ledger line {at}{' ' + self.detail if self.detail else ''}")
 
 
 @dataclass
@@ -83,6 +89,9 @@ class FaultInjector:
         size = self.ledger.size()
         return Fault(kind, target, self.now(), ledger0=size, lines0=self.ledger.lines_within(size))
 
+    def _hit(self, fault: Fault) -> None:
+        fault.lines_hit = self.ledger.lines_within(self.ledger.size())
+
     def _end(self, fault: Fault) -> Fault:
         fault.t1 = self.now()
         fault.ledger1 = self.ledger.size()
@@ -91,7 +100,8 @@ class FaultInjector:
     def _agent_kill(self) -> Fault:
         i = self.rng.randrange(len(self.cluster.agents))
         fault = self._begin("agent-kill", f"node-{i}")
-        self.cluster.kill(self.cluster.agents[i])
+        self.cluster.kill(self.cluster.agents[i])  # returns once the process is gone
+        self._hit(fault)
         down = self.rng.uniform(0.1, 0.8)
         time.sleep(down)
         self.cluster.restart_agent(i)  # waits for /healthz
@@ -104,6 +114,7 @@ class FaultInjector:
         fault = self._begin("agent-stop", f"node-{i}")
         proc = self.cluster.agents[i].proc
         proc.send_signal(signal.SIGSTOP)
+        self._hit(fault)
         try:
             time.sleep(held)
         finally:
@@ -115,6 +126,7 @@ class FaultInjector:
         i = self.rng.randrange(len(self.cluster.schedulers))
         fault = self._begin("scheduler-kill", f"sched-{i}")
         self.cluster.kill(self.cluster.schedulers[i])
+        self._hit(fault)
         down = self.rng.uniform(0.1, 0.6)
         time.sleep(down)
         sched = self.cluster.restart_scheduler(i)
@@ -125,6 +137,7 @@ class FaultInjector:
     def _loadstore_kill(self) -> Fault:
         fault = self._begin("loadstore-kill", "loadstore")
         self.cluster.kill(self.cluster.loadstore)
+        self._hit(fault)
         down = self.rng.uniform(0.2, 1.0)
         time.sleep(down)
         store = self.cluster.restart_loadstore()

@@ -82,12 +82,22 @@ start t6 109 node-3 free
 end t6 109 node-3
 start t6 110 node-3 free
 end t6 110 node-3
+start t7 111 node-0 free
+start t7 112 node-0 held
+end t7 111 node-0
+end t7 112 node-0
 """
+
+
+def _kill(node: str, before: int, gone: int | None = None) -> Fault:
+    return Fault("agent-kill", node, 0.0, lines0=before, lines_hit=gone or before)
+
+
 # node-1 SIGKILLed after line 3 (t2's first copy kept running: an orphan);
 # node-2 after line 7 (t3's first copy died with no end); node-3 after line 19
-# (t6 had ended, the restart ran it again)
-FAULTS = [Fault("agent-kill", "node-1", 1.0, 1.5, 0, 0, 3), Fault("agent-kill", "node-2", 2.0, 2.5, 0, 0, 7),
-          Fault("agent-kill", "node-3", 3.0, 3.5, 0, 0, 19)]
+# (t6 had ended, the restart ran it again); node-0's kill was sent after line 21
+# and the agent was gone after line 22: t7 started in between, so it was hit
+FAULTS = [_kill("node-1", 3), _kill("node-2", 7), _kill("node-3", 19), _kill("node-0", 21, 22)]
 
 
 def _records(*tids: str) -> dict[str, TaskRecord]:
@@ -99,12 +109,14 @@ def test_the_checks_flag_exactly_the_broken_ids(tmp_path):
     ledger = Ledger(tmp_path)
     ledger.path.write_text(LEDGER)
     view = ledger.parse()
-    records = _records("t1", "t2", "t3", "t4", "t5", "t6")
+    records = _records("t1", "t2", "t3", "t4", "t5", "t6", "t7")
     b = {v.task_id: v for v in check_b(view, records, FAULTS)}
-    assert set(b) == {"t2", "t5"}  # the orphan overlap (lock held); t5 by its lines alone
+    # the orphans overlap (lock held); t5 by its lines alone
+    assert set(b) == {"t2", "t5", "t7"}
     assert b["t2"].cause.startswith("agent-kill: copy kept running")
+    assert b["t7"].cause.startswith("agent-kill: copy kept running")
     c = {v.task_id: v for v in check_c(view, records, FAULTS)}
-    # t2 and t3 ran again because of a SIGKILL while they ran; t4, t5, t6 did not
+    # t2, t3 and t7 ran again because of a SIGKILL while they ran; t4, t5, t6 did not
     assert set(c) == {"t4", "t5", "t6"}
     assert c["t6"].cause.startswith("agent-kill just after it ended")
 
