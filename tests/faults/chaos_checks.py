@@ -110,7 +110,14 @@ def causes(record: TaskRecord | None, copies: list[Copy], earlier: Copy | None,
                            None)
             away = next((f for f in faults if f.kind in ("agent-stop", "agent-kill")
                          and f.target == a.node and _overlaps(b.ledger0, b.ledger1, f)), None)
-            if restart is not None:
+            if b.kind == "resubmit-lost":
+                # the client was told `lost` while the node lived: which fault left it
+                # out of this scheduler's view (the last one before the answer)
+                before = [f for f in faults if f.ledger0 <= b.ledger0]
+                last = before[-1] if before else None
+                found.append((f"client resubmitted a `lost` answer for a live node (out of "
+                              f"the view after {last.kind if last else 'no fault'})", last))
+            elif restart is not None:
                 found.append(("scheduler restarted, forgot the id; a resubmission placed it again",
                               restart))
             elif away is not None:
@@ -123,8 +130,6 @@ def causes(record: TaskRecord | None, copies: list[Copy], earlier: Copy | None,
         nodes = set().union(*placed.values()) if placed else set()
         if len(placed) > 1 and len(nodes) > 1:
             found.append(("placed by both schedulers (resubmitted to the other)", None))
-    if any(a.kind == "resubmit-lost" for a in attempts):
-        found.append(("client resubmitted a `lost` answer (node out of view)", None))
     ran_on = {c.node for c in copies}
     for f in faults:
         hit = [a for a in attempts if _overlaps(a.ledger0, a.ledger1, f)]
