@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if run.verdict.violations:
         print(run.failure_message())
         return 1
-    if run.harness_problems:
+    if run.problems:
         print(run.failure_message())
         return 2
     print("every invariant held")

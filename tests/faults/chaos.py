@@ -75,20 +75,21 @@ class ChaosRun:
     faults: list[Fault] = field(default_factory=list)
     view: LedgerView = field(default_factory=LedgerView)
     verdict: Verdict = field(default_factory=Verdict)
-    harness_problems: list[str] = field(default_factory=list)
+    # the scenario did not happen as planned (a harness fault, or an answer it never expects)
+    problems: list[str] = field(default_factory=list)
     report: str = ""
     diagnostics: str = ""
     wall_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.verdict.violations and not self.harness_problems
+        return not self.verdict.violations and not self.problems
 
     def failure_message(self) -> str:
         parts = []
-        if self.harness_problems:
+        if self.problems:
             parts.append("SCENARIO PROBLEMS (the harness, or answers the scenario never "
-                         "expects):\n  " + "\n  ".join(self.harness_problems))
+                         "expects):\n  " + "\n  ".join(self.problems))
         if self.verdict.violations:
             parts.append(f"INVARIANTS BROKEN (seed {self.config.seed}; rerun with "
                          f"{SEED_ENV}={self.config.seed}):\n"
@@ -128,6 +129,7 @@ def settle(cluster: ProcCluster, run_token: str, timeout_s: float) -> str | None
             except Exception as exc:  # noqa: BLE001 - any failure means not settled; say which
                 busy.append(f"{agent.args[agent.args.index('--id') + 1]}: {exc!r}")
                 continue
+            health = health if isinstance(health, dict) else {}
             if code != 200 or health.get("queued") or health.get("running"):
                 busy.append(f"{health.get('node')}: queued {health.get('queued')} "
                             f"running {health.get('running')}")
@@ -197,10 +199,12 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
     has_flag = scheduler_has_flag(AGENT_TIMEOUT_FLAG)
     enqueue_timeout_ms = cfg.agent_timeout_ms if has_flag else default_agent_timeout_ms()
     extra = (AGENT_TIMEOUT_FLAG, f"{cfg.agent_timeout_ms:g}") if has_flag else ()
+    timeout_origin = (f"set by {AGENT_TIMEOUT_FLAG}" if has_flag
+                      else f"the default: the scheduler has no {AGENT_TIMEOUT_FLAG}")
     progress(f"chaos seed {cfg.seed}: {cfg.tasks} tasks in {len(ops)} requests over "
              f"{cfg.chaos_s:g} s, {cfg.agents} agents x {cfg.slots} slots, enqueue timeout "
-             f"{enqueue_timeout_ms:g} ms ({'set by ' + AGENT_TIMEOUT_FLAG if has_flag else 'the default: no ' + AGENT_TIMEOUT_FLAG + ' flag'}), "
-             f"dead after {cfg.dead_after_ms:g} ms; workdir {workdir}")
+             f"{enqueue_timeout_ms:g} ms ({timeout_origin}), dead after {cfg.dead_after_ms:g} ms; "
+             f"workdir {workdir}")
     cluster: ProcCluster | None = None
     submitter: Submitter | None = None
     try:
@@ -219,8 +223,8 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
         submitter.start()
         injector.run(cfg.chaos_s)
         if not submitter.join(timeout=cfg.chaos_s + 60):
-            run.harness_problems.append("the submission plan did not finish in time")
-        run.harness_problems += [f"submitter error: {e}" for e in submitter.errors]
+            run.problems.append("the submission plan did not finish in time")
+        run.problems += [f"submitter error: {e}" for e in submitter.errors]
         progress(f"chaos over at {time.monotonic() - started:.1f}s; settling")
         unsettled = settle(cluster, run_token, cfg.settle_s)
         short = wait_views(cluster)
@@ -231,19 +235,22 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
         run.view = ledger.parse()
         run.verdict = check_all(client.records, finals, run.view, run.faults,
                                 submitter.midrun_terminal)
-        run.harness_problems += scenario_problems(run, accepted)
+        run.problems += check_scenario(run, accepted)
         run.report = report(run, client, submitter, finals, unsettled, short, started)
     except BaseException:
         # a harness error (or ^C): show what the daemons said before they are stopped
         progress("chaos run aborted; daemon logs:\n" + daemon_logs(cluster))
         raise
     finally:
-        if submitter is not None:
-            submitter.stop.set()
-        if cluster is not None:
-            cluster.stop()
-        kill_task_processes(run_token)
-        run.wall_s = time.monotonic() - started
+        try:
+            if submitter is not None:
+                submitter.stop.set()
+            if cluster is not None:
+                cluster.stop()
+        finally:
+            # orphans of SIGKILLed agents are ours too, even if a stop failed
+            kill_task_processes(run_token)
+            run.wall_s = time.monotonic() - started
     if not run.ok:
         run.diagnostics = daemon_logs(cluster)
     (workdir / "chaos-report.txt").write_text(
@@ -252,7 +259,7 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
     return run
 
 
-def scenario_problems(run: ChaosRun, accepted: list[str]) -> list[str]:
+def check_scenario(run: ChaosRun, accepted: list[str]) -> list[str]:
     """Checks on the harness itself: the scenario happened as intended."""
     problems = []
     kinds = {f.kind for f in run.faults}

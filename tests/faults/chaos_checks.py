@@ -106,8 +106,8 @@ def causes(record: TaskRecord | None, copies: list[Copy], earlier: Copy | None,
             if a.node == b.node:
                 continue
             restart = next((f for f in faults if f.kind == "scheduler-kill"
-                            and f.target == f"sched-{sched}" and a.ledger1 <= f.ledger0 <= b.ledger0),
-                           None)
+                            and f.target == f"sched-{sched}"
+                            and a.ledger1 <= f.ledger0 <= b.ledger0), None)
             away = next((f for f in faults if f.kind in ("agent-stop", "agent-kill")
                          and f.target == a.node and _overlaps(b.ledger0, b.ledger1, f)), None)
             if b.kind == "resubmit-lost":
@@ -226,11 +226,13 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
     return out
 
 
-def check_b(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault]) -> list[Violation]:
+def check_b(view: LedgerView, records: dict[str, TaskRecord],
+            faults: list[Fault]) -> list[Violation]:
     out = []
     for tid, copies in view.copies.items():
         for i, later in enumerate(copies[1:], start=1):
-            running = [c for c in copies[:i] if c.end_line is not None and c.end_line > later.start_line]
+            running = [c for c in copies[:i]
+                       if c.end_line is not None and c.end_line > later.start_line]
             if not running and not later.lock_held:
                 continue
             earlier = running[0] if running else next(
@@ -248,7 +250,8 @@ def check_b(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault
     return out
 
 
-def check_c(view: LedgerView, records: dict[str, TaskRecord], faults: list[Fault]) -> list[Violation]:
+def check_c(view: LedgerView, records: dict[str, TaskRecord],
+            faults: list[Fault]) -> list[Violation]:
     out = []
     for tid, copies in view.copies.items():
         if len(copies) < 2:

@@ -49,8 +49,10 @@ class Attempt:
         return self.node is not None and self.status in (202, 503)
 
     def describe(self) -> str:
-        what = f"-> {self.node}" if self.accepted else f"-> {self.status} {self.error or ''}".rstrip()
-        return f"{self.kind} to sched-{self.sched} {what} (ledger bytes {self.ledger0}..{self.ledger1})"
+        what = (f"-> {self.node}" if self.accepted
+                else f"-> {self.status} {self.error or ''}".rstrip())
+        return (f"{self.kind} to sched-{self.sched} {what} "
+                f"(ledger bytes {self.ledger0}..{self.ledger1})")
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,9 @@ def make_plan(rng: random.Random, n_tasks: int, prefix: str, ledger: Ledger,
     singles and resubmissions.
 
     Durations: mostly tens of ms, a quarter a few hundred ms, one in twelve 1–2.5 s,
-    so that an agent kill nearly always hits a task with time left to run. About one request in eight resubmits
-    ids already planned, half to the scheduler that first got them, half to the other.
+    so that an agent kill nearly always hits a task with time left to run. About one
+    request in five resubmits ids already planned (a few requests later), half to the
+    scheduler that first got them, half to the other.
     """
     bodies: dict[str, dict] = {}
     first: dict[str, int] = {}
@@ -153,7 +156,8 @@ class Client:
         self.urls = sched_urls
         self.ledger = ledger
         self.token = token
-        self.records = {tid: TaskRecord(tid, body, first_sched[tid]) for tid, body in bodies.items()}
+        self.records = {tid: TaskRecord(tid, body, first_sched[tid])
+                        for tid, body in bodies.items()}
         self._lock = threading.Lock()
         self.requests = 0
         self.no_answer = 0
@@ -173,7 +177,8 @@ class Client:
         placed = {}
         if isinstance(body, dict):
             placed = {p.get("id"): p for p in body.get("placements") or () if isinstance(p, dict)}
-        reason = (body or {}).get("error", {}).get("reason") if isinstance(body, dict) else None
+        err = body.get("error") if isinstance(body, dict) else None
+        reason = err.get("reason") if isinstance(err, dict) else (str(err) if err else None)
         retry = []
         with self._lock:
             self.requests += 1
@@ -313,7 +318,8 @@ class Submitter:
 
 
 def read_final_states(client: Client, ids: list[str], schedulers: int, timeout_s: float,
-                      workers: int = 8, repeat_404: int = 3) -> dict[str, list[tuple[int | None, dict]]]:
+                      workers: int = 8,
+                      repeat_404: int = 3) -> dict[str, list[tuple[int | None, dict]]]:
     """Every id's answer at every scheduler, polled until terminal (bounded).
 
     Non-terminal answers (``queued``, ``running``, ``unknown``, 5xx, no answer)
@@ -348,7 +354,7 @@ def read_final_states(client: Client, ids: list[str], schedulers: int, timeout_s
 
 
 def answer_text(code: int | None, body: dict) -> str:
-    """A short form of one status answer: ``succeeded@node-1``, ``404``, ``unknown@node-2 (why)``."""
+    """A short form of one answer: ``succeeded@node-1``, ``HTTP 404``, ``unknown@node-2 (why)``."""
     if code == 200:
         state, node = body.get("state"), body.get("node")
         text = f"{state}@{node}" if node else str(state)
