@@ -212,6 +212,7 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
             if (m.state, m.node) == (body.get("state"), body.get("node")):
                 continue
             flagged.add(m.sched)
+            why = f" ({m.reason})" if m.reason else ""
             label = (f"read `{m.state}` mid-run, finally `{body.get('state')}`"
                      if m.state != body.get("state")
                      else f"read `{m.state}` mid-run on one node, finally on another")
@@ -219,7 +220,7 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
                          and f.target == m.node and f.ledger0 <= m.ledger <= f.ledger1), None)
             out.append(Violation(
                 "a", tid, label,
-                f"{tid}: sched-{m.sched} answered {m.state}@{m.node} ({m.reason}) at ledger byte "
+                f"{tid}: sched-{m.sched} answered {m.state}@{m.node}{why} at ledger byte "
                 f"{m.ledger}, finally {answer_text(code, body)}"
                 f"{' [' + away.describe() + ']' if away else ''} — {_history(rec)}; "
                 f"{_copies(view, tid)}", away))
@@ -259,7 +260,7 @@ def check_c(view: LedgerView, records: dict[str, TaskRecord],
         for copy in copies[:-1]:
             if _interrupted_by(copy, faults) is not None:
                 continue
-            kills = [f"{f.lines0}..{f.lines_hit}" for f in _kills_of(copy.node, faults)]
+            kills = ", ".join(f"{f.lines0}..{f.lines_hit}" for f in _kills_of(copy.node, faults))
             found = causes(records.get(tid), copies, copy, faults)
             label, fault = found[0]
             out.append(Violation(
