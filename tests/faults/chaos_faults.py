@@ -39,7 +39,7 @@ RECOVERY_TIMEOUT_S = 20.0
 class Fault:
     kind: str
     target: str  # node-2, sched-1, loadstore
-    t0: float  # seconds since the run started
+    t0: float  # seconds since the fault rounds began
     t1: float = 0.0  # when the target was serving again
     ledger0: int = 0  # ledger bytes just before the fault
     ledger1: int = 0  # ledger bytes once the target was back
