@@ -2,7 +2,8 @@
 
 ``ProcCluster`` starts one load store, M schedulers and N sleep-executor agents
 (each with its own journal in the test's directory), and lets a test SIGKILL,
-SIGSTOP/SIGCONT or restart any one of them. Everything is blocking HTTP with
+SIGSTOP/SIGCONT or restart any one of them (agents on their journal, schedulers
+and the load store on their own port). Everything is blocking HTTP with
 timeouts, so each test stays bounded in time.
 """
 
@@ -43,12 +44,16 @@ class ProcCluster:
                  dead_after_ms: float = 3000.0, b: int = 20, token: str | None = None,
                  slots: int = 4, executor: str = "sleep", agent_extra: tuple[str, ...] = (),
                  agent_fsize: dict[int, int] | None = None,
+                 agent_env: dict[int, dict[str, str]] | None = None,
                  scheduler_extra: tuple[str, ...] = (),
                  loadstore_extra: tuple[str, ...] = ()) -> None:
+        """``agent_env``: extra environment for agent i (its tasks inherit it with the
+        process executor); ``scheduler_extra``: flags added to every scheduler."""
         self.workdir = workdir
-        self.scheduler_extra = scheduler_extra
         self.loadstore_extra = loadstore_extra
         self.agent_fsize = agent_fsize or {}
+        self.agent_env = agent_env or {}
+        self.scheduler_extra = scheduler_extra
         self.token = token
         self.env = {"DODOOR_TOKEN": token} if token else {}
         self.daemons: list[Daemon] = []
@@ -75,22 +80,25 @@ class ProcCluster:
                     "--journal", str(workdir / f"node-{i}.sqlite"), "--report-interval-ms", "50",
                     "--heartbeat-ms", "200", *agent_extra]
             self.agent_args.append(args)
-            self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i)))
-        self.schedulers: list[Daemon] = []
+            self.agents.append(self._start(args, port, fsize=self.agent_fsize.get(i),
+                                           env=self.agent_env.get(i)))
         self.scheduler_args: list[list[str]] = []
+        self.schedulers: list[Daemon] = []
         for i in range(schedulers):
             port = free_port()
-            self.scheduler_args.append(
-                ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore.url, "--seed", str(i), *self.scheduler_extra])
-            self.schedulers.append(self._start(self.scheduler_args[i], port))
+            args = ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
+                    self.loadstore.url, "--seed", str(i), *self.scheduler_extra]
+            self.scheduler_args.append(args)
+            self.schedulers.append(self._start(args, port))
         for s in self.schedulers:
             poll(lambda s=s: self.get(s.url + "/healthz")[1]["nodes"] == agents, 20,
                  what="scheduler sees every agent")
 
     def _start(self, args: list[str], port: int, wait: bool = True,
-               fsize: int | None = None) -> Daemon:
-        daemon = start_daemon(args, port, self.env, self.workdir, fsize, wait)
+               fsize: int | None = None, env: dict[str, str] | None = None,
+               attempts: int = 3) -> Daemon:
+        daemon = start_daemon(args, port, {**self.env, **(env or {})}, self.workdir, fsize, wait,
+                              attempts)
         self.daemons.append(daemon)
         return daemon
 
@@ -102,17 +110,22 @@ class ProcCluster:
     def restart_agent(self, i: int) -> Daemon:
         """Start agent ``i`` again on the same port and journal."""
         old = self.agents[i]
-        self.agents[i] = self._start(self.agent_args[i], old.port)
+        self.agents[i] = self._start(self.agent_args[i], old.port, fsize=self.agent_fsize.get(i),
+                                     env=self.agent_env.get(i))
         return self.agents[i]
 
     def restart_scheduler(self, i: int) -> Daemon:
-        """Start scheduler ``i`` again (same id and port; a new process, empty memory)."""
-        self.schedulers[i] = self._start(self.scheduler_args[i], self.schedulers[i].port)
+        """Start scheduler ``i`` again with the same id and port (clients keep its URL).
+
+        One attempt only: moving it to another port would hide it from its clients.
+        """
+        self.schedulers[i] = self._start(self.scheduler_args[i], self.schedulers[i].port,
+                                         attempts=1)
         return self.schedulers[i]
 
     def restart_loadstore(self) -> Daemon:
-        """Start the load store again on the same port and state file (its cwd)."""
-        self.loadstore = self._start(self.loadstore_args, self.loadstore.port)
+        """Start the load store again on the same port (agents and schedulers keep its URL)."""
+        self.loadstore = self._start(self.loadstore_args, self.loadstore.port, attempts=1)
         return self.loadstore
 
     def stop(self) -> None:
