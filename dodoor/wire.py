@@ -47,6 +47,9 @@ class Enqueue:
 
     task: Task
     scheduler_id: str
+    # the node life the scheduler aims at (Snapshot.incarnations): an agent refuses an
+    # enqueue meant for a life it was fenced out of (docs/guarantees.md)
+    incarnation: str = ""
     TYPE: ClassVar[str]
 
 
@@ -59,6 +62,7 @@ class EnqueueBatch:
 
     tasks: tuple[Task, ...]
     scheduler_id: str
+    incarnation: str = ""  # as in Enqueue
     TYPE: ClassVar[str]
 
 
@@ -135,6 +139,7 @@ class Snapshot:
     state: np.ndarray
     epoch: str = ""  # the store instance; set when it also sends SnapshotDelta
     dead: tuple[str, ...] = ()  # nodes the store declared dead: their tasks are ``lost``
+    incarnations: tuple[str, ...] = ()  # each node's current life, as node_ids
     TYPE: ClassVar[str]
 
 

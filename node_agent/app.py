@@ -224,6 +224,9 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     msg, size = await read_message(request, Enqueue)
     app[COUNTER].add("enqueue", nbytes=size)
     agent = app[AGENT]
+    stale = _stale_life(agent, msg.incarnation)
+    if stale is not None:
+        return stale
     if not agent.queue.fits_node(msg.task):
         return _too_big(agent, msg.task)
     try:
@@ -242,6 +245,9 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     msg, size = await read_message(request, EnqueueBatch)
     app[COUNTER].add("enqueue", n=len(msg.tasks), nbytes=size)
     agent = app[AGENT]
+    stale = _stale_life(agent, msg.incarnation)
+    if stale is not None:
+        return stale
     fit = agent.queue.fits_node_each(msg.tasks)
     if not fit.all():
         i = int(np.argmin(fit))  # the first task that can never run here
@@ -254,6 +260,17 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     except TaskConflict as exc:
         return _conflict(exc)  # the other tasks were accepted
     return web.Response(status=202)
+
+
+def _stale_life(agent: NodeAgent, incarnation: str) -> web.StreamResponse | None:
+    """410 for an enqueue aimed at a node life that was fenced (or is being fenced):
+    it may have been sent before the node was declared dead and reached us after, and
+    its task was placed elsewhere meanwhile. Nothing is journaled; the scheduler
+    places it elsewhere."""
+    if agent.fencing or (incarnation and incarnation != agent.incarnation):
+        return error_response(410, "incarnation", f"node {agent.node_id} life "
+                              f"{incarnation or '?'} is over (now {agent.incarnation})")
+    return None
 
 
 def _conflict(exc: TaskConflict) -> web.StreamResponse:

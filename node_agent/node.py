@@ -294,6 +294,11 @@ class NodeAgent:
                 self._pump()
 
     # -- machinery --------------------------------------------------------
+    @property
+    def fencing(self) -> bool:
+        """True while a fence ends the old life (enqueues are refused meanwhile)."""
+        return self._fencing
+
     def pump(self) -> None:
         """Start what fits now (after the lease was renewed, say)."""
         self._pump()

@@ -217,7 +217,7 @@ class LoadStoreState:
             capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
             slots=np.array([float(r.slots) for r in live]).reshape(n),
             state=np.array([r.state for r in live]).reshape(n, N_STATE),
-            dead=self.dead(),
+            dead=self.dead(), incarnations=tuple(r.incarnation for r in live),
         )
 
     def _reindex(self) -> None:
@@ -242,7 +242,8 @@ class LoadStoreState:
                     urls=tuple(r.url for r in live),
                     capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
                     slots=np.array([float(r.slots) for r in live]).reshape(n),
-                    state=update.rows, epoch=self.epoch, dead=self.dead())
+                    state=update.rows, epoch=self.epoch, dead=self.dead(),
+                    incarnations=tuple(r.incarnation for r in live))
             else:
                 out[sid] = SnapshotDelta(
                     seq=update.seq, base_seq=update.base_seq, epoch=self.epoch,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, EnqueueBatch
@@ -45,12 +46,15 @@ class _Agent:
 class Outbox:
     """Per-agent enqueue queues of one scheduler (see module docstring)."""
 
-    def __init__(self, peers: PeerClient, scheduler_id: str, in_flight: int) -> None:
+    def __init__(self, peers: PeerClient, scheduler_id: str, in_flight: int,
+                 life_at: Callable[[str], str] = lambda url: "") -> None:
+        """``life_at(url)``: the node life enqueues to ``url`` aim at (fencing token)."""
         if in_flight < 1:
             raise ValueError(f"in_flight must be >= 1, got {in_flight!r}")
         self.peers = peers
         self.scheduler_id = scheduler_id
         self.in_flight = in_flight
+        self.life_at = life_at
         self.requests = 0
         self._agents: dict[str, _Agent] = {}
         self._senders = BackgroundTasks()
@@ -105,10 +109,12 @@ class Outbox:
         self.requests += 1
         try:
             if len(tasks) == 1:
-                await self.peers.send(url + "/internal/enqueue", Enqueue(tasks[0], self.scheduler_id))
+                await self.peers.send(url + "/internal/enqueue",
+                                      Enqueue(tasks[0], self.scheduler_id, self.life_at(url)))
             else:
                 await self.peers.send(url + "/internal/enqueue_batch",
-                                      EnqueueBatch(tuple(tasks), self.scheduler_id),
+                                      EnqueueBatch(tuple(tasks), self.scheduler_id,
+                                                   self.life_at(url)),
                                       count=len(tasks), kind="enqueue")
         except PeerError as exc:
             if len(tasks) > 1 and exc.status in (404, 405):

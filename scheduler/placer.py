@@ -105,7 +105,7 @@ class Placer(AskingPaths):
         # False: decide every task alone (benchmarks/placement_cpu.py's baseline)
         self.stack_decisions = True
         self.outbox = Outbox(peers, settings.scheduler_id,
-                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight))
+                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight), view.life_at)
         # this process, for the store's claims: a restarted scheduler is another claimer
         self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
         # whether to claim ids at the load store (the app says False while it is down)
@@ -290,7 +290,7 @@ class Placer(AskingPaths):
                 self._no_batch.add(url)
         async with self._limit(url):
             await self.peers.send(url + "/internal/enqueue",
-                                  Enqueue(task, self.settings.scheduler_id))
+                                  Enqueue(task, self.settings.scheduler_id, self.view.life_at(url)))
 
     async def _send_group(
         self, target: Target, items: list[tuple[int, Task, Decided]]
@@ -610,7 +610,8 @@ class Placer(AskingPaths):
             try:
                 async with self._limit(url):
                     await self.peers.send(url + "/internal/enqueue_batch",
-                                          EnqueueBatch(tuple(tasks), self.settings.scheduler_id),
+                                          EnqueueBatch(tuple(tasks), self.settings.scheduler_id,
+                                                       self.view.life_at(url)),
                                           count=len(tasks), kind="enqueue")
             except PeerError as exc:
                 if exc.status not in (404, 405):

@@ -38,6 +38,7 @@ class ClusterView:
         self.dead: frozenset[str] = frozenset()
         self._delta_seq = 0
         self._installed = asyncio.Event()  # set (and cleared) by each full snapshot
+        self._lives: dict[str, str] = {}  # agent url -> the node life the store last saw
 
     @property
     def n_nodes(self) -> int:
@@ -74,6 +75,8 @@ class ClusterView:
             self.index = {node: i for i, node in enumerate(self.node_ids)}
             self.generation += 1
         self.urls = tuple(u.rstrip("/") for u in snap.urls)
+        lives = snap.incarnations if len(snap.incarnations) == n else ("",) * n
+        self._lives = dict(zip(self.urls, lives))
         self.cache.replace(state)
         self.snapshot_seq = snap.seq
         self.epoch = snap.epoch
@@ -83,6 +86,10 @@ class ClusterView:
         self._installed.set()
         self._installed = asyncio.Event()
         return leftover
+
+    def life_at(self, url: str) -> str:
+        """The life of the node at ``url`` that enqueues aim at ("" when unknown)."""
+        return self._lives.get(url, "")
 
     async def wait_for_node(self, node_id: str, timeout_s: float) -> int | None:
         """The node's index once a snapshot lists it, waiting up to ``timeout_s`` (the

@@ -51,3 +51,29 @@ async def test_ids_reach_the_store_once_and_all_again_for_a_new_store(
     assert sorted(sent) == ["a", "b"]  # not repeated once answered
     store.instance = "store-2"  # a restarted store knows nothing: it gets every id again
     await wait_for(lambda: sum(t == "a" for s in store.states for t in s.task_ids) == 2)
+
+
+async def test_an_enqueue_aimed_at_a_fenced_life_is_refused_410_and_not_journaled(
+        aiohttp_client, aiohttp_server, agent_settings):
+    """Sent before the node was declared dead, delivered after its fence: the task was
+    placed elsewhere meanwhile, so this life must not take it."""
+    from dodoor.wire import Enqueue
+    from tests.agent.conftest import post
+
+    store = FakeLoadStore()
+    store.wants_load = True
+    server = await aiohttp_server(store.app)
+    settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
+                              heartbeat_ms=30.0)
+    client = await aiohttp_client(create_app(settings, executor=GatedExecutor()))
+    agent = client.app[AGENT]
+    await wait_for(lambda: store.states)
+    old = agent.incarnation
+    assert (await post(client, "/internal/enqueue", Enqueue(make_task("a"), "s", old))).status == 202
+    store.fenced.add(old)
+    await wait_for(lambda: agent.fences == 1)
+    resp = await post(client, "/internal/enqueue", Enqueue(make_task("late"), "s", old))
+    assert resp.status == 410 and (await resp.json())["error"]["field"] == "incarnation"
+    assert await agent.status("late") is None
+    now = agent.incarnation
+    assert (await post(client, "/internal/enqueue", Enqueue(make_task("b"), "s", now))).status == 202

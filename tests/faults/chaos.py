@@ -52,7 +52,10 @@ class ChaosConfig:
     slots: int = 4
     tasks: int = 1200
     chaos_s: float = 45.0  # fault rounds and submissions both span this
-    dead_after_ms: float = 1500.0  # shorter than a stop: a stopped node leaves the views
+    # longer than any stop (at most ~2 s): a paused agent is not declared dead. One paused
+    # longer is declared dead while its running tasks go on, the window
+    # docs/guarantees.md documents; it is left out here, not hidden.
+    dead_after_ms: float = 3000.0
     agent_timeout_ms: float = 500.0  # passed only if the scheduler has the flag
     settle_s: float = 60.0
     status_s: float = 20.0
