@@ -86,7 +86,9 @@ def make_executor(settings: AgentSettings) -> Executor:
     if settings.executor == "process":
         from node_agent.process_executor import ProcessExecutor
 
-        return ProcessExecutor(timeout_ms=settings.task_timeout_ms)
+        # exit statuses outlive the agent next to its journal (see the executor)
+        return ProcessExecutor(timeout_ms=settings.task_timeout_ms,
+                               exit_dir=settings.journal_path + ".exits")
     from node_agent.docker_executor import DockerExecutor  # needs the docker SDK and engine
 
     try:

@@ -15,6 +15,12 @@ journal through ``on_start``; an agent restarted after a crash kills what is
 left of each interrupted task's group in ``reconcile`` before the task re-runs.
 On Linux the leader also gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with
 the agent (its own children only by the restart's ``reconcile``).
+
+With an ``exit_dir`` the leader is a small ``sh`` that runs the command and
+writes its exit status to a file there before it exits: the status outlives the
+agent, as a container's does in the engine. An agent killed after a task ended
+but before it journaled the result finds that status in ``reconcile`` and
+records it instead of running the task again (its output is gone).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -42,6 +49,10 @@ log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 4096
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# $0: the exit file; the rest: the command. Builtins only (no extra process); a torn
+# write reads as no status, and the task runs again, as without a file.
+_SHIM = '"$@"; s=$?; printf %s "$s" > "$0"; exit "$s"'
+_SIGNAL_BASE = 128  # a shell reports death by signal n as exit status 128 + n
 
 
 class ProcessExecutor:
@@ -56,12 +67,15 @@ class ProcessExecutor:
 
     def __init__(self, timeout_ms: float | None = None, timeout_factor: float = 10.0,
                  min_timeout_ms: float = 60_000.0, limit_memory: bool = True,
-                 kill_wait_s: float = 10.0) -> None:
+                 kill_wait_s: float = 10.0, exit_dir: str | None = None) -> None:
         self.timeout_ms = timeout_ms
         self.timeout_factor = timeout_factor
         self.min_timeout_ms = min_timeout_ms
         self.limit_memory = limit_memory
         self.kill_wait_s = kill_wait_s
+        self.exit_dir = exit_dir
+        if exit_dir is not None:
+            os.makedirs(exit_dir, exist_ok=True)
         # Looked up here, in the agent: the forked child should only call it.
         self._prctl = _find_prctl()
 
@@ -110,14 +124,40 @@ class ProcessExecutor:
         if timed_out:
             return TaskResult("failed", exit_code=code,
                               reason=f"timed out after {limit_ms:g} ms", log_tail=tail)
+        return self._result(code, tail)
+
+    def _result(self, code: int | None, tail: str, note: str = "") -> TaskResult:
         if code == 0:
-            return TaskResult("succeeded", exit_code=0, log_tail=tail)
-        reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return TaskResult("failed", exit_code=code, reason=reason, log_tail=tail)
+            return TaskResult("succeeded", exit_code=0, reason=note or None, log_tail=tail)
+        if code is not None and code < 0:
+            reason = f"killed by signal {-code}"
+        elif self.exit_dir is not None and code is not None and code > _SIGNAL_BASE:
+            reason = f"killed by signal {code - _SIGNAL_BASE}"  # as the shim's sh saw it
+        else:
+            reason = f"exit code {code}"
+        return TaskResult("failed", exit_code=code, reason=reason + note, log_tail=tail)
+
+    def _exit_file(self, task_id: str) -> str | None:
+        if self.exit_dir is None:
+            return None
+        name = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return os.path.join(self.exit_dir, name)
 
     async def forget(self, task_id: str) -> None:
-        # ``run`` already ended the task's whole group before returning its result.
-        return None
+        # ``run`` already ended the task's whole group; only its exit file is left.
+        path = self._exit_file(task_id)
+        if path is not None:
+            await asyncio.to_thread(_unlink, path)
+
+    def _recorded_exit(self, task_id: str) -> int | None:
+        path = self._exit_file(task_id)
+        if path is None:
+            return None
+        try:
+            with open(path) as fh:
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
 
     async def reconcile(self, interrupted: Sequence[Interrupted]) -> list[Adopted]:
         """Kill what is left of every interrupted task's process group, and wait for it.
@@ -144,6 +184,13 @@ class ProcessExecutor:
                           "not running it again", row.task_id, left)
                 found.append(Adopted(row.task_id, running=False, result=TaskResult(
                     "failed", reason=f"processes {left} of an earlier run could not be killed")))
+                continue
+            code = await asyncio.to_thread(self._recorded_exit, row.task_id)
+            if code is not None:
+                log.info("task %s ended (status %d) before the previous agent recorded it; "
+                         "recording it, not running it again", row.task_id, code)
+                found.append(Adopted(row.task_id, running=False, result=self._result(
+                    code, "", " (recorded after an agent restart; its output is lost)")))
         return found
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
@@ -160,9 +207,14 @@ class ProcessExecutor:
         # A bare protocol rather than asyncio's Process: Process.wait() also waits for the
         # output pipe to close, which a background child may hold for as long as it
         # likes; the task has ended when its leader exits.
+        exit_file = self._exit_file(task.task_id)
+        argv = list(task.command or ())
+        if exit_file is not None:
+            _unlink(exit_file)  # a status from an earlier run of this id is not this run's
+            argv = ["/bin/sh", "-c", _SHIM, exit_file, *argv]
         spawning = asyncio.ensure_future(loop.subprocess_exec(
             lambda: _TaskProtocol(loop),
-            *task.command,  # type: ignore[misc]
+            *argv,  # type: ignore[misc]
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -250,6 +302,13 @@ def _child_setup(memory_bytes: int | None, agent_pid: int,
         # The agent may have died between the fork and the prctl: then no signal comes.
         if os.getppid() != agent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _limit_memory(nbytes: int) -> None:

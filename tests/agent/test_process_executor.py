@@ -233,3 +233,42 @@ def test_task_leader_dies_with_its_agent(tmp_path):
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+async def test_a_status_written_before_the_agent_died_is_recorded_not_run_again(tmp_path):
+    """The shim writes the exit status next to the journal: an agent killed between a
+    task's end and the journaling of its result records it after the restart."""
+    from node_agent.executor import Interrupted
+    from node_agent.process_executor import ProcessExecutor
+
+    exits = str(tmp_path / "exits")
+    ledger = tmp_path / "ledger"
+    task = Task("ended", 1.0, 256.0, command=("sh", "-c", f"echo ran >> {ledger}; exit 3"))
+    handles: list[str] = []
+
+    async def on_start(handle: str) -> None:
+        handles.append(handle)
+
+    first = ProcessExecutor(exit_dir=exits)
+    result = await first.run(task, on_start)
+    assert (result.state, result.exit_code) == ("failed", 3)
+    # the agent died here: no journal write, no forget; a new agent reconciles
+    again = ProcessExecutor(exit_dir=exits)
+    [adopted] = await again.reconcile([Interrupted(task, "running", handles[0])])
+    assert (adopted.task_id, adopted.running) == ("ended", False)
+    assert (adopted.result.state, adopted.result.exit_code) == ("failed", 3)
+    assert "after an agent restart" in adopted.result.reason
+    assert ledger.read_text() == "ran\n"  # it ran once
+    await again.forget("ended")
+    assert await ProcessExecutor(exit_dir=exits).reconcile(
+        [Interrupted(task, "running", handles[0])]) == []  # forgotten: nothing recorded
+
+
+async def test_the_shim_keeps_exit_codes_and_signal_deaths(tmp_path):
+    from node_agent.process_executor import ProcessExecutor
+
+    ex = ProcessExecutor(exit_dir=str(tmp_path / "exits"))
+    ok = await ex.run(Task("ok", 1.0, 256.0, command=("true",)))
+    assert (ok.state, ok.exit_code) == ("succeeded", 0)
+    killed = await ex.run(Task("sig", 1.0, 256.0, command=("sh", "-c", "kill -TERM $$")))
+    assert killed.state == "failed" and killed.reason == "killed by signal 15"

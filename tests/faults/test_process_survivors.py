@@ -1,7 +1,7 @@
 """Process executor on a real agent: a task never runs as two copies, nothing outlives it.
 
-The agent runs alone (its load store address leads nowhere) and gets its tasks
-through ``POST /internal/enqueue``, as a scheduler would send them.
+The agent reports to a real load store (which grants its start lease) and gets
+its tasks through ``POST /internal/enqueue``, as a scheduler would send them.
 """
 
 from __future__ import annotations
@@ -36,9 +36,17 @@ note("end")
 """
 
 
-def agent_args(workdir: Path, *extra: str) -> list[str]:
+@pytest.fixture
+def loadstore(tmp_path):
+    port = free_port()
+    store = start_daemon(["loadstore", "--port", str(port)], port, {}, tmp_path)
+    yield store.url
+    store.stop()
+
+
+def agent_args(workdir: Path, loadstore: str, *extra: str) -> list[str]:
     return ["agent", "--port", str(free_port()), "--id", "node-p",
-            "--loadstore", f"http://127.0.0.1:{free_port()}", "--executor", "process",
+            "--loadstore", loadstore, "--executor", "process",
             "--cores", "2", "--memory-mb", "4096", "--disk-mb", "0", "--slots", "2",
             "--journal", str(workdir / "agent.sqlite"), "--report-interval-ms", "50",
             "--heartbeat-ms", "200", *extra]
@@ -75,11 +83,11 @@ def ledger_lines(path: Path) -> list[tuple[str, int]]:
             (line.split() for line in path.read_text().splitlines() if line.strip())]
 
 
-def test_sigkilled_agent_kills_the_old_copy_before_running_the_task_again(tmp_path):
+def test_sigkilled_agent_kills_the_old_copy_before_running_the_task_again(tmp_path, loadstore):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     ledger = tmp_path / "ledger"
-    args = agent_args(tmp_path)
+    args = agent_args(tmp_path, loadstore)
     agent = start_agent(tmp_path, args)
     try:
         # The shell leads the group; the worker is its child, so the leader's
@@ -111,8 +119,8 @@ def test_sigkilled_agent_kills_the_old_copy_before_running_the_task_again(tmp_pa
         agent.stop()
 
 
-def test_background_children_are_gone_when_the_task_is_reported(tmp_path):
-    agent = start_agent(tmp_path, agent_args(tmp_path, "--task-timeout-ms", "1500"))
+def test_background_children_are_gone_when_the_task_is_reported(tmp_path, loadstore):
+    agent = start_agent(tmp_path, agent_args(tmp_path, loadstore, "--task-timeout-ms", "1500"))
     try:
         tasks = {}
         for tid, then in (("quick", "echo started"), ("slow", "sleep 30")):
