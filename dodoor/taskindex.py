@@ -80,11 +80,14 @@ class TaskIndex:
         self._trim()
 
     def lookup(self, task_ids: Iterable[str], scheduler: str, claim: bool,
-               dead: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
+               dead: Callable[[str], bool],
+               complete: bool = True) -> tuple[list[str], list[str], list[str]]:
         """Per id: (outcome, node or "", owner or ""); ``claim`` takes the free ids.
 
         ``dead(node)`` says whether the store declared that node dead: with
         ``claim`` its ids may be placed again (their clients were told ``lost``).
+        ``complete`` False (some node has not resent its ids yet): an id never seen
+        is ``busy``, not free, since that node may hold it.
         """
         now = self.clock.now_ms()
         entries = self._entries
@@ -95,7 +98,9 @@ class TaskIndex:
             entry = entries.get(task_id)
             if entry is None:
                 outcome = UNKNOWN
-                if claim:
+                if not complete:
+                    outcome = BUSY
+                elif claim:
                     entry = entries[task_id] = _Entry("", scheduler, now)
                     outcome = NEW
             elif entry.node:

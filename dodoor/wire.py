@@ -183,6 +183,8 @@ class NodeState:
     # ids accepted since the last acknowledged report (all journaled ids after the
     # agent starts or the store restarts): the store's task index (docs/guarantees.md)
     task_ids: tuple[str, ...] = ()
+    # this report ends a resend of every journaled id: the store's index now holds them all
+    task_ids_complete: bool = False
     TYPE: ClassVar[str]
 
 

@@ -178,9 +178,10 @@ async def build_state(app: web.Application, seq: int) -> NodeState:
     cpu, mem = await asyncio.to_thread(_utilization)
     util = {"cpu_percent": cpu, "memory_percent": mem,
             "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
+    task_ids, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
-                     agent.state(), util, incarnation=agent.incarnation,
-                     task_ids=tuple(agent.unreported[:MAX_IDS_PER_REPORT]))
+                     agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
+                     task_ids_complete=complete)
 
 
 def _utilization() -> tuple[float, float]:

@@ -77,6 +77,9 @@ class NodeAgent:
         self.incarnation = ""  # set by resume(); renewed by fence()
         # ids accepted and not yet in an answered state report (the store's task index)
         self.unreported: list[str] = []
+        # while all journaled ids are being resent: how many of ``unreported`` they are
+        self._resend_left = 0
+        self._resending = False
         self.fences = 0
         self._store_instance = ""
         # called when a start waits for the lease: report now
@@ -126,6 +129,9 @@ class NodeAgent:
     async def resume(self) -> int:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
         self.incarnation = await self.journal.incarnation()
+        # whichever store hears from us first may not know our ids: send them all
+        self.unreported = await self.journal.all_ids()
+        self._resend_left, self._resending = len(self.unreported), True
         # A row that no longer reads (say, validation tightened by an upgrade) cannot run;
         # it ends failed instead of keeping the agent, and every other task, from starting.
         for bad in await self.journal.fail_unreadable(self.clock.now_ms()):
@@ -216,6 +222,12 @@ class NodeAgent:
             raise TaskConflict(conflicts)
         return added
 
+    def ids_to_report(self, limit: int) -> tuple[tuple[str, ...], bool]:
+        """The next ids for a state report, and whether they end a resend of all ids
+        (the store then knows every id this agent holds)."""
+        ids = tuple(self.unreported[:limit])
+        return ids, self._resending and len(ids) >= self._resend_left
+
     async def fence(self) -> int:
         """The load store declared this node life dead, and told clients its tasks are
         ``lost``: stop whatever runs, end every unfinished task ``lost``, start a new life.
@@ -283,10 +295,19 @@ class NodeAgent:
         if sent.incarnation != self.incarnation:
             return  # the answer is about a life fenced meanwhile: it grants nothing now
         del self.unreported[:len(sent.task_ids)]
-        if ack.instance and ack.instance != self._store_instance:
+        self._resend_left = max(0, self._resend_left - len(sent.task_ids))
+        if ack.instance and self._store_instance and ack.instance != self._store_instance:
             # a store we have not told our ids (ours or its first life): all of them again
             self._store_instance = ack.instance
             self.unreported = await self.journal.all_ids()
+            self._resend_left = len(self.unreported)
+            self._resending = True
+            self.want_report()
+        else:
+            if ack.instance:
+                self._store_instance = ack.instance
+            if self._resending and sent.task_ids_complete:
+                self._resending = False
         if ack.lease_ms > 0:
             was_valid = self.lease.valid()
             self.lease.grant(sent_ms, ack.lease_ms)

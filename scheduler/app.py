@@ -290,9 +290,9 @@ async def task_status(request: web.Request) -> web.Response:
             return web.json_response(_status_body(
                 task_id, "lost", node, reason=f"node {node} was declared dead"))
         if outcome in (BUSY, MINE):
-            return web.json_response(_status_body(
-                task_id, UNKNOWN, None, reason=f"being placed by scheduler {reply.owners[0]}; "
-                "no node has reported it yet"))
+            why = (f"being placed by scheduler {reply.owners[0]}; no node has reported it yet"
+                   if reply.owners[0] else "the load store is still collecting its nodes' ids")
+            return web.json_response(_status_body(task_id, UNKNOWN, None, reason=why))
         if outcome != PLACED or node is None:
             return json_error(404, "id", f"unknown task {task_id!r} (not known to this "
                               "scheduler nor to the load store; results expire with the "

@@ -36,6 +36,8 @@ class NodeRecord:
     alive: bool = True
     utilization: dict | None = None
     incarnation: str = ""
+    # the node's ids are all in this store's task index (it sent a complete resend)
+    indexed: bool = False
     # False for a member remembered from before a store restart that has not
     # reported to this store yet: not in snapshots, but it expires like the rest
     reported_here: bool = True
@@ -93,6 +95,12 @@ class LoadStoreState:
         """Nodes declared dead and not back: their tasks are ``lost``."""
         return tuple(sorted(n for n, rec in self.nodes.items() if not rec.alive))
 
+    def index_complete(self) -> bool:
+        """Does the task index hold every id of every live node? Not until each has
+        resent its journal's ids to this store (after a restart, say): before, an id
+        unknown here may be held by a node, so it must not be claimed as new."""
+        return all(rec.indexed for rec in self.nodes.values() if rec.alive)
+
     def is_dead(self, node_id: str) -> bool:
         rec = self.nodes.get(node_id)
         return rec is not None and not rec.alive
@@ -119,6 +127,7 @@ class LoadStoreState:
         now = self.clock.now_ms()
         if msg.task_ids:
             self.index.placed(msg.node_id, msg.task_ids)
+        indexed = msg.task_ids_complete
         url = msg.url.rstrip("/")
         if self.membership.members.get(msg.node_id) != (url, msg.incarnation):
             self.membership.members[msg.node_id] = (url, msg.incarnation)
@@ -128,7 +137,7 @@ class LoadStoreState:
             self.nodes[msg.node_id] = NodeRecord(
                 msg.node_id, url, capacity, int(msg.slots), state,
                 np.zeros(N_STATE), now, msg.seq, utilization=dict(msg.utilization),
-                incarnation=msg.incarnation,
+                incarnation=msg.incarnation, indexed=indexed,
             )
             log.info("node %s joined (%s)", msg.node_id, msg.url)
             self._reindex()
@@ -139,6 +148,7 @@ class LoadStoreState:
             log.info("node %s is back (life %s)", msg.node_id, msg.incarnation or "-")
         rec.reported_here = True
         rec.incarnation = msg.incarnation
+        rec.indexed = rec.indexed or indexed
         rec.url = msg.url.rstrip("/")
         rec.capacity = capacity
         rec.slots = int(msg.slots)

@@ -300,7 +300,8 @@ async def lookup(request: web.Request) -> web.Response:
         return json_error(400, "lookup", str(exc))
     ls.counter.add("lookup")
     outcomes, nodes_, owners = ls.store.index.lookup(msg.task_ids, msg.scheduler_id, msg.claim,
-                                                      ls.store.is_dead)
+                                                      ls.store.is_dead,
+                                                      ls.store.index_complete())
     reply = encode(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners)))
     return web.Response(body=reply, content_type=CONTENT_TYPE)
 

@@ -183,8 +183,10 @@ class Placer(AskingPaths):
                     coros.append(self._indexed(i, self._confirm_at(task, claimed[1])))
                     continue
                 if claimed is not None and claimed[0] == BUSY:
-                    out[i] = Placement(task_id, None, f"id {task_id!r} is being placed by "
-                                       f"scheduler {claimed[2]}; retry later")
+                    who = (f"is being placed by scheduler {claimed[2]}" if claimed[2] else
+                           "may be held by a node that has not resent its ids to the load "
+                           "store yet")
+                    out[i] = Placement(task_id, None, f"id {task_id!r} {who}; retry later")
                     continue
                 pending = self._inflight.get(task_id)
                 if pending is not None:

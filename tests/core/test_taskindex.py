@@ -70,3 +70,12 @@ def test_each_id_is_claimed_new_once_while_its_claims_are_fresh(steps):
             else:
                 assert owner == winners[task_id]
                 assert outcome == (MINE if scheduler == owner else BUSY)
+
+
+def test_while_a_node_has_not_resent_its_ids_an_unseen_id_is_busy_not_new():
+    index = TaskIndex(ManualClock())
+    assert index.lookup(["t"], "s/a", True, ALIVE, complete=False) == ([BUSY], [""], [""])
+    assert index.lookup(["t"], "s/a", False, ALIVE, complete=False)[0] == [BUSY]
+    index.placed("n1", ["t"])  # the node's resend arrives
+    assert index.lookup(["t"], "s/a", True, ALIVE, complete=False)[0] == [PLACED]
+    assert index.lookup(["u"], "s/a", True, ALIVE, complete=True)[0] == [NEW]

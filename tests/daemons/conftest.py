@@ -260,7 +260,9 @@ class FakeAgent:
 
     def node_state(self) -> NodeState:
         self.seq += 1
-        return NodeState(self.node_id, self.url, self.seq, self.capacity, self.slots, self.state)
+        # it holds no ids it has not reported: the store's index is complete for it
+        return NodeState(self.node_id, self.url, self.seq, self.capacity, self.slots, self.state,
+                         task_ids_complete=True)
 
     async def report(self, loadstore_url: str, task_ids: tuple[str, ...] = ()) -> None:
         msg = dataclasses.replace(self.node_state(), task_ids=task_ids)

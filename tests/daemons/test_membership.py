@@ -85,3 +85,18 @@ def test_reported_ids_feed_the_task_index():
     store = LoadStoreState(b=80, dead_after_ms=1000, clock=ManualClock())
     store.report(dataclasses.replace(report("a", "a-1"), task_ids=("t1", "t2")))
     assert store.index.node_of("t1") == "a" and store.index.node_of("t2") == "a"
+
+
+def test_after_a_restart_the_index_is_complete_once_every_member_resent_its_ids(tmp_path):
+    clock = ManualClock()
+    store, file = store_on(tmp_path / "m.json", clock)
+    store.report(dataclasses.replace(report("a", "a-1"), task_ids_complete=True))
+    assert store.index_complete()
+    file.save(store.membership)
+    restarted, _ = store_on(tmp_path / "m.json", clock)
+    assert not restarted.index_complete()  # a may hold ids this store never heard of
+    restarted.report(report("a", "a-1", seq=2, task_ids=("t1",)))
+    assert not restarted.index_complete()
+    restarted.report(dataclasses.replace(report("a", "a-1", seq=3, task_ids=("t2",)),
+                                         task_ids_complete=True))
+    assert restarted.index_complete() and restarted.index.node_of("t1") == "a"
