@@ -23,8 +23,9 @@ from dodoor.clock import Clock, MonotonicClock, WallClock
 from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
 from dodoor.resources import RESOURCES, Task
-from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, NodeState, Probe,
-                         ProbeReply, Reserve, decode, encode)
+from dodoor.taskindex import PLACED, UNKNOWN
+from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
+                         NodeState, Probe, ProbeReply, Reserve, decode, encode)
 from node_agent.executor import Executor
 from node_agent.journal import Journal, JournalError
 from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_response,
@@ -70,6 +71,7 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app.router.add_post("/internal/probe", handle_probe)
     app.router.add_post("/internal/reserve", handle_reserve)
     app.router.add_post("/internal/cancel", handle_cancel)
+    app.router.add_post("/internal/lookup", handle_lookup)
     app.router.add_get("/v1/tasks/{task_id}", handle_task)
     app.router.add_get("/v1/state", handle_state)
     app.router.add_get("/healthz", handle_healthz)
@@ -303,6 +305,23 @@ async def handle_reserve(request: web.Request) -> web.StreamResponse:
     except JournalError as exc:
         return error_response(503, "journal", f"cannot read the journal: {exc}")
     return web.Response(status=202)
+
+
+async def handle_lookup(request: web.Request) -> web.StreamResponse:
+    """Which of these ids does this agent hold? Asked by a scheduler that cannot reach
+    the load store's task index, before it places ids it does not know."""
+    app = request.app
+    msg, size = await read_message(request, Lookup)
+    app[COUNTER].add("lookup", nbytes=size)
+    try:
+        held = await app[AGENT].journal.held(msg.task_ids)
+    except JournalError as exc:
+        return error_response(503, "journal", f"cannot read the journal: {exc}")
+    node = app[SETTINGS].node_id
+    reply = LookupReply(tuple(PLACED if t in held else UNKNOWN for t in msg.task_ids),
+                        tuple(node if t in held else "" for t in msg.task_ids),
+                        ("",) * len(msg.task_ids))
+    return wire_response(reply)
 
 
 async def handle_cancel(request: web.Request) -> web.StreamResponse:

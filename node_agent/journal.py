@@ -217,6 +217,20 @@ class Journal:
 
         return await self._write(work)
 
+    async def held(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of ``task_ids`` the journal holds (in any state)."""
+        ids = list(task_ids)
+
+        def work(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for i in range(0, len(ids), 500):  # sqlite caps the number of parameters
+                part = ids[i:i + 500]
+                found.update(r[0] for r in conn.execute(
+                    f"SELECT id FROM tasks WHERE id IN ({', '.join('?' * len(part))})", part))
+            return found
+
+        return await self._call(work)
+
     async def all_ids(self) -> list[str]:
         """Every id the journal holds, oldest first (re-reported to a new load store)."""
         rows = await self._call(lambda c: c.execute("SELECT id FROM tasks ORDER BY seq").fetchall())

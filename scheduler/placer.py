@@ -335,21 +335,40 @@ class Placer(AskingPaths):
             return {}
         if not self.claiming():
             self.claims_skipped += 1
-            return {}
+            return await self._ask_agents(ids)
         try:
             reply = await self.peers.send(
                 self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
                 Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
         except PeerError as exc:
-            log.warning("claiming %d id(s) at the load store failed, placing without: %s",
+            log.warning("claiming %d id(s) at the load store failed; asking the agents: %s",
                         len(ids), exc)
             self.claims_skipped += 1
-            return {}
+            return await self._ask_agents(ids)
         if len(reply.outcomes) != len(ids):
             log.warning("load store answered %d outcomes for %d ids; placing without claims",
                         len(reply.outcomes), len(ids))
             return {}
         return {i: (o, n, w) for i, o, n, w in zip(ids, reply.outcomes, reply.nodes, reply.owners)}
+
+    async def _ask_agents(self, ids: list[str]) -> dict[str, tuple[str, str, str]]:
+        """Without the store's index: which agents in view hold any of ``ids`` (one
+        request per agent). Ids held nowhere that answered are placed; an agent that
+        does not answer cannot tell (docs/guarantees.md)."""
+        msg = Lookup(self.instance, tuple(ids))
+        urls = list(zip(self.view.node_ids, self.view.urls))
+        replies = await asyncio.gather(
+            *(self.peers.send(url + "/internal/lookup", msg, expect=LookupReply)
+              for _, url in urls), return_exceptions=True)
+        found: dict[str, tuple[str, str, str]] = {}
+        for (node, _), reply in zip(urls, replies):
+            if isinstance(reply, BaseException):
+                log.info("agent %s could not say which ids it holds: %s", node, reply)
+                continue
+            for task_id, outcome in zip(ids, reply.outcomes):
+                if outcome == PLACED:
+                    found[task_id] = (PLACED, node, "")
+        return found
 
     async def _confirm_at(self, task: Task, node: str) -> Placement:
         """An id already placed on ``node``: send it there again, alone. The agent

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dodoor.validation import parse_task
-from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Deltas, Enqueue, EnqueueBatch, NodeState,
-                         Probe, Register, Reserve, Snapshot, SnapshotDelta, encode)
+from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Deltas, Enqueue, EnqueueBatch, Lookup,
+                         NodeState, Probe, Register, Reserve, Snapshot, SnapshotDelta, encode)
 from node_agent.docker_executor import DockerExecutor, DockerSettings, TaskSpecError
 from tests.daemons.conftest import Daemon, free_port, http_json
 from tests.faults.conftest import poll
@@ -36,6 +36,7 @@ def _bodies() -> dict[str, bytes]:
         "/internal/snapshot": encode(Snapshot(99, (), (), np.zeros((0, 3)), np.zeros(0), EMPTY)),
         "/internal/snapshot_delta": encode(SnapshotDelta(2, 1, "e", (), EMPTY)),
         "/internal/confirm": encode(Confirm("node-h", "auth-t")),
+        "/internal/lookup": encode(Lookup("intruder", ("auth-t",), claim=True)),
     }
 
 
@@ -45,10 +46,12 @@ PROTECTED = {
                   ("POST", "/internal/snapshot"), ("POST", "/internal/snapshot_delta"),
                   ("POST", "/internal/confirm"), ("GET", "/metrics")],
     "loadstore": [("POST", "/internal/register"), ("POST", "/internal/deltas"),
-                  ("POST", "/internal/node_state"), ("GET", "/v1/nodes"), ("GET", "/metrics")],
+                  ("POST", "/internal/node_state"), ("POST", "/internal/lookup"),
+                  ("GET", "/v1/nodes"), ("GET", "/metrics")],
     "agent": [("POST", "/internal/enqueue"), ("POST", "/internal/enqueue_batch"),
               ("POST", "/internal/probe"), ("POST", "/internal/reserve"),
-              ("POST", "/internal/cancel"), ("GET", "/v1/tasks/auth-t"), ("GET", "/v1/state"),
+              ("POST", "/internal/cancel"), ("POST", "/internal/lookup"),
+              ("GET", "/v1/tasks/auth-t"), ("GET", "/v1/state"),
               ("GET", "/metrics")],
 }
 CASES = [(d, m, p) for d, eps in PROTECTED.items() for m, p in eps]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dodoor.wire import CONTENT_TYPE, Cancel, Confirm, Enqueue, Probe, Register, encode
+from dodoor.wire import CONTENT_TYPE, Cancel, Confirm, Enqueue, Lookup, Probe, Register, encode
 from dodoor.validation import parse_task
 from tests.faults.conftest import poll
 from tests.hostile.conftest import Reply, raw_request
@@ -30,10 +30,12 @@ WIRE_ENDPOINTS = [
     ("agent", "/internal/probe", encode(Probe("s")), "probe"),
     ("agent", "/internal/reserve", None, "reserve"),
     ("agent", "/internal/cancel", encode(Cancel("t")), "cancel"),
+    ("agent", "/internal/lookup", encode(Lookup("s", ("t",))), "lookup"),
     ("loadstore", "/internal/register", encode(Register("scheduler", "x", "http://127.0.0.1:1")),
      "register"),
     ("loadstore", "/internal/deltas", None, "deltas"),
     ("loadstore", "/internal/node_state", None, "node_state"),
+    ("loadstore", "/internal/lookup", encode(Lookup("s", ("t",), claim=True)), "lookup"),
     ("scheduler", "/internal/snapshot", None, "snapshot"),
     ("scheduler", "/internal/snapshot_delta", None, "snapshot_delta"),
     ("scheduler", "/internal/confirm", encode(Confirm("node-h", "t")), "confirm"),
