@@ -94,7 +94,7 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
                                       lambda: state.placer.confirms if state.placer else 0),
         "dodoor_scheduler_claims_skipped": (
             "Submissions placed without a cluster-wide claim (load store unreachable)",
-            lambda: state.placer.claims_skipped if state.placer else 0),
+            lambda: state.placer.claims.skipped if state.placer else 0),
         "dodoor_scheduler_degraded": ("1 while the load store is unreachable",
                                       lambda: state.health()["status"] == "degraded"),
         "dodoor_scheduler_snapshot_age_seconds": (
@@ -123,7 +123,7 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     state.peers = PeerClient(session, state.counter, s.agent_timeout_ms, auth_headers(s.token))
     state.placer = Placer(s, state.view, state.peers, state.rng, state.clock, state.emit_deltas,
                           state.background)
-    state.placer.claiming = lambda: state.loadstore_reachable
+    state.placer.claims.claiming = lambda: state.loadstore_reachable
     log.info("scheduler %s starting: policy=%s url=%s loadstore=%s", s.scheduler_id, s.policy,
              s.url, s.loadstore_url)
     yield

@@ -19,7 +19,9 @@ An enqueue that the agent definitely refused (see
 then to other random feasible nodes (DESIGN §6), taking back the cached delta
 of the failed node. An enqueue whose outcome is unknown (a timeout: the agent
 may have journaled the task) is first settled with the same agent
-(:meth:`Placer._settle`), so that a slow agent's task does not run twice.
+(:meth:`scheduler.sender.AgentSender.settle`), so that a slow agent's task does
+not run twice. Ids this scheduler does not hold are claimed cluster-wide first
+(:mod:`scheduler.claims`).
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
 from dodoor.taskindex import BUSY, PLACED
-from dodoor.wire import Deltas, Enqueue, EnqueueBatch, Lookup, LookupReply
+from dodoor.wire import Deltas
 from scheduler.agents import PeerClient, PeerError
 from scheduler.asking import AskingPaths
+from scheduler.claims import Claims
 from scheduler.httpkit import BackgroundTasks
-from scheduler.outbox import BatchRefused, Outbox
+from scheduler.outbox import BatchRefused
+from scheduler.sender import AgentSender
 from scheduler.placements import Placement, PlacementLog
 from scheduler.reservations import Reservations
 from scheduler.settings import SchedulerSettings
@@ -58,15 +62,11 @@ def _targets(decided: Decided) -> list[Target]:
     """The preference order as targets (built only when a task goes alone or fails over)."""
     prefs, (node_ids, urls) = decided
     return [(node_ids[c], urls[c]) for c in prefs]
+
+
 _DECISIONS_PER_YIELD = 256
 # how long a resubmission waits for the view to list the node holding its id
 _VIEW_CATCH_UP_S = 2.0
-# enqueue requests in flight per agent; more tasks for it wait and share the next request
-_BATCHES_IN_FLIGHT = 2
-# pause before resending an enqueue whose outcome is unknown, doubling up to the cap:
-# short, as a paused agent often answers within a second; capped, to notice its return
-_RESOLVE_BACKOFF_S = 0.05
-_RESOLVE_BACKOFF_MAX_S = 1.0
 
 
 class NoNodesError(Exception):
@@ -95,27 +95,25 @@ class Placer(AskingPaths):
         self.reservations = Reservations()
         self.placements = 0
         self.failovers = 0
-        # tasks whose enqueue outcome was unknown, then asked of the same agent again (_settle)
-        self.resolves = 0
         # id -> node of tasks whose enqueue stayed unknown: a resubmission asks that node first
         self._unresolved: dict[str, str] = {}
-        self._limits: dict[str, asyncio.Semaphore] = {}
-        self._no_batch: set[str] = set()  # agents without /internal/enqueue_batch
         self._inflight: dict[str, asyncio.Future] = {}
         # False: decide every task alone (benchmarks/placement_cpu.py's baseline)
         self.stack_decisions = True
-        self.outbox = Outbox(peers, settings.scheduler_id,
-                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight), view.life_at)
+        self.sender = AgentSender(peers, settings, view)
         # this process, for the store's claims: a restarted scheduler is another claimer
         self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
-        # whether to claim ids at the load store (the app says False while it is down)
-        self.claiming: Callable[[], bool] = lambda: True
-        self.claims_skipped = 0  # submissions placed without a claim (store unreachable)
+        self.claims = Claims(peers, settings, view, self.instance)
         self.confirms = 0  # resubmitted ids confirmed by the node holding them
+
+    @property
+    def resolves(self) -> int:
+        """Tasks whose enqueue outcome was unknown, asked of the same agent again."""
+        return self.sender.resolves
 
     async def close(self) -> None:
         """Stop the enqueue senders (their waiting callers get a PeerError)."""
-        await self.outbox.close()
+        await self.sender.close()
 
     # -- admission ---------------------------------------------------------
 
@@ -271,44 +269,21 @@ class Placer(AskingPaths):
                                            "the concurrent submission of this id was interrupted"))]
         return [(i, placed)]
 
-    def _limit(self, url: str) -> asyncio.Semaphore:
-        sem = self._limits.get(url)
-        if sem is None:
-            sem = self._limits[url] = asyncio.Semaphore(self.settings.agent_inflight)
-        return sem
-
-    def _batching(self, url: str) -> bool:
-        return self.settings.batch_enqueue and url not in self._no_batch
-
-    async def _enqueue(self, url: str, task: Task, coalesce: bool = False) -> None:
-        """One task to one agent; ``coalesce``: may share a request (first choice only,
-        failover attempts go alone)."""
-        if coalesce and self._batching(url):
-            try:
-                await self.outbox.enqueue(url, [task])
-                return
-            except BatchRefused:
-                log.info("agent %s takes no batched enqueues; sending one by one", url)
-                self._no_batch.add(url)
-        async with self._limit(url):
-            await self.peers.send(url + "/internal/enqueue",
-                                  Enqueue(task, self.settings.scheduler_id, self.view.life_at(url)))
-
     async def _send_group(
         self, target: Target, items: list[tuple[int, Task, Decided]]
     ) -> list[tuple[int, Placement]]:
         """Enqueue one agent's share of a batch: one request (or a share of one, see
         :mod:`scheduler.outbox`) when the agent takes batches."""
         node_id, url = target
-        if len(items) == 1 or not self._batching(url):
+        if len(items) == 1 or not self.sender.batching(url):
             results = await asyncio.gather(
                 *(self._forward(task, _targets(d), recorded=True) for _, task, d in items))
             return [(i, p) for (i, _, _), p in zip(items, results)]
         try:
-            await self.outbox.enqueue(url, [task for _, task, _ in items])
+            await self.sender.outbox.enqueue(url, [task for _, task, _ in items])
         except BatchRefused:
             log.info("agent %s takes no batched enqueues; sending one by one", node_id)
-            self._no_batch.add(url)
+            self.sender.no_batch.add(url)
             return await self._send_group(target, items)
         except PeerError as exc:
             return await self._group_failed(target, items, exc)
@@ -322,53 +297,15 @@ class Placer(AskingPaths):
         return [(i, Placement(task.task_id, node_id)) for i, task, _ in items]
 
     async def _claim(self, tasks: list[Task]) -> dict[str, tuple[str, str, str]]:
-        """Claim at the load store the ids this scheduler does not hold (one request);
-        id → (outcome, node, owner). Empty when the store is unreachable: the ids are
-        then placed on this scheduler's own knowledge (docs/guarantees.md)."""
+        """Claim the ids this scheduler does not hold (:class:`scheduler.claims.Claims`);
+        id → (outcome, node, owner)."""
         placed_get, dead, inflight = self.placed.get, self.view.dead, self._inflight
         ids = []
         for task in tasks:
             node = placed_get(task.task_id)
             if (node is None or node in dead) and task.task_id not in inflight:
                 ids.append(task.task_id)
-        if not ids:
-            return {}
-        if not self.claiming():
-            self.claims_skipped += 1
-            return await self._ask_agents(ids)
-        try:
-            reply = await self.peers.send(
-                self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
-                Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
-        except PeerError as exc:
-            log.warning("claiming %d id(s) at the load store failed; asking the agents: %s",
-                        len(ids), exc)
-            self.claims_skipped += 1
-            return await self._ask_agents(ids)
-        if len(reply.outcomes) != len(ids):
-            log.warning("load store answered %d outcomes for %d ids; placing without claims",
-                        len(reply.outcomes), len(ids))
-            return {}
-        return {i: (o, n, w) for i, o, n, w in zip(ids, reply.outcomes, reply.nodes, reply.owners)}
-
-    async def _ask_agents(self, ids: list[str]) -> dict[str, tuple[str, str, str]]:
-        """Without the store's index: which agents in view hold any of ``ids`` (one
-        request per agent). Ids held nowhere that answered are placed; an agent that
-        does not answer cannot tell (docs/guarantees.md)."""
-        msg = Lookup(self.instance, tuple(ids))
-        urls = list(zip(self.view.node_ids, self.view.urls))
-        replies = await asyncio.gather(
-            *(self.peers.send(url + "/internal/lookup", msg, expect=LookupReply)
-              for _, url in urls), return_exceptions=True)
-        found: dict[str, tuple[str, str, str]] = {}
-        for (node, _), reply in zip(urls, replies):
-            if isinstance(reply, BaseException):
-                log.info("agent %s could not say which ids it holds: %s", node, reply)
-                continue
-            for task_id, outcome in zip(ids, reply.outcomes):
-                if outcome == PLACED:
-                    found[task_id] = (PLACED, node, "")
-        return found
+        return await self.claims.claim(ids) if ids else {}
 
     async def _confirm_at(self, task: Task, node: str) -> Placement:
         """An id already placed on ``node``: send it there again, alone. The agent
@@ -381,7 +318,7 @@ class Placer(AskingPaths):
         if idx is None:
             return Placement(task_id, None, f"id {task_id!r} was placed on node {node}, which is "
                              "out of this scheduler's view but not declared dead; retry later")
-        error = await self._enqueue_settled(node, self.view.urls[idx], task, coalesce=False)
+        error = await self.sender.enqueue_settled(node, self.view.urls[idx], task, coalesce=False)
         if error is not None:
             if error.status == 409:
                 return Placement(task_id, None, f"id {task_id!r} is already used by a different "
@@ -398,7 +335,7 @@ class Placer(AskingPaths):
         unknown outcome with that agent, then fail over what it refused."""
         node_id, url = target
         outcomes = ([error] * len(items) if error.refused else
-                    await self._settle(node_id, url, [task for _, task, _ in items], error))
+                    await self.sender.settle(node_id, url, [task for _, task, _ in items], error))
         taken: list[tuple[int, Task, Decided]] = []
         moved: list[tuple[int, Task, Decided]] = []
         out: list[tuple[int, Placement]] = []
@@ -526,7 +463,7 @@ class Placer(AskingPaths):
                 if node_id in tried:
                     continue
                 tried.add(node_id)
-                error = await self._enqueue_settled(node_id, url, task, node_id == first)
+                error = await self.sender.enqueue_settled(node_id, url, task, node_id == first)
                 if error is not None:
                     if node_id == first:
                         self._undo(node_id, task)
@@ -550,107 +487,8 @@ class Placer(AskingPaths):
             queue = [self._target(i) for i in picks if self.view.node_ids[i] not in tried]
             queue = queue[: self.settings.max_failover]
 
-    # -- unknown outcomes ----------------------------------------------------
-
     def _gave_up_on(self, node_id: str) -> bool:
-        """True once ``node_id`` is no longer worth waiting for: the load store declared
-        it dead (and fenced that life), so its tasks read ``lost`` and may run elsewhere.
-        A node that is only out of view may still hold the task: keep asking."""
-        return node_id in self.view.dead
-
-    async def _enqueue_settled(self, node_id: str, url: str, task: Task,
-                               coalesce: bool) -> PeerError | None:
-        """:meth:`_enqueue`, with an unknown outcome settled on the same agent: None when
-        the agent took the task, else the error as :meth:`_settle` returns it."""
-        try:
-            await self._enqueue(url, task, coalesce=coalesce)
-        except PeerError as exc:
-            if exc.refused:
-                return exc
-            return (await self._settle(node_id, url, [task], exc))[0]
-        return None
-
-    async def _settle(self, node_id: str, url: str, tasks: list[Task],
-                      error: PeerError) -> list[PeerError | None]:
-        """Find out whether the agent on ``node_id`` took ``tasks``, after an enqueue
-        whose outcome is unknown (``error``).
-
-        The agent may have journaled them, so they go to it again with the same ids
-        (agents deduplicate: a known id is answered 202 and not run twice), after a
-        short pause growing between rounds, until it answers. Returns each task's
-        outcome, in order: None when the agent took it; a PeerError with
-        ``outcome_unknown`` False when it may go elsewhere (the agent refused it, or
-        the node was given up, :meth:`_gave_up_on`); one with ``outcome_unknown``
-        still set when ``resolve_timeout_ms`` ran out first.
-        """
-        self.resolves += len(tasks)
-        log.warning("enqueue of %d task(s) on %s has an unknown outcome (%s); asking it again",
-                    len(tasks), node_id, error)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.resolve_timeout_ms / 1000.0
-        outcomes: list[PeerError | None] = [error] * len(tasks)
-        pending = list(range(len(tasks)))
-        delay = _RESOLVE_BACKOFF_S
-        while pending:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(delay, left))
-            delay = min(2 * delay, _RESOLVE_BACKOFF_MAX_S)
-            if self._gave_up_on(node_id):
-                gone = PeerError(f"node {node_id} was given up (it left the live set) while "
-                                 f"the outcome of its enqueue was unknown: {error}")
-                for j in pending:
-                    outcomes[j] = gone
-                pending = []
-                break
-            answers = await self._resend(url, [tasks[j] for j in pending])
-            still: list[int] = []
-            for j, answer in zip(pending, answers):
-                outcomes[j] = answer
-                if answer is not None and answer.outcome_unknown:
-                    still.append(j)
-            pending = still
-        for j in pending:
-            outcomes[j] = PeerError(
-                f"no verdict from {node_id} within resolve_timeout_ms="
-                f"{self.settings.resolve_timeout_ms:g}: {outcomes[j]}", outcome_unknown=True)
-        log.info("unknown enqueue outcome on %s settled: %d taken, %d to place elsewhere, "
-                 "%d still unknown", node_id, sum(o is None for o in outcomes),
-                 sum(o is not None and o.refused for o in outcomes), len(pending))
-        return outcomes
-
-    async def _resend(self, url: str, tasks: list[Task]) -> list[PeerError | None]:
-        """Send ``tasks`` to ``url`` again, in a request of their own: each one's outcome.
-
-        Not through the outbox: merged with other callers' new tasks, the request could
-        be refused (503: cannot journal) for their sake although these ids were
-        journaled by the earlier attempt, and the refusal would move them elsewhere.
-        """
-        if len(tasks) > 1 and self._batching(url):
-            try:
-                async with self._limit(url):
-                    await self.peers.send(url + "/internal/enqueue_batch",
-                                          EnqueueBatch(tuple(tasks), self.settings.scheduler_id,
-                                                       self.view.life_at(url)),
-                                          count=len(tasks), kind="enqueue")
-            except PeerError as exc:
-                if exc.status not in (404, 405):
-                    return [exc] * len(tasks)
-                # an agent without batches on the same journal (restarted as an older one)
-                log.info("agent %s takes no batched enqueues; sending one by one", url)
-                self._no_batch.add(url)
-                self.peers.counter.counts["enqueue"] -= len(tasks)  # nothing was delivered
-            else:
-                return [None] * len(tasks)
-        return list(await asyncio.gather(*(self._resend_one(url, task) for task in tasks)))
-
-    async def _resend_one(self, url: str, task: Task) -> PeerError | None:
-        try:
-            await self._enqueue(url, task)
-        except PeerError as exc:
-            return exc
-        return None
+        return self.sender.gave_up_on(node_id)
 
     def _outcome_unknown(self, task_id: str, node_id: str, error: PeerError) -> Placement:
         """The answer for a task whose enqueue on ``node_id`` stayed unknown: an error

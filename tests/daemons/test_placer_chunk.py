@@ -29,12 +29,12 @@ def _placer(nodes: int, state: np.ndarray, seed: int, policy: str = "dodoor",
     emitted: list = []
     placer = Placer(settings, view, None, random.Random(seed), MonotonicClock(),
                     emitted.append, None)
-    placer.claiming = lambda: False  # no load store here ...
+    placer.claims.claiming = lambda: False  # no load store here ...
 
     async def no_agents_to_ask(ids):  # ... and no agents: every id is new
         return {}
 
-    placer._ask_agents = no_agents_to_ask
+    placer.claims.ask_agents = no_agents_to_ask
     return placer, emitted
 
 
