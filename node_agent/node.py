@@ -355,7 +355,6 @@ class NodeAgent:
         if result is not None:
             # Journal first so a status query never sees the task vanish between states.
             await self._record_result(task_id, result, entry)
-            await self._forget(task_id)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
         while self._requeue:  # reservations still without a verdict wait again
@@ -363,6 +362,11 @@ class NodeAgent:
         # Only now, with the slot free: a report built any earlier would still hold it.
         self._changed()
         self._pump()
+        if result is not None:
+            # After the commit (a crash before it finds the container or exit status and
+            # records it), and after the slot is free: the task's status already reads
+            # its journaled end while a container is removed.
+            await self._forget(task_id)
 
     async def _run(self, entry: Entry) -> TaskResult:
         started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
