@@ -12,29 +12,31 @@ A row whose task no longer parses or validates (say, after an upgrade tightened
 validation) is *unreadable*: ``fail_unreadable`` ends it ``failed`` naming the
 problem, ``unfinished`` leaves it out, and ``status`` never reads the task
 column, so one bad row can stop neither a start nor a status read.
+
+This module holds the task-level operations (the ``Journal`` façade). The file
+itself — connection, lock, schema and migrations, and the group commit that
+lets concurrent writes share one fsync — is ``node_agent.journal_store``; the
+rows as read back, and the parsing of their task, are ``node_agent.journal_rows``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import json
 import logging
-import os
-import queue
 import sqlite3
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
-from dodoor.errors import DodoorError, ValidationError
 from dodoor.resources import Task
 # re-exported: the agent's modules and tests take the states from here
 from dodoor.taskstates import (FAILED, LOST, QUEUED, RESERVED, RUNNING,  # noqa: F401
                                SUCCEEDED, TERMINAL)
-from dodoor.validation import parse_task
+# Record, StatusRow, Unreadable and JournalError are re-exported: callers import them from here
+from node_agent.journal_rows import (Record, StatusRow, Unreadable, _record,  # noqa: F401
+                                     _same_body, _task_problem)
+from node_agent.journal_store import JournalError, JournalStore  # noqa: F401
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,79 +44,8 @@ T = TypeVar("T")
 # What accept_many did with each task
 NEW, DUPLICATE, RERUN, CONFLICT = "new", "duplicate", "rerun", "conflict"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    task TEXT NOT NULL,
-    scheduler_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    queued_ms REAL,
-    started_ms REAL,
-    finished_ms REAL,
-    exit_code INTEGER,
-    reason TEXT,
-    log_tail TEXT NOT NULL DEFAULT ''
-)
-"""
-# key/value facts about the journal itself (the agent's incarnation)
-_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(TERMINAL))})"
-# Retention deletes finished rows by age; without this index every prune scans the
-# table. IF NOT EXISTS also migrates journals written before it existed (once, at open).
-_INDEX = "CREATE INDEX IF NOT EXISTS tasks_state_finished ON tasks (state, finished_ms)"
 UNREADABLE = "unreadable journal row"
-
-
-class JournalError(DodoorError):
-    """The journal could not record something (disk full, read-only, corrupt)."""
-
-
-class _Spoiled(Exception):
-    """A write failed in a batch run without savepoints; the batch was rolled back."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One journal row."""
-
-    seq: int
-    task: Task
-    scheduler_id: str
-    state: str
-    queued_ms: float | None
-    started_ms: float | None
-    finished_ms: float | None
-    exit_code: int | None
-    reason: str | None
-    log_tail: str
-    reply_url: str | None = None  # a reservation's: where to ask for the confirm
-    # What the executor's on_start gave to find the task's processes again (or None).
-    handle: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusRow:
-    """Where a journaled task stands: a row without its task, so it reads even when the
-    task column does not."""
-
-    task_id: str
-    state: str
-    queued_ms: float | None
-    started_ms: float | None
-    finished_ms: float | None
-    exit_code: int | None
-    reason: str | None
-    log_tail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """An unfinished row whose task could not be read, now ended ``failed``."""
-
-    task_id: str
-    was: str  # the state it had: queued or running
-    reason: str  # ``unreadable journal row: <problem>``, as journaled
 
 
 class Journal:
@@ -122,22 +53,16 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._conn: sqlite3.Connection | None = None
-        self._writes: queue.SimpleQueue = queue.SimpleQueue()
-        # True from submitting a drain until that drain starts taking writes: a write
-        # queued meanwhile is sure to be taken, so it need not submit a drain of its own.
-        self._drain_queued = False
-        self._lock_fd: int | None = None
+        self._store = JournalStore(self.path)
 
     async def open(self) -> None:
-        await self._call(self._open, need_open=False)
+        """Open (creating or migrating) the file; JournalError when another agent holds it."""
+        await self._store.open()
         log.info("journal opened at %s", self.path)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._call(self._close)
-        await asyncio.to_thread(self._pool.shutdown, True)
+        """Close the file and stop the journal thread; later writes raise."""
+        await self._store.close()
 
     async def insert(self, task: Task, scheduler_id: str, state: str, queued_ms: float,
                      started_ms: float | None = None) -> bool:
@@ -251,6 +176,7 @@ class Journal:
         return await self._write(work)
 
     async def mark_running(self, task_id: str, started_ms: float) -> None:
+        """Record that a task has started."""
         await self._write(lambda c: c.execute(
             "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
         ))
@@ -262,6 +188,7 @@ class Journal:
 
     async def finish(self, task_id: str, state: str, finished_ms: float, exit_code: int | None,
                      reason: str | None, log_tail: str) -> None:
+        """Record a task's result; ``state`` must be terminal (ValueError otherwise)."""
         if state not in TERMINAL:
             raise ValueError(f"not a terminal state: {state!r}")
         await self._write(lambda c: c.execute(
@@ -321,6 +248,7 @@ class Journal:
         return await self._write(work)
 
     async def counts(self) -> dict[str, int]:
+        """How many rows are in each state."""
         rows = await self._call(lambda c: c.execute(
             "SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
         return {state: n for state, n in rows}
@@ -367,213 +295,16 @@ class Journal:
         """Run one raw statement (operators' and tests' escape hatch, e.g. PRAGMAs)."""
         await self._call(lambda c: c.execute(sql))
 
-    # -- plumbing ---------------------------------------------------------
-    def _open(self, _conn: Any = None) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
-        try:
-            self._connect()
-        except BaseException:
-            self._release_lock()
-            raise
-
-    def _take_lock(self) -> None:
-        # Two agents resuming the same journal would both re-run its tasks; the OS drops
-        # the lock with the process, so a SIGKILLed agent never leaves it stale.
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise JournalError(f"journal {self.path} is in use by another agent") from exc
-        self._lock_fd = fd
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
-
-    def _connect(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        # WAL + synchronous=NORMAL would lose the last commits on power loss; FULL keeps
-        # the promise that a 202 means the task is on disk.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(_SCHEMA)
-        _add_missing_column(conn, "reply_url", "TEXT")
-        _add_missing_column(conn, "handle", "TEXT")
-        conn.execute(_META)
-        conn.execute(_INDEX)
-        self._conn = conn
-
-    def _close(self, conn: sqlite3.Connection) -> None:
-        conn.close()
-        self._conn = None
-        self._release_lock()
+    # -- the way to the store ---------------------------------------------
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """The journal thread (the store's); tests watch the drains submitted to it."""
+        return self._store.pool
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        # Group commit: writes queued while the journal thread is busy share one
-        # transaction (one fsync); one failure spoils only itself (see _commit).
-        # Every caller still returns only after the commit. ``work`` may run twice
-        # (after a rollback), so it must touch nothing but the connection.
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-        self._writes.put((work, fut, loop))
-        if not self._drain_queued:
-            self._drain_queued = True
-            try:
-                self._pool.submit(self._drain)
-            except BaseException:  # shut down: let the next write try (and fail) again
-                self._drain_queued = False
-                raise
-        return await fut
+        # Group-committed (see journal_store): returns only once the commit is on disk.
+        # ``work`` may run twice (after a rollback), so it must touch only the connection.
+        return await self._store.write(work)
 
-    def _drain(self) -> None:
-        # Cleared before taking: a write queued after this line submits a new drain.
-        self._drain_queued = False
-        batch = []
-        while True:
-            try:
-                batch.append(self._writes.get_nowait())
-            except queue.Empty:
-                break
-        if not batch:
-            return  # an earlier drain took these writes
-        conn = self._conn
-        try:
-            if conn is None:
-                raise JournalError(f"journal {self.path} is not open")
-            try:
-                outcomes = self._commit(conn, batch, isolate=False)
-            except _Spoiled:
-                # Some write failed: redo the batch with each write in its own savepoint.
-                outcomes = self._commit(conn, batch, isolate=True)
-        except (sqlite3.Error, JournalError) as exc:
-            self._rollback(conn)
-            outcomes = [(False, exc)] * len(batch)
-        # One wake-up per event loop for the whole batch, not one per write.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool, Any]]] = {}
-        for (_, fut, loop), (ok, value) in zip(batch, outcomes):
-            by_loop.setdefault(loop, []).append((fut, ok, value))
-        for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(self._settle_all, settled)
-
-    def _commit(self, conn: sqlite3.Connection, batch: list, isolate: bool) -> list[tuple[bool, Any]]:
-        """Run a batch of writes in one transaction and commit it.
-
-        Savepoints cost two statements per write, so the first attempt goes without:
-        a write failing there rolls the whole transaction back and raises ``_Spoiled``
-        (work functions touch only the connection, so running them again is safe).
-        With ``isolate`` each write gets its own savepoint and a failure spoils only it.
-        """
-        conn.execute("BEGIN IMMEDIATE")
-        outcomes: list[tuple[bool, Any]] = []
-        for work, _, _ in batch:
-            if not isolate:
-                try:
-                    outcomes.append((True, work(conn)))
-                except sqlite3.Error as exc:
-                    self._rollback(conn)
-                    raise _Spoiled from exc
-                continue
-            conn.execute("SAVEPOINT op")
-            try:
-                outcomes.append((True, work(conn)))
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO op")
-                outcomes.append((False, exc))
-            conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-        return outcomes
-
-    def _rollback(self, conn: sqlite3.Connection | None) -> None:
-        if conn is not None and conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("journal %s: rollback failed", self.path)
-
-    def _settle_all(self, settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
-        for fut, ok, value in settled:
-            self._settle(fut, ok, value)
-
-    def _settle(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
-        if fut.done():  # the writer was cancelled (shutdown); the write still happened
-            return
-        if ok:
-            fut.set_result(value)
-        elif isinstance(value, sqlite3.Error):
-            error = JournalError(f"journal {self.path}: {value}")
-            error.__cause__ = value
-            fut.set_exception(error)
-        else:
-            fut.set_exception(value)
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], need_open: bool = True) -> T:
-        def run() -> T:
-            if need_open and self._conn is None:
-                raise JournalError(f"journal {self.path} is not open")
-            return fn(self._conn)  # type: ignore[arg-type]
-
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, run)
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from exc
-
-
-def _add_missing_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
-    """Migrate a journal written before the column existed."""
-    if name not in {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}:
-        conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
-
-
-def _same_body(held: str, offered: str) -> bool:
-    """Do two journaled task bodies describe the same task (key order aside)?
-
-    A held body that no longer parses proves no conflict: the id stays taken."""
-    try:
-        return json.loads(held) == json.loads(offered)
-    except ValueError:
-        return True
-
-
-def _record(row: sqlite3.Row) -> Record:
-    try:
-        task = _parse_task(row)
-    except _BadRow as exc:
-        raise JournalError(f"journal row {row['id']!r} holds a bad task: {exc}") from exc
-    return Record(
-        seq=row["seq"], task=task, scheduler_id=row["scheduler_id"], state=row["state"],
-        queued_ms=row["queued_ms"], started_ms=row["started_ms"], finished_ms=row["finished_ms"],
-        exit_code=row["exit_code"], reason=row["reason"], log_tail=row["log_tail"],
-        reply_url=row["reply_url"], handle=row["handle"],
-    )
-
-
-class _BadRow(Exception):
-    """A row's task column cannot be turned back into its Task."""
-
-
-def _parse_task(row: sqlite3.Row) -> Task:
-    try:
-        task = parse_task(json.loads(row["task"]))
-    # Whatever a damaged row makes the parser raise (bad JSON or UTF-8, a failed
-    # validation, nesting too deep), the row cannot run: it must not stop the agent.
-    except Exception as exc:
-        problem = str(exc) if isinstance(exc, (ValidationError, ValueError)) else repr(exc)
-        raise _BadRow(problem) from exc
-    if task.task_id != row["id"]:
-        # Running it would journal its transitions under another row's id.
-        raise _BadRow(f"its task id {task.task_id!r} is not the row's id {row['id']!r}")
-    return task
-
-
-def _task_problem(row: sqlite3.Row) -> str | None:
-    """Why the row's task cannot be read, or None when it can."""
-    try:
-        _parse_task(row)
-    except _BadRow as exc:
-        return str(exc)
-    return None
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._store.call(fn)
