@@ -56,7 +56,8 @@ async def _null_agent(a: argparse.Namespace) -> None:
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():  # a heartbeat report keeps the node alive in the load store
             seq += 1
-            msg = NodeState(a.id, url, seq, np.array([64.0, 262144.0, 0.0]), 64, np.zeros(5))
+            msg = NodeState(a.id, url, seq, np.array([64.0, 262144.0, 0.0]), 64, np.zeros(5),
+                            task_ids_complete=True)  # it keeps no ids
             try:
                 async with session.post(a.loadstore + "/internal/node_state", data=encode(msg),
                                         headers={"Content-Type": CONTENT_TYPE}) as resp:

@@ -6,6 +6,11 @@ placed or is placing comes back with that node or as busy, and is not placed a
 second time. Without the store, the scheduler asks every agent in its view
 which of the ids it holds (one request per agent), so an id journaled anywhere
 that answers is not placed again (docs/guarantees.md).
+
+Claims of concurrent submissions share requests, as enqueues share them in the
+outbox: while one claim request is in flight, later callers wait and leave
+together in the next. Under a load of single-task submissions this turns one
+store round trip per task into one per batch of waiting tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Callable
 from dodoor.taskindex import PLACED
 from dodoor.wire import Lookup, LookupReply
 from scheduler.agents import PeerClient, PeerError
+from scheduler.httpkit import BackgroundTasks
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 
@@ -36,26 +42,67 @@ class Claims:
         # whether the store is worth asking (the app says False while it is unreachable)
         self.claiming: Callable[[], bool] = lambda: True
         self.skipped = 0  # submissions checked with the agents instead of the store
+        self.requests = 0  # claim requests sent to the store
+        self._waiting: list[tuple[list[str], asyncio.Future]] = []
+        self._in_flight = False
+        self._senders = BackgroundTasks()
 
     async def claim(self, ids: list[str]) -> Claimed:
         """Claim ``ids``; the store's verdict per id, or what the agents hold."""
         if not self.claiming():
             self.skipped += 1
             return await self.ask_agents(ids)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiting.append((ids, fut))
+        if not self._in_flight:
+            # its own task: a caller cancelled mid-request must not strand the others
+            self._in_flight = True
+            self._senders.spawn(self._drain(), name="claims")
+        verdict = await fut
+        if verdict is None:
+            self.skipped += 1
+            return await self.ask_agents(ids)
+        return verdict
+
+    async def close(self) -> None:
+        await self._senders.close()
+
+    async def _drain(self) -> None:
+        batch: list[tuple[list[str], asyncio.Future]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._send(batch)
+                batch = []
+        finally:
+            self._in_flight = False
+            for _, fut in batch + self._waiting:  # cancelled (shutdown): no verdict
+                if not fut.done():
+                    fut.set_result(None)
+            self._waiting = []
+
+    async def _send(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
+        """One claim request for every waiting caller; each future gets its ids' verdicts
+        (None: the store could not be asked)."""
+        ids = list(dict.fromkeys(i for part, _ in batch for i in part))
+        verdicts: Claimed | None = None
+        self.requests += 1
         try:
             reply = await self.peers.send(
                 self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
                 Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
+            if len(reply.outcomes) == len(ids):
+                verdicts = {i: (o, n, w) for i, o, n, w
+                            in zip(ids, reply.outcomes, reply.nodes, reply.owners)}
+            else:
+                log.warning("load store answered %d outcomes for %d ids; asking the agents",
+                            len(reply.outcomes), len(ids))
         except PeerError as exc:
             log.warning("claiming %d id(s) at the load store failed; asking the agents: %s",
                         len(ids), exc)
-            self.skipped += 1
-            return await self.ask_agents(ids)
-        if len(reply.outcomes) != len(ids):
-            log.warning("load store answered %d outcomes for %d ids; asking the agents",
-                        len(reply.outcomes), len(ids))
-            return await self.ask_agents(ids)
-        return {i: (o, n, w) for i, o, n, w in zip(ids, reply.outcomes, reply.nodes, reply.owners)}
+        for part, fut in batch:
+            if not fut.done():
+                fut.set_result(None if verdicts is None else {i: verdicts[i] for i in part})
 
     async def ask_agents(self, ids: list[str]) -> Claimed:
         """Without the store's index: which agents in view hold any of ``ids`` (one

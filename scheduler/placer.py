@@ -113,6 +113,7 @@ class Placer(AskingPaths):
 
     async def close(self) -> None:
         """Stop the enqueue senders (their waiting callers get a PeerError)."""
+        await self.claims.close()
         await self.sender.close()
 
     # -- admission ---------------------------------------------------------

@@ -546,3 +546,13 @@ async def test_health_recovers_after_a_transient_delta_failure(make_stack):
     stack.state.loadstore_reachable = False  # as after one failed deltas POST
     await wait_for(lambda: stack.state.loadstore_reachable)
     assert (await (await stack.client.get("/healthz")).json())["status"] == "ok"
+
+
+async def test_concurrent_single_submissions_share_claim_requests(make_stack):
+    stack = await make_stack()
+    answers = await asyncio.gather(*(stack.post({**TASK, "id": f"cc-{i}"}) for i in range(24)))
+    assert [status for status, _ in answers] == [202] * 24
+    claims = stack.state.placer.claims
+    # one request in flight at a time: callers that arrive meanwhile leave together
+    assert 1 <= claims.requests < 24
+    assert stack.state.counter.counts["lookup"] == claims.requests

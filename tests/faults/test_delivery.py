@@ -65,8 +65,11 @@ def test_agent_declared_dead_is_fenced_and_never_runs_what_was_reported_lost(clu
         assert st["started_ms"] is None and "declared dead" in st["reason"], st
     health = c.get(c.agents[0].url + "/healthz")[1]
     assert health["fences"] == 1
-    # a client resubmits what it was told is lost: each runs once more, to the end
-    code, again = c.submit(0, [t for t in tasks if t["id"] in told_lost])
+    # a client resubmits what it was told is lost: each runs once more, to the end (a 503
+    # "retry later" while the scheduler's view catches up with node-0's new life)
+    code, again = poll(lambda: (lambda r: r if r[0] != 503 else None)(
+        c.submit(0, [t for t in tasks if t["id"] in told_lost])), 20, interval=0.5,
+        what="the resubmission accepted")
     assert code == 202, again
     final = c.wait_terminal(0, [t["id"] for t in tasks], timeout=30)
     assert count(final.values()) == {"succeeded": 8}
