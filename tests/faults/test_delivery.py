@@ -22,14 +22,16 @@ def test_load_store_restart_reads_no_healthy_task_as_lost(cluster):
     """Finding 2: a node out of a scheduler's view is ``unknown``, never ``lost``.
 
     Before the fix, 8 of 12 running tasks read ``lost`` after a load-store restart."""
-    c = cluster(agents=3, schedulers=1, slots=4, dead_after_ms=3000)
+    # agents that report seldom rejoin a restarted store one by one, seconds apart
+    c = cluster(agents=3, schedulers=1, slots=4, dead_after_ms=6000,
+                agent_extra=("--heartbeat-ms", "2000"))
     ids = [t["id"] for t in sleep_tasks("ls", 12, duration_ms=3000.0)]
     code, body = c.submit(0, sleep_tasks("ls", 12, duration_ms=3000.0))
     assert code == 202, body
     c.kill(c.loadstore)
     c.restart_loadstore()
     seen: list[str] = []
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline:  # right after the restart, nodes rejoin one by one
         seen.extend(c.states(0, ids).values())
         time.sleep(0.05)
