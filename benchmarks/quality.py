@@ -27,7 +27,7 @@ from workloads.dodoor_csv import BUNDLED, bundled_trace, load_dodoor_csv  # noqa
 from workloads.load import offered_load, scale_to_load  # noqa: E402
 
 LOADS = ("0.5", "0.9", "own")
-# the variants DESIGN §4 asks to measure beside the paper's policy
+# the variants docs/design.md §4 asks to measure beside the paper's policy
 VARIANTS = ("dodoor:d=8", "dodoor-wait:d=8")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build every dodoor image locally, without any registry (DESIGN §9):
+# Build every dodoor image locally, without any registry (docs/design.md §9):
 #   dodoor-base:bookworm  debootstrap minbase rootfs fed to `docker import`
 #   dodoor:latest         the project in a venv, installed from a host-built wheelhouse
 #   dodoor-task:busybox   busybox-static in an imported scratch rootfs (sleep, CPU burn, memory touch)

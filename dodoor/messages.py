@@ -1,6 +1,6 @@
 """Message types and their accounting, identical in the simulator and the daemons.
 
-*Scheduling messages* are those that serve placement (DESIGN §4): the enqueue,
+*Scheduling messages* are those that serve placement (docs/design.md §4): the enqueue,
 probes and replies, reservations, confirmations, cancellations, scheduler
 deltas, snapshot pushes (one per receiving scheduler) and node state reports.
 Completion notices and everything else are counted but left out of that figure.

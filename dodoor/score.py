@@ -1,4 +1,4 @@
-"""The Dodoor load score (DESIGN §3) — the one implementation in the project.
+"""The Dodoor load score (docs/design.md §3) — the one implementation in the project.
 
 For a task demand r and d candidate nodes with capacities C (d×R), committed
 loads L (d×R) and pending durations D (d,)::

@@ -1,4 +1,4 @@
-"""Typed settings of the placement core, with the defaults of DESIGN §2–§4."""
+"""Typed settings of the placement core, with the defaults of docs/design.md §2–§4."""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ class ReportAck:
     """Load store → agent, the answer to a ``node_state``: are state reports wanted?
 
     When no registered scheduler scores from node load, a report per change
-    would be pure overhead (DESIGN §4 counts none for the probing policies), so
+    would be pure overhead (docs/design.md §4 counts none for the probing policies), so
     the agent then sends only its heartbeat, which keeps membership and liveness.
     """
 

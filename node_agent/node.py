@@ -91,8 +91,8 @@ class NodeAgent:
         no scheduler knows of: a task ends, a reservation comes, goes or is confirmed.
 
         Enqueues are left out on purpose: the scheduler that placed a task sends it to
-        the load store in its deltas (DESIGN §2), so a report would repeat it — at
-        about one extra report per task, the cost DESIGN §4's accounting (one report
+        the load store in its deltas (docs/design.md §2), so a report would repeat it — at
+        about one extra report per task, the cost docs/design.md §4's accounting (one report
         per completion) and the simulator leave out. Starts change neither the
         committed load nor the pending work.
         """

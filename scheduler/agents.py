@@ -58,7 +58,7 @@ class PeerError(Exception):
 
 
 class PeerClient:
-    """Sends wire messages and counts each under its type (DESIGN §4 accounting)."""
+    """Sends wire messages and counts each under its type (docs/design.md §4 accounting)."""
 
     def __init__(
         self, session: aiohttp.ClientSession, counter: MessageCounter, timeout_ms: float,

@@ -5,7 +5,7 @@ fresh container, so its slot is held for the duration *plus* the engine's
 create, start, wait and remove. The simulator knows nothing of Docker; told this
 overhead (``SimSettings.start_overhead_ms``) it holds the slot that much longer,
 as the live agent does. Measured here with the Docker SDK directly (the
-scheduler package may not import the agent's executor, DESIGN §10), with the
+scheduler package may not import the agent's executor, docs/design.md §10), with the
 same image, command shape, limits and removal as the executor.
 """
 

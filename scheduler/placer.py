@@ -16,7 +16,7 @@ The paths that ask agents first (PROBE, RESERVE, POOL's probes) live in
 
 An enqueue that the agent definitely refused (see
 :class:`~scheduler.agents.PeerError`) moves the task to the next candidate,
-then to other random feasible nodes (DESIGN §6), taking back the cached delta
+then to other random feasible nodes (docs/design.md §6), taking back the cached delta
 of the failed node. An enqueue whose outcome is unknown (a timeout: the agent
 may have journaled the task) is first settled with the same agent
 (:meth:`scheduler.sender.AgentSender.settle`), so that a slow agent's task does

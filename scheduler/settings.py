@@ -35,7 +35,7 @@ class SchedulerSettings:
     seed: int | None = None
     token: str | None = None
     agent_timeout_ms: float = 2000.0
-    # Extra nodes tried after every candidate failed (DESIGN §6 failover).
+    # Extra nodes tried after every candidate failed (docs/design.md §6 failover).
     max_failover: int = 4
     idempotency_entries: int = 200_000
     max_batch: int = 10_000

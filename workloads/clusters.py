@@ -6,7 +6,7 @@ from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec
 
 GIB = 1024
-# (count in paper100, cores, memory MiB, disk MiB, slots) — DESIGN §7.
+# (count in paper100, cores, memory MiB, disk MiB, slots) — docs/design.md §7.
 PAPER_MIX: tuple[tuple[int, float, int, int, int], ...] = (
     (40, 8.0, 64 * GIB, 256 * GIB, 1),
     (25, 10.0, 64 * GIB, 256 * GIB, 1),

@@ -1,4 +1,4 @@
-"""Offered load of a trace on a cluster, and rescaling arrivals to a target load (DESIGN §7).
+"""Offered load of a trace on a cluster, and rescaling arrivals to a target load (docs/design.md §7).
 
 Offered load = Σ durations / trace span, in busy slots; ``load`` is that as a
 fraction of the cluster's slots. Stretching arrivals lowers it, compressing

@@ -1,4 +1,4 @@
-"""Placement policies (DESIGN §4) behind the :class:`PlacementPolicy` protocol."""
+"""Placement policies (docs/design.md §4) behind the :class:`PlacementPolicy` protocol."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ LIVE_POLICIES = tuple(name for name in POLICIES if name != "ideal")
 # The default of the daemons and `dodoor cluster up`. `dodoor` stays the paper's
 # policy; this variant beat it in mean and p99 makespan on both shipped traces at
 # loads 0.5, 0.9 and their own timing, at the same messages per task
-# (docs/beyond.md, benchmarks/variants.py) — DESIGN §4's rule for a new default.
+# (docs/beyond.md, benchmarks/variants.py) — docs/design.md §4's rule for a new default.
 DEFAULT_POLICY = "dodoor-wait:d=16"
 
 

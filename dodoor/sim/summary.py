@@ -36,7 +36,7 @@ def utilization_curve(records: TaskRecords, nodes: Sequence[NodeSpec],
 def summarize(policy: str, records: TaskRecords, nodes: Sequence[NodeSpec],
               counts: Mapping[str, int], wall_s: float,
               settings: Mapping[str, Any] | None = None, util_points: int = 200) -> dict:
-    """The per-run summary object of DESIGN §7 (schema fixed by the brief)."""
+    """The per-run summary object of docs/design.md §7 (schema fixed by the brief)."""
     arr = records.arrays()
     n = len(records)
     makespan = arr["end_ms"] - arr["submit_ms"]

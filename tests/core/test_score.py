@@ -1,4 +1,4 @@
-"""Properties of the one load-score implementation (DESIGN §3)."""
+"""Properties of the one load-score implementation (docs/design.md §3)."""
 
 import random
 
