@@ -7,7 +7,6 @@ once per request (a batch of n tasks is n observations in one call).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -20,8 +19,6 @@ from scheduler.placements import Placement
 
 if TYPE_CHECKING:  # the app imports this module
     from scheduler.app import SchedulerState
-
-log = logging.getLogger(__name__)
 
 
 class SubmitMetrics:
