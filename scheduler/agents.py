@@ -90,6 +90,9 @@ class PeerClient:
             if exc.status not in _NOT_DELIVERED:
                 self.counter.sent(kind, count)
             raise
+        except BaseException:  # cancelled mid-request: it may have gone out
+            self.counter.sent(kind, count)
+            raise
         self.counter.sent(kind, count)
         return reply
 
