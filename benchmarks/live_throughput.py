@@ -163,10 +163,11 @@ def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
 
 
 def scrape(url: str) -> dict[str, float]:
+    """Messages by type at one component, sent and received together."""
     out: dict[str, float] = {}
-    for m in re.finditer(r'^dodoor_messages_total\{type="(\w+)"\} ([0-9.e+]+)$',
-                         get(url + "/metrics"), re.M):
-        out[m.group(1)] = float(m.group(2))
+    line = r'^dodoor_messages_total\{(?:direction="\w+",)?type="(\w+)"\} ([0-9.e+]+)$'
+    for m in re.finditer(line, get(url + "/metrics"), re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
     return out
 
 

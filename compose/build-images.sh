@@ -4,6 +4,7 @@
 #   dodoor:latest         the project in a venv, installed from a host-built wheelhouse
 #   dodoor-task:busybox   busybox-static in an imported scratch rootfs (sleep, CPU burn, memory touch)
 #   dodoor-task:python    numpy functions (float ops, matrix multiply, linear solve)
+#   dodoor-prometheus:latest  Debian's prometheus package on the base (the cluster's monitoring)
 # Idempotent: an image that exists is skipped (dodoor:latest also when it was built
 # from the current sources); --force rebuilds all of them. Works from any cwd.
 set -euo pipefail
@@ -35,6 +36,7 @@ BASE_IMAGE="dodoor-base:bookworm"
 APP_IMAGE="dodoor:latest"
 BUSYBOX_IMAGE="dodoor-task:busybox"
 PY_TASK_IMAGE="dodoor-task:python"
+PROMETHEUS_IMAGE="dodoor-prometheus:latest"
 
 BUILT=()
 SKIPPED=()
@@ -193,8 +195,39 @@ build_task_python() {
     "$WHEELS" "$COMPOSE_DIR/task-python/functions.py"
 }
 
+# Debian's prometheus package and whatever it needs beyond the base, as .deb files.
+# The host's apt resolves them against the base image's own dpkg status (not the
+# host's), so exactly the missing packages are fetched; the build itself is offline.
+build_prometheus() {
+  [ "$(id -u)" -eq 0 ] || die "building $PROMETHEUS_IMAGE runs apt-get, which needs root (run with sudo)"
+  command -v apt-get >/dev/null || die "building $PROMETHEUS_IMAGE needs a Debian host (apt-get)"
+  local host_suite
+  host_suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  [ "$host_suite" = "$SUITE" ] \
+    || die "$PROMETHEUS_IMAGE takes its packages from the host's apt, which is '$host_suite', not '$SUITE'"
+  # named "debs": docker_build copies the directory itself into the context
+  local debs="$BUILD/prometheus/debs" status="$BUILD/prometheus/base-dpkg-status"
+  rm -rf "$BUILD/prometheus"
+  mkdir -p "$debs/partial"
+  docker run --rm --network none "$BASE_IMAGE" cat /var/lib/dpkg/status >"$status" \
+    || die "cannot read the dpkg status of $BASE_IMAGE"
+  local apt_opts=(-q -o "Dir::State::status=$status" -o "Dir::Cache::archives=$debs"
+                  -o Debug::NoLocking=1 --download-only -y --no-install-recommends)
+  if ! apt-get "${apt_opts[@]}" install prometheus >"$BUILD/prometheus-apt.log" 2>&1; then
+    # the host's package lists may be missing or old: refresh them once
+    apt-get update -qq >>"$BUILD/prometheus-apt.log" 2>&1 \
+      && apt-get "${apt_opts[@]}" install prometheus >>"$BUILD/prometheus-apt.log" 2>&1 \
+      || die "apt-get could not fetch prometheus; see $BUILD/prometheus-apt.log"
+  fi
+  rm -rf "$debs/partial" "$debs/lock"
+  ls "$debs"/prometheus_*.deb >/dev/null 2>&1 || die "no prometheus .deb in $debs"
+  docker_build "$PROMETHEUS_IMAGE" "$COMPOSE_DIR/prometheus/Dockerfile" "$debs"
+  rm -rf "$BUILD/prometheus"
+}
+
 # The base comes first: the Dockerfiles build FROM it.
-if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE"; then
+if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE" \
+    || wanted "$PROMETHEUS_IMAGE"; then
   # --force with --only rebuilds the base only when it is named itself.
   if [ ${#ONLY[@]} -gt 0 ] && ! wanted "$BASE_IMAGE"; then FORCE=0 step "$BASE_IMAGE" build_base
   else step "$BASE_IMAGE" build_base; fi
@@ -210,6 +243,7 @@ if wanted "$APP_IMAGE"; then
 fi
 wanted "$BUSYBOX_IMAGE" && step "$BUSYBOX_IMAGE" build_busybox
 wanted "$PY_TASK_IMAGE" && step "$PY_TASK_IMAGE" build_task_python
+wanted "$PROMETHEUS_IMAGE" && step "$PROMETHEUS_IMAGE" build_prometheus
 
 for item in "${SKIPPED[@]+"${SKIPPED[@]}"}"; do log "exists, skipped: $item (use --force to rebuild)"; done
 for item in "${BUILT[@]+"${BUILT[@]}"}"; do log "built: $item"; done

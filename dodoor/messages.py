@@ -33,25 +33,49 @@ OTHER_TYPES: frozenset[str] = frozenset(
     {"task_status", "completion", "register", "metrics", "heartbeat", "lookup", "lookup_reply"}
 )
 ALL_TYPES: frozenset[str] = SCHEDULING_TYPES | OTHER_TYPES
+SENT = "sent"
+RECEIVED = "received"
+DIRECTIONS: tuple[str, ...] = (SENT, RECEIVED)
 
 
 class MessageCounter:
-    """Counts messages (and optionally bytes) by type."""
+    """Counts messages (and optionally bytes) by type.
+
+    ``counts`` holds every message whichever way it went (the simulator's and the
+    reports' figure). The daemons say which way with :meth:`sent` and
+    :meth:`received`, kept apart in ``by_direction`` for ``/metrics``.
+    """
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
+        self.by_direction: dict[str, Counter[str]] = {d: Counter() for d in DIRECTIONS}
 
-    def add(self, kind: str, n: int = 1, nbytes: int = 0) -> None:
+    def add(self, kind: str, n: int = 1, nbytes: int = 0, direction: str | None = None) -> None:
+        """Count ``n`` messages of ``kind``; ``direction`` is ``sent``, ``received`` or None."""
         if kind not in ALL_TYPES:
             raise ValueError(f"unknown message type {kind!r}")
+        if direction is not None and direction not in self.by_direction:
+            raise ValueError(f"unknown message direction {direction!r}")
         self.counts[kind] += n
         if nbytes:
             self.bytes[kind] += nbytes
+        if direction is not None:
+            self.by_direction[direction][kind] += n
+
+    def sent(self, kind: str, n: int = 1, nbytes: int = 0) -> None:
+        """Count messages this component sent."""
+        self.add(kind, n, nbytes, SENT)
+
+    def received(self, kind: str, n: int = 1, nbytes: int = 0) -> None:
+        """Count messages this component received."""
+        self.add(kind, n, nbytes, RECEIVED)
 
     def merge(self, other: "MessageCounter") -> None:
         self.counts.update(other.counts)
         self.bytes.update(other.bytes)
+        for direction, counts in other.by_direction.items():
+            self.by_direction[direction].update(counts)
 
     @property
     def scheduling_total(self) -> int:

@@ -200,7 +200,7 @@ async def _confirm(app: web.Application, reply_url: str, node_id: str,
     # the task rides along, so a restarted scheduler can still decide (docs/guarantees.md)
     body = encode(Confirm(node_id, task_id, task))
     timeout = aiohttp.ClientTimeout(total=app[SETTINGS].confirm_timeout_ms / 1000.0)
-    counter.add("confirm", nbytes=len(body))
+    counter.sent("confirm", nbytes=len(body))
     try:
         async with app[SESSION].post(reply_url, data=body, timeout=timeout,
                                      headers={"Content-Type": CONTENT_TYPE}) as resp:
@@ -219,7 +219,7 @@ async def _confirm(app: web.Application, reply_url: str, node_id: str,
     except DecodeError as exc:
         log.warning("confirm of %s got a bad answer (%s); asking again later", task_id, exc)
         return ASK_AGAIN
-    counter.add("enqueue", nbytes=len(data))
+    counter.received("enqueue", nbytes=len(data))
     return msg.task
 
 
@@ -227,7 +227,7 @@ async def _confirm(app: web.Application, reply_url: str, node_id: str,
 async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     app = request.app
     msg, size = await read_message(request, Enqueue)
-    app[COUNTER].add("enqueue", nbytes=size)
+    app[COUNTER].received("enqueue", nbytes=size)
     agent = app[AGENT]
     stale = _stale_life(agent, msg.incarnation)
     if stale is not None:
@@ -248,7 +248,7 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     """Several tasks in one request: all journaled in one transaction, or none (503)."""
     app = request.app
     msg, size = await read_message(request, EnqueueBatch)
-    app[COUNTER].add("enqueue", n=len(msg.tasks), nbytes=size)
+    app[COUNTER].received("enqueue", n=len(msg.tasks), nbytes=size)
     agent = app[AGENT]
     stale = _stale_life(agent, msg.incarnation)
     if stale is not None:
@@ -287,16 +287,16 @@ def _conflict(exc: TaskConflict) -> web.StreamResponse:
 async def handle_probe(request: web.Request) -> web.StreamResponse:
     app = request.app
     _, size = await read_message(request, Probe)
-    app[COUNTER].add("probe", nbytes=size)
+    app[COUNTER].received("probe", nbytes=size)
     reply = encode(ProbeReply(app[SETTINGS].node_id, app[AGENT].state()))
-    app[COUNTER].add("probe_reply", nbytes=len(reply))
+    app[COUNTER].sent("probe_reply", nbytes=len(reply))
     return web.Response(body=reply, content_type=CONTENT_TYPE)
 
 
 async def handle_reserve(request: web.Request) -> web.StreamResponse:
     app = request.app
     msg, size = await read_message(request, Reserve)
-    app[COUNTER].add("reserve", nbytes=size)
+    app[COUNTER].received("reserve", nbytes=size)
     agent = app[AGENT]
     if not agent.queue.fits_node(msg.task):
         return _too_big(agent, msg.task)
@@ -312,7 +312,7 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
     the load store's task index, before it places ids it does not know."""
     app = request.app
     msg, size = await read_message(request, Lookup)
-    app[COUNTER].add("lookup", nbytes=size)
+    app[COUNTER].received("lookup", nbytes=size)
     try:
         held = await app[AGENT].journal.held(msg.task_ids)
     except JournalError as exc:
@@ -327,7 +327,7 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
 async def handle_cancel(request: web.Request) -> web.StreamResponse:
     app = request.app
     msg, size = await read_message(request, Cancel)
-    app[COUNTER].add("cancel", nbytes=size)
+    app[COUNTER].received("cancel", nbytes=size)
     await app[AGENT].cancel(msg.task_id)
     return web.Response(status=204)
 
@@ -343,7 +343,7 @@ async def handle_task(request: web.Request) -> web.StreamResponse:
         return error_response(404, "id", unknown_task_reason(
             task_id, settings.journal_retention_s, settings.journal_keep_finished))
     status, log_tail = found
-    request.app[COUNTER].add("task_status")
+    request.app[COUNTER].received("task_status")
     if CONTENT_TYPE in request.headers.get("Accept", ""):
         return wire_response(status)
     return web.json_response({

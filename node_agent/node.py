@@ -19,6 +19,7 @@ import numpy as np
 
 from dodoor.clock import Clock
 from dodoor.messages import MessageCounter
+from dodoor.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult
@@ -57,6 +58,9 @@ class NodeAgent:
         self.clock = clock
         self.counter = counter if counter is not None else MessageCounter()
         self.finished: Counter[str] = Counter()  # terminal states reached by this process
+        # seconds from arrival to start, and from start to end, of the tasks this process ran
+        self.queue_wait = Histogram(QUEUE_WAIT_BUCKETS)
+        self.run_time = Histogram(RUN_TIME_BUCKETS)
         self.confirm: ConfirmFn | None = None
         # 0 keeps every result; otherwise the journal is pruned to this many now and then.
         self.keep_finished = keep_finished
@@ -353,6 +357,8 @@ class NodeAgent:
         finally:
             self._jobs.pop(task_id, None)
         if result is not None:
+            if entry.started_ms is not None:
+                self.run_time.observe((self.clock.now_ms() - entry.started_ms) / 1000.0)
             # Journal first so a status query never sees the task vanish between states.
             await self._record_result(task_id, result, entry)
         if self.queue.is_running(task_id):
@@ -370,6 +376,7 @@ class NodeAgent:
 
     async def _run(self, entry: Entry) -> TaskResult:
         started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
+        self.queue_wait.observe((started - entry.queued_ms) / 1000.0)
         try:
             await self.journal.mark_running(entry.task_id, started)
         except JournalError as exc:
@@ -407,6 +414,8 @@ class NodeAgent:
                 log.warning("could not forget the reservation %s: %s", entry.task_id, exc)
             return None  # released by _supervise; the scheduler placed it elsewhere
         now = self.clock.now_ms()
+        # the wait is the reservation's: it held its place in the queue since it came
+        self.queue_wait.observe((now - entry.queued_ms) / 1000.0)
         self.queue.promote(entry.task_id, task)
         # The task itself arrives (and starts) now; the hold before it was the reservation's.
         entry.queued_ms = entry.started_ms = now

@@ -99,7 +99,7 @@ class Reporter:
                 log.warning("load store %s unreachable (%s); retrying quietly", self.url, exc)
             self.reachable = False
             return False
-        self.counter.add("heartbeat" if heartbeat else "node_state", nbytes=len(body))
+        self.counter.sent("heartbeat" if heartbeat else "node_state", nbytes=len(body))
         ack = self._take_answer(answer)
         if ack is not None and self.on_answer is not None:
             try:

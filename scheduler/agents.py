@@ -11,6 +11,9 @@ from dodoor.errors import DecodeError
 from dodoor.messages import MessageCounter
 from dodoor.wire import CONTENT_TYPE, TaskStatus, decode, encode
 
+# answers that prove the peer has no such endpoint: the message was not delivered
+_NOT_DELIVERED = frozenset({404, 405})
+
 
 class PeerError(Exception):
     """A message to a peer did not go through.
@@ -74,10 +77,24 @@ class PeerClient:
                    count: int = 1, kind: str | None = None) -> Any:
         """POST ``msg`` to ``url``; the decoded reply when ``expect`` is given, else None.
 
-        Counted ``count`` times under ``kind`` (default: the message's type).
+        Counted as sent ``count`` times under ``kind`` (default: the message's type)
+        once the request is over, unless the peer answered 404 or 405: it has no such
+        endpoint (an older agent without batched enqueues), so nothing was delivered.
+        Counting after the fact, rather than taking a count back, keeps the exported
+        counter from ever going down (Prometheus reads a decrease as a restart).
         """
-        self.counter.add(kind or msg.TYPE, count)
-        return await self.post_raw(url, encode(msg), expect)
+        kind = kind or msg.TYPE
+        try:
+            reply = await self.post_raw(url, encode(msg), expect)
+        except PeerError as exc:
+            if exc.status not in _NOT_DELIVERED:
+                self.counter.sent(kind, count)
+            raise
+        except BaseException:  # cancelled mid-request: it may have gone out
+            self.counter.sent(kind, count)
+            raise
+        self.counter.sent(kind, count)
+        return reply
 
     async def post_raw(self, url: str, data: bytes, expect: type | None = None) -> Any:
         """POST encoded ``data``; raises :class:`PeerError` (see there for its kinds)."""
@@ -97,7 +114,7 @@ class PeerClient:
             # the peer accepted (2xx) and then said something we cannot read
             raise PeerError(f"{url}: bad reply: {exc}", resp.status,
                             outcome_unknown=True) from exc
-        self.counter.add(reply.TYPE)
+        self.counter.received(reply.TYPE)
         return reply
 
     async def task_status(self, agent_url: str, task_id: str) -> TaskStatus | None:

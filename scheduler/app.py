@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import AsyncIterator
 
 import aiohttp
 import numpy as np
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
@@ -22,11 +22,12 @@ from dodoor.wire import (Confirm, Deltas, Lookup, LookupReply, Register, Snapsho
                          decode)
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
-    BackgroundTasks, GaugeCollector, MessageCollector, auth_headers, auth_middleware,
-    error_middleware, json_error, metrics_handler, msgpack_response, read_body,
+    BackgroundTasks, auth_headers, auth_middleware, error_middleware, json_error, metrics_handler,
+    msgpack_response, read_body,
 )
 from scheduler.asking import ASK_AGAIN
 from scheduler.intake import BodyError, parse_submission
+from scheduler.metrics import SubmitMetrics, make_registry
 from scheduler.placer import NoNodesError, Placer
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
@@ -42,6 +43,7 @@ class SchedulerState:
         self.clock = clock
         self.rng = random.Random(settings.seed)
         self.counter = MessageCounter()
+        self.metrics = SubmitMetrics()
         self.view = ClusterView(settings.scheduler_id, settings.policy_settings.k)
         self.deltas: asyncio.Queue[Deltas] = asyncio.Queue()
         self.background = BackgroundTasks()
@@ -79,29 +81,7 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
     )
     state = SchedulerState(settings, clock or MonotonicClock())
     app[STATE] = state
-    registry = CollectorRegistry()
-    registry.register(MessageCollector(state.counter))
-    registry.register(GaugeCollector({
-        "dodoor_scheduler_nodes": ("Live nodes in the cached view", lambda: state.view.n_nodes),
-        "dodoor_scheduler_placements": ("Tasks placed", lambda: state.placer.placements
-                                        if state.placer else 0),
-        "dodoor_scheduler_failovers": ("Enqueues that failed over to another node",
-                                       lambda: state.placer.failovers if state.placer else 0),
-        "dodoor_scheduler_resolves": ("Enqueues with an unknown outcome asked again of the "
-                                      "same agent", lambda: state.placer.resolves
-                                      if state.placer else 0),
-        "dodoor_scheduler_confirms": ("Resubmitted ids confirmed by the node holding them",
-                                      lambda: state.placer.confirms if state.placer else 0),
-        "dodoor_scheduler_claims_skipped": (
-            "Submissions placed without a cluster-wide claim (load store unreachable)",
-            lambda: state.placer.claims.skipped if state.placer else 0),
-        "dodoor_scheduler_degraded": ("1 while the load store is unreachable",
-                                      lambda: state.health()["status"] == "degraded"),
-        "dodoor_scheduler_snapshot_age_seconds": (
-            "Age of the last snapshot (-1 before the first)",
-            lambda: -1 if state.view.snapshot_ms is None
-            else (state.clock.now_ms() - state.view.snapshot_ms) / 1000.0),
-    }))
+    registry = make_registry(state)
     app.cleanup_ctx.append(_client_ctx)
     app.cleanup_ctx.append(_loops_ctx)
     app.router.add_post("/v1/tasks", submit)
@@ -233,6 +213,7 @@ async def _flush_deltas(state: SchedulerState) -> None:
 # -- handlers ---------------------------------------------------------------
 
 async def submit(request: web.Request) -> web.Response:
+    started = time.monotonic()
     state = request.app[STATE]
     placer = state.placer
     assert placer is not None
@@ -249,7 +230,9 @@ async def submit(request: web.Request) -> web.Response:
         return json_error(400, exc.field, exc.reason)
     except NoNodesError as exc:
         return json_error(503, "cluster", str(exc))
+    snapshot_age_ms = state.view.age_ms(state.clock.now_ms())
     placements = await placer.place(tasks)
+    state.metrics.submitted(placements, time.monotonic() - started, snapshot_age_ms)
     body_out = {"placements": [p.as_dict() for p in placements]}
     conflicts = [i for i, p in enumerate(placements) if p.conflict]
     if conflicts:
@@ -314,7 +297,7 @@ async def task_status(request: web.Request) -> web.Response:
         return web.json_response(_status_body(
             task_id, UNKNOWN, node, reason=f"agent {node} does not know the task (its "
             "result expired, or its journal was replaced)"))
-    state.counter.add("task_status")
+    state.counter.sent("task_status")
     return web.json_response({
         "id": task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,
         "started_ms": st.started_ms, "finished_ms": st.finished_ms,
@@ -339,7 +322,7 @@ async def snapshot(request: web.Request) -> web.Response:
         leftover = state.view.apply(snap, state.clock.now_ms())
     except (DecodeError, ValueError) as exc:
         return json_error(400, "snapshot", str(exc))
-    state.counter.add("snapshot")
+    state.counter.received("snapshot")
     state.loadstore_reachable = True
     if leftover is not None:
         state.emit_deltas(leftover)
@@ -360,7 +343,7 @@ async def snapshot_delta(request: web.Request) -> web.Response:
         applied = state.view.apply_delta(msg, state.clock.now_ms())
     except (DecodeError, ValueError) as exc:
         return json_error(400, "snapshot_delta", str(exc))
-    state.counter.add("snapshot")
+    state.counter.received("snapshot")
     state.loadstore_reachable = True
     _dead_nodes_seen(state)
     if not applied:
@@ -376,7 +359,7 @@ async def confirm(request: web.Request) -> web.Response:
         msg = decode(await read_body(request), Confirm)
     except DecodeError as exc:
         return json_error(400, "confirm", str(exc))
-    state.counter.add("confirm")
+    state.counter.received("confirm")
     enqueue = await state.placer.confirm(msg.node_id, msg.task_id, msg.task)
     if enqueue is None:
         return json_error(409, "task_id", f"task {msg.task_id!r} is not waiting for a confirm")

@@ -128,7 +128,7 @@ class AskingPaths:
         if self.placed.get(task_id) != node_id:
             self.placements += 1
         self.placed.put(task_id, node_id)
-        self.peers.counter.add("enqueue")
+        self.peers.counter.sent("enqueue")  # the confirm's answer
         return Enqueue(task, self.settings.scheduler_id)
 
     def forget_dead_targets(self, dead: frozenset[str]) -> None:

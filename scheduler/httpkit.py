@@ -1,8 +1,8 @@
 """HTTP plumbing shared by the scheduler and load-store apps.
 
-JSON error bodies, bearer-token auth, msgpack responses, Prometheus export of
-a :class:`~dodoor.messages.MessageCounter`, tracked background tasks, and
-running an app under uvloop.
+JSON error bodies, bearer-token auth, msgpack responses, the ``/metrics``
+handler (the collectors are in :mod:`dodoor.metrics`), tracked background
+tasks, and running an app under uvloop.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Coroutine
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dodoor.errors import DodoorError
-from dodoor.messages import MessageCounter
 from dodoor.wire import CONTENT_TYPE, encode
 
 log = logging.getLogger(__name__)
@@ -79,31 +77,9 @@ async def read_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-class MessageCollector:
-    """Exports a MessageCounter as ``dodoor_messages_total{type=...}``."""
-
-    def __init__(self, counter: MessageCounter) -> None:
-        self._counter = counter
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily("dodoor_messages", "Messages by wire type", labels=["type"])
-        for kind, count in sorted(self._counter.counts.items()):
-            family.add_metric([kind], count)
-        yield family
-
-
-class GaugeCollector:
-    """Gauges read at scrape time from callables: ``{name: (help, fn)}``."""
-
-    def __init__(self, gauges: Mapping[str, tuple[str, Callable[[], float]]]) -> None:
-        self._gauges = dict(gauges)
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        for name, (help_text, read) in self._gauges.items():
-            yield GaugeMetricFamily(name, help_text, value=float(read()))
-
-
 def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """``GET /metrics``: ``registry`` in the Prometheus text format."""
+
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -23,6 +23,13 @@ from scheduler.membership import Membership
 log = logging.getLogger(__name__)
 
 
+# Said in every ``GET /v1/nodes`` body of the store (the schedulers' view differs).
+STORE_ABOUT = ("the load store's view: each node's last report plus the placements the "
+               "schedulers counted on it since (report_age_ms: how old that report is; idle "
+               "agents report every heartbeat). Schedulers see it only as of their last "
+               "snapshot.")
+
+
 @dataclass
 class NodeRecord:
     node_id: str
@@ -270,4 +277,4 @@ class LoadStoreState:
              "capacity": r.capacity.tolist(), "state": r.state.tolist(),
              "report_age_ms": now - r.last_report_ms, "utilization": r.utilization or {}}
             for r in (self.nodes[k] for k in sorted(self.nodes))
-        ], "snapshot_seq": self.seq, "placements": self.placements}
+        ], "snapshot_seq": self.seq, "placements": self.placements, "about": STORE_ABOUT}

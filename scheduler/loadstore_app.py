@@ -9,7 +9,6 @@ from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError
@@ -21,10 +20,10 @@ from dodoor.wire import (
 )
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
-    GaugeCollector, MessageCollector, auth_headers, auth_middleware, error_middleware,
-    json_error, metrics_handler, read_body,
+    auth_headers, auth_middleware, error_middleware, json_error, metrics_handler, read_body,
 )
 from scheduler.loadstore import LoadStoreState
+from scheduler.loadstore_metrics import make_registry
 from scheduler.membership import MembershipFile
 from scheduler.settings import LoadStoreSettings
 
@@ -49,6 +48,7 @@ class Pusher:
         self._wanted: set[str] = set()
         self._event = asyncio.Event()
         self.pushes = 0
+        self.push_failures = 0  # ever, for /metrics (``failures`` counts runs per scheduler)
 
     def register(self, msg: Register) -> None:
         if self.schedulers.get(msg.component_id) != msg.url:
@@ -98,7 +98,7 @@ class Pusher:
     async def _push(self, sid: str, url: str, data: bytes,
                     path: str = "/internal/snapshot") -> None:
         assert self.peers is not None
-        self.peers.counter.add("snapshot")
+        self.peers.counter.sent("snapshot")
         self.pushes += 1
         try:
             await self.peers.post_raw(url + path, data)
@@ -110,6 +110,7 @@ class Pusher:
                     log.info("scheduler %s asked for a resync", sid)
                     self.request({sid})
                     return
+            self.push_failures += 1  # a 409 above is the protocol's resync, not a failure
             n = self.failures.get(sid, 0) + 1
             self.failures[sid] = n
             log.warning("snapshot push to %s failed (%d in a row): %s", sid, n, exc)
@@ -169,17 +170,7 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
     )
     ls = LoadStoreApp(settings, clock or MonotonicClock())
     app[LOADSTORE] = ls
-    registry = CollectorRegistry()
-    registry.register(MessageCollector(ls.counter))
-    registry.register(GaugeCollector({
-        "dodoor_loadstore_live_nodes": ("Live nodes", lambda: len(ls.store.live())),
-        "dodoor_loadstore_schedulers": ("Registered schedulers",
-                                        lambda: len(ls.pusher.schedulers)),
-        "dodoor_loadstore_placements": ("Placements counted from deltas",
-                                        lambda: ls.store.placements),
-        "dodoor_loadstore_batch_b": ("Placements per snapshot push (adapts when enabled)",
-                                     lambda: ls.store.b),
-    }))
+    registry = make_registry(ls)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
@@ -247,7 +238,7 @@ async def register(request: web.Request) -> web.Response:
         msg = await _decode(request, Register)
     except DecodeError as exc:
         return json_error(400, "register", str(exc))
-    ls.counter.add("register")
+    ls.counter.received("register")
     if msg.role != "scheduler":
         return json_error(400, "role", f"only schedulers register, got {msg.role!r}")
     ls.pusher.register(msg)
@@ -261,7 +252,7 @@ async def deltas(request: web.Request) -> web.Response:
         due = ls.store.add_deltas(msg)
     except (DecodeError, ValueError) as exc:
         return json_error(400, "deltas", str(exc))
-    ls.counter.add("deltas")
+    ls.counter.received("deltas")
     if due:
         ls.pusher.request()
     return web.Response(status=204)
@@ -275,7 +266,7 @@ async def node_state(request: web.Request) -> web.Response:
         changed = False if fenced else ls.store.report(msg)
     except (DecodeError, ValueError) as exc:
         return json_error(400, "node_state", str(exc))
-    ls.counter.add("heartbeat" if msg.heartbeat else "node_state")
+    ls.counter.received("heartbeat" if msg.heartbeat else "node_state")
     if fenced:
         log.warning("node %s reported from life %s, which was declared dead: fencing it",
                     msg.node_id, msg.incarnation)
@@ -298,7 +289,7 @@ async def lookup(request: web.Request) -> web.Response:
         msg = await _decode(request, Lookup)
     except DecodeError as exc:
         return json_error(400, "lookup", str(exc))
-    ls.counter.add("lookup")
+    ls.counter.received("lookup")
     outcomes, nodes_, owners = ls.store.index.lookup(msg.task_ids, msg.scheduler_id, msg.claim,
                                                       ls.store.is_dead,
                                                       ls.store.index_complete())

@@ -118,7 +118,7 @@ class Outbox:
                                       count=len(tasks), kind="enqueue")
         except PeerError as exc:
             if len(tasks) > 1 and exc.status in (404, 405):
-                self.peers.counter.counts["enqueue"] -= len(tasks)  # nothing was delivered
+                # not counted as sent: PeerClient.send leaves out what was not delivered
                 return BatchRefused(str(exc), exc.status)
             return exc
         return None

@@ -72,7 +72,7 @@ class AgentSender:
                 return
             except BatchRefused:
                 log.info("agent %s takes no batched enqueues; sending one by one", url)
-                self.no_batch.add(url)
+                self.no_batch.add(url)  # (the refused batch was not counted as sent)
         async with self._limit(url):
             await self.peers.send(url + "/internal/enqueue",
                                   Enqueue(task, self.settings.scheduler_id, self.view.life_at(url)))
@@ -158,8 +158,7 @@ class AgentSender:
                     return [exc] * len(tasks)
                 # an agent without batches on the same journal (restarted as an older one)
                 log.info("agent %s takes no batched enqueues; sending one by one", url)
-                self.no_batch.add(url)
-                self.peers.counter.counts["enqueue"] -= len(tasks)  # nothing was delivered
+                self.no_batch.add(url)  # (the refused batch was not counted as sent)
             else:
                 return [None] * len(tasks)
         return list(await asyncio.gather(*(self._resend_one(url, task) for task in tasks)))

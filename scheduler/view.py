@@ -12,6 +12,15 @@ from dodoor.sampling import FeasibleSampler
 from dodoor.wire import Deltas, Snapshot, SnapshotDelta
 
 
+# Said in every ``GET /v1/nodes`` body: on an idle cluster the view is old by design,
+# and a reader who does not know that takes finished tasks for running ones.
+VIEW_ABOUT = ("this scheduler's cached view: the load store's last snapshot plus this "
+              "scheduler's own placements since. Snapshots are pushed every b placements "
+              "cluster-wide, so while nothing is placed the view is not refreshed and tasks "
+              "that ended since still count (see snapshot_age_ms). The load store's "
+              "GET /v1/nodes has each node's last report.")
+
+
 class ClusterView:
     """Live nodes as last pushed by the load store, plus this scheduler's own deltas.
 
@@ -153,6 +162,7 @@ class ClusterView:
             "nodes": nodes,
             "snapshot_seq": self.snapshot_seq,
             "snapshot_age_ms": self.age_ms(now_ms),
+            "about": VIEW_ABOUT,
         }
 
     def age_ms(self, now_ms: float) -> float | None:

@@ -162,7 +162,13 @@ async def test_probe_reply_is_the_exact_state(aiohttp_client, agent_settings):
     text = await (await client.get("/metrics")).text()
     assert 'dodoor_agent_queue_length{node="node-t"} 1.0' in text
     assert 'dodoor_agent_running{node="node-t"} 1.0' in text
-    assert 'dodoor_agent_messages_total{node="node-t",type="probe_reply"} 1.0' in text
+    assert 'dodoor_messages_total{direction="sent",type="probe_reply"} 1.0' in text
+    assert 'dodoor_messages_total{direction="received",type="probe"} 1.0' in text
+    # committed load in base units: 3 cores, 400 MiB in bytes, 1.1 s of pending work
+    assert 'dodoor_agent_committed_cores{node="node-t"} 3.0' in text
+    assert 'dodoor_agent_committed_memory_bytes{node="node-t"} 4.194304e+08' in text
+    assert 'dodoor_agent_pending_work_seconds{node="node-t"} 1.1' in text
+    assert "dodoor_agent_committed{" not in text
 
 
 async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, aiohttp_server, agent_settings):

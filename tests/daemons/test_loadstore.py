@@ -218,8 +218,13 @@ async def test_metrics(loadstore):
     client, _, _ = await loadstore()
     await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
     text = await (await client.get("/metrics")).text()
-    assert 'dodoor_messages_total{type="node_state"} 1.0' in text
+    assert 'dodoor_messages_total{direction="received",type="node_state"} 1.0' in text
     assert "dodoor_loadstore_live_nodes 1.0" in text
+    assert "dodoor_loadstore_placements_total 0.0" in text
+    assert "# TYPE dodoor_loadstore_placements_total counter" in text
+    assert f"dodoor_loadstore_placements_per_push {LoadStoreSettings().b:.1f}" in text  # was _batch_b
+    assert "dodoor_loadstore_batch_b" not in text
+    assert "process_cpu_seconds_total" in text
 
 
 async def test_heartbeats_update_the_node_but_are_not_scheduling_messages(loadstore):

@@ -30,7 +30,17 @@ class FakePeers:
         self.fail_with: dict[str, PeerError] = {}  # a request carrying this id fails
 
     async def send(self, url, msg, expect=None, count=1, kind=None):
-        self.counter.add(kind or msg.TYPE, count)
+        # counted as PeerClient.send counts: once over, and not when the peer has no
+        # such endpoint (404/405: nothing was delivered)
+        try:
+            await self._deliver(url, msg)
+        except PeerError as exc:
+            if exc.status not in (404, 405):
+                self.counter.sent(kind or msg.TYPE, count)
+            raise
+        self.counter.sent(kind or msg.TYPE, count)
+
+    async def _deliver(self, url, msg) -> None:
         ids = (msg.task.task_id,) if isinstance(msg, Enqueue) else tuple(
             t.task_id for t in msg.tasks)
         assert isinstance(msg, (Enqueue, EnqueueBatch))

@@ -476,8 +476,15 @@ async def test_metrics_export_message_counts(make_stack):
     stack = await make_stack()
     await stack.post({"tasks": [TASK] * 3})
     text = await (await stack.client.get("/metrics")).text()
-    assert 'dodoor_messages_total{type="enqueue"} 3.0' in text
+    assert 'dodoor_messages_total{direction="sent",type="enqueue"} 3.0' in text
+    assert 'dodoor_messages_total{direction="received",type="snapshot"}' in text
     assert "dodoor_scheduler_nodes 3.0" in text
+    assert "# TYPE dodoor_scheduler_placements_total counter" in text
+    assert "dodoor_scheduler_placements_total 3.0" in text
+    # one batch of three placed tasks: three observations of each histogram
+    assert "dodoor_scheduler_submit_to_placed_seconds_count 3.0" in text
+    assert "dodoor_scheduler_snapshot_age_at_use_seconds_count 3.0" in text
+    assert "process_resident_memory_bytes" in text
 
 
 async def test_concurrent_submissions_of_one_id_place_it_once(make_stack):

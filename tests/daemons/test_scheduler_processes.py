@@ -84,7 +84,7 @@ async def test_processes_with_fake_agents(spawn, fake_agents):
         assert health["status"] == "ok"
         metrics = await (await session.get(scheduler.url + "/metrics",
                                            headers={"Authorization": f"Bearer {token}"})).text()
-        assert 'dodoor_messages_total{type="enqueue"} 16.0' in metrics
+        assert 'dodoor_messages_total{direction="sent",type="enqueue"} 16.0' in metrics
     # graceful shutdown on SIGTERM
     assert await asyncio.to_thread(scheduler.stop) == 0
     assert await asyncio.to_thread(loadstore.stop) == 0
@@ -175,4 +175,5 @@ async def test_every_live_policy_against_real_agents(spawn):
             assert all(s == "succeeded" for s, _ in states.values()), (policy, states)
             assert {n for _, n in states.values()} <= {"node-0", "node-1", "node-2"}
             metrics = await (await session.get(sched.url + "/metrics")).text()
-            assert 'dodoor_messages_total{type="enqueue"} 6.0' in metrics, (policy, metrics)
+            assert ('dodoor_messages_total{direction="sent",type="enqueue"} 6.0'
+                    in metrics), (policy, metrics)

@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "compose" / "build-images.sh"
-IMAGES = ("dodoor-base:bookworm", "dodoor:latest", "dodoor-task:busybox", "dodoor-task:python")
+IMAGES = ("dodoor-base:bookworm", "dodoor:latest", "dodoor-task:busybox", "dodoor-task:python",
+          "dodoor-prometheus:latest")
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ class Cluster:
     project: str
     env: dict[str, str]
     scheduler_urls: list[str]
+    prometheus_url: str = ""
     down_done: bool = field(default=False)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> str:
@@ -112,11 +113,12 @@ def cluster(images, docker_client) -> Iterator[Cluster]:
     build = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stderr
     project = f"dodoore2e{uuid.uuid4().hex[:8]}"
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     env = dict(os.environ, DODOOR_TOKEN=TOKEN, DODOOR_CLUSTER=project,
                DODOOR_LOADSTORE_PORT=str(ports[0]), DODOOR_SCHEDULER_1_PORT=str(ports[1]),
-               DODOOR_SCHEDULER_2_PORT=str(ports[2]))
-    c = Cluster(project, env, [f"http://127.0.0.1:{p}" for p in ports[1:]])
+               DODOOR_SCHEDULER_2_PORT=str(ports[2]), DODOOR_PROMETHEUS_PORT=str(ports[3]))
+    c = Cluster(project, env, [f"http://127.0.0.1:{p}" for p in ports[1:3]],
+                f"http://127.0.0.1:{ports[3]}")
     try:
         c.compose("up", "-d")
         wait_ready(c)
@@ -243,6 +245,47 @@ def test_hundred_trace_tasks_run_in_limited_containers(cluster, docker_client):
     assert set(starts.values()) == {1}
     assert len({b["node"] for b in final.values()}) >= 3
     assert task_containers(docker_client, cluster.project) == []
+
+
+def prometheus_api(cluster: Cluster, path: str) -> object:
+    """``data`` of a Prometheus HTTP API answer (Prometheus itself asks for no token)."""
+    with urllib.request.urlopen(cluster.prometheus_url + "/api/v1/" + path, timeout=10) as resp:
+        body = json.loads(resp.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def test_prometheus_scrapes_every_component_and_loads_the_rules(cluster):
+    # After the trace above: every component scraped, with the cluster's token (without
+    # it each would answer 401 and read down), and every rule evaluated without error.
+    expected = {"dodoor-loadstore": 1, "dodoor-scheduler": 2, "dodoor-agent": 6,
+                "prometheus": 1}
+    deadline = time.monotonic() + 90
+    while True:
+        targets = prometheus_api(cluster, "targets?state=active")["activeTargets"]
+        groups = prometheus_api(cluster, "rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        ready = (all(t["health"] == "up" for t in targets)
+                 and rules and all(r["health"] == "ok" for r in rules))
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert Counter(t["labels"]["job"] for t in targets) == expected
+    down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
+    assert not down, down
+    assert {g["name"] for g in groups} == {"dodoor-recording", "dodoor-alerts"}
+    assert {r["name"] for r in rules if r["type"] == "alerting"} == {
+        "DodoorAgentDown", "DodoorLoadStoreUnreachable", "DodoorQueueGrowing",
+        "DodoorSchedulerWithoutSnapshots"}
+    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError"))
+                                                     for r in rules]
+    # the data arrived: the trace's placements, and a recording rule over the agents
+    placed = prometheus_api(cluster, "query?query=sum(dodoor_scheduler_placements_total)")
+    assert float(placed["result"][0]["value"][1]) >= 101
+    queued = prometheus_api(cluster, "query?query=dodoor:agent_queue_length:sum")
+    assert len(queued["result"]) == 1
+    firing = [a for a in prometheus_api(cluster, "alerts")["alerts"] if a["state"] == "firing"]
+    assert not firing, firing
 
 
 def test_killed_agent_loses_no_task(cluster, docker_client):

@@ -100,3 +100,18 @@ def test_python_function_rejects_a_bad_size(docker_client, images):
     code, out = run(docker_client, "dodoor-task:python", ["matmul", "0"])
     assert code == 2
     assert "size and --repeat must be > 0, got size=0" in out
+
+
+def test_prometheus_image_checks_the_cluster_config_offline(docker_client, images):
+    # The compose files at the paths the service mounts them, with a token file as the
+    # service writes it: promtool then also resolves the rule file and the token file.
+    prom_dir = BUILD_SCRIPT.parent / "prometheus"
+    check = ("printf x >/tmp/dodoor-token && promtool check config "
+             "/etc/dodoor/prometheus/prometheus.yml")
+    code, out = run(docker_client, "dodoor-prometheus:latest", ["-c", check],
+                    entrypoint=["/bin/sh"],
+                    volumes={str(prom_dir): {"bind": "/etc/dodoor/prometheus", "mode": "ro"}})
+    assert code == 0, out
+    assert "SUCCESS: 8 rules found" in out
+    code, out = run(docker_client, "dodoor-prometheus:latest", ["-un"], entrypoint=["id"])
+    assert (code, out.strip()) == (0, "prometheus")

@@ -82,6 +82,6 @@ def test_agent_with_a_full_disk_refuses_and_the_scheduler_fails_over(cluster):
     with urllib.request.urlopen(c.schedulers[0].url + "/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
     failovers = next(float(line.split()[-1]) for line in metrics.splitlines()
-                     if line.startswith("dodoor_scheduler_failovers "))
+                     if line.startswith("dodoor_scheduler_failovers_total "))
     assert failovers >= 1
     print(f"placements with node-0's disk full: {placed}, failovers {failovers:g}")

@@ -14,17 +14,26 @@ from workloads.function_mix import (
     DEFAULT_MIX, MEMORY_HEADROOM, apply_function_mix, load_profile, parse_mix,
 )
 
-EXPOSITION = """# HELP dodoor_agent_messages_total Messages
-# TYPE dodoor_agent_messages_total counter
-dodoor_agent_messages_total{node="n1",type="enqueue"} 7.0
-dodoor_agent_messages_total{node="n1",type="node_state"} 30.0
-dodoor_agent_messages_created{node="n1",type="enqueue"} 1.7e+09
+EXPOSITION = """# HELP dodoor_messages_total Wire messages by direction and type
+# TYPE dodoor_messages_total counter
+dodoor_messages_total{direction="received",type="enqueue"} 5.0
+dodoor_messages_total{type="enqueue",direction="received"} 2.0
+dodoor_messages_total{direction="sent",type="node_state"} 30.0
+dodoor_messages_created{direction="received",type="enqueue"} 1.7e+09
+dodoor_messages_total{direction="sent",type="probe_reply"} 4.0
+dodoor_messages_total{direction="received",type="probe"} 4.0
+"""
+# what agents exported before messages had a direction (an older cluster)
+OLD_EXPOSITION = """dodoor_agent_messages_total{node="n1",type="enqueue"} 7.0
 dodoor_messages_total{type="probe"} 4.0
 """
 
 
 def test_parse_messages_reads_any_label_order_and_skips_created():
-    assert parse_messages(EXPOSITION) == {"enqueue": 7, "node_state": 30, "probe": 4}
+    # a component's count of a type is both directions: what it sent and received
+    assert parse_messages(EXPOSITION) == {"enqueue": 7, "node_state": 30, "probe_reply": 4,
+                                          "probe": 4}
+    assert parse_messages(OLD_EXPOSITION) == {"enqueue": 7, "probe": 4}
 
 
 def test_each_type_counted_at_its_sender_else_receiver():
