@@ -14,13 +14,14 @@ from typing import Iterable, Sequence, TextIO
 import aiohttp
 import msgpack
 
+from dodoor.errors import DodoorError
 from dodoor.resources import Task
 
 log = logging.getLogger(__name__)
 TERMINAL = frozenset({"succeeded", "failed", "lost"})
 
 
-class SubmitError(Exception):
+class SubmitError(DodoorError):
     """A scheduler refused a batch; carries its status and error body."""
 
     def __init__(self, url: str, status: int, body: str) -> None:
