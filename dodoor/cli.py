@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
+from dodoor.cliargs import LOG_LEVELS, use_formatter
 from dodoor.errors import DodoorError
 
 # command group -> module providing register(subparsers)
@@ -29,10 +30,15 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every role's sub-commands, one help format."""
     parser = argparse.ArgumentParser(
-        prog="dodoor", description="Decentralized randomized multi-resource task scheduler."
+        prog="dodoor",
+        description="Decentralized randomized multi-resource task scheduler: the simulator, "
+                    "the daemons and the tools around them. With no command, `dodoor` runs "
+                    "`dodoor simulate`. `dodoor COMMAND --help` describes each command.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper,
+                        help="least severity of the log lines written to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -42,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    use_formatter(parser)
     return parser
 
 
@@ -52,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list = ["simulate"]  # the embedded default: replay the bundled trace
     args = parser.parse_args(args_list)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not hasattr(args, "func"):
