@@ -12,7 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from dodoor.cliargs import LOG_LEVELS, use_formatter
 from dodoor.errors import DodoorError
@@ -29,9 +29,17 @@ COMMAND_MODULES: tuple[str, ...] = (
 log = logging.getLogger(__name__)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with usage errors as one line, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        # sub-parsers are made with the class of their parent, so this covers all of them
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: every role's sub-commands, one help format."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dodoor",
         description="Decentralized randomized multi-resource task scheduler: the simulator, "
                     "the daemons and the tools around them. With no command, `dodoor` runs "
@@ -68,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DodoorError as exc:
-        print(f"dodoor {args.command}: error: {exc}", file=sys.stderr)
+        name = " ".join(filter(None, ("dodoor", args.command, getattr(args, "action", None))))
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from typing import AsyncIterator
 
@@ -59,7 +60,8 @@ class SchedulerState:
         degraded = not self.loadstore_reachable or self.view.snapshot_ms is None
         return {
             "status": "degraded" if degraded else "ok",
-            "id": self.settings.scheduler_id,
+            "role": "scheduler", "id": self.settings.scheduler_id,
+            "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
             "policy": self.settings.policy,
             "loadstore_reachable": self.loadstore_reachable,
             "snapshot_seq": self.view.snapshot_seq,
