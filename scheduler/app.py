@@ -17,6 +17,7 @@ from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
+from dodoor.policies.lists import effective_spec
 from dodoor.taskindex import BUSY, LOST, MINE, PLACED
 from dodoor.taskstates import UNKNOWN
 from dodoor.wire import (Confirm, Deltas, Lookup, LookupReply, Register, Snapshot, SnapshotDelta,
@@ -44,6 +45,8 @@ class SchedulerState:
         self.rng = random.Random(settings.seed)
         self.counter = MessageCounter()
         self.view = ClusterView(settings.scheduler_id, settings.policy_settings.k)
+        # the spec as it runs, --param settings included, so it can be simulated as is
+        self.policy_spec = effective_spec(settings.policy, settings.policy_settings)
         self.deltas: asyncio.Queue[Deltas] = asyncio.Queue()
         self.background = BackgroundTasks()
         self.loadstore_reachable = False
@@ -62,7 +65,7 @@ class SchedulerState:
             "status": "degraded" if degraded else "ok",
             "role": "scheduler", "id": self.settings.scheduler_id,
             "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
-            "policy": self.settings.policy,
+            "policy": self.policy_spec,
             "loadstore_reachable": self.loadstore_reachable,
             "snapshot_seq": self.view.snapshot_seq,
             "snapshot_age_ms": age,

@@ -11,9 +11,11 @@ its values with ``/`` inside a spec: ``dodoor:weights=1/1/0``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Sequence
 
 from dodoor.errors import ValidationError
+from dodoor.settings import PolicySettings
 
 
 def split_policy_list(text: str, field: str = "policy") -> list[str]:
@@ -63,3 +65,31 @@ def parse_policy_list(values: Iterable[str] | None, default: Sequence[str],
         except ValidationError as exc:
             raise ValidationError(field, f"{spec!r}: {exc}") from exc
     return list(dict.fromkeys(specs))
+
+
+def effective_spec(spec: str, settings: PolicySettings) -> str:
+    """``spec`` plus every setting of ``settings`` that differs from the defaults and the
+    spec does not already set: the policy as it actually runs, as one spec.
+
+    A scheduler started as ``--policy dodoor --param d=8`` runs ``dodoor:d=8``; this
+    is what it reports, so a simulation of the reported spec is the same policy.
+    """
+    name, _, own = spec.partition(":")
+    given = {item.partition("=")[0].strip() for item in own.split(",") if item}
+    defaults = PolicySettings()
+    extra = []
+    for f in dataclasses.fields(PolicySettings):
+        value = getattr(settings, f.name)
+        if f.name == "extra" or f.name in given or value == getattr(defaults, f.name):
+            continue
+        if isinstance(value, tuple):
+            text = "/".join(f"{v:g}" for v in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = f"{value:g}"
+        else:
+            text = str(value)
+        extra.append(f"{f.name}={text}")
+    items = [i for i in own.split(",") if i] + extra
+    return f"{name}:{','.join(items)}" if items else name
