@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from dodoor.errors import ValidationError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_PORT = 65535
 POLICY_LIST_HELP = ("comma-separated specs NAME or NAME:KEY=VALUE,...; an item with '=' is a "
                     "setting of the spec before it, so dodoor-wait:d=16,alpha=0.3,dodoor is two "
                     "specs; repeatable")

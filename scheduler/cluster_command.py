@@ -63,8 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "when every task succeeded.")
     sub.add_argument("--url", required=True, help="scheduler URL(s), comma-separated; batches "
                                                   "go round-robin")
-    sub.add_argument("--trace", type=Path, help="submit every task of a trace file instead")
-    sub.add_argument("--limit", type=bounded(int, 1), help="only the first N tasks of the trace")
+    sub.add_argument("--trace", type=Path,
+                     help="submit every task of a trace file instead (default: the one task "
+                          "the options below describe)")
+    sub.add_argument("--limit", type=bounded(int, 1),
+                     help="only the first N tasks of the trace (default: all)")
     sub.add_argument("--duration-scale", type=bounded(float, 0.0), default=1.0,
                      help="multiply trace durations (e.g. 0.01 to run a 60-s trace quickly)")
     sub.add_argument("--cores", type=float, default=1.0, help="cores of the task")
