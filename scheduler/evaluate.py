@@ -26,15 +26,16 @@ from typing import Sequence
 
 from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
+from dodoor.policies.lists import parse_policy_list
 from dodoor.resources import Task
 from dodoor.sim.command import file_part
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
 from scheduler.localcluster import ClusterSettings, LocalCluster
-from scheduler.submit import auth_headers
 from scheduler.replay import ReplaySettings, replay, scale_tasks
 from scheduler.report import render
+from scheduler.submit import auth_headers
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,11 @@ def live_policy(urls: Sequence[str], token: str | None = None) -> str:
     spec = next(iter(specs.values()))
     if not spec:
         raise ValidationError("--live", f"{urls[0]}/healthz names no policy")
+    try:
+        parse_policy_list([spec], default=[])
+    except ValidationError as exc:
+        raise ValidationError("--live", f"the cluster runs {spec!r}, which this simulator "
+                                        f"cannot: {exc}") from exc
     return spec
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from dodoor.cliargs import add_policy_list, bounded, output_dir
