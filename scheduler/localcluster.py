@@ -39,10 +39,11 @@ EXECUTORS = ("sleep", "process", "docker")
 SCHEDULER_OFFSET = 10  # schedulers listen on P+10.., agents on P+100..
 AGENT_OFFSET = 100
 MAX_SCHEDULERS = AGENT_OFFSET - SCHEDULER_OFFSET
-# What a fresh start removes from the workdir: only files the cluster itself writes
-# (a journal's sqlite companions, the membership file and its temporary, the logs).
-STATE_PATTERNS = ("*.journal.sqlite", "*.journal.sqlite-*", "loadstore.json",
-                  "loadstore.json.tmp", "*.log")
+# What a fresh start removes from the workdir: only the names the cluster itself writes
+# (journals and their sqlite companions, the membership file and its temporary, the
+# logs), so a --workdir shared with other files keeps them.
+STATE_PATTERNS = ("node-*.journal.sqlite", "node-*.journal.sqlite-*", "loadstore.json",
+                  "loadstore.json.tmp", "loadstore.log", "scheduler-*.log", "agent-*.log")
 
 
 class ClusterError(DodoorError):
@@ -324,7 +325,7 @@ def _lock_journals(workdir: Path) -> list[int]:
     it runs); :class:`ClusterError` when one is held. The caller closes the fds."""
     held: list[int] = []
     try:
-        for lock in sorted(workdir.glob("*.journal.sqlite.lock")):
+        for lock in sorted(workdir.glob("node-*.journal.sqlite.lock")):
             fd = os.open(lock, os.O_RDWR)
             held.append(fd)
             try:

@@ -191,6 +191,8 @@ def test_each_start_is_fresh_unless_resumed(tmp_path):
         return ClusterSettings(agents=1, schedulers=1, base_port=_free_base_port(),
                                workdir=workdir, resume=resume)
 
+    workdir.mkdir()
+    (workdir / "notes.log").write_text("the operator's own file\n")
     with LocalCluster(settings(False)) as first:
         _post_task(first.scheduler_urls[0], "fixed-id-1")
         assert _state(first.scheduler_urls[0], "fixed-id-1") == "succeeded"
@@ -201,6 +203,7 @@ def test_each_start_is_fresh_unless_resumed(tmp_path):
         assert _state(fresh.scheduler_urls[0], "fixed-id-1") == "unknown"
         _post_task(fresh.scheduler_urls[0], "fixed-id-1")
         assert _state(fresh.scheduler_urls[0], "fixed-id-1") == "succeeded"
+    assert (workdir / "notes.log").read_text() == "the operator's own file\n"
 
 
 def test_a_fresh_start_leaves_a_running_clusters_workdir_alone(tmp_path):
