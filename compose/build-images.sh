@@ -192,7 +192,7 @@ build_busybox() {
 build_task_python() {
   ls "$WHEELS"/numpy-*.whl >/dev/null 2>&1 || build_wheelhouse
   docker_build "$PY_TASK_IMAGE" "$COMPOSE_DIR/task-python/Dockerfile" \
-    "$WHEELS" "$COMPOSE_DIR/task-python/functions.py"
+    "$WHEELS" "$REPO/workloads/task_functions.py"
 }
 
 # Debian's prometheus package and whatever it needs beyond the base, as .deb files.

@@ -12,8 +12,9 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
+from dodoor.cliargs import LOG_LEVELS, use_formatter
 from dodoor.errors import DodoorError
 
 # command group -> module providing register(subparsers)
@@ -28,11 +29,24 @@ COMMAND_MODULES: tuple[str, ...] = (
 log = logging.getLogger(__name__)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with usage errors as one line, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        # sub-parsers are made with the class of their parent, so this covers all of them
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dodoor", description="Decentralized randomized multi-resource task scheduler."
+    """The whole command line: every role's sub-commands, one help format."""
+    parser = Parser(
+        prog="dodoor",
+        description="Decentralized randomized multi-resource task scheduler: the simulator, "
+                    "the daemons and the tools around them. With no command, `dodoor` runs "
+                    "`dodoor simulate`. `dodoor COMMAND --help` describes each command.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper,
+                        help="least severity of the log lines written to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -42,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    use_formatter(parser)
     return parser
 
 
@@ -52,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list = ["simulate"]  # the embedded default: replay the bundled trace
     args = parser.parse_args(args_list)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not hasattr(args, "func"):
@@ -61,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DodoorError as exc:
-        print(f"dodoor {args.command}: error: {exc}", file=sys.stderr)
+        name = " ".join(filter(None, ("dodoor", args.command, getattr(args, "action", None))))
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

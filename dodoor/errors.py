@@ -1,9 +1,35 @@
-"""Error types of the core. Every failure a user can cause maps to one of these."""
+"""Error types of the core. Every failure a user can cause maps to one of these.
+
+Every type here survives pickling, whatever its constructor takes: errors cross
+process boundaries (``dodoor sweep`` runs its cells in worker processes), and
+Python's default exception pickling calls ``cls(*self.args)``, which fails for a
+constructor such as ``ValidationError(field, reason)`` whose ``args`` hold only
+the formatted message. A worker whose error cannot be unpickled breaks the
+whole pool instead of reporting one line.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 
-class DodoorError(Exception):
+
+def _rebuild(cls: type[BaseException], args: tuple, state: dict[str, Any]) -> BaseException:
+    """Recreate an exception without calling its ``__init__`` (see the module docstring)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class PicklableError(Exception):
+    """Base of project exceptions with their own constructors: pickles by state, not by
+    calling the constructor again, so subclasses may take any arguments."""
+
+    def __reduce__(self) -> tuple:
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+class DodoorError(PicklableError):
     """Base class of all errors raised by dodoor."""
 
 

@@ -79,7 +79,7 @@ class PolicySettings:
 
     def with_overrides(self, values: Mapping[str, Any]) -> "PolicySettings":
         """A copy with some settings replaced; string values are converted."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self) if f.name != "extra"}  # a mapping, not a knob
         changes: dict[str, Any] = {}
         if str(values.get("b", "")).strip().lower() == "auto":
             values = {k: v for k, v in values.items() if k != "b"}
@@ -94,7 +94,8 @@ def _convert(key: str, raw: Any, default: Any) -> Any:
     try:
         if key == "weights":
             if isinstance(raw, str):
-                return tuple(float(x) for x in raw.split(","))
+                # "/" inside a policy spec, whose settings are already comma-separated
+                return tuple(float(x) for x in raw.replace("/", ",").split(","))
             return tuple(float(x) for x in raw)
         if isinstance(default, bool):
             return str(raw).lower() in ("1", "true", "yes")

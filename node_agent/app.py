@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import AsyncIterator
 
 import aiohttp
@@ -366,7 +367,9 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
     reachable = None if reporter is None else reporter.reachable
     return web.json_response({
         "status": "degraded" if reachable is False else "ok",
-        "node": app[SETTINGS].node_id, "queued": agent.queue.n_waiting,
+        "role": "agent", "node": app[SETTINGS].node_id,
+        "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
+        "queued": agent.queue.n_waiting,
         "running": agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": app[EXECUTOR].name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,

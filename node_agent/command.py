@@ -10,6 +10,7 @@ import os
 
 from aiohttp import web
 
+from dodoor.cliargs import MAX_PORT, bounded
 from dodoor.errors import DodoorError, ValidationError
 from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, EXECUTORS, AgentSettings,
                                  host_capacity)
@@ -19,10 +20,16 @@ RETENTION_ENV = "DODOOR_JOURNAL_RETENTION_S"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("agent", help="run a node agent (queue, executor, journal)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8200)
-    p.add_argument("--id", dest="node_id", default="node-0", help="this node's id")
+    p = subparsers.add_parser(
+        "agent", help="run a node agent (queue, executor, journal)",
+        description="Run one node: accept tasks from schedulers, queue them (FIFO with "
+                    "backfill), run them with the --executor, journal every transition, and "
+                    "report load to the load store (docs/agent.md). Runs until SIGTERM.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=bounded(int, 1, MAX_PORT), default=8200,
+                   help="port to listen on")
+    p.add_argument("--id", dest="node_id", default="node-0",
+                   help="this node's id, unique in the cluster")
     p.add_argument("--loadstore", required=True, help="load store base URL")
     p.add_argument("--advertise-url", default=None,
                    help="URL schedulers use to reach this agent (default http://HOST:PORT)")
@@ -30,16 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-mb", type=float, default=None, help="default: the host's total memory")
     p.add_argument("--disk-mb", type=float, default=None,
                    help="default: free space on the journal's filesystem")
-    p.add_argument("--slots", type=int, default=None, help="concurrent tasks (default: cores)")
-    p.add_argument("--executor", choices=EXECUTORS, default="sleep")
+    p.add_argument("--slots", type=bounded(int, 1), default=None,
+                   help="concurrent tasks (default: cores)")
+    p.add_argument("--executor", choices=EXECUTORS, default="sleep",
+                   help="sleep: hold the task's resources for its duration; process: run its "
+                        "command here; docker: run it in a container")
     p.add_argument("--journal", default=None, help="sqlite journal (default ./dodoor-agent-ID.sqlite)")
-    p.add_argument("--journal-keep-finished", type=int, default=0, metavar="N",
-                   help="keep only the newest N finished results in the journal (0: all)")
+    p.add_argument("--journal-keep-finished", type=bounded(int, 0), default=0, metavar="N",
+                   help="keep only the newest N finished results in the journal (default 0: all)")
     p.add_argument("--journal-retention-s", type=float, default=None, metavar="S",
                    help=f"forget finished results S seconds after they end (0: never; default "
                         f"${RETENTION_ENV} or {DEFAULT_JOURNAL_RETENTION_S:g}, 7 days)")
-    p.add_argument("--report-interval-ms", type=float, default=100.0)
-    p.add_argument("--heartbeat-ms", type=float, default=1000.0)
+    p.add_argument("--report-interval-ms", type=float, default=100.0,
+                   help="least time between two load reports to the load store")
+    p.add_argument("--heartbeat-ms", type=float, default=1000.0,
+                   help="a report at least this often, even with nothing new")
     p.add_argument("--sleep-scale", type=float, default=1.0,
                    help="sleep executor: multiply every duration (replay traces faster)")
     p.add_argument("--task-timeout-ms", type=float, default=None,
@@ -48,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="docker executor: network for task containers (default none)")
     p.add_argument("--docker-allow-image", action="append", default=[], metavar="IMAGE",
                    help="docker executor: an image tasks may use (repeatable; default the built task images)")
-    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    p.add_argument("--max-body-bytes", type=bounded(int, 1), default=4 * 1024 * 1024,
+                   help="largest request body accepted (413 above)")
     p.add_argument("--token", default=None, help="shared bearer token (default $DODOOR_TOKEN)")
     p.set_defaults(func=run)
 

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 from dodoor.clock import Clock
+from dodoor.errors import PicklableError
 from dodoor.messages import MessageCounter
 from dodoor.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
@@ -37,7 +38,7 @@ ConfirmFn = Callable[[str, str, Task], Awaitable["Task | None | str"]]
 
 
 
-class TaskConflict(Exception):
+class TaskConflict(PicklableError):
     """Ids already held here with a different task body (the client reused an id)."""
 
     def __init__(self, task_ids: list[str]) -> None:

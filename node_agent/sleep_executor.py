@@ -8,10 +8,16 @@ long trace can be replayed faster.
 from __future__ import annotations
 
 import asyncio
+import logging
+import shlex
+import time
 from typing import Sequence
 
 from dodoor.resources import Task
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+
+log = logging.getLogger(__name__)
+WARN_EVERY_S = 10.0  # a trace of such tasks gets one warning per interval, not one per task
 
 
 class SleepExecutor:
@@ -23,8 +29,29 @@ class SleepExecutor:
         if not scale >= 0:
             raise ValueError(f"sleep scale must be >= 0, got {scale!r}")
         self.scale = scale
+        self._unrun = 0  # tasks with something to run since the last warning
+        self._warned_at = -WARN_EVERY_S
+
+    def _warn_unrun(self, task: Task) -> None:
+        """Say that a task's command, image or function is not run, only its duration."""
+        what = [f"command {shlex.join(task.command)!r}" if task.command else "",
+                f"image {task.image!r}" if task.image else "",
+                f"function {task.function!r}" if task.function else ""]
+        if not any(what):
+            return
+        self._unrun += 1
+        now = time.monotonic()
+        if now - self._warned_at < WARN_EVERY_S:
+            return
+        log.warning("the sleep executor does not run the %s of task %s; it only sleeps "
+                    "%g ms (%d such task(s) since the last warning; start the agent with "
+                    "--executor process or docker to run them)", " and ".join(w for w in what if w),
+                    task.task_id, task.duration_ms * self.scale, self._unrun)
+        self._unrun = 0
+        self._warned_at = now
 
     async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
+        self._warn_unrun(task)
         # Nothing exists outside the agent, so there is no handle to journal.
         await asyncio.sleep(task.duration_ms * self.scale / 1000.0)
         return TaskResult("succeeded", exit_code=0)

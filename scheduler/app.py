@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from typing import AsyncIterator
@@ -16,6 +17,7 @@ from dodoor.clock import Clock, MonotonicClock
 from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
+from dodoor.policies.lists import effective_spec
 from dodoor.taskindex import BUSY, LOST, MINE, PLACED
 from dodoor.taskstates import UNKNOWN
 from dodoor.wire import (Confirm, Deltas, Lookup, LookupReply, Register, Snapshot, SnapshotDelta,
@@ -45,6 +47,8 @@ class SchedulerState:
         self.counter = MessageCounter()
         self.metrics = SubmitMetrics()
         self.view = ClusterView(settings.scheduler_id, settings.policy_settings.k)
+        # the spec as it runs, --param settings included, so it can be simulated as is
+        self.policy_spec = effective_spec(settings.policy, settings.policy_settings)
         self.deltas: asyncio.Queue[Deltas] = asyncio.Queue()
         self.background = BackgroundTasks()
         self.loadstore_reachable = False
@@ -61,8 +65,9 @@ class SchedulerState:
         degraded = not self.loadstore_reachable or self.view.snapshot_ms is None
         return {
             "status": "degraded" if degraded else "ok",
-            "id": self.settings.scheduler_id,
-            "policy": self.settings.policy,
+            "role": "scheduler", "id": self.settings.scheduler_id,
+            "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
+            "policy": self.policy_spec,
             "loadstore_reachable": self.loadstore_reachable,
             "snapshot_seq": self.view.snapshot_seq,
             "snapshot_age_ms": age,

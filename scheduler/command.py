@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from dodoor.cliargs import MAX_PORT, bounded
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.settings import PolicySettings
@@ -13,20 +14,28 @@ from scheduler.settings import DEFAULT_MAX_BODY, LoadStoreSettings, SchedulerSet
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scheduler`` and ``loadstore`` commands."""
-    sp = subparsers.add_parser("scheduler", help="run a scheduler daemon")
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8100)
-    sp.add_argument("--id", dest="scheduler_id", default="sched-0")
+    sp = subparsers.add_parser(
+        "scheduler", help="run a scheduler daemon",
+        description="Serve POST /v1/tasks: place each task on an agent with the --policy, "
+                    "from the load store's snapshots (docs/daemons.md). Runs until SIGTERM.")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sp.add_argument("--port", type=bounded(int, 1, MAX_PORT), default=8100,
+                    help="port to listen on")
+    sp.add_argument("--id", dest="scheduler_id", default="sched-0",
+                    help="this scheduler's id, unique in the cluster")
     sp.add_argument("--loadstore", required=True, help="load store URL, e.g. http://127.0.0.1:8090")
     sp.add_argument("--advertise-url", default=None,
-                    help="URL agents and the load store use to reach this scheduler")
-    sp.add_argument("--policy", default=DEFAULT_POLICY,
+                    help="URL agents and the load store use to reach this scheduler "
+                         "(default http://HOST:PORT)")
+    sp.add_argument("--policy", default=DEFAULT_POLICY, metavar="SPEC",
                     help=f"{', '.join(LIVE_POLICIES)}, optionally with settings as "
                          f"name:key=value,... (default {DEFAULT_POLICY}; dodoor is the paper's)")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="policy setting (d, beta, alpha, k, b, weights, ...); repeatable")
-    sp.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
-    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--max-body-bytes", type=bounded(int, 1), default=DEFAULT_MAX_BODY,
+                    help="largest request body accepted (413 above)")
+    sp.add_argument("--seed", type=int, default=None,
+                    help="seed of the policy's random choices (default: from the OS)")
     sp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
     sp.add_argument("--agent-timeout-ms", type=float, default=SchedulerSettings.agent_timeout_ms,
                     help="timeout of one request to an agent (default %(default)g)")
@@ -37,11 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "elsewhere (default %(default)g)")
     sp.set_defaults(func=run_scheduler)
 
-    lp = subparsers.add_parser("loadstore", help="run the load store daemon")
-    lp.add_argument("--host", default="127.0.0.1")
-    lp.add_argument("--port", type=int, default=8090)
-    lp.add_argument("--b", type=int, default=80, help="placements per snapshot push")
-    lp.add_argument("--dead-after-ms", type=float, default=3000.0)
+    lp = subparsers.add_parser(
+        "loadstore", help="run the load store daemon",
+        description="Collect the agents' load reports and push snapshots of every node's load "
+                    "to the schedulers every --b placements; keep membership and the task "
+                    "index (docs/daemons.md). Runs until SIGTERM.")
+    lp.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    lp.add_argument("--port", type=bounded(int, 1, MAX_PORT), default=8090,
+                    help="port to listen on")
+    lp.add_argument("--b", type=bounded(int, 1), default=80,
+                    help="placements (by all schedulers) per snapshot push")
+    lp.add_argument("--dead-after-ms", type=float, default=3000.0,
+                    help="a node silent this long is declared dead and its tasks lost")
     lp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
     lp.add_argument("--adaptive-b-target-ms", type=float, default=0.0,
                     help="> 0: adapt b to hold the mean snapshot age near this (docs/beyond.md)")
@@ -49,8 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="push each scheduler only the rows changed since its last snapshot")
     lp.add_argument("--state-file", default="dodoor-loadstore.json",
                     help="members and fenced node lives, kept across restarts "
-                         "(docs/guarantees.md); '' keeps them in memory only")
-    lp.add_argument("--index-entries", type=int, default=1_000_000,
+                         "(docs/guarantees.md); '' keeps them in memory only (default "
+                         "%(default)s)")
+    lp.add_argument("--index-entries", type=bounded(int, 1), default=1_000_000,
                     help="task ids the store remembers for lookups and claims")
     lp.add_argument("--claim-ttl-ms", type=float, default=60_000.0,
                     help="how long an unreported claim keeps other schedulers off an id")

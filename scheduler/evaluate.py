@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
+from dodoor.policies.lists import parse_policy_list
 from dodoor.resources import Task
 from dodoor.sim.command import file_part
 from dodoor.sim.records import TaskRecords
@@ -33,6 +35,7 @@ from dodoor.sim.simulation import simulate
 from scheduler.localcluster import ClusterSettings, LocalCluster
 from scheduler.replay import ReplaySettings, replay, scale_tasks
 from scheduler.report import render
+from scheduler.submit import auth_headers
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class EvalSettings:
     duration_scale: float = 1.0
     agents: int = 6
     schedulers: int = 2
+    base_port: int | None = None  # --live local; None: a free block of ports per run
     executor: str = "sleep"
     seed: int = 0
     sim_seeds: int = 10  # seeds per simulated policy, to know its run-to-run spread
@@ -129,14 +133,47 @@ def run_sim(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, 
     return summary, result.records
 
 
+def _cluster_settings(s: EvalSettings, policy: str, workdir: Path) -> ClusterSettings:
+    """The local cluster of one live run (checks the ports and the policy when built)."""
+    return ClusterSettings(agents=s.agents, schedulers=s.schedulers, executor=s.executor,
+                           policy=policy, base_port=s.base_port or free_base_port(),
+                           workdir=workdir, token=s.token)
+
+
+def check_live_local(s: EvalSettings) -> None:
+    """Every --live local cluster's settings, checked before the first simulation."""
+    for policy in s.policies:
+        if policy.partition(":")[0] in LIVE_POLICIES:
+            _cluster_settings(s, policy, s.out)  # builds nothing; raises ValidationError
+
+
+def live_policy(urls: Sequence[str], token: str | None = None) -> str:
+    """The policy spec a running cluster's schedulers report in ``/healthz``; they must agree."""
+    specs = {}
+    for url in urls:
+        request = urllib.request.Request(url + "/healthz", headers=auth_headers(token))
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as resp:
+                specs[url] = str(json.loads(resp.read()).get("policy", ""))
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ValidationError("--live", f"cannot reach scheduler {url}: {exc}") from exc
+    if len(set(specs.values())) != 1:
+        raise ValidationError("--live", "the schedulers run different policies: "
+                                        + ", ".join(f"{u} {p!r}" for u, p in specs.items()))
+    spec = next(iter(specs.values()))
+    if not spec:
+        raise ValidationError("--live", f"{urls[0]}/healthz names no policy")
+    try:
+        parse_policy_list([spec], default=[])
+    except ValidationError as exc:
+        raise ValidationError("--live", f"the cluster runs {spec!r}, which this simulator "
+                                        f"cannot: {exc}") from exc
+    return spec
+
+
 def run_live_local(tasks: Sequence[Task], policy: str, s: EvalSettings) -> tuple[dict, TaskRecords]:
     workdir = s.out / f"cluster-{file_part(policy)}"
-    name, _, knobs = policy.partition(":")  # a spec such as dodoor:d=8 becomes --param d=8
-    params = tuple(p for p in knobs.split(",") if p)
-    cluster = LocalCluster(ClusterSettings(agents=s.agents, schedulers=s.schedulers,
-                                           executor=s.executor, policy=name, params=params,
-                                           base_port=free_base_port(),
-                                           workdir=workdir, token=s.token))
+    cluster = LocalCluster(_cluster_settings(s, policy, workdir))
     with cluster:
         wait_ready(cluster.scheduler_urls, s.agents)
         rs = ReplaySettings(urls=tuple(cluster.scheduler_urls), agents=tuple(cluster.agent_urls),
@@ -164,13 +201,11 @@ def run_live_compose(tasks: Sequence[Task], policy: str,
     return _live_summary(result, policy, s), result.records
 
 
-def run_live_url(tasks: Sequence[Task], urls: Sequence[str],
-                 s: EvalSettings) -> tuple[str, dict, TaskRecords]:
-    with urllib.request.urlopen(urls[0] + "/healthz", timeout=5.0) as resp:
-        policy = json.loads(resp.read()).get("policy", "unknown")
+def run_live_url(tasks: Sequence[Task], urls: Sequence[str], policy: str,
+                 s: EvalSettings) -> tuple[dict, TaskRecords]:
     rs = ReplaySettings(urls=tuple(urls), timeout_s=s.timeout_s, token=s.token)
     result = asyncio.run(replay(_fresh_ids(tasks), rs))
-    return policy, _live_summary(result, policy, s), result.records
+    return _live_summary(result, policy, s), result.records
 
 
 def _fresh_ids(tasks: Sequence[Task]) -> list[Task]:
@@ -220,6 +255,14 @@ def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
 
     tasks = scale_tasks(trace_tasks, s.speedup, s.duration_scale)
     s.out.mkdir(parents=True, exist_ok=True)
+    urls: list[str] = []
+    if s.live not in (None, "local", "compose"):
+        # A running cluster: what it runs is what is compared, simulated first.
+        urls = [u.strip().rstrip("/") for u in s.live.split(",") if u.strip()]
+        running = live_policy(urls, s.token)
+        s = replace(s, policies=tuple(dict.fromkeys((running, *s.policies))))
+    elif s.live == "local":
+        check_live_local(s)
     s = _with_overhead(s, tasks)
     sim, live, records = [], [], {}
     for policy in s.policies:
@@ -229,9 +272,11 @@ def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
         records[f"{policy} sim"] = rec
         rec.write_csv(s.out / f"tasks_sim_{file_part(policy)}.csv", scaled(s.agents))
     live_policies = s.policies
-    if s.live not in (None, "local", "compose"):
-        urls = [u.strip().rstrip("/") for u in s.live.split(",") if u.strip()]
-        policy, summary, rec = run_live_url(tasks, urls, s)
+    if urls:
+        policy = s.policies[0]
+        print(f"live {policy} ({', '.join(urls)}): {len(tasks)} tasks", file=sys.stderr)
+        summary, rec = run_live_url(tasks, urls, policy, s)
+        _note_unfinished(summary, s)
         live.append(summary)
         records[f"{policy} live"] = rec
         s.notes.append(f"live: one running cluster (policy {policy}); other policies "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from typing import AsyncIterator
 
@@ -307,6 +308,7 @@ async def healthz(request: web.Request) -> web.Response:
         # unsaved membership: a restart now would forget fences (docs/guarantees.md)
         "status": "degraded" if ls.store.membership_dirty else "ok",
         "role": "loadstore", "instance": ls.instance,
+        "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
         "nodes": len(ls.store.live()), "schedulers": len(ls.pusher.schedulers),
         "dead": list(ls.store.dead()), "indexed_tasks": len(ls.store.index),
     })

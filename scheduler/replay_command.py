@@ -6,74 +6,110 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import shlex
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+from dodoor.cliargs import add_policy_list, bounded, comma_list, env_token, output_dir
 from dodoor.errors import ValidationError
+from dodoor.policies.lists import parse_policy_list, split_policy_list
 from dodoor.resources import Task
 
 
+EVALUATE_POLICIES = "dodoor,power-of-two,sparrow,prequal,random"
+# Never into the installed package: a profile is this host's measurement.
+DEFAULT_PROFILE_OUT = "out/function_profile.json"
+
+
 def register(subparsers: Any) -> None:
-    rp = subparsers.add_parser("replay", help="replay a trace against running schedulers",
-                               description="Submit a trace's tasks at their arrival times over "
-                                           "HTTP, follow them to the end, write summary.json.")
+    rp = subparsers.add_parser(
+        "replay", help="replay a trace against running schedulers",
+        description="Submit a trace's tasks at their arrival times over HTTP to running "
+                    "schedulers, follow them to the end, write summary.json and a per-task "
+                    "CSV. Exits 0 when every task succeeded.")
     rp.add_argument("--url", required=True, help="scheduler URL(s), comma-separated")
     _workload_args(rp)
-    rp.add_argument("--loadstore", default=None, help="load store URL (for its /metrics)")
+    rp.add_argument("--loadstore", default=None,
+                    help="load store URL, for its /metrics (default: none)")
     rp.add_argument("--agents", default=None,
                     help="agent URLs for /metrics, comma-separated (default: GET /v1/nodes)")
     rp.add_argument("--policy-label", default=None,
                     help="policy name in summary.json (default: the scheduler's /healthz)")
-    rp.add_argument("--max-resubmits", type=int, default=3)
-    rp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
-    rp.add_argument("--out", default="out", help="output directory")
+    rp.add_argument("--max-resubmits", type=bounded(int, 0), default=3,
+                    help="times a lost task is submitted again")
+    rp.add_argument("--timeout", type=bounded(float, 0.0), default=600.0,
+                    help="seconds to wait in all")
+    rp.add_argument("--out", default="out", help="output directory, created if missing")
     rp.set_defaults(func=_replay)
 
-    ev = subparsers.add_parser("evaluate", help="all policies in simulation and live; report.md")
+    ev = subparsers.add_parser(
+        "evaluate", help="every policy in simulation and live; report.md",
+        description="Simulate each --policy on the workload, optionally replay it on a live "
+                    "cluster (--live local: a fresh local cluster per policy; --live URL: the "
+                    "running cluster's own policy; --compose: docker compose per policy), and "
+                    "write summaries, figures and report.md comparing them.")
     _workload_args(ev)
-    ev.add_argument("--policies", default="dodoor,power-of-two,sparrow,prequal,random")
+    add_policy_list(ev, f"{EVALUATE_POLICIES}; with --live URL, the cluster's own policy is "
+                        "added first", aliases=("--policies",))
     where = ev.add_mutually_exclusive_group()
-    where.add_argument("--live", default=None,
-                       help="'local' (a fresh local cluster per policy) or scheduler URL(s)")
+    where.add_argument("--live", default=None, metavar="local|URL[,URL...]",
+                       help="'local' (a fresh local cluster per policy) or the URLs of a "
+                            "running cluster's schedulers (its /healthz policy is the one "
+                            "replayed) (default: simulation only)")
     where.add_argument("--compose", action="store_true",
                        help="docker compose per policy (DODOOR_POLICY)")
-    ev.add_argument("--agents", type=int, default=6, help="cluster size (scaled paper100 mix)")
-    ev.add_argument("--schedulers", type=int, default=2)
+    ev.add_argument("--agents", type=bounded(int, 1), default=6,
+                    help="cluster size, simulated and --live local (a scaled paper100 mix)")
+    ev.add_argument("--schedulers", type=bounded(int, 1), default=2,
+                    help="schedulers, simulated and --live local")
+    ev.add_argument("--base-port", type=int, default=None, metavar="P",
+                    help="--live local: load store on P, schedulers on P+10.., agents on "
+                         "P+100.. (default: a free block of ports)")
     ev.add_argument("--executor", default="sleep", choices=("sleep", "process", "docker"),
                     help="executor of the --live local agents (docker runs --function-mix)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="seed of the first simulated run")
     ev.add_argument("--start-overhead-ms", type=float, default=None,
                     help="slot time each task holds beyond its duration in the simulation "
                          "(default: measured for docker agents, else 0)")
     ev.add_argument("--sim-seeds", type=int, default=10,
                     help="simulate each policy with this many seeds (from --seed) to measure "
                          "the run-to-run spread the ranking check allows for (default 10)")
-    ev.add_argument("--timeout", type=float, default=600.0, help="seconds per live run")
-    ev.add_argument("--out", default="out/evaluate", help="output directory")
+    ev.add_argument("--timeout", type=bounded(float, 0.0), default=600.0,
+                    help="seconds per live run")
+    ev.add_argument("--out", default="out/evaluate", help="output directory, created if missing")
     ev.set_defaults(func=_evaluate)
 
-    pf = subparsers.add_parser("profile", help="measure the function classes of the mix")
-    pf.add_argument("--out", default=None,
-                    help="profile JSON (default: the bundled workloads/data/function_profile.json)")
-    pf.add_argument("--repeat", type=int, default=3)
-    pf.add_argument("--local", action="store_true", help="do not use docker")
+    pf = subparsers.add_parser(
+        "profile", help="measure the function classes of the mix",
+        description="Run each function class of the --function-mix workload a few times (in "
+                    "the dodoor-task:python image when docker has it, else as local "
+                    "processes) and write its median duration and peak memory as a profile "
+                    "JSON, for evaluate/replay --profile.")
+    pf.add_argument("--out", default=DEFAULT_PROFILE_OUT,
+                    help="profile JSON to write (the bundled one is "
+                         "workloads/data/function_profile.json)")
+    pf.add_argument("--repeat", type=bounded(int, 1), default=3, help="runs of each class")
+    pf.add_argument("--local", action="store_true",
+                    help="run the functions as local processes even when docker is available")
     pf.set_defaults(func=_profile)
 
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trace", default=None, help="trace file, any format (default: bundled 60-s)")
-    p.add_argument("--limit", type=int, default=None, help="first N tasks")
+    p.add_argument("--trace", default=None,
+                   help="trace file, any format (default: the bundled azure_data_60.csv)")
+    p.add_argument("--limit", type=bounded(int, 1), default=None,
+                   help="first N tasks (default: all)")
     p.add_argument("--speedup", type=float, default=1.0, help="divide arrival gaps by X")
     p.add_argument("--duration-scale", type=float, default=1.0, help="multiply durations")
     p.add_argument("--function-mix", nargs="?", const="", default=None, metavar="MIX",
-                   help="run the python functions instead (default mix short=0.6,medium=0.3,"
-                        "long=0.1)")
-    p.add_argument("--profile", default=None, help="function profile JSON (with --function-mix)")
-    p.add_argument("--mix-seed", type=int, default=0)
+                   help="run the python functions instead, CLASS=WEIGHT,... (default: off; "
+                        "without a value short=0.6,medium=0.3,long=0.1)")
+    p.add_argument("--profile", default=None,
+                   help="function profile JSON, with --function-mix (default: the bundled one)")
+    p.add_argument("--mix-seed", type=int, default=0,
+                   help="seed of the draw of each task's function class")
 
 
 def load_workload(args: argparse.Namespace) -> list[Task]:
@@ -97,28 +133,25 @@ def load_workload(args: argparse.Namespace) -> list[Task]:
     return tasks
 
 
-def _urls(text: str) -> list[str]:
-    return [u.strip().rstrip("/") for u in text.split(",") if u.strip()]
-
-
 def _replay(args: argparse.Namespace) -> int:
     from scheduler.replay import ReplaySettings, replay, scale_tasks
     from scheduler.report import markdown_table
 
-    token = os.environ.get("DODOOR_TOKEN")
-    urls = _urls(args.url)
+    token = env_token()
+    urls = [u.rstrip("/") for u in comma_list(args.url)]
+    if not urls:
+        raise ValidationError("--url", f"no scheduler URL in {args.url!r}")
     tasks = scale_tasks(load_workload(args), args.speedup, args.duration_scale,
                         prefix=uuid.uuid4().hex[:8] + "-")
     settings = ReplaySettings(
-        urls=tuple(urls), agents=tuple(_urls(args.agents)) if args.agents else None,
+        urls=tuple(urls), agents=tuple(u.rstrip("/") for u in comma_list(args.agents)) if args.agents else None,
         loadstore=args.loadstore.rstrip("/") if args.loadstore else None,
         max_resubmits=args.max_resubmits, timeout_s=args.timeout, token=token,
     )
     policy = args.policy_label or _policy_of(urls[0], token)
     print(f"replaying {len(tasks)} tasks against {', '.join(urls)} ({policy})", file=sys.stderr)
+    out = output_dir(args.out)
     result = asyncio.run(replay(tasks, settings))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     from dodoor.sim.command import file_part
 
     result.records.write_csv(out / f"tasks_{file_part(policy)}.csv", result.nodes)
@@ -144,7 +177,6 @@ def _policy_of(url: str, token: str | None) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dodoor.sim.command import parse_policies
     from scheduler.evaluate import EvalSettings, evaluate
 
     if args.sim_seeds < 1:
@@ -153,13 +185,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValidationError("start-overhead-ms",
                               f"must be finite and >= 0, got {args.start_overhead_ms}")
     live = "compose" if args.compose else args.live
+    if args.base_port is not None and live != "local":
+        raise ValidationError("--base-port", "applies to --live local only")
+    if live is not None and live not in ("local", "compose") and not comma_list(live):
+        raise ValidationError("--live", f"expected 'local' or scheduler URLs, got {live!r}")
     settings = EvalSettings(
-        policies=tuple(parse_policies([args.policies])), out=Path(args.out), live=live,
+        policies=tuple(parse_policy_list(args.policy, split_policy_list(EVALUATE_POLICIES))),
+        out=output_dir(args.out), live=live,
         speedup=args.speedup, duration_scale=args.duration_scale, agents=args.agents,
-        schedulers=args.schedulers, executor=args.executor, seed=args.seed,
-        sim_seeds=args.sim_seeds, start_overhead_ms=args.start_overhead_ms,
-        timeout_s=args.timeout,
-        token=os.environ.get("DODOOR_TOKEN"),
+        schedulers=args.schedulers, base_port=args.base_port, executor=args.executor,
+        seed=args.seed, sim_seeds=args.sim_seeds, start_overhead_ms=args.start_overhead_ms,
+        timeout_s=args.timeout, token=env_token(),
         command="dodoor " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     path = evaluate(load_workload(args), settings)
@@ -171,6 +207,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from workloads.function_profile import run_profile
 
-    path = run_profile(args.out, repeat=args.repeat, local=args.local)
+    out = Path(args.out)
+    output_dir(out.parent)
+    path = run_profile(out, repeat=args.repeat, local=args.local)
     print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}; use it with --function-mix --profile {path}", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import math
 import sys
 import time
 from collections import Counter
@@ -14,13 +16,14 @@ from typing import Iterable, Sequence, TextIO
 import aiohttp
 import msgpack
 
+from dodoor.errors import DodoorError
 from dodoor.resources import Task
 
 log = logging.getLogger(__name__)
 TERMINAL = frozenset({"succeeded", "failed", "lost"})
 
 
-class SubmitError(Exception):
+class SubmitError(DodoorError):
     """A scheduler refused a batch; carries its status and error body."""
 
     def __init__(self, url: str, status: int, body: str) -> None:
@@ -93,6 +96,7 @@ async def follow(
     last: dict[str, dict] = {}
     gate = asyncio.Semaphore(concurrency)
     deadline = time.monotonic() + timeout_s
+    shown = ProgressLine(progress, len(placed)) if progress is not None else None
 
     async def poll(p: Placed) -> None:
         async with gate:
@@ -106,25 +110,79 @@ async def follow(
         for task_id in [t for t in pending if last.get(t, {}).get("state") in TERMINAL]:
             final[task_id] = last[task_id]
             del pending[task_id]
-        if progress is not None:
-            counts = Counter(s.get("state", "?") for s in (final | last).values())
-            print_progress(progress, len(placed), counts)
+        if shown is not None:
+            shown.update(Counter(s.get("state", "?") for s in (final | last).values()),
+                         last=not pending)
         if pending:
             await asyncio.sleep(poll_s)
     for task_id in pending:
         final[task_id] = last.get(task_id, {"id": task_id, "state": "unknown"})
-    if progress is not None:
-        progress.write("\n")
+    if shown is not None:
+        shown.close()
     return final
 
 
-def print_progress(out: TextIO, total: int, counts: Counter) -> None:
+class ProgressLine:
+    """The follow progress: one line redrawn in place on a terminal; elsewhere (a log
+    file, a pipe) a plain line when the counts change, at most every ``every_s``."""
+
+    def __init__(self, out: TextIO, total: int, every_s: float = 5.0) -> None:
+        self.out = out
+        self.total = total
+        self.every_s = every_s
+        isatty = getattr(out, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self._text = ""
+        self._written = ""
+        self._at = -math.inf
+
+    def update(self, counts: Counter, last: bool = False) -> None:
+        self._text = progress_text(self.total, counts)
+        if self.tty:
+            self.out.write("\r" + self._text)
+            self.out.flush()
+        elif self._text != self._written and (last or time.monotonic() - self._at >= self.every_s):
+            self._emit()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+        elif self._text != self._written:
+            self._emit()  # the final counts, whenever the last line was
+        self.out.flush()
+
+    def _emit(self) -> None:
+        self.out.write(self._text + "\n")
+        self.out.flush()
+        self._written = self._text
+        self._at = time.monotonic()
+
+
+def progress_text(total: int, counts: Counter) -> str:
     done = sum(counts[s] for s in TERMINAL)
     width = 30
     filled = int(width * done / total) if total else width
     bar = "#" * filled + "-" * (width - filled)
-    out.write(
-        f"\r[{bar}] {done}/{total} done  queued {counts['queued']}  running {counts['running']}"
-        f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}"
-    )
-    out.flush()
+    return (f"[{bar}] {done}/{total} done  queued {counts['queued']}  running {counts['running']}"
+            f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}")
+
+
+OUTCOME_FIELDS = ("id", "state", "node", "exit_code", "reason")
+
+
+def outcome_json_lines(outcomes: Iterable[dict]) -> list[str]:
+    """One JSON object per task with :data:`OUTCOME_FIELDS` (absent ones as null)."""
+    return [json.dumps({k: o.get(k) for k in OUTCOME_FIELDS}, sort_keys=False) for o in outcomes]
+
+
+def outcome_table(outcomes: Iterable[dict]) -> str:
+    """The tasks' outcomes as an aligned plain-text table, one row per task."""
+    header = ("ID", "STATE", "NODE", "EXIT", "REASON")
+    rows = [tuple("" if o.get(k) is None else str(o.get(k)) for k in OUTCOME_FIELDS)
+            for o in outcomes]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Each class is run ``repeat`` times in the ``dodoor-task:python`` image through
 the docker SDK when docker and the image are available (what the docker
-executor will run), else as a local ``python functions.py`` process. A small
+executor will run), else as a local process running the packaged copy of the
+image's script (:mod:`workloads.task_functions`). A small
 wrapper prints the process's peak RSS (``ru_maxrss``); the duration is the
 wall time seen from outside (container or interpreter start included, as a
 task's duration on an agent is), the median over the runs.
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from workloads.function_mix import default_profile_path
+from dodoor.errors import DodoorError
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +37,44 @@ _WRAPPER = (
     "import json, resource, runpy, sys\n"
     "path = sys.argv[1]\n"
     "sys.argv = [path] + sys.argv[2:]\n"
+    "code = 0\n"
     "try:\n"
     "    runpy.run_path(path, run_name='__main__')\n"
-    "except SystemExit:\n"
-    "    pass\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code\n"
     "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+    "sys.exit(code)\n"  # a function that failed is not a measurement
 )
 Runner = Callable[[str, tuple[str, ...]], tuple[float, float]]
 
 
 def local_script() -> Path:
-    return Path(__file__).resolve().parents[1] / "compose" / "task-python" / "functions.py"
+    """The functions the image runs, as packaged with dodoor (workloads/task_functions.py)."""
+    return Path(__file__).resolve().with_name("task_functions.py")
 
 
 def _peak_mb(output: str) -> float:
     for line in reversed(output.strip().splitlines()):
         if line.startswith("{") and "maxrss_kb" in line:
             return json.loads(line)["maxrss_kb"] / 1024.0
-    raise RuntimeError(f"no peak memory line in the function's output: {output[-300:]!r}")
+    raise DodoorError(f"no peak memory line in the function's output: {output[-300:]!r}")
 
 
 def run_local(function: str, args: tuple[str, ...]) -> tuple[float, float]:
     """(wall ms, peak MiB) of one local run."""
+    script = local_script()
+    if not script.is_file():
+        raise DodoorError(f"the task functions script {script} is missing from this install")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _WRAPPER, str(local_script()), function, *args],
-                          capture_output=True, text=True, check=True, timeout=600)
+    try:
+        done = subprocess.run([sys.executable, "-c", _WRAPPER, str(script), function, *args],
+                              capture_output=True, text=True, check=True, timeout=600)
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise DodoorError(f"{function} {' '.join(args)} exited with code {exc.returncode}: "
+                          f"{last[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DodoorError(f"{function} {' '.join(args)} ran over {exc.timeout:g} s") from exc
     return (time.perf_counter() - started) * 1000.0, _peak_mb(done.stdout)
 
 
@@ -105,12 +119,12 @@ def profile(runner: Runner, where: str, repeat: int = 3,
             "repeat": repeat, "classes": classes}
 
 
-def run_profile(out: str | Path | None = None, repeat: int = 3, local: bool = False) -> Path:
-    """Measure and write the profile JSON (default: the bundled profile's path)."""
+def run_profile(out: str | Path, repeat: int = 3, local: bool = False) -> Path:
+    """Measure and write the profile JSON to ``out``."""
     runner = None if local else docker_runner()
     doc = (profile(runner, "docker:" + PYTHON_IMAGE, repeat) if runner is not None
            else profile(run_local, "local", repeat))
-    path = Path(out) if out is not None else default_profile_path()
+    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return path

@@ -12,11 +12,12 @@ import functools
 import itertools
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from dodoor.errors import ValidationError
+from dodoor.errors import DodoorError, ValidationError
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("mean_makespan_s", "mean makespan (s)"),
@@ -136,18 +137,49 @@ def run_cell(cell: Cell) -> dict:
 Progress = Callable[[int, int, Cell, dict], None]
 
 
+def check_inputs(cells: Sequence[Cell]) -> None:
+    """Load every cell's trace and cluster here, before any worker starts.
+
+    A bad trace, cluster, limit or load then fails as the one error that names
+    it, instead of once per worker process and after other cells have run.
+    """
+    from dodoor.sim.command import load_inputs
+    from workloads.load import scale_to_load
+
+    for trace, cluster, limit in dict.fromkeys((c.trace, c.cluster, c.limit) for c in cells):
+        tasks, nodes = load_inputs(trace, cluster, limit, None)
+        for load in dict.fromkeys(c.load for c in cells if c.trace == trace
+                                  and c.cluster == cluster and c.limit == limit):
+            if load is not None:
+                scale_to_load(tasks, nodes, load)
+
+
 def run_sweep(cells: Sequence[Cell], jobs: int = 1, progress: Progress | None = None) -> list[dict]:
-    """Run every cell (``jobs`` worker processes); rows come back in grid order."""
+    """Run every cell (``jobs`` worker processes); rows come back in grid order.
+
+    A cell's error is raised here as itself (every dodoor error pickles); the
+    cells not yet started are cancelled rather than run for nothing.
+    """
     if jobs < 1:
         raise ValidationError("jobs", f"must be >= 1, got {jobs}")
     rows: list[dict | None] = [None] * len(cells)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
         futures = {pool.submit(run_cell, cell): i for i, cell in enumerate(cells)}
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
-            rows[i] = future.result()
+            try:
+                rows[i] = future.result()
+            except BrokenProcessPool as exc:
+                raise DodoorError(f"a sweep worker process died while running {cells[i].spec} "
+                                  f"at load {cells[i].load or 'own'} (killed, or out of "
+                                  "memory?)") from exc
             if progress is not None:
                 progress(done, len(cells), cells[i], rows[i])
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return [r for r in rows if r is not None]
 
 

@@ -312,3 +312,12 @@ async def test_unreachable_confirm_target_frees_the_slot_and_keeps_the_reservati
     assert "r" in agent.queue and not agent.queue.is_running("r")
     assert agent.counter.counts["confirm"] >= 3  # asked again with a growing pause
     assert (await agent.journal.status("r")).state == "reserved"
+
+
+async def test_healthz_names_the_role_node_and_process(aiohttp_client, agent_settings):
+    import os
+
+    client = await aiohttp_client(create_app(agent_settings(), executor=GatedExecutor()))
+    health = await (await client.get("/healthz")).json()
+    assert (health["role"], health["pid"]) == ("agent", os.getpid())
+    assert health["node"] == client.app[AGENT].node_id

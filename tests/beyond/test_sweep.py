@@ -65,3 +65,52 @@ def test_grid_parsing_and_bad_values_are_named():
     assert err.value.field == "dd"
     cells = make_cells("dodoor-wait:alpha=0.3", {"d": ["2", "8"]}, [0.9, None], None)
     assert [c.spec for c in cells] == ["dodoor-wait:alpha=0.3,d=2", "dodoor-wait:alpha=0.3,d=8"] * 2
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if not line.startswith("sweep: ")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--trace", "MISSING"], "MISSING"),
+    (["--cluster", "nope"], "unknown cluster 'nope'"),
+    (["--load", "0.5,fast"], "'fast'"),
+    (["--policy", "nope"], "unknown policy 'nope'"),
+    (["--param", "dd=2,4"], "dd"),
+])
+def test_bad_input_is_one_line_before_any_worker_starts(tmp_path, capsys, args, names):
+    argv = ["sweep", "--param", "d=2,4", "--limit", "20", "--no-plots",
+            "--out", str(tmp_path / "o"), *args]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("dodoor sweep: error: ") and names in line
+
+
+def test_an_error_raised_inside_a_worker_comes_back_as_itself(tmp_path, capsys):
+    # a task no node of the small cluster can hold: found by the simulation, in a worker
+    trace = tmp_path / "big.csv"
+    trace.write_text("0,64,512,0,200,0,simulated,medium\n1,1,512,0,200,100,simulated,medium\n")
+    argv = ["sweep", "--trace", str(trace), "--cluster", "small", "--param", "d=2,4",
+            "--load", "own", "--jobs", "2", "--no-plots", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line == "dodoor sweep: error: cores: task '0': requested 64 but the largest node has 28"
+
+
+def test_a_list_of_policies_sweeps_each_with_its_own_heatmaps(tmp_path):
+    trace = _tiny_trace(tmp_path / "tiny.csv")
+    out = tmp_path / "out"
+    code = main(["sweep", "--trace", str(trace), "--param", "d=2,4", "--load", "own",
+                 "--policy", "dodoor-wait:alpha=0.3,dodoor", "--out", str(out)])
+    assert code == 0
+    with (out / "sweep.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["policy"], r["d"]) for r in rows] == [
+        ("dodoor-wait:alpha=0.3", "2"), ("dodoor-wait:alpha=0.3", "4"),
+        ("dodoor", "2"), ("dodoor", "4")]
+    assert "| policy |" in (out / "sweep.md").read_text(encoding="utf-8")
+    for folder in ("dodoor-wait_alpha0.3", "dodoor"):
+        assert (out / folder / "heatmap_mean_makespan_s.png").exists()

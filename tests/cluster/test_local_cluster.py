@@ -1,5 +1,6 @@
 """`dodoor cluster up` machinery and `dodoor submit`, with real processes on 127.0.0.1."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -61,8 +62,11 @@ def test_submit_single_task_reports_its_state_and_node(cluster):
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "'state': 'succeeded'" in done.stdout
-    assert "'node': 'node-00" in done.stdout
+    summary, header, row = done.stdout.strip().splitlines()
+    assert summary == "succeeded: 1"
+    assert header.split() == ["ID", "STATE", "NODE", "EXIT", "REASON"]
+    assert row.split()[1:] == ["succeeded", row.split()[2], "0"]
+    assert row.split()[2].startswith("node-00")
 
 
 def test_submit_of_a_task_no_node_can_hold_is_refused_with_the_reason(cluster):
@@ -88,15 +92,36 @@ def test_stop_terminates_every_process(tmp_path):
     for url in urls:
         with pytest.raises(OSError):
             urllib.request.urlopen(url + "/healthz", timeout=1)
-def test_a_component_that_dies_at_start_is_reported_with_its_log(tmp_path):
-    base = _free_base_port()
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", base))  # the load store's port is taken
-    blocker.listen()
-    try:
-        cluster = LocalCluster(ClusterSettings(agents=1, schedulers=1, base_port=base,
-                                               workdir=tmp_path / "c", startup_timeout_s=20))
-        with pytest.raises(RuntimeError, match=r"loadstore exited with code 2; see .*loadstore\.log"):
-            cluster.start()
-    finally:
-        blocker.close()
+
+
+def test_submit_json_prints_one_object_per_task_and_plain_progress(cluster):
+    done = subprocess.run(
+        [sys.executable, "-m", "dodoor", "submit", "--url", cluster.scheduler_urls[0],
+         "--count", "3", "--duration-ms", "50", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        assert list(line) == ["id", "state", "node", "exit_code", "reason"]
+        assert line["state"] == "succeeded" and line["exit_code"] == 0
+    # stderr is a pipe here, not a terminal: whole lines, no carriage returns
+    assert "\r" not in done.stderr
+    assert "3/3 done" in done.stderr.splitlines()[-2]
+    assert done.stderr.splitlines()[-1] == "succeeded: 3"
+
+
+def test_trace_tasks_take_the_command_after_the_separator(tmp_path):
+    settings = ClusterSettings(agents=1, schedulers=1, executor="process",
+                               base_port=_free_base_port(), workdir=tmp_path / "c")
+    trace = tmp_path / "trace.csv"
+    trace.write_text("".join(f"{i},1.0,128,0,100,{i},simulated,short\n" for i in range(3)))
+    with LocalCluster(settings) as running:
+        done = subprocess.run(
+            [sys.executable, "-m", "dodoor", "submit", "--url", running.scheduler_urls[0],
+             "--trace", str(trace), "--json", "--", "true"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["state"] for line in done.stdout.splitlines()] == ["succeeded"] * 3

@@ -296,3 +296,12 @@ async def test_no_input_crashes_the_load_store(shared_loadstore, data, path):
     resp = await client.post(path, data=data, headers=MSGPACK)
     assert resp.status in (204, 400), await resp.text()
     assert (await client.get("/v1/nodes")).status == 200
+
+
+async def test_healthz_names_the_role_and_process(loadstore):
+    import os
+
+    client, ls, _ = await loadstore()
+    health = await (await client.get("/healthz")).json()
+    assert (health["role"], health["instance"], health["pid"]) == ("loadstore", ls.instance,
+                                                                    os.getpid())

@@ -29,3 +29,17 @@ def test_scheduler_settings_accept_live_specs(spec):
 def test_scheduler_settings_reject_bad_specs(spec, fragment):
     with pytest.raises(ValidationError, match=fragment):
         SchedulerSettings(policy=spec)
+
+
+def test_healthz_reports_the_spec_as_it_runs_with_role_and_pid():
+    import os
+
+    from dodoor.clock import ManualClock
+    from dodoor.settings import PolicySettings
+    from scheduler.app import SchedulerState
+
+    settings = SchedulerSettings(scheduler_id="sched-7", policy="dodoor",
+                                 policy_settings=PolicySettings(d=8))
+    health = SchedulerState(settings, ManualClock()).health()
+    assert (health["role"], health["id"], health["pid"]) == ("scheduler", "sched-7", os.getpid())
+    assert health["policy"] == "dodoor:d=8"  # what `dodoor evaluate --live URL` simulates

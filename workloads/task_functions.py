@@ -1,6 +1,8 @@
-"""Serverless-style task functions for the dodoor-task:python image.
+"""Serverless-style task functions: the dodoor-task:python image runs this file.
 
-Each function takes its problem size from the command line and prints one JSON
+It lives in the package (not beside the Dockerfile) so ``dodoor profile --local``
+finds it after ``pip install .``; compose/build-images.sh copies it into the
+image as /opt/task/functions.py. It needs nothing but numpy. Each function takes its problem size from the command line and prints one JSON
 line with what it computed and how long it took, so a task's log tail is its result:
 
     python functions.py floatops 1000000     # N multiply-adds over a float64 vector
