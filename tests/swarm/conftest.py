@@ -74,6 +74,7 @@ def swarm(docker_client) -> Iterator[str]:  # noqa: F811 - the imported fixture
     """An active swarm whose manager is this engine; left only if this fixture made it."""
     info = docker_client.info().get("Swarm", {})
     created = False
+    had_gwbridge = bool(docker_client.networks.list(names=["docker_gwbridge"]))
     if info.get("LocalNodeState") != "active":
         # Loopback only: a one-node swarm needs no other address, and sends nothing out.
         proc = docker("swarm", "init", "--advertise-addr", "127.0.0.1",
@@ -88,6 +89,8 @@ def swarm(docker_client) -> Iterator[str]:  # noqa: F811 - the imported fixture
     finally:
         if created:
             docker("swarm", "leave", "--force", check=False)
+            if not had_gwbridge:  # the bridge `swarm init` made; `leave` keeps it
+                docker("network", "rm", "docker_gwbridge", check=False)
 
 
 @pytest.fixture(scope="session")
