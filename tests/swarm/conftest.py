@@ -116,7 +116,6 @@ class StartLedger:
     def __init__(self, client, agent_prefix: str) -> None:
         self.prefix = agent_prefix
         self.starts: Counter[str] = Counter()
-        self.node_of: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stream = client.events(decode=True, filters={
             "type": "container", "event": "start", "label": "dodoor.agent_id"})
@@ -130,7 +129,6 @@ class StartLedger:
                 if attrs.get("dodoor.agent_id", "").startswith(self.prefix):
                     with self._lock:
                         self.starts[attrs["dodoor.task_id"]] += 1
-                        self.node_of[attrs["dodoor.task_id"]] = attrs["dodoor.agent_id"]
         except Exception:  # noqa: BLE001 - closing the stream ends the read with an error
             return
 
