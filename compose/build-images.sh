@@ -9,14 +9,18 @@
 # from the current sources); --force rebuilds all of them. Works from any cwd.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--force] [--only IMAGE ...]" >&2; }
+usage() { echo "usage: $0 [--force] [--only IMAGE ...] | --source-digest" >&2; }
 
 FORCE=0
 ONLY=()
+PRINT_DIGEST=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --force) FORCE=1 ;;
     --only) shift; ONLY+=("${1:?--only needs an image name}") ;;
+    # the digest dodoor:latest is labelled with (dodoor.source) when built from these
+    # sources; tests compare it to tell their image from one another checkout built
+    --source-digest) PRINT_DIGEST=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage; exit 2 ;;
   esac
@@ -33,7 +37,9 @@ MIRROR="${DODOOR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PYTHON="${PYTHON:-python3}"
 
 BASE_IMAGE="dodoor-base:bookworm"
-APP_IMAGE="dodoor:latest"
+# DODOOR_APP_IMAGE names the daemons' image otherwise (the swarm tests build their
+# own tag, so that checkouts sharing one engine do not rebuild each other's image)
+APP_IMAGE="${DODOOR_APP_IMAGE:-dodoor:latest}"
 BUSYBOX_IMAGE="dodoor-task:busybox"
 PY_TASK_IMAGE="dodoor-task:python"
 PROMETHEUS_IMAGE="dodoor-prometheus:latest"
@@ -72,7 +78,7 @@ step() {
   fi
 }
 
-docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info'"
+[ "$PRINT_DIGEST" -eq 1 ] || docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info'"
 mkdir -p "$BUILD"
 
 build_base() {
@@ -224,6 +230,8 @@ build_prometheus() {
   docker_build "$PROMETHEUS_IMAGE" "$COMPOSE_DIR/prometheus/Dockerfile" "$debs"
   rm -rf "$BUILD/prometheus"
 }
+
+if [ "$PRINT_DIGEST" -eq 1 ]; then source_digest; exit 0; fi
 
 # The base comes first: the Dockerfiles build FROM it.
 if wanted "$BASE_IMAGE" || wanted "$APP_IMAGE" || wanted "$PY_TASK_IMAGE" \

@@ -11,6 +11,7 @@ import os
 from aiohttp import web
 
 from dodoor.cliargs import MAX_PORT, bounded
+from dodoor.auth_token import add_token_arguments, token_from_args
 from dodoor.errors import DodoorError, ValidationError
 from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, EXECUTORS, AgentSettings,
                                  host_capacity)
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="docker executor: an image tasks may use (repeatable; default the built task images)")
     p.add_argument("--max-body-bytes", type=bounded(int, 1), default=4 * 1024 * 1024,
                    help="largest request body accepted (413 above)")
-    p.add_argument("--token", default=None, help="shared bearer token (default $DODOOR_TOKEN)")
+    add_token_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -81,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         slots=args.slots if args.slots is not None else max(1, int(cores)),
         executor=args.executor, journal_path=journal,
         report_interval_ms=args.report_interval_ms, heartbeat_ms=args.heartbeat_ms,
-        token=args.token or os.environ.get("DODOOR_TOKEN") or None,
+        token=token_from_args(args),
         max_body_bytes=args.max_body_bytes, sleep_scale=args.sleep_scale,
         task_timeout_ms=args.task_timeout_ms, docker_network=args.docker_network,
         journal_keep_finished=args.journal_keep_finished,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from dodoor.cliargs import MAX_PORT, bounded
+from dodoor.auth_token import add_token_arguments, token_from_args
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.settings import PolicySettings
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="largest request body accepted (413 above)")
     sp.add_argument("--seed", type=int, default=None,
                     help="seed of the policy's random choices (default: from the OS)")
-    sp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    add_token_arguments(sp)
     sp.add_argument("--agent-timeout-ms", type=float, default=SchedulerSettings.agent_timeout_ms,
                     help="timeout of one request to an agent (default %(default)g)")
     sp.add_argument("--resolve-timeout-ms", type=float,
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="placements (by all schedulers) per snapshot push")
     lp.add_argument("--dead-after-ms", type=float, default=3000.0,
                     help="a node silent this long is declared dead and its tasks lost")
-    lp.add_argument("--token", default=None, help="shared token (default: $DODOOR_TOKEN)")
+    add_token_arguments(lp)
     lp.add_argument("--adaptive-b-target-ms", type=float, default=0.0,
                     help="> 0: adapt b to hold the mean snapshot age near this (docs/beyond.md)")
     lp.add_argument("--delta-snapshots", action="store_true",
@@ -86,7 +86,7 @@ def parse_params(items: list[str]) -> PolicySettings:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    return args.token or os.environ.get("DODOOR_TOKEN") or None
+    return token_from_args(args)
 
 
 def scheduler_settings(args: argparse.Namespace) -> SchedulerSettings:
