@@ -12,7 +12,6 @@ from collections import Counter
 import os
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from typing import Iterator
 import pytest
 
 from dodoor.resources import Task
+from tests.container_events import StartLedger
 from tests.docker.conftest import BUILD_SCRIPT
 from workloads.dodoor_csv import bundled_trace, load_dodoor_csv
 
@@ -195,38 +195,10 @@ def wait_terminal(owner: dict[str, str], timeout: float = 300) -> dict[str, dict
     return final
 
 
-class StartedTasks:
-    """Collects the task ids of containers this cluster starts, from the live event stream.
-
-    Live, because the engine keeps only its last 256 events for ``since`` queries.
-    """
-
-    def __init__(self, client, project: str) -> None:
-        self.project = project
-        self.starts: Counter[str] = Counter()
-        self._stream = client.events(decode=True, filters={
-            "type": "container", "event": "start", "label": "dodoor.agent_id"})
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for event in self._stream:
-                attrs = event["Actor"]["Attributes"]
-                if attrs.get("dodoor.agent_id", "").startswith(self.project + "-"):
-                    self.starts[attrs["dodoor.task_id"]] += 1
-        except Exception:  # noqa: BLE001 - closing the stream ends the read with an error
-            return
-
-    def close(self) -> Counter[str]:
-        """Stops listening; returns how many containers each task id started."""
-        self._stream.close()
-        self._thread.join(timeout=5)
-        return Counter(self.starts)
 
 
 def test_hundred_trace_tasks_run_in_limited_containers(cluster, docker_client):
-    started = StartedTasks(docker_client, cluster.project)
+    started = StartLedger(docker_client, cluster.project + "-")
     tasks = trace_tasks("e2e", 100)
     # A control whose expectation is deliberately wrong: the check must be able to fail.
     control = dict(tasks[0], id="e2e-control",
@@ -290,7 +262,7 @@ def test_prometheus_scrapes_every_component_and_loads_the_rules(cluster):
 
 def test_killed_agent_loses_no_task(cluster, docker_client):
     tasks = trace_tasks("kill", 40, offset=100, seconds_per_minute=3.0)
-    started = StartedTasks(docker_client, cluster.project)
+    started = StartLedger(docker_client, cluster.project + "-")
     owner = submit(cluster, tasks)
     victim = "agent-5"  # four slots: the agent most likely to hold running and queued work
     victim_id = f"{cluster.project}-{victim}"

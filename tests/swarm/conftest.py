@@ -17,18 +17,17 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
+from tests.container_events import StartLedger
 from tests.docker.conftest import BUILD_SCRIPT, docker_client, images  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,33 +109,6 @@ def daemon_image(images) -> str:  # noqa: F811 - the imported fixture
     return docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
 
 
-class StartLedger:
-    """How many task containers each task id started, from the engine's live events."""
-
-    def __init__(self, client, agent_prefix: str) -> None:
-        self.prefix = agent_prefix
-        self.starts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._stream = client.events(decode=True, filters={
-            "type": "container", "event": "start", "label": "dodoor.agent_id"})
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for event in self._stream:
-                attrs = event["Actor"]["Attributes"]
-                if attrs.get("dodoor.agent_id", "").startswith(self.prefix):
-                    with self._lock:
-                        self.starts[attrs["dodoor.task_id"]] += 1
-        except Exception:  # noqa: BLE001 - closing the stream ends the read with an error
-            return
-
-    def close(self) -> Counter[str]:
-        self._stream.close()
-        self._thread.join(timeout=5)
-        with self._lock:
-            return Counter(self.starts)
 
 
 @dataclass
