@@ -79,21 +79,10 @@ def policy_styles(labels: Sequence[str]) -> dict[str, dict]:
     return styles
 
 
-def run_styles(labels: Sequence[str]) -> dict[str, dict]:
-    """Styles for ``POLICY sim`` / ``POLICY live`` labels: colour by policy,
-    solid for the simulation and dashed for the live run."""
-    policies = list(dict.fromkeys(label.rsplit(" ", 1)[0] for label in labels))
-    color = {p: ("black" if is_bound(p) else COLORS[i % len(COLORS)])
-             for i, p in enumerate(policies)}
-    styles = {}
-    for label in labels:
-        policy, _, kind = label.rpartition(" ")
-        policy = policy or kind
-        live = kind == "live"
-        styles[label] = dict(color=color[policy], linestyle=(0, (5, 2)) if live else "-",
-                             linewidth=1.6, marker="o" if live else None, markersize=4,
-                             markevery=(0.1, 0.25), label=display_label(label))
-    return styles
+def split_run(label: str) -> tuple[str, str]:
+    """``dodoor sim`` -> (``dodoor``, ``sim``); a label without a kind is a simulation."""
+    policy, _, kind = label.rpartition(" ")
+    return (policy, kind) if policy and kind in ("sim", "live") else (label, "sim")
 
 
 def relative_luminance(rgb: Iterable[float]) -> float:
