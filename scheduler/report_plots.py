@@ -3,7 +3,8 @@
 Runs are labelled ``POLICY sim`` and ``POLICY live``. Line figures draw the
 simulated and the live runs side by side in panels that share their axes, a
 policy in one style throughout (:mod:`dodoor.sim.plotstyle`). Legends sit
-outside the panels, where they cannot cover data.
+outside the panels, where they cannot cover data. Each figure has a builder
+(``*_figure``) that returns it and a function that writes it as PNG.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dodoor.sim.plotstyle import policy_styles, pyplot, split_run
+from dodoor.sim.plotstyle import UTILIZATION_LABELS, policy_styles, pyplot, save, split_run
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import UTILIZATION_RESOURCES
 from scheduler.report import METRICS, PLACED
@@ -24,13 +25,7 @@ BAR_COLORS = {"sim": "#4c72b0", "live": "#dd8452"}
 # Sparrow confirm wait of seconds does not flatten sub-millisecond bars to nothing.
 LOG_SPAN = 100.0
 KIND_TITLES = {"sim": "simulated", "live": "live"}
-UTILIZATION_LABELS = {"slots": "slots in use", "cores": "cores in use",
-                      "memory": "memory in use"}
-
-
-def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
+DPI = 100
 
 
 def _by_kind(labels) -> tuple[list[str], dict[str, dict], list[str]]:
@@ -42,7 +37,7 @@ def _by_kind(labels) -> tuple[list[str], dict[str, dict], list[str]]:
     return policies, policy_styles(policies), kinds
 
 
-def latency_cdf(records: Mapping[str, TaskRecords], path: Path) -> None:
+def latency_figure(records: Mapping[str, TaskRecords]):
     """Scheduling latency (placed − submit) CDF per run: simulated runs on the
     left, live runs on the right, one style per policy in both."""
     plt = pyplot()
@@ -66,7 +61,12 @@ def latency_cdf(records: Mapping[str, TaskRecords], path: Path) -> None:
     axes[0, 0].set_ylabel("fraction of tasks placed within x")
     _policy_legend(fig, axes.flat)
     fig.suptitle("Scheduling latency")
-    _save(fig, path)
+    return fig
+
+
+def latency_cdf(records: Mapping[str, TaskRecords], path: Path) -> None:
+    """Write :func:`latency_figure` to ``path``."""
+    save(latency_figure(records), path, DPI)
 
 
 def _policy_legend(fig, axes) -> None:
@@ -79,7 +79,7 @@ def _policy_legend(fig, axes) -> None:
                fontsize="small", title="policy", title_fontsize="small", frameon=False)
 
 
-def messages_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> None:
+def messages_figure(sim: Sequence[dict], live: Sequence[dict]):
     """Scheduling messages per task, simulated and live side by side, values on the bars."""
     plt = pyplot()
     policies = list(dict.fromkeys([s["policy"] for s in sim] + [s["policy"] for s in live]))
@@ -94,10 +94,15 @@ def messages_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> None
     ax.set_ylabel("scheduling messages per task")
     ax.margins(y=0.12)  # room for the values above the tallest bars
     fig.legend(loc="outside upper center", ncols=2, frameon=False)
-    _save(fig, path)
+    return fig
 
 
-def utilization(summaries: Mapping[str, dict], path: Path) -> None:
+def messages_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> None:
+    """Write :func:`messages_figure` to ``path``."""
+    save(messages_figure(sim, live), path, DPI)
+
+
+def utilization_figure(summaries: Mapping[str, dict]):
     """Fraction of the slots, cores and memory in use over time per run.
 
     One row per resource the summaries carry (older summaries have cores only),
@@ -133,10 +138,15 @@ def utilization(summaries: Mapping[str, dict], path: Path) -> None:
     _policy_legend(fig, axes.flat)
     fig.suptitle("Cluster utilization" + (": each task holds one slot" if "slots" in present
                                           else ""))
-    _save(fig, path)
+    return fig
 
 
-def sim_vs_live_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> None:
+def utilization(summaries: Mapping[str, dict], path: Path) -> None:
+    """Write :func:`utilization_figure` to ``path``."""
+    save(utilization_figure(summaries), path, DPI)
+
+
+def sim_vs_live_figure(sim: Sequence[dict], live: Sequence[dict]):
     """One panel per metric: simulated versus live value per policy.
 
     The legend is the figure's, right of the panels; a panel whose values span
@@ -169,4 +179,9 @@ def sim_vs_live_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> N
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", frameon=False)
     fig.suptitle("Simulated versus live, per policy")
-    _save(fig, path)
+    return fig
+
+
+def sim_vs_live_bars(sim: Sequence[dict], live: Sequence[dict], path: Path) -> None:
+    """Write :func:`sim_vs_live_figure` to ``path``."""
+    save(sim_vs_live_figure(sim, live), path, DPI)

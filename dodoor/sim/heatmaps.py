@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from matplotlib.ticker import FuncFormatter
 
-from dodoor.sim.plotstyle import pyplot, text_color_on
+from dodoor.sim.plotstyle import pyplot, save, text_color_on
 
 CMAP = "viridis"
 
@@ -25,8 +25,18 @@ def cell_text(value: float) -> str:
 
 def plot_heatmaps(rows: Sequence[dict], keys: Sequence[str], out: Path,
                   metrics: Sequence[tuple[str, str]]) -> list[Path]:
-    """One PNG per ``(metric, label)``: a heatmap over the first two swept keys,
-    one panel per load and per combination of any further keys; returns the paths.
+    """One PNG per ``(metric, label)`` of :func:`heatmap_figure`; returns the paths."""
+    written = []
+    for metric, label in metrics:
+        path = out / f"heatmap_{metric}.png"
+        save(heatmap_figure(rows, keys, metric, label), path)
+        written.append(path)
+    return written
+
+
+def heatmap_figure(rows: Sequence[dict], keys: Sequence[str], metric: str, label: str):
+    """A heatmap of ``metric`` over the first two swept keys, one panel per load
+    and per combination of any further keys.
 
     Each cell is annotated with its value in black or white, whichever stands
     out more from the cell's colour.
@@ -38,30 +48,24 @@ def plot_heatmaps(rows: Sequence[dict], keys: Sequence[str], out: Path,
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["load"], *(r[k] for k in rest)), []).append(r)
-    written = []
-    for metric, label in metrics:
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False,
-                                 layout="constrained")
-        for ax, (group, members) in zip(axes[0], groups.items()):
-            xs, ys = _ordered(members, xkey), _ordered(members, ykey)
-            grid = np.full((len(ys), len(xs)), np.nan)
-            for r in members:
-                grid[ys.index(str(r.get(ykey, ""))), xs.index(str(r.get(xkey, "")))] = r[metric]
-            image = ax.imshow(grid, origin="lower", aspect="auto", cmap=CMAP)
-            annotate_cells(ax, image, grid)
-            ax.set_xticks(range(len(xs)), xs)
-            ax.set_yticks(range(len(ys)), ys)
-            ax.set_xlabel(xkey or "")
-            ax.set_ylabel(ykey or "")
-            title = f"load {group[0]}" + "".join(f", {k}={v}" for k, v in zip(rest, group[1:]))
-            ax.set_title(title, fontsize=9)
-            fig.colorbar(image, ax=ax, format=FuncFormatter(lambda v, _: cell_text(v)))
-        fig.suptitle(label)
-        path = out / f"heatmap_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, (group, members) in zip(axes[0], groups.items()):
+        xs, ys = _ordered(members, xkey), _ordered(members, ykey)
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for r in members:
+            grid[ys.index(str(r.get(ykey, ""))), xs.index(str(r.get(xkey, "")))] = r[metric]
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap=CMAP)
+        annotate_cells(ax, image, grid)
+        ax.set_xticks(range(len(xs)), xs)
+        ax.set_yticks(range(len(ys)), ys)
+        ax.set_xlabel(xkey or "")
+        ax.set_ylabel(ykey or "")
+        title = f"load {group[0]}" + "".join(f", {k}={v}" for k, v in zip(rest, group[1:]))
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(image, ax=ax, format=FuncFormatter(lambda v, _: cell_text(v)))
+    fig.suptitle(label)
+    return fig
 
 
 def annotate_cells(ax, image, grid: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 # The lower bound every other policy is measured against (simulator only).
 BOUND = "ideal"
 BOUND_LABEL = "ideal (bound)"
-# matplotlib's tab10 without its grey, which would read as "the baseline".
+# matplotlib's tab10 without its grey: grey is the bound's band.
 COLORS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                            "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 # Dodoor's own policies are solid; the policies they are compared with are broken,
@@ -22,6 +22,9 @@ OTHER_LINESTYLES: tuple = ((0, (5, 2)), (0, (1, 1.2)), (0, (6, 2, 1, 2)),
                            (0, (3, 1, 1, 1, 1, 1)))
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 MARKS_PER_LINE = 4
+# Row labels of utilization panels (keys of dodoor.sim.summary.UTILIZATION_RESOURCES).
+UTILIZATION_LABELS = {"slots": "slots in use", "cores": "cores in use",
+                      "memory": "memory in use"}
 
 
 def pyplot():
@@ -32,6 +35,12 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save(fig, path, dpi: int = 110) -> None:
+    """Write a figure as PNG and release it (pyplot keeps every open figure alive)."""
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def base_policy(label: str) -> str:
