@@ -23,6 +23,7 @@ class TaskRecords:
         self.task_ids = [t.task_id for t in tasks]
         self.submit = [t.arrival_ms for t in tasks]
         self.cores = [t.cores for t in tasks]
+        self.memory_mb = [t.memory_mb for t in tasks]  # for the memory-use curve
         self.placed = [NAN] * n
         self.start = [NAN] * n
         self.end = [NAN] * n
@@ -40,6 +41,7 @@ class TaskRecords:
             "end_ms": np.asarray(self.end, dtype=np.float64),
             "node": np.asarray(self.node, dtype=np.int64),
             "cores": np.asarray(self.cores, dtype=np.float64),
+            "memory_mb": np.asarray(self.memory_mb, dtype=np.float64),
         }
 
     def write_csv(self, path: str | Path, nodes: Sequence[NodeSpec]) -> None:

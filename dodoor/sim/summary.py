@@ -11,26 +11,50 @@ from dodoor.resources import NodeSpec
 from dodoor.sim.records import TaskRecords
 
 
-def utilization_curve(records: TaskRecords, nodes: Sequence[NodeSpec],
-                      points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Fraction of the cluster's cores busy at ``points`` evenly spaced times.
+# The resources a utilization curve is drawn for, with the node capacity each is a
+# fraction of. Slots come first: they bound how many tasks run at once, so on a
+# trace of small tasks they fill while cores and memory stay far from full.
+UTILIZATION_RESOURCES: tuple[str, ...] = ("slots", "cores", "memory")
+_CAPACITY = {"slots": "slots", "cores": "cores", "memory": "memory_mb"}  # NodeSpec fields
 
-    Computed afterwards from the task records (busy(t) = cores of tasks with
-    start <= t < end), so the run itself pays nothing for it.
+
+def utilization_curves(records: TaskRecords, nodes: Sequence[NodeSpec],
+                       points: int = 200) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fraction of the cluster's slots, cores and memory in use at ``points`` even times.
+
+    Computed afterwards from the task records (busy(t) = the demand of tasks with
+    start <= t < end; each task holds one slot), so the run itself pays nothing
+    for it. Returns the times and one curve per name of ``UTILIZATION_RESOURCES``;
+    both are empty when no task finished.
     """
     arr = records.arrays()
     done = ~np.isnan(arr["end_ms"])
-    start, end, cores = arr["start_ms"][done], arr["end_ms"][done], arr["cores"][done]
-    total = float(sum(n.cores for n in nodes))
-    if start.size == 0 or total <= 0:
-        return np.zeros(0), np.zeros(0)
+    start, end = arr["start_ms"][done], arr["end_ms"][done]
+    demand = {"slots": np.ones(start.size), "cores": arr["cores"][done],
+              "memory": arr["memory_mb"][done]}
+    total = {name: _total(nodes, attribute) for name, attribute in _CAPACITY.items()}
+    if start.size == 0 or total["cores"] <= 0:
+        return np.zeros(0), {name: np.zeros(0) for name in UTILIZATION_RESOURCES}
     times = np.linspace(float(arr["submit_ms"].min()), float(end.max()), points)
     s_order, e_order = np.argsort(start, kind="stable"), np.argsort(end, kind="stable")
-    started = np.concatenate(([0.0], np.cumsum(cores[s_order])))
-    ended = np.concatenate(([0.0], np.cumsum(cores[e_order])))
-    busy = (started[np.searchsorted(start[s_order], times, side="right")]
-            - ended[np.searchsorted(end[e_order], times, side="right")])
-    return times, np.clip(busy / total, 0.0, 1.0)
+    s_at = np.searchsorted(start[s_order], times, side="right")
+    e_at = np.searchsorted(end[e_order], times, side="right")
+    curves = {}
+    for name in UTILIZATION_RESOURCES:
+        if total[name] <= 0:
+            curves[name] = np.zeros(times.size)
+            continue
+        started = np.concatenate(([0.0], np.cumsum(demand[name][s_order])))
+        ended = np.concatenate(([0.0], np.cumsum(demand[name][e_order])))
+        curves[name] = np.clip((started[s_at] - ended[e_at]) / total[name], 0.0, 1.0)
+    return times, curves
+
+
+def utilization_curve(records: TaskRecords, nodes: Sequence[NodeSpec],
+                      points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of the cluster's cores busy at ``points`` evenly spaced times."""
+    times, curves = utilization_curves(records, nodes, points)
+    return times, curves["cores"]
 
 
 def summarize(policy: str, records: TaskRecords, nodes: Sequence[NodeSpec],
@@ -45,9 +69,8 @@ def summarize(policy: str, records: TaskRecords, nodes: Sequence[NodeSpec],
         span_ms = float(arr["end_ms"].max() - arr["submit_ms"].min())
     else:
         span_ms = 0.0
-    total_cores = float(sum(node.cores for node in nodes))
-    busy_core_ms = float(np.nansum((arr["end_ms"] - arr["start_ms"]) * arr["cores"]))
-    times, busy = utilization_curve(records, nodes, util_points)
+    held_ms = arr["end_ms"] - arr["start_ms"]
+    times, curves = utilization_curves(records, nodes, util_points)
     out: dict[str, Any] = {
         "policy": policy,
         "tasks": n,
@@ -63,14 +86,27 @@ def summarize(policy: str, records: TaskRecords, nodes: Sequence[NodeSpec],
         "messages": messages_summary(counts, n),
         "wall_s": wall_s,
         "utilization": {
-            "mean_cores": (busy_core_ms / (total_cores * span_ms)) if span_ms > 0 else 0.0,
+            "mean_cores": _mean_use(held_ms * arr["cores"], _total(nodes, "cores"), span_ms),
+            "mean_slots": _mean_use(held_ms, _total(nodes, "slots"), span_ms),
+            "mean_memory": _mean_use(held_ms * arr["memory_mb"], _total(nodes, "memory_mb"),
+                                     span_ms),
             "times_ms": [round(float(t), 3) for t in times],
-            "busy_cores_fraction": [round(float(b), 5) for b in busy],
+            **{f"busy_{name}_fraction": [round(float(b), 5) for b in curves[name]]
+               for name in UTILIZATION_RESOURCES},
         },
     }
     if settings is not None:
         out["settings"] = dict(settings)
     return out
+
+
+def _total(nodes: Sequence[NodeSpec], attribute: str) -> float:
+    return float(sum(getattr(node, attribute) for node in nodes))
+
+
+def _mean_use(held: np.ndarray, total: float, span_ms: float) -> float:
+    """Resource-ms held over resource-ms available in the run's span (0 when unknown)."""
+    return float(np.nansum(held)) / (total * span_ms) if total > 0 and span_ms > 0 else 0.0
 
 
 def _mean(values: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from dodoor.errors import DodoorError, ValidationError
 
@@ -204,50 +204,7 @@ def format_markdown(rows: Sequence[dict], keys: Sequence[str]) -> str:
 
 
 def plot_heatmaps(rows: Sequence[dict], keys: Sequence[str], out: Path) -> list[Path]:
-    """One PNG per metric: a heatmap over the first two swept keys, one panel per
-    load and per combination of any further keys."""
-    import matplotlib
+    """One PNG per metric of ``METRICS`` (see :mod:`dodoor.sim.heatmaps`)."""
+    from dodoor.sim.heatmaps import plot_heatmaps as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    xkey = keys[0] if keys else None
-    ykey = keys[1] if len(keys) > 1 else None
-    rest = list(keys[2:])
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["load"], *(r[k] for k in rest)), []).append(r)
-    written = []
-    for metric, label in METRICS:
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
-        for ax, (group, members) in zip(axes[0], groups.items()):
-            xs = _ordered(members, xkey)
-            ys = _ordered(members, ykey)
-            grid = np.full((len(ys), len(xs)), np.nan)
-            for r in members:
-                grid[ys.index(r.get(ykey, "")), xs.index(r.get(xkey, ""))] = r[metric]
-            image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-            for (yi, xi), value in np.ndenumerate(grid):
-                ax.text(xi, yi, "" if np.isnan(value) else f"{value:.3g}", ha="center",
-                        va="center", color="white", fontsize=8)
-            ax.set_xticks(range(len(xs)), xs)
-            ax.set_yticks(range(len(ys)), ys)
-            ax.set_xlabel(xkey or "")
-            ax.set_ylabel(ykey or "")
-            title = f"load {group[0]}" + "".join(f", {k}={v}" for k, v in zip(rest, group[1:]))
-            ax.set_title(title, fontsize=9)
-            fig.colorbar(image, ax=ax)
-        fig.suptitle(label)
-        fig.tight_layout()
-        path = out / f"heatmap_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def _ordered(rows: Iterable[dict], key: str | None) -> list[str]:
-    if key is None:
-        return [""]
-    return list(dict.fromkeys(str(r[key]) for r in rows))
+    return plot(rows, keys, out, METRICS)
