@@ -181,6 +181,13 @@ class Journal:
             "UPDATE tasks SET state = ?, started_ms = ? WHERE id = ?", (RUNNING, started_ms, task_id)
         ))
 
+    async def mark_confirmed(self, task_id: str, now_ms: float) -> None:
+        """A reservation's scheduler sent the task: it arrives and starts now (the
+        wait before was the reservation's, not the task's queueing)."""
+        await self._write(lambda c: c.execute(
+            "UPDATE tasks SET state = ?, queued_ms = ?, started_ms = ? WHERE id = ?",
+            (RUNNING, now_ms, now_ms, task_id)))
+
     async def set_handle(self, task_id: str, handle: str) -> None:
         """Record the executor's handle of a started task (read back by ``unfinished``)."""
         await self._write(lambda c: c.execute(

@@ -422,7 +422,7 @@ class NodeAgent:
         entry.queued_ms = entry.started_ms = now
         self.unreported.append(task.task_id)
         try:
-            await self.journal.mark_running(task.task_id, now)
+            await self.journal.mark_confirmed(task.task_id, now)
         except JournalError as exc:
             log.error("running confirmed task %s without journaling its start: %s",
                       task.task_id, exc)

@@ -60,3 +60,17 @@ def test_a_lease_runs_from_the_report_it_answers_and_is_revoked_by_a_fence():
     lease.revoke()
     assert not lease.valid()
     assert Lease(clock, required=False).valid()
+
+
+async def test_a_confirmed_reservation_is_queued_and_started_at_its_confirm(tmp_path):
+    """Sparrow's wait for a confirm is the reservation's, not the task's: the task's
+    queued_ms is the confirm, as the evaluation's submit→placed expects."""
+    journal = Journal(tmp_path / "j.sqlite")
+    await journal.open()
+    try:
+        assert await journal.reserve(make_task("r"), "s", "http://127.0.0.1:1/c", 10.0)
+        await journal.mark_confirmed("r", 250.0)
+        rec = await journal.get("r")
+        assert (rec.state, rec.queued_ms, rec.started_ms) == ("running", 250.0, 250.0)
+    finally:
+        await journal.close()
