@@ -18,9 +18,11 @@ the agent (its own children only by the restart's ``reconcile``).
 
 With an ``exit_dir`` the leader is a small ``sh`` that runs the command and
 writes its exit status to a file there before it exits: the status outlives the
-agent, as a container's does in the engine. An agent killed after a task ended
-but before it journaled the result finds that status in ``reconcile`` and
-records it instead of running the task again (its output is gone).
+agent, as a container's does in the engine. Then, as with containers, a task
+outlives its agent's crash instead of dying with it (no parent-death signal): the
+restarted agent adopts a task still running (waits for its group to end, keeps
+its original wall limit) and records the status it left, so the task never runs
+twice for an agent crash; only its output is lost.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # write reads as no status, and the task runs again, as without a file.
 _SHIM = '"$@"; s=$?; printf %s "$s" > "$0"; exit "$s"'
 _SIGNAL_BASE = 128  # a shell reports death by signal n as exit status 128 + n
+_ADOPTED_POLL_S = 0.1  # an adopted task is not our child: its end is polled
 
 
 class ProcessExecutor:
@@ -77,7 +80,9 @@ class ProcessExecutor:
         if exit_dir is not None:
             os.makedirs(exit_dir, exist_ok=True)
         # Looked up here, in the agent: the forked child should only call it.
-        self._prctl = _find_prctl()
+        # with an exit file tasks outlive the agent and are adopted (module docstring)
+        self._prctl = _find_prctl() if exit_dir is None else None
+        self._adopted: dict[str, tuple[Task, GroupHandle]] = {}
 
     def wall_limit_ms(self, task: Task) -> float:
         if self.timeout_ms is not None:
@@ -175,6 +180,12 @@ class ProcessExecutor:
             except ValueError as exc:
                 log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
                 continue
+            if self.exit_dir is not None and await asyncio.to_thread(process_group.members, group):
+                log.info("task %s: still running from the previous agent; adopting it",
+                         row.task_id)
+                self._adopted[row.task_id] = (row.task, group)
+                found.append(Adopted(row.task_id, running=True))
+                continue
             killed, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
             if killed:
                 log.info("task %s: killed %d process(es) left by the previous agent: %s",
@@ -194,7 +205,32 @@ class ProcessExecutor:
         return found
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
-        raise LookupError(f"the process executor never adopts tasks (asked for {task_id!r})")
+        """Wait for an adopted task's group to end (killed at its original wall limit);
+        its result is the status its shim wrote. Cancelled, the group is killed."""
+        try:
+            task, group = self._adopted[task_id]
+        except KeyError:
+            raise LookupError(f"task {task_id!r} was not adopted") from None
+        limit_ms = self.wall_limit_ms(task)
+        started = group.leader_started if group.leader_started is not None else group.not_before
+        deadline = started + limit_ms / 1000.0
+        try:
+            while await asyncio.to_thread(process_group.members, group):
+                if time.time() >= deadline:
+                    await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
+                    return TaskResult("failed", reason=f"timed out after {limit_ms:g} ms "
+                                      "(adopted after an agent restart)")
+                await asyncio.sleep(_ADOPTED_POLL_S)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(process_group.end, group, self.kill_wait_s))
+            raise
+        finally:
+            self._adopted.pop(task_id, None)
+        code = await asyncio.to_thread(self._recorded_exit, task_id)
+        if code is None:
+            return TaskResult("failed", reason="ended while its agent was down, leaving no "
+                              "exit status")
+        return self._result(code, "", " (adopted after an agent restart; its output is lost)")
 
     async def close(self) -> None:
         return None
