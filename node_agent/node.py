@@ -25,7 +25,7 @@ from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
-                                Journal, JournalError)
+                                Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
@@ -110,25 +110,52 @@ class NodeAgent:
         found = await self.status_and_log(task_id)
         return None if found is None else found[0]
 
-    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
-        """Where a task stands, with the tail of its output once it has ended."""
+    async def statuses(self, task_ids: tuple[str, ...]) -> tuple[list[TaskStatus], list[str]]:
+        """The status of each id held here, and the ids not held, with one journal read."""
+        live: dict[str, TaskStatus] = {}
+        rest: list[str] = []
+        for task_id in task_ids:
+            found = self._live_status(task_id)
+            if found is None:
+                rest.append(task_id)
+            else:
+                live[task_id] = found[0]
+        rows = await self.journal.statuses(rest) if rest else {}
+        statuses, missing = [], []
+        for task_id in task_ids:
+            st = live.get(task_id)
+            if st is None and task_id in rows:
+                st = self._row_status(rows[task_id])[0]
+            if st is None:
+                missing.append(task_id)
+            else:
+                statuses.append(st)
+        return statuses, missing
+
+    def _live_status(self, task_id: str) -> tuple[TaskStatus, str] | None:
         entry = self.queue.get(task_id)
         if entry is not None and entry.kind == TASK:
             running = self.queue.is_running(task_id)
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
                               started_ms=entry.started_ms if running else None), ""
-        kept = self.unjournaled.get(task_id)
-        if kept is not None:
-            return kept
-        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
-        if record is None:
-            return None
+        return self.unjournaled.get(task_id)
+
+    def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
+        task_id = record.task_id
         if record.state == RESERVED:
             return TaskStatus(task_id, QUEUED, self.node_id, queued_ms=record.queued_ms,
                               reason="reserved, waiting for its scheduler's confirm"), ""
         return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
                           record.finished_ms, record.exit_code, record.reason), record.log_tail
+
+    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
+        """Where a task stands, with the tail of its output once it has ended."""
+        live = self._live_status(task_id)
+        if live is not None:
+            return live
+        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
+        return None if record is None else self._row_status(record)
 
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:

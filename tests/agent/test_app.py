@@ -4,7 +4,8 @@ import msgpack
 import numpy as np
 
 from dodoor.clock import ManualClock
-from dodoor.wire import CONTENT_TYPE, Cancel, Enqueue, NodeState, Probe, ProbeReply, Reserve, TaskStatus, decode, encode
+from dodoor.wire import (CONTENT_TYPE, Cancel, Enqueue, Lookup, NodeState, Probe, ProbeReply, Reserve,
+                         TaskStatus, TaskStatuses, decode, encode)
 from node_agent.app import AGENT, create_app
 from node_agent.executor import TaskResult
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, post, wait_for
@@ -38,6 +39,23 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     resp = await client.get("/v1/tasks/a", headers={"Accept": CONTENT_TYPE})
     assert decode(await resp.read()) == TaskStatus("a", "succeeded", "node-t", 1000.0, 1000.0, 1250.0, 0, None)
     assert (await status(client, "nope"))[0] == 404
+
+
+async def test_batch_status_answers_queued_running_finished_and_missing_ids(
+        aiohttp_client, agent_settings):
+    clock, ex = ManualClock(1000.0), GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex, clock=clock))
+    for tid in ("a", "b", "c"):
+        assert (await enqueue(client, make_task(tid))).status == 202
+    await wait_for(lambda: ex.started == ["a"])
+    ex.release("a", TaskResult("failed", exit_code=2, reason="exit code 2"))
+    await wait_for(lambda: ex.started == ["a", "b"])
+    resp = await post(client, "/internal/status", Lookup("sched-0", ("c", "nope", "b", "a")))
+    assert resp.status == 200
+    got = decode(await resp.read(), TaskStatuses)
+    assert [(s.task_id, s.state) for s in got.statuses] == [
+        ("c", "queued"), ("b", "running"), ("a", "failed")]
+    assert got.statuses[2].exit_code == 2 and got.missing == ("nope",)
 
 
 async def test_fifo_backfill_through_http(aiohttp_client, agent_settings):
