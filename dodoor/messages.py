@@ -31,7 +31,7 @@ SCHEDULING_TYPES: frozenset[str] = frozenset(
 # docs/guarantees.md, not the choice of a node; it is counted apart, and reported.
 # ``task_statuses`` is an agent's one answer to a batch status request.
 OTHER_TYPES: frozenset[str] = frozenset(
-    {"task_status", "task_statuses", "completion", "register", "metrics", "heartbeat", "lookup",
+    {"task_status", "task_statuses", "cancel_task", "completion", "register", "metrics", "heartbeat", "lookup",
      "lookup_reply"}
 )
 ALL_TYPES: frozenset[str] = SCHEDULING_TYPES | OTHER_TYPES

@@ -115,6 +115,17 @@ class Cancel:
     TYPE: ClassVar[str]
 
 
+@message("cancel_task")
+class CancelTask:
+    """Scheduler → agent (``POST /internal/cancel_task``): a client cancels this task.
+    A queued one never starts; a running one is stopped. Answered with the task's
+    :class:`TaskStatus` afterwards (``cancelled``, or the terminal state it had already)."""
+
+    task_id: str
+    reason: str = ""
+    TYPE: ClassVar[str]
+
+
 @message("deltas")
 class Deltas:
     """Scheduler → load store: own placements since the last batch, per node."""

@@ -25,6 +25,7 @@ from scheduler.httpkit import (
     msgpack_response, read_body,
 )
 from scheduler.asking import ASK_AGAIN
+from scheduler.cancel import cancel_task
 from scheduler.intake import BodyError, parse_submission
 from scheduler.metrics import SubmitMetrics, make_registry
 from scheduler.placer import NoNodesError, Placer
@@ -91,6 +92,7 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
     app.router.add_post("/v1/tasks", submit)
     app.router.add_post("/v1/tasks/status", task_status_batch)
     app.router.add_get("/v1/tasks/{task_id}", task_status)
+    app.router.add_delete("/v1/tasks/{task_id}", task_cancel)
     app.router.add_get("/v1/tasks/{task_id}/logs", task_logs)
     app.router.add_get("/v1/nodes", nodes)
     app.router.add_post("/internal/snapshot", snapshot)
@@ -263,6 +265,11 @@ async def task_status(request: web.Request) -> web.Response:
         status, reason = res.errors[task_id]
         return json_error(status, "id", reason)
     return web.json_response(res.found[task_id])
+
+
+async def task_cancel(request: web.Request) -> web.Response:
+    """``DELETE /v1/tasks/{id}``: cancel the task wherever it is (scheduler.cancel)."""
+    return await cancel_task(request.app[STATE], request.match_info["task_id"])
 
 
 async def task_status_batch(request: web.Request) -> web.Response:

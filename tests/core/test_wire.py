@@ -63,7 +63,7 @@ def test_every_registered_message_round_trips():
     samples = [
         wire.Enqueue(t, "s0"), wire.EnqueueBatch((t, t), "s0"), wire.Probe("s0"), wire.ProbeReply("n0", np.arange(5.0)),
         wire.Reserve(t, "s0", "http://127.0.0.1:1/internal/confirm"), wire.Confirm("n0", "t1"),
-        wire.Cancel("t1"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
+        wire.Cancel("t1"), wire.CancelTask("t1", "by client"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
         wire.NodeState("n0", "http://127.0.0.1:2", 4, np.array([8.0, 1024.0, 0.0]), 2,
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),

@@ -29,7 +29,7 @@ import pytest
 from aiohttp import web
 
 from dodoor.wire import (
-    CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, Lookup, NodeState, Probe, ProbeReply, Reserve,
+    CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, NodeState, Probe, ProbeReply, Reserve,
     TaskStatus, TaskStatuses,
     decode, encode,
 )
@@ -174,7 +174,9 @@ class FakeAgent:
         self.app.router.add_post("/internal/cancel", self._cancel)
         self.app.router.add_get("/v1/tasks/{task_id}", self._status)
         self.app.router.add_post("/internal/status", self._status_batch)
+        self.app.router.add_post("/internal/cancel_task", self._cancel_task)
         self.status_batches = 0
+        self.cancelled_tasks: set[str] = set()
         self.app.router.add_get("/healthz", self._healthz)
 
     @web.middleware
@@ -265,6 +267,17 @@ class FakeAgent:
         if CONTENT_TYPE not in request.headers.get("Accept", ""):
             return web.json_response({"id": task_id, "state": st.state, "node": self.node_id,
                                       "log_tail": f"output of {task_id}\n"})
+        return web.Response(body=encode(st), content_type=CONTENT_TYPE)
+
+    async def _cancel_task(self, request: web.Request) -> web.Response:
+        msg = decode(await request.read(), CancelTask)
+        if msg.task_id not in self.enqueued:
+            return web.json_response({"error": {"field": "id", "reason": "unknown"}}, status=404)
+        st = self._task_status(msg.task_id)
+        if not self.finish:  # still queued here: it ends cancelled
+            self.cancelled_tasks.add(msg.task_id)
+        if msg.task_id in self.cancelled_tasks:
+            st = TaskStatus(msg.task_id, "cancelled", self.node_id, reason=msg.reason)
         return web.Response(body=encode(st), content_type=CONTENT_TYPE)
 
     async def _status_batch(self, request: web.Request) -> web.Response:

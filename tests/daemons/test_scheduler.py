@@ -439,6 +439,24 @@ async def test_logs_come_from_the_agent_holding_the_task(make_stack):
     assert (await stack.client.get("/v1/tasks/lg/logs?max_bytes=0")).status == 400
 
 
+async def test_cancel_answers_cancelled_again_409_for_an_ended_task_and_404_for_unknown(
+        make_stack):
+    agent = FakeAgent("slow", finish=False)
+    stack = await make_stack([agent])
+    await stack.post({**TASK, "id": "c"})
+    for _ in range(2):  # idempotent
+        resp = await stack.client.delete("/v1/tasks/c")
+        got = await resp.json()
+        assert resp.status == 200 and (got["state"], got["node"]) == ("cancelled", "slow")
+    agent.finish = True
+    await stack.post({**TASK, "id": "ended"})
+    resp = await stack.client.delete("/v1/tasks/ended")
+    got = await resp.json()
+    assert resp.status == 409 and got["state"] == "succeeded"
+    assert "succeeded" in got["error"]["reason"]
+    assert (await stack.client.delete("/v1/tasks/nope")).status == 404
+
+
 async def test_task_on_a_node_out_of_view_is_unknown_and_lost_only_once_declared_dead(make_stack):
     stack = await make_stack()
     _, body = await stack.post({**TASK, "id": "v"})
