@@ -30,7 +30,7 @@ from scheduler.intake import BodyError, parse_submission
 from scheduler.metrics import SubmitMetrics, make_registry
 from scheduler.placer import NoNodesError, Placer
 from scheduler.settings import SchedulerSettings
-from scheduler.status import (MAX_LOG_BYTES, StatusRequestError, batch_body, fetch_log, follow,
+from scheduler.status import (MAX_LOG_BYTES, batch_body, fetch_log, follow,
                               parse_status_request, resolve)
 from scheduler.view import ClusterView
 
@@ -277,7 +277,7 @@ async def task_status_batch(request: web.Request) -> web.Response:
     body = await read_body(request)
     try:
         ids, wait_s = parse_status_request(body, request.content_type if body else "")
-    except StatusRequestError as exc:
+    except ValidationError as exc:
         return json_error(400, exc.field, exc.reason)
     state = request.app[STATE]
     res = await follow(state, ids, wait_s) if wait_s > 0 else await resolve(state, ids)

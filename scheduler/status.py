@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import msgpack
 from aiohttp import web
 
+from dodoor.errors import ValidationError
 from dodoor.taskindex import BUSY, LOST, MINE, PLACED
 from dodoor.taskstates import TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
@@ -160,34 +161,26 @@ async def follow(state: SchedulerState, task_ids: list[str], wait_s: float) -> R
         await asyncio.sleep(min(POLL_INTERVAL_S, left))
 
 
-class StatusRequestError(ValueError):
-    """A batch status body that cannot be used; ``field`` names the bad part."""
-
-    def __init__(self, field_name: str, reason: str) -> None:
-        super().__init__(f"{field_name}: {reason}")
-        self.field = field_name
-        self.reason = reason
-
-
 def parse_status_request(body: bytes, content_type: str) -> tuple[list[str], float]:
-    """``{"ids": [...], "wait_s": 0}`` as JSON or msgpack: the ids and the wait."""
+    """``{"ids": [...], "wait_s": 0}`` as JSON or msgpack: the ids and the wait.
+    Raises ValidationError naming the bad field."""
     try:
         if content_type == CONTENT_TYPE:
             data = msgpack.unpackb(body, raw=False)
         else:
             data = json.loads(body or b"{}")
     except Exception as exc:  # json and msgpack raise several unrelated types
-        raise StatusRequestError("body", f"not valid {content_type or 'JSON'}: {exc}") from exc
+        raise ValidationError("body", f"not valid {content_type or 'JSON'}: {exc}") from exc
     if not isinstance(data, dict):
-        raise StatusRequestError("body", f"expected an object, got {type(data).__name__}")
+        raise ValidationError("body", f"expected an object, got {type(data).__name__}")
     ids = data.get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise StatusRequestError("ids", "expected a list of non-empty strings")
+        raise ValidationError("ids", "expected a list of non-empty strings")
     if len(ids) > MAX_STATUS_IDS:
-        raise StatusRequestError("ids", f"{len(ids)} ids; at most {MAX_STATUS_IDS} per request")
+        raise ValidationError("ids", f"{len(ids)} ids; at most {MAX_STATUS_IDS} per request")
     wait_s = data.get("wait_s", 0)
     if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or not 0 <= wait_s < 1e9:
-        raise StatusRequestError("wait_s", f"expected a number of seconds >= 0, got {wait_s!r}")
+        raise ValidationError("wait_s", f"expected a number of seconds >= 0, got {wait_s!r}")
     return list(dict.fromkeys(ids)), float(wait_s)
 
 
