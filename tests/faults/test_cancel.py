@@ -34,6 +34,10 @@ def test_cancel_stops_a_running_process_and_a_queued_task_never_starts(tmp_path)
         pid = int(poll(lambda: pidfile.exists() and pidfile.read_text(), 20, what="task started"))
         assert c.status(0, "behind")["state"] == "queued"
         url = c.schedulers[1].url  # another scheduler than the one that placed them
+        # it learns of them from the store's task index, within one heartbeat of the
+        # agent (until then it answers 503, try again: docs/protocol.md)
+        poll(lambda: c.states(1, ["long", "behind"]) == {"long": "running", "behind": "queued"},
+             10, what="the other scheduler knows both tasks")
         code, got = c.get_method("DELETE", f"{url}/v1/tasks/behind")
         assert code == 200 and got["state"] == "cancelled", got
         code, got = c.get_method("DELETE", f"{url}/v1/tasks/long")
