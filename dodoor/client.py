@@ -286,24 +286,46 @@ class AsyncClient:
         await self._absorb(handle, body)
         return handle.last  # type: ignore[return-value]
 
-    async def _poll(self, handles: list[TaskHandle], wait_s: float) -> None:
-        """One batch status round over ``handles`` (not done), long-polling when it
-        takes a single request."""
-        chunks = [handles[i:i + MAX_IDS_PER_REQUEST]
-                  for i in range(0, len(handles), MAX_IDS_PER_REQUEST)]
-        wait_s = wait_s if len(chunks) == 1 else 0.0
-        for chunk in chunks:
+    async def _poll(self, handles: list[TaskHandle], wait_s: float, first_only: bool) -> None:
+        """One batch status round over ``handles`` (not done): the ids grouped by their
+        scheduler (the one that placed them answers from memory), at most
+        :data:`MAX_IDS_PER_REQUEST` a request, all requests long-polling at once. With
+        ``first_only`` the round ends with the first request that answers (the others
+        are abandoned); otherwise when all have."""
+        groups: dict[str, list[TaskHandle]] = {}
+        for h in handles:
+            groups.setdefault(rendezvous(self.urls, h.id)[0], []).append(h)
+        chunks = [g[i:i + MAX_IDS_PER_REQUEST] for g in groups.values()
+                  for i in range(0, len(g), MAX_IDS_PER_REQUEST)]
+        jobs = [asyncio.ensure_future(self._ask_status(c, wait_s)) for c in chunks]
+        try:
+            await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED if first_only
+                               else asyncio.ALL_COMPLETED)
+        finally:
+            for job in jobs:
+                if not job.done():
+                    job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+        # absorbed only now, all together: a resubmission is never cut off half-way;
+        # a request that failed raises its error here
+        answered = [(chunk, job.result()) for chunk, job in zip(chunks, jobs)
+                    if not job.cancelled()]
+        for chunk, answer in answered:
             by_id = {h.id: h for h in chunk}
-            body = json.dumps({"ids": list(by_id), "wait_s": wait_s}).encode()
-            status, answer = await self._request("POST", chunk[0].id, "/v1/tasks/status", body,
-                                                 "application/json", extra_s=wait_s)
-            if status != 200:
-                raise self._refused(status, answer)
             for st in answer["tasks"]:
                 await self._absorb(by_id[st["id"]], st)
+        for _, answer in answered:
             for err in answer["errors"]:
                 if err["status"] == 404:  # never will it end: say so rather than wait
                     raise RequestError(404, "id", err["reason"])
+
+    async def _ask_status(self, chunk: list[TaskHandle], wait_s: float) -> dict:
+        body = json.dumps({"ids": [h.id for h in chunk], "wait_s": wait_s}).encode()
+        status, answer = await self._request("POST", chunk[0].id, "/v1/tasks/status", body,
+                                             "application/json", extra_s=wait_s)
+        if status != 200:
+            raise self._refused(status, answer)
+        return answer
 
     async def wait(self, handles: Iterable[TaskHandle], timeout: float | None = None,
                    return_when: str = ALL_COMPLETED, *,
@@ -330,7 +352,7 @@ class AsyncClient:
                 await asyncio.sleep(pause)
                 left = None if deadline is None else deadline - time.monotonic()
             wait_s = LONG_POLL_S if left is None else max(0.0, min(LONG_POLL_S, left))
-            await self._poll(pending, wait_s)
+            await self._poll(pending, wait_s, first_only=return_when != ALL_COMPLETED)
             first = False
 
     async def as_completed(self, handles: Iterable[TaskHandle],
