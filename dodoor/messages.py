@@ -29,8 +29,10 @@ SCHEDULING_TYPES: frozenset[str] = frozenset(
 # A lookup (one per submission request: the cluster-wide claim of its new ids, or a
 # status read of a task another scheduler placed) serves the delivery guarantees of
 # docs/guarantees.md, not the choice of a node; it is counted apart, and reported.
+# ``task_statuses`` is an agent's one answer to a batch status request.
 OTHER_TYPES: frozenset[str] = frozenset(
-    {"task_status", "completion", "register", "metrics", "heartbeat", "lookup", "lookup_reply"}
+    {"task_status", "task_statuses", "cancel_task", "completion", "register", "metrics", "heartbeat", "lookup",
+     "lookup_reply"}
 )
 ALL_TYPES: frozenset[str] = SCHEDULING_TYPES | OTHER_TYPES
 SENT = "sent"

@@ -1,7 +1,8 @@
 """The states a task can be in, as every component and client sees them (docs/guarantees.md).
 
-``queued`` and ``running`` are held by an agent; ``succeeded``, ``failed`` and
-``lost`` are terminal. ``lost`` is said only of a task whose node the load
+``queued`` and ``running`` are held by an agent; ``succeeded``, ``failed``,
+``lost`` and ``cancelled`` are terminal (``cancelled``: a client's
+``DELETE /v1/tasks/{id}`` stopped it, before or while it ran). ``lost`` is said only of a task whose node the load
 store declared dead (its agent then ends the task ``lost`` too, never runs it
 again unless it is resubmitted). ``unknown`` is a scheduler's honest answer when
 it cannot reach the node holding a task, or that node is out of its view
@@ -18,7 +19,8 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 LOST = "lost"
+CANCELLED = "cancelled"
 UNKNOWN = "unknown"
 
-TERMINAL = frozenset({SUCCEEDED, FAILED, LOST})
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, LOST, UNKNOWN)
+TERMINAL = frozenset({SUCCEEDED, FAILED, LOST, CANCELLED})
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, LOST, CANCELLED, UNKNOWN)

@@ -115,6 +115,17 @@ class Cancel:
     TYPE: ClassVar[str]
 
 
+@message("cancel_task")
+class CancelTask:
+    """Scheduler → agent (``POST /internal/cancel_task``): a client cancels this task.
+    A queued one never starts; a running one is stopped. Answered with the task's
+    :class:`TaskStatus` afterwards (``cancelled``, or the terminal state it had already)."""
+
+    task_id: str
+    reason: str = ""
+    TYPE: ClassVar[str]
+
+
 @message("deltas")
 class Deltas:
     """Scheduler → load store: own placements since the last batch, per node."""
@@ -264,6 +275,16 @@ class TaskStatus:
     TYPE: ClassVar[str]
 
 
+@message("task_statuses")
+class TaskStatuses:
+    """Agent → scheduler, the answer to a :class:`Lookup` at ``POST /internal/status``:
+    the status of each asked id it holds, and the asked ids it does not know."""
+
+    statuses: tuple[TaskStatus, ...]
+    missing: tuple[str, ...] = ()
+    TYPE: ClassVar[str]
+
+
 def encode(msg: Any) -> bytes:
     """Serialize a registered message."""
     name = getattr(type(msg), "TYPE", None)
@@ -302,6 +323,9 @@ def _to_wire(value: Any) -> Any:
         return [list(arr.shape), arr.tobytes()]
     if isinstance(value, Task):
         return value.to_dict()
+    if getattr(type(value), "TYPE", None) in _REGISTRY:
+        # a message nested in another travels as its body map
+        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
@@ -344,6 +368,10 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list):
             raise DecodeError(f"{where}: expected a list of tasks")
         return tuple(_from_wire(kind, f"{name}[{i}]", Task, v) for i, v in enumerate(value))
+    if origin is tuple and args and getattr(args[0], "TYPE", None) in _REGISTRY:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise DecodeError(f"{where}: expected a list of {args[0].TYPE} maps")
+        return tuple(_build(args[0], v) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DecodeError(f"{where}: expected a list of strings")

@@ -25,8 +25,8 @@ from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
 from dodoor.resources import RESOURCES, Task
 from dodoor.taskindex import PLACED, UNKNOWN
-from dodoor.wire import (CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
-                         NodeState, Probe, ProbeReply, Reserve, decode, encode)
+from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
+                         NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
 from node_agent.journal import Journal, JournalError
 from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_response,
@@ -72,7 +72,9 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app.router.add_post("/internal/probe", handle_probe)
     app.router.add_post("/internal/reserve", handle_reserve)
     app.router.add_post("/internal/cancel", handle_cancel)
+    app.router.add_post("/internal/cancel_task", handle_cancel_task)
     app.router.add_post("/internal/lookup", handle_lookup)
+    app.router.add_post("/internal/status", handle_status_batch)
     app.router.add_get("/v1/tasks/{task_id}", handle_task)
     app.router.add_get("/v1/state", handle_state)
     app.router.add_get("/healthz", handle_healthz)
@@ -331,6 +333,36 @@ async def handle_cancel(request: web.Request) -> web.StreamResponse:
     app[COUNTER].received("cancel", nbytes=size)
     await app[AGENT].cancel(msg.task_id)
     return web.Response(status=204)
+
+
+async def handle_status_batch(request: web.Request) -> web.StreamResponse:
+    """The status of many ids in one request (a :class:`Lookup` listing them): a
+    scheduler following many tasks asks each agent once per round."""
+    app = request.app
+    msg, size = await read_message(request, Lookup)
+    app[COUNTER].received("task_status", n=len(msg.task_ids), nbytes=size)
+    try:
+        statuses, missing = await app[AGENT].statuses(msg.task_ids)
+    except JournalError as exc:
+        return error_response(503, "journal", str(exc))
+    return wire_response(TaskStatuses(tuple(statuses), tuple(missing)))
+
+
+async def handle_cancel_task(request: web.Request) -> web.StreamResponse:
+    """A client's cancel, relayed by a scheduler: 200 with the task's status afterwards
+    (``cancelled``, or the terminal state it had reached); 404 for an id not held."""
+    app = request.app
+    msg, size = await read_message(request, CancelTask)
+    app[COUNTER].received("cancel_task", nbytes=size)
+    try:
+        status = await app[AGENT].cancel_task(msg.task_id, msg.reason or "cancelled by a client")
+    except JournalError as exc:
+        return error_response(503, "journal", f"cannot journal the cancel: {exc}")
+    if status is None:
+        settings = app[SETTINGS]
+        return error_response(404, "id", unknown_task_reason(
+            msg.task_id, settings.journal_retention_s, settings.journal_keep_finished))
+    return wire_response(status)
 
 
 async def handle_task(request: web.Request) -> web.StreamResponse:

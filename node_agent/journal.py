@@ -218,6 +218,20 @@ class Journal:
             " FROM tasks WHERE id = ?", (task_id,)).fetchall())
         return StatusRow(*rows[0]) if rows else None
 
+    async def statuses(self, task_ids: list[str]) -> dict[str, StatusRow]:
+        """:meth:`status` of many ids in one call; ids not held are left out."""
+        def read(c) -> dict[str, StatusRow]:
+            found: dict[str, StatusRow] = {}
+            for i in range(0, len(task_ids), 500):  # under SQLite's bound-parameter limit
+                chunk = task_ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in c.execute(
+                        "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason,"
+                        f" log_tail FROM tasks WHERE id IN ({marks})", chunk).fetchall():
+                    found[row[0]] = StatusRow(*row)
+            return found
+        return await self._call(read)
+
     async def unfinished(self) -> list[Record]:
         """Tasks not yet in a terminal state, in acceptance order.
 

@@ -24,7 +24,7 @@ from node_agent.reporter import Reporter
 
 MIB = 1024 * 1024  # the agent's memory and disk figures are MiB (node_agent.settings)
 # terminal states this process counts (``lost``: ended by a fence, docs/guarantees.md)
-ENDED_STATES = ("succeeded", "failed", "lost")
+ENDED_STATES = ("succeeded", "failed", "lost", "cancelled")
 
 
 class AgentCollector(Collector):

@@ -24,8 +24,9 @@ from dodoor.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult
+from dodoor.taskstates import CANCELLED
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
-                                Journal, JournalError)
+                                Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
@@ -68,6 +69,9 @@ class NodeAgent:
         self._since_prune = 0
         self._listeners: list[Callable[[], None]] = []
         self._jobs: dict[str, asyncio.Task] = {}
+        # the executor's part of each job, apart, so a client's cancel stops only that
+        self._runs: dict[str, asyncio.Future] = {}
+        self._cancels: dict[str, str] = {}  # id -> reason, for runs a client cancelled
         self._closing = False
         self._fencing = False
         self._requeue: list[Entry] = []
@@ -110,25 +114,52 @@ class NodeAgent:
         found = await self.status_and_log(task_id)
         return None if found is None else found[0]
 
-    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
-        """Where a task stands, with the tail of its output once it has ended."""
+    async def statuses(self, task_ids: tuple[str, ...]) -> tuple[list[TaskStatus], list[str]]:
+        """The status of each id held here, and the ids not held, with one journal read."""
+        live: dict[str, TaskStatus] = {}
+        rest: list[str] = []
+        for task_id in task_ids:
+            found = self._live_status(task_id)
+            if found is None:
+                rest.append(task_id)
+            else:
+                live[task_id] = found[0]
+        rows = await self.journal.statuses(rest) if rest else {}
+        statuses, missing = [], []
+        for task_id in task_ids:
+            st = live.get(task_id)
+            if st is None and task_id in rows:
+                st = self._row_status(rows[task_id])[0]
+            if st is None:
+                missing.append(task_id)
+            else:
+                statuses.append(st)
+        return statuses, missing
+
+    def _live_status(self, task_id: str) -> tuple[TaskStatus, str] | None:
         entry = self.queue.get(task_id)
         if entry is not None and entry.kind == TASK:
             running = self.queue.is_running(task_id)
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
                               started_ms=entry.started_ms if running else None), ""
-        kept = self.unjournaled.get(task_id)
-        if kept is not None:
-            return kept
-        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
-        if record is None:
-            return None
+        return self.unjournaled.get(task_id)
+
+    def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
+        task_id = record.task_id
         if record.state == RESERVED:
             return TaskStatus(task_id, QUEUED, self.node_id, queued_ms=record.queued_ms,
                               reason="reserved, waiting for its scheduler's confirm"), ""
         return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
                           record.finished_ms, record.exit_code, record.reason), record.log_tail
+
+    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
+        """Where a task stands, with the tail of its output once it has ended."""
+        live = self._live_status(task_id)
+        if live is not None:
+            return live
+        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
+        return None if record is None else self._row_status(record)
 
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:
@@ -277,6 +308,28 @@ class NodeAgent:
         self._pump()
         return True
 
+    async def cancel_task(self, task_id: str, reason: str) -> TaskStatus | None:
+        """A client cancels a task: a queued one never starts, a running one is stopped
+        through the executor's cancel path (its process group or container is ended);
+        either way it ends ``cancelled``. A task already ended keeps its state; a
+        Sparrow reservation is left alone (its scheduler decides). Returns the task's
+        status afterwards; None for an id not held here. Raises JournalError."""
+        entry = self.queue.get(task_id)
+        if entry is not None and entry.kind == TASK:
+            if self.queue.is_running(task_id):
+                run, job = self._runs.get(task_id), self._jobs.get(task_id)
+                if run is not None and not run.done():
+                    self._cancels[task_id] = reason
+                    run.cancel()
+                if job is not None:
+                    # asyncio.wait: our caller giving up must not cancel the supervisor
+                    await asyncio.wait([job])
+            elif self.queue.drop_waiting(task_id) is not None:
+                await self._record_result(task_id, TaskResult(CANCELLED, reason=reason), entry)
+                self._changed()
+                self._pump()
+        return await self.status(task_id)
+
     async def cancel(self, task_id: str) -> bool:
         """Drop a waiting reservation. A held one is left to its pending confirm."""
         entry = self.queue.get(task_id)
@@ -344,19 +397,29 @@ class NodeAgent:
                 self._spawn(entry, self._run(entry))
 
     def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
-        self._jobs[entry.task_id] = asyncio.ensure_future(self._supervise(entry, work))
+        # created here, not in the supervisor, so a cancel right after the start finds it
+        run = asyncio.ensure_future(work)
+        self._runs[entry.task_id] = run
+        self._jobs[entry.task_id] = asyncio.ensure_future(self._supervise(entry, run))
 
-    async def _supervise(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
+    async def _supervise(self, entry: Entry, run: asyncio.Future) -> None:
         task_id = entry.task_id
         try:
-            result = await work
+            result = await run
         except asyncio.CancelledError:
-            raise
+            reason = self._cancels.pop(task_id, None)
+            current = asyncio.current_task()
+            # a shutdown or a fence cancels the supervisor itself: that is not a client's cancel
+            if reason is None or self._closing or (current is not None and current.cancelling()):
+                raise
+            result = TaskResult(CANCELLED, reason=reason)
         except Exception as exc:  # an executor bug must not wedge the slot forever
             log.exception("task %s crashed in the %s executor", task_id, self.executor.name)
             result = TaskResult(FAILED, reason=f"executor error: {exc!r}")
         finally:
             self._jobs.pop(task_id, None)
+            self._runs.pop(task_id, None)
+            self._cancels.pop(task_id, None)
         if result is not None:
             if entry.started_ms is not None:
                 self.run_time.observe((self.clock.now_ms() - entry.started_ms) / 1000.0)
@@ -448,7 +511,7 @@ class NodeAgent:
 
     async def _record_result(self, task_id: str, result: TaskResult,
                              entry: Entry | None = None) -> None:
-        state = SUCCEEDED if result.state == SUCCEEDED else FAILED
+        state = result.state if result.state in (SUCCEEDED, CANCELLED) else FAILED
         self.finished[state] += 1
         now = self.clock.now_ms()
         try:

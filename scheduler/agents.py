@@ -135,6 +135,23 @@ class PeerClient:
         except DecodeError as exc:
             raise PeerError(f"{url}: bad task status: {exc}") from exc
 
+    async def task_json(self, agent_url: str, task_id: str) -> dict | None:
+        """The agent's JSON view of a task, with its ``log_tail``; None when unknown there."""
+        url = f"{agent_url}/v1/tasks/{task_id}"
+        headers = {k: v for k, v in self._get_headers.items() if k != "Accept"}
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status >= 300:
+                    raise PeerError.answered(url, resp.status)
+                found = await resp.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise PeerError.failed(url, exc) from exc
+        if not isinstance(found, dict):
+            raise PeerError(f"{url}: expected a JSON object, got {type(found).__name__}")
+        return found
+
     async def get_json(self, url: str) -> Any:
         try:
             async with self.session.get(url, headers=self._get_headers,

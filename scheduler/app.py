@@ -18,20 +18,20 @@ from dodoor.errors import DecodeError, NoFitError, ValidationError
 from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
 from dodoor.policies.lists import effective_spec
-from dodoor.taskindex import BUSY, LOST, MINE, PLACED
-from dodoor.taskstates import UNKNOWN
-from dodoor.wire import (Confirm, Deltas, Lookup, LookupReply, Register, Snapshot, SnapshotDelta,
-                         decode)
+from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
 from scheduler.agents import PeerClient, PeerError
 from scheduler.httpkit import (
     BackgroundTasks, auth_headers, auth_middleware, error_middleware, json_error, metrics_handler,
     msgpack_response, read_body,
 )
 from scheduler.asking import ASK_AGAIN
+from scheduler.cancel import cancel_task
 from scheduler.intake import BodyError, parse_submission
 from scheduler.metrics import SubmitMetrics, make_registry
 from scheduler.placer import NoNodesError, Placer
 from scheduler.settings import SchedulerSettings
+from scheduler.status import (MAX_LOG_BYTES, batch_body, fetch_log, follow,
+                              parse_status_request, resolve)
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,10 @@ def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.A
     app.cleanup_ctx.append(_client_ctx)
     app.cleanup_ctx.append(_loops_ctx)
     app.router.add_post("/v1/tasks", submit)
+    app.router.add_post("/v1/tasks/status", task_status_batch)
     app.router.add_get("/v1/tasks/{task_id}", task_status)
+    app.router.add_delete("/v1/tasks/{task_id}", task_cancel)
+    app.router.add_get("/v1/tasks/{task_id}/logs", task_logs)
     app.router.add_get("/v1/nodes", nodes)
     app.router.add_post("/internal/snapshot", snapshot)
     app.router.add_post("/internal/snapshot_delta", snapshot_delta)
@@ -256,63 +259,41 @@ async def submit(request: web.Request) -> web.Response:
 async def task_status(request: web.Request) -> web.Response:
     """Any scheduler answers for any task: its own placements from memory, the rest
     through the load store's task index; the node holding the task has the truth."""
-    state = request.app[STATE]
-    placer = state.placer
-    assert placer is not None and state.peers is not None
     task_id = request.match_info["task_id"]
-    res = placer.reservations.get(task_id)
-    if res is not None:
-        return web.json_response(_status_body(task_id, "queued", None,
-                                              reason="reserved, waiting for a confirm"))
-    node = placer.placed.get(task_id)
-    if node is None:
-        try:
-            reply = await state.peers.send(
-                state.settings.loadstore_url.rstrip("/") + "/internal/lookup",
-                Lookup(placer.instance, (task_id,)), expect=LookupReply)
-        except PeerError as exc:
-            return json_error(503, "id", f"task {task_id!r} was not placed by this scheduler and "
-                              f"the load store cannot be asked: {exc}")
-        outcome, node = reply.outcomes[0], reply.nodes[0] or None
-        if outcome == LOST:
-            return web.json_response(_status_body(
-                task_id, "lost", node, reason=f"node {node} was declared dead"))
-        if outcome in (BUSY, MINE):
-            why = (f"being placed by scheduler {reply.owners[0]}; no node has reported it yet"
-                   if reply.owners[0] else "the load store is still collecting its nodes' ids")
-            return web.json_response(_status_body(task_id, UNKNOWN, None, reason=why))
-        if outcome != PLACED or node is None:
-            return json_error(404, "id", f"unknown task {task_id!r} (not known to this "
-                              "scheduler nor to the load store; results expire with the "
-                              "agents' journal retention)")
-    if node in state.view.dead:
-        return web.json_response(_status_body(task_id, "lost", node,
-                                              reason=f"node {node} was declared dead"))
-    idx = state.view.index.get(node)
-    if idx is None:
-        return web.json_response(_status_body(
-            task_id, UNKNOWN, node, reason=f"node {node} is out of this scheduler's view "
-            "but was not declared dead"))
+    res = await resolve(request.app[STATE], [task_id])
+    if task_id in res.errors:
+        status, reason = res.errors[task_id]
+        return json_error(status, "id", reason)
+    return web.json_response(res.found[task_id])
+
+
+async def task_cancel(request: web.Request) -> web.Response:
+    """``DELETE /v1/tasks/{id}``: cancel the task wherever it is (scheduler.cancel)."""
+    return await cancel_task(request.app[STATE], request.match_info["task_id"])
+
+
+async def task_status_batch(request: web.Request) -> web.Response:
+    """``POST /v1/tasks/status``: many ids, optionally waiting for one of them to end."""
+    body = await read_body(request)
     try:
-        st = await state.peers.task_status(state.view.urls[idx], task_id)
-    except PeerError as exc:
-        return web.json_response(_status_body(task_id, UNKNOWN, node,
-                                              reason=f"agent {node} unreachable: {exc}"))
-    if st is None:
-        return web.json_response(_status_body(
-            task_id, UNKNOWN, node, reason=f"agent {node} does not know the task (its "
-            "result expired, or its journal was replaced)"))
-    state.counter.sent("task_status")
-    return web.json_response({
-        "id": task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,
-        "started_ms": st.started_ms, "finished_ms": st.finished_ms,
-        "exit_code": st.exit_code, "reason": st.reason,
-    })
+        ids, wait_s = parse_status_request(body, request.content_type if body else "")
+    except ValidationError as exc:
+        return json_error(400, exc.field, exc.reason)
+    state = request.app[STATE]
+    res = await follow(state, ids, wait_s) if wait_s > 0 else await resolve(state, ids)
+    return web.json_response(batch_body(res, ids))
 
 
-def _status_body(task_id: str, state: str, node: str | None, reason: str) -> dict:
-    return {"id": task_id, "state": state, "node": node, "queued_ms": None, "started_ms": None,
-            "finished_ms": None, "exit_code": None, "reason": reason}
+async def task_logs(request: web.Request) -> web.Response:
+    """``GET /v1/tasks/{id}/logs?max_bytes=N``: the task's output tail."""
+    raw = request.query.get("max_bytes", str(MAX_LOG_BYTES))
+    try:
+        max_bytes = int(raw)
+    except ValueError:
+        max_bytes = -1
+    if not 0 < max_bytes <= MAX_LOG_BYTES:
+        return json_error(400, "max_bytes", f"expected 1..{MAX_LOG_BYTES}, got {raw!r}")
+    return await fetch_log(request.app[STATE], request.match_info["task_id"], max_bytes)
 
 
 async def nodes(request: web.Request) -> web.Response:

@@ -25,13 +25,13 @@ import msgpack
 from dodoor.clock import Clock, WallClock
 from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
+from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
 from scheduler.metrics_scrape import Components, cluster_counts, difference, scrape
 from scheduler.submit import auth_headers
 
 log = logging.getLogger(__name__)
-TERMINAL = frozenset({"succeeded", "failed", "lost"})
 
 
 @dataclass(frozen=True)

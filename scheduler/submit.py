@@ -18,9 +18,9 @@ import msgpack
 
 from dodoor.errors import DodoorError
 from dodoor.resources import Task
+from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
 
 log = logging.getLogger(__name__)
-TERMINAL = frozenset({"succeeded", "failed", "lost"})
 
 
 class SubmitError(DodoorError):
@@ -164,7 +164,8 @@ def progress_text(total: int, counts: Counter) -> str:
     filled = int(width * done / total) if total else width
     bar = "#" * filled + "-" * (width - filled)
     return (f"[{bar}] {done}/{total} done  queued {counts['queued']}  running {counts['running']}"
-            f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}")
+            f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}"
+            + (f"  cancelled {counts['cancelled']}" if counts["cancelled"] else ""))
 
 
 OUTCOME_FIELDS = ("id", "state", "node", "exit_code", "reason")

@@ -4,7 +4,8 @@ import msgpack
 import numpy as np
 
 from dodoor.clock import ManualClock
-from dodoor.wire import CONTENT_TYPE, Cancel, Enqueue, NodeState, Probe, ProbeReply, Reserve, TaskStatus, decode, encode
+from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Enqueue, Lookup, NodeState, Probe, ProbeReply, Reserve,
+                         TaskStatus, TaskStatuses, decode, encode)
 from node_agent.app import AGENT, create_app
 from node_agent.executor import TaskResult
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, post, wait_for
@@ -38,6 +39,54 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     resp = await client.get("/v1/tasks/a", headers={"Accept": CONTENT_TYPE})
     assert decode(await resp.read()) == TaskStatus("a", "succeeded", "node-t", 1000.0, 1000.0, 1250.0, 0, None)
     assert (await status(client, "nope"))[0] == 404
+
+
+async def test_batch_status_answers_queued_running_finished_and_missing_ids(
+        aiohttp_client, agent_settings):
+    clock, ex = ManualClock(1000.0), GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex, clock=clock))
+    for tid in ("a", "b", "c"):
+        assert (await enqueue(client, make_task(tid))).status == 202
+    await wait_for(lambda: ex.started == ["a"])
+    ex.release("a", TaskResult("failed", exit_code=2, reason="exit code 2"))
+    await wait_for(lambda: ex.started == ["a", "b"])
+    resp = await post(client, "/internal/status", Lookup("sched-0", ("c", "nope", "b", "a")))
+    assert resp.status == 200
+    got = decode(await resp.read(), TaskStatuses)
+    assert [(s.task_id, s.state) for s in got.statuses] == [
+        ("c", "queued"), ("b", "running"), ("a", "failed")]
+    assert got.statuses[2].exit_code == 2 and got.missing == ("nope",)
+
+
+async def test_cancel_task_stops_a_running_one_and_a_queued_one_never_starts(
+        aiohttp_client, agent_settings):
+    ex = GatedExecutor()
+    client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
+    for tid in ("run", "wait", "done"):
+        assert (await enqueue(client, make_task(tid))).status == 202
+    await wait_for(lambda: ex.started == ["run"])
+
+    async def cancel(tid):
+        resp = await post(client, "/internal/cancel_task", CancelTask(tid, "by test"))
+        return resp.status, (decode(await resp.read(), TaskStatus) if resp.status == 200 else None)
+
+    code, st = await cancel("wait")
+    assert code == 200 and (st.state, st.reason) == ("cancelled", "by test")
+    code, st = await cancel("run")
+    assert code == 200 and st.state == "cancelled"
+    await wait_for(lambda: ex.started == ["run", "done"])  # the slot was freed
+    assert "wait" not in ex.started
+    ex.release("done")
+    await wait_for(lambda: state_of(client, "done"))
+    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    assert (await cancel("done"))[1].state == "succeeded"  # ended: left as it was
+    assert (await cancel("run"))[1].state == "cancelled"  # again: the same answer
+    assert (await cancel("nope"))[0] == 404
+    assert client.app[AGENT].finished["cancelled"] == 2
+    # a resubmission of a cancelled id is a duplicate: it does not run
+    assert (await enqueue(client, make_task("wait"))).status == 202
+    await asyncio.sleep(0.05)
+    assert "wait" not in ex.started and await state_of(client, "wait") == "cancelled"
 
 
 async def test_fifo_backfill_through_http(aiohttp_client, agent_settings):

@@ -48,6 +48,8 @@ def _sample(name: str, annotation: object) -> object:
         return 1.5
     if text.startswith("bool"):
         return True
+    if text.startswith("dict"):
+        return {"id": f"{name}-id", "state": "failed"}
     if text.startswith("list"):
         return [f"{name}-a", f"{name}-b"]
     return f"{name}-value"

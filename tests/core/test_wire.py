@@ -63,7 +63,7 @@ def test_every_registered_message_round_trips():
     samples = [
         wire.Enqueue(t, "s0"), wire.EnqueueBatch((t, t), "s0"), wire.Probe("s0"), wire.ProbeReply("n0", np.arange(5.0)),
         wire.Reserve(t, "s0", "http://127.0.0.1:1/internal/confirm"), wire.Confirm("n0", "t1"),
-        wire.Cancel("t1"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
+        wire.Cancel("t1"), wire.CancelTask("t1", "by client"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
         wire.NodeState("n0", "http://127.0.0.1:2", 4, np.array([8.0, 1024.0, 0.0]), 2,
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
@@ -79,6 +79,8 @@ def test_every_registered_message_round_trips():
         wire.Lookup("s0/abc", ("t1", "t2"), claim=True),
         wire.LookupReply(("new", "placed"), ("", "n0"), ("s0/abc", "s1/def")),
         wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM killed"),
+        wire.TaskStatuses((wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM"),
+                           wire.TaskStatus("t2", "queued", "n0", 4.0)), missing=("t3",)),
     ]
     assert {type(m).TYPE for m in samples} == set(wire._REGISTRY)
     for msg in samples:
@@ -103,6 +105,8 @@ def _envelope(body, kind="cancel", v=wire.SCHEMA_VERSION):
         (_envelope({"task_id": "t", "x": 1}), "unknown field 'x'"),
         (_envelope({"node_id": "n", "state": [[5], b"\x00" * 7]}, "probe_reply"), "do not match"),
         (_envelope({"node_id": "n", "state": "nope"}, "probe_reply"), "[shape, float64 bytes]"),
+        (_envelope({"statuses": [5]}, "task_statuses"), "list of task_status maps"),
+        (_envelope({"statuses": [{"task_id": "t"}]}, "task_statuses"), "missing field 'state'"),
         (_envelope({"task": {"id": "t", "cores": -1, "memory_mb": 1}, "scheduler_id": "s"},
                    "enqueue"), "cores: must be > 0"),
         (_envelope({"task": {"id": "t", "cores": float("nan"), "memory_mb": 1},

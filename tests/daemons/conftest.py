@@ -29,7 +29,8 @@ import pytest
 from aiohttp import web
 
 from dodoor.wire import (
-    CONTENT_TYPE, Cancel, Confirm, Enqueue, EnqueueBatch, NodeState, Probe, ProbeReply, Reserve, TaskStatus,
+    CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, NodeState, Probe, ProbeReply, Reserve,
+    TaskStatus, TaskStatuses,
     decode, encode,
 )
 
@@ -172,6 +173,10 @@ class FakeAgent:
         self.app.router.add_post("/internal/reserve", self._reserve)
         self.app.router.add_post("/internal/cancel", self._cancel)
         self.app.router.add_get("/v1/tasks/{task_id}", self._status)
+        self.app.router.add_post("/internal/status", self._status_batch)
+        self.app.router.add_post("/internal/cancel_task", self._cancel_task)
+        self.status_batches = 0
+        self.cancelled_tasks: set[str] = set()
         self.app.router.add_get("/healthz", self._healthz)
 
     @web.middleware
@@ -248,15 +253,40 @@ class FakeAgent:
         self.cancelled.append(decode(await request.read(), Cancel).task_id)
         return web.Response(status=204)
 
+    def _task_status(self, task_id: str) -> TaskStatus:
+        done = self.finish
+        return TaskStatus(task_id, "succeeded" if done else "queued", self.node_id,
+                          queued_ms=1.0, started_ms=2.0 if done else None,
+                          finished_ms=3.0 if done else None, exit_code=0 if done else None)
+
     async def _status(self, request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
         if task_id not in self.enqueued:
             return web.json_response({"error": {"field": "id", "reason": "unknown"}}, status=404)
-        done = self.finish
-        st = TaskStatus(task_id, "succeeded" if done else "queued", self.node_id,
-                        queued_ms=1.0, started_ms=2.0 if done else None,
-                        finished_ms=3.0 if done else None, exit_code=0 if done else None)
+        st = self._task_status(task_id)
+        if CONTENT_TYPE not in request.headers.get("Accept", ""):
+            return web.json_response({"id": task_id, "state": st.state, "node": self.node_id,
+                                      "log_tail": f"output of {task_id}\n"})
         return web.Response(body=encode(st), content_type=CONTENT_TYPE)
+
+    async def _cancel_task(self, request: web.Request) -> web.Response:
+        msg = decode(await request.read(), CancelTask)
+        if msg.task_id not in self.enqueued:
+            return web.json_response({"error": {"field": "id", "reason": "unknown"}}, status=404)
+        st = self._task_status(msg.task_id)
+        if not self.finish:  # still queued here: it ends cancelled
+            self.cancelled_tasks.add(msg.task_id)
+        if msg.task_id in self.cancelled_tasks:
+            st = TaskStatus(msg.task_id, "cancelled", self.node_id, reason=msg.reason)
+        return web.Response(body=encode(st), content_type=CONTENT_TYPE)
+
+    async def _status_batch(self, request: web.Request) -> web.Response:
+        msg = decode(await request.read(), Lookup)
+        self.status_batches += 1
+        held = [t for t in msg.task_ids if t in self.enqueued]
+        reply = TaskStatuses(tuple(self._task_status(t) for t in held),
+                             tuple(t for t in msg.task_ids if t not in self.enqueued))
+        return web.Response(body=encode(reply), content_type=CONTENT_TYPE)
 
     def node_state(self) -> NodeState:
         self.seq += 1

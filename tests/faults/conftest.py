@@ -21,7 +21,7 @@ from tests.daemons.conftest import Daemon, free_port, http_json
 from tests.daemons.conftest import fake_agents  # noqa: F401
 from tests.daemons.test_scheduler import make_stack  # noqa: F401
 
-TERMINAL = ("succeeded", "failed", "lost")
+TERMINAL = ("succeeded", "failed", "lost", "cancelled")
 
 
 def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.05,
@@ -137,6 +137,10 @@ class ProcCluster:
     # -- client side -------------------------------------------------------
     def get(self, url: str, timeout: float = 5.0) -> tuple[int, Any]:
         return http_json(url, token=self.token, timeout=timeout)
+
+    def get_method(self, method: str, url: str, timeout: float = 10.0) -> tuple[int, Any]:
+        """A request without a body by ``method`` (DELETE, say)."""
+        return http_json(url, token=self.token, timeout=timeout, method=method)
 
     def submit(self, sched: int, tasks: list[dict], timeout: float = 30.0) -> tuple[int, Any]:
         return http_json(self.schedulers[sched].url + "/v1/tasks", {"tasks": tasks},
