@@ -56,6 +56,7 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _SHIM = '"$@"; s=$?; printf %s "$s" > "$0"; exit "$s"'
 _SIGNAL_BASE = 128  # a shell reports death by signal n as exit status 128 + n
 _ADOPTED_POLL_S = 0.1  # an adopted task is not our child: its end is polled
+_EXIT_ENV = "DODOOR_EXIT_FILE"
 
 
 class ProcessExecutor:
@@ -95,6 +96,11 @@ class ProcessExecutor:
         env = dict(os.environ)
         env.update(task.env)
         threads = str(max(1, math.ceil(task.cores)))
+        exit_file = self._exit_file(task.task_id)
+        if exit_file is not None:
+            # also marks the task's processes: found by it if the agent dies before the
+            # handle is journaled (reconcile)
+            env[_EXIT_ENV] = exit_file
         env.update({"DODOOR_TASK_ID": task.task_id, "DODOOR_CORES": f"{task.cores:g}",
                     "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
         memory_bytes = int(task.memory_mb) * 1024 * 1024 if self.limit_memory else None
@@ -173,13 +179,21 @@ class ProcessExecutor:
         """
         found: list[Adopted] = []
         for row in interrupted:
+            exit_file = self._exit_file(row.task_id)
             if row.handle is None:
-                continue  # never started, or its start could not be journaled
-            try:
-                group = GroupHandle.decode(row.handle)
-            except ValueError as exc:
-                log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
-                continue
+                # never started, or the agent died before the handle was journaled: its
+                # processes (which no parent-death signal ends here) carry the exit file
+                found_group = (None if exit_file is None else await asyncio.to_thread(
+                    process_group.find_by_env, _EXIT_ENV, exit_file))
+                if found_group is None:
+                    continue
+                group = found_group
+            else:
+                try:
+                    group = GroupHandle.decode(row.handle)
+                except ValueError as exc:
+                    log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
+                    continue
             if self.exit_dir is not None and await asyncio.to_thread(process_group.members, group):
                 log.info("task %s: still running from the previous agent; adopting it",
                          row.task_id)

@@ -102,6 +102,26 @@ def members(group: GroupHandle) -> list[psutil.Process]:
     return found
 
 
+def find_by_env(key: str, value: str) -> GroupHandle | None:
+    """The group of a live process whose environment has ``key=value`` (a task whose
+    handle never reached the journal), or None."""
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(key) != value or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            pgid = os.getpgid(proc.pid)
+        except (psutil.Error, ProcessLookupError, OSError):
+            continue  # gone, or not ours to read
+        leader_started = None
+        try:
+            leader_started = psutil.Process(pgid).create_time()
+        except psutil.NoSuchProcess:
+            pass
+        not_before = leader_started if leader_started is not None else proc.create_time()
+        return GroupHandle(pgid, not_before, leader_started, psutil.boot_time())
+    return None
+
+
 def end(group: GroupHandle, wait_s: float) -> tuple[list[int], list[int]]:
     """SIGKILL every member of ``group`` and wait up to ``wait_s`` until none is left.
 

@@ -272,3 +272,22 @@ async def test_the_shim_keeps_exit_codes_and_signal_deaths(tmp_path):
     assert (ok.state, ok.exit_code) == ("succeeded", 0)
     killed = await ex.run(Task("sig", 1.0, 256.0, command=("sh", "-c", "kill -TERM $$")))
     assert killed.state == "failed" and killed.reason == "killed by signal 15"
+
+
+async def test_a_task_whose_handle_never_reached_the_journal_is_found_and_adopted(tmp_path):
+    """The agent died between the spawn and the journal write of the handle: the
+    task's processes carry its exit file in their environment, and are adopted."""
+    from node_agent.executor import Interrupted
+    from node_agent.process_executor import ProcessExecutor
+
+    exits = str(tmp_path / "exits")
+    task = Task("nohandle", 1.0, 256.0, command=("sleep", "1.5"))
+    first = ProcessExecutor(exit_dir=exits)
+    running = asyncio.ensure_future(first.run(task))
+    await asyncio.sleep(0.5)  # it runs; no on_start, so no handle was journaled
+    again = ProcessExecutor(exit_dir=exits)
+    [adopted] = await again.reconcile([Interrupted(task, "running", None)])
+    assert (adopted.task_id, adopted.running) == ("nohandle", True)
+    result = await again.wait_adopted("nohandle")
+    assert (result.state, result.exit_code) == ("succeeded", 0)
+    await running
