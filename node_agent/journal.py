@@ -107,7 +107,7 @@ class Journal:
                     conn.execute(
                         "UPDATE tasks SET state = ?, scheduler_id = ?, queued_ms = ?,"
                         " started_ms = NULL, finished_ms = NULL, exit_code = NULL, reason = NULL,"
-                        " log_tail = '' WHERE id = ?", (QUEUED, scheduler_id, queued_ms, row[0]))
+                        " log_tail = '', handle = NULL WHERE id = ?", (QUEUED, scheduler_id, queued_ms, row[0]))
                     out.append(RERUN)
                 else:
                     out.append(DUPLICATE)

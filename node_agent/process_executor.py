@@ -179,37 +179,28 @@ class ProcessExecutor:
         """
         found: list[Adopted] = []
         for row in interrupted:
-            exit_file = self._exit_file(row.task_id)
-            if row.handle is None:
-                # never started, or the agent died before the handle was journaled: its
-                # processes (which no parent-death signal ends here) carry the exit file
-                found_group = (None if exit_file is None else await asyncio.to_thread(
-                    process_group.find_by_env, _EXIT_ENV, exit_file))
-                if found_group is None:
+            if row.state != "running":
+                continue  # the start is journaled before the spawn: nothing of it ran
+            group = await self._group_of(row)
+            if group is not None:
+                if self.exit_dir is not None and await asyncio.to_thread(process_group.members,
+                                                                         group):
+                    log.info("task %s: still running from the previous agent; adopting it",
+                             row.task_id)
+                    self._adopted[row.task_id] = (row.task, group)
+                    found.append(Adopted(row.task_id, running=True))
                     continue
-                group = found_group
-            else:
-                try:
-                    group = GroupHandle.decode(row.handle)
-                except ValueError as exc:
-                    log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
+                killed, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
+                if killed:
+                    log.info("task %s: killed %d process(es) left by the previous agent: %s",
+                             row.task_id, len(killed), killed)
+                if left:
+                    log.error("task %s: processes %s of its previous run survive SIGKILL; "
+                              "not running it again", row.task_id, left)
+                    found.append(Adopted(row.task_id, running=False, result=TaskResult(
+                        "failed", reason=f"processes {left} of an earlier run could not be "
+                        "killed")))
                     continue
-            if self.exit_dir is not None and await asyncio.to_thread(process_group.members, group):
-                log.info("task %s: still running from the previous agent; adopting it",
-                         row.task_id)
-                self._adopted[row.task_id] = (row.task, group)
-                found.append(Adopted(row.task_id, running=True))
-                continue
-            killed, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
-            if killed:
-                log.info("task %s: killed %d process(es) left by the previous agent: %s",
-                         row.task_id, len(killed), killed)
-            if left:
-                log.error("task %s: processes %s of its previous run survive SIGKILL; "
-                          "not running it again", row.task_id, left)
-                found.append(Adopted(row.task_id, running=False, result=TaskResult(
-                    "failed", reason=f"processes {left} of an earlier run could not be killed")))
-                continue
             code = await asyncio.to_thread(self._recorded_exit, row.task_id)
             if code is not None:
                 log.info("task %s ended (status %d) before the previous agent recorded it; "
@@ -217,6 +208,20 @@ class ProcessExecutor:
                 found.append(Adopted(row.task_id, running=False, result=self._result(
                     code, "", " (recorded after an agent restart; its output is lost)")))
         return found
+
+    async def _group_of(self, row: Interrupted) -> GroupHandle | None:
+        """The task's process group: from its journaled handle or, when the agent died
+        before the handle was journaled, from the exit-file mark in its environment."""
+        if row.handle is not None:
+            try:
+                return GroupHandle.decode(row.handle)
+            except ValueError as exc:
+                log.warning("task %s: ignoring its journaled handle: %s", row.task_id, exc)
+                return None
+        exit_file = self._exit_file(row.task_id)
+        if exit_file is None:
+            return None
+        return await asyncio.to_thread(process_group.find_by_env, _EXIT_ENV, exit_file)
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         """Wait for an adopted task's group to end (killed at its original wall limit);
