@@ -488,9 +488,6 @@ class Placer(AskingPaths):
             queue = [self._target(i) for i in picks if self.view.node_ids[i] not in tried]
             queue = queue[: self.settings.max_failover]
 
-    def _gave_up_on(self, node_id: str) -> bool:
-        return self.sender.gave_up_on(node_id)
-
     def _outcome_unknown(self, task_id: str, node_id: str, error: PeerError) -> Placement:
         """The answer for a task whose enqueue on ``node_id`` stayed unknown: an error
         naming the node. The id stays recorded against the node, so its status is asked
@@ -509,7 +506,7 @@ class Placer(AskingPaths):
         up, then failover as usual."""
         node_id = self._unresolved.get(task.task_id)  # None when trimmed meanwhile
         prefs: list[Target] = []
-        if node_id is not None and not self._gave_up_on(node_id):
+        if node_id is not None and not self.sender.gave_up_on(node_id):
             idx = self.view.index.get(node_id)
             if idx is not None:
                 prefs.append(self._target(idx))
