@@ -10,8 +10,8 @@ import os
 
 from aiohttp import web
 
-from dodoor.cliargs import MAX_PORT, bounded
-from dodoor.auth_token import add_token_arguments, token_from_args
+from dodoor.service.cliargs import MAX_PORT, bounded
+from dodoor.service.auth_token import add_token_arguments, token_from_args
 from dodoor.errors import DodoorError, ValidationError
 from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, EXECUTORS, AgentSettings,
                                  host_capacity)

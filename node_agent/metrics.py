@@ -17,7 +17,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.registry import Collector
 
 from dodoor.cache import PENDING, TASKS
-from dodoor.metrics import Histogram, MessageCollector, daemon_registry
+from dodoor.service.metrics import Histogram, MessageCollector, daemon_registry
 from node_agent.node import NodeAgent
 from node_agent.queue import RESERVATION
 from node_agent.reporter import Reporter

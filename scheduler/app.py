@@ -19,8 +19,8 @@ from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
 from dodoor.policies.lists import effective_spec
 from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import (
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import (
     BackgroundTasks, auth_headers, auth_middleware, error_middleware, json_error, metrics_handler,
     msgpack_response, read_body,
 )

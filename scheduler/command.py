@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dodoor.cliargs import MAX_PORT, bounded
-from dodoor.auth_token import add_token_arguments, token_from_args
+from dodoor.service.cliargs import MAX_PORT, bounded
+from dodoor.service.auth_token import add_token_arguments, token_from_args
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.settings import PolicySettings
@@ -111,7 +111,7 @@ def loadstore_settings(args: argparse.Namespace) -> LoadStoreSettings:
 
 def run_scheduler(args: argparse.Namespace) -> int:
     from scheduler.app import create_app
-    from scheduler.httpkit import run
+    from dodoor.service.http import run
 
     settings = scheduler_settings(args)
     run(create_app(settings), settings.host, settings.port)
@@ -119,8 +119,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
 
 
 def run_loadstore(args: argparse.Namespace) -> int:
-    from scheduler.httpkit import run
-    from scheduler.loadstore_app import create_app
+    from dodoor.service.http import run
+    from scheduler.loadstore.app import create_app
 
     settings = loadstore_settings(args)
     run(create_app(settings), settings.host, settings.port)

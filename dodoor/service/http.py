@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the scheduler and load-store apps.
 
 JSON error bodies, bearer-token auth, msgpack responses, the ``/metrics``
-handler (the collectors are in :mod:`dodoor.metrics`), tracked background
+handler (the collectors are in :mod:`dodoor.service.metrics`), tracked background
 tasks, and running an app under uvloop.
 """
 

@@ -14,17 +14,17 @@ import logging
 import sys
 from typing import NoReturn, Sequence
 
-from dodoor.cliargs import LOG_LEVELS, use_formatter
+from dodoor.service.cliargs import LOG_LEVELS, use_formatter
 from dodoor.errors import DodoorError
 
 # command group -> module providing register(subparsers)
 COMMAND_MODULES: tuple[str, ...] = (
-    "dodoor.sim.command",  # simulate
-    "dodoor.sim.sweep_command",  # sweep
+    "dodoor.tools.sim_command",  # simulate
+    "dodoor.tools.sweep_command",  # sweep
     "scheduler.command",  # scheduler, loadstore
     "node_agent.command",  # agent
-    "scheduler.cluster_command",  # cluster up, submit
-    "scheduler.replay_command",  # replay, evaluate
+    "dodoor.tools.cluster_command",  # cluster up, submit
+    "dodoor.tools.replay_command",  # replay, evaluate
 )
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dodoor.cliargs import MAX_PORT
+from dodoor.service.cliargs import MAX_PORT
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.policies import LIVE_POLICIES, make_policy_spec
 from workloads.clusters import scaled

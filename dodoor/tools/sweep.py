@@ -105,7 +105,7 @@ def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[f
 
 @functools.lru_cache(maxsize=8)
 def _inputs(trace: str | None, cluster: str, limit: int | None, load: float | None):
-    from dodoor.sim.command import load_inputs
+    from dodoor.tools.sim_command import load_inputs
 
     return load_inputs(trace, cluster, limit, load)
 
@@ -143,7 +143,7 @@ def check_inputs(cells: Sequence[Cell]) -> None:
     A bad trace, cluster, limit or load then fails as the one error that names
     it, instead of once per worker process and after other cells have run.
     """
-    from dodoor.sim.command import load_inputs
+    from dodoor.tools.sim_command import load_inputs
     from workloads.load import scale_to_load
 
     for trace, cluster, limit in dict.fromkeys((c.trace, c.cluster, c.limit) for c in cells):

@@ -19,13 +19,13 @@ from dodoor.wire import (
     CONTENT_TYPE, Deltas, Lookup, LookupReply, NodeState, Register, ReportAck, Snapshot, decode,
     encode,
 )
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import (
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import (
     auth_headers, auth_middleware, error_middleware, json_error, metrics_handler, read_body,
 )
-from scheduler.loadstore import LoadStoreState
-from scheduler.loadstore_metrics import make_registry
-from scheduler.membership import MembershipFile
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.metrics import make_registry
+from scheduler.loadstore.membership import MembershipFile
 from scheduler.settings import LoadStoreSettings
 
 log = logging.getLogger(__name__)

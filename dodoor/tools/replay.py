@@ -28,8 +28,8 @@ from dodoor.resources import NodeSpec, Task
 from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
-from scheduler.metrics_scrape import Components, cluster_counts, difference, scrape
-from scheduler.submit import auth_headers
+from dodoor.tools.metrics_scrape import Components, cluster_counts, difference, scrape
+from dodoor.tools.submit import auth_headers
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from dodoor.cliargs import add_policy_list, bounded, output_dir
+from dodoor.service.cliargs import add_policy_list, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
@@ -96,7 +96,7 @@ def parse_policies(values: Sequence[str] | None) -> list[str]:
 
 def parse_load(text: str) -> float | None:
     """One ``--load``: a fraction of the slots, or ``own`` (None: the trace's timing)."""
-    from dodoor.sim.sweep import parse_loads
+    from dodoor.tools.sweep import parse_loads
 
     loads = parse_loads(text)
     if len(loads) != 1:
