@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dodoor.errors import DodoorError
+from dodoor.service.auth_token import auth_headers
 from dodoor.wire import CONTENT_TYPE, encode
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,9 @@ def msgpack_response(msg: Any, status: int = 200) -> web.Response:
     return web.Response(body=encode(msg), status=status, content_type=CONTENT_TYPE)
 
 
-def auth_headers(token: str | None) -> dict[str, str]:
-    """Headers a component sends on its own requests."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def auth_middleware(token: str | None):
     """Every path except GET /healthz needs ``Authorization: Bearer <token>`` when set."""
-    expected = f"Bearer {token}".encode() if token else b""
+    expected = auth_headers(token).get("Authorization", "").encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -28,14 +28,14 @@ from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.resources import Task
-from dodoor.tools.sim_command import file_part
+from dodoor.tools.inputs import file_part
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
 from dodoor.tools.localcluster import ClusterSettings, LocalCluster
 from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
 from dodoor.tools.report import render
-from dodoor.tools.submit import auth_headers
+from dodoor.service.auth_token import auth_headers
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)

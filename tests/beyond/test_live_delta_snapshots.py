@@ -125,7 +125,7 @@ async def test_live_scheduler_gets_deltas_and_resyncs_after_a_lost_push(
 
 def test_loadstore_command_flags_reach_the_settings():
     from dodoor.tools.cli import build_parser
-    from scheduler.command import loadstore_settings
+    from scheduler.loadstore.command import loadstore_settings
 
     args = build_parser().parse_args(["loadstore", "--delta-snapshots",
                                       "--adaptive-b-target-ms", "25"])

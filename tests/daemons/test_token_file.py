@@ -14,7 +14,8 @@ from dodoor.service.auth_token import resolve_token
 from dodoor.tools.cli import build_parser, main
 from dodoor.errors import ValidationError
 from node_agent.command import settings_from_args
-from scheduler.command import loadstore_settings, scheduler_settings
+from scheduler.command import scheduler_settings
+from scheduler.loadstore.command import loadstore_settings
 from tests.daemons.conftest import free_port, http_json
 
 
