@@ -112,7 +112,7 @@ def _handler_timing(out: str):
             pauses.append(time.perf_counter() - gc_start[0])
 
     sched_app.submit = timed  # create_app routes to the module's function at call time
-    from scheduler.agents import PeerClient
+    from dodoor.service.peers import PeerClient
 
     hops: list[float] = []
     post_raw = PeerClient.post_raw
@@ -180,7 +180,7 @@ def profiled_main(argv: list[str]) -> None:
             prof.dump_stats(out)
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    from dodoor.cli import main as dodoor_main
+    from dodoor.tools.cli import main as dodoor_main
     sys.exit(dodoor_main(rest))
 
 

@@ -37,6 +37,8 @@ import aiohttp
 import msgpack
 
 from dodoor.errors import DodoorError
+from dodoor.service.auth_token import auth_headers
+from dodoor.taskstates import TERMINAL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +47,6 @@ __all__ = ["ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "AsyncClient",
            "ClientError", "NoSchedulerError", "RequestError", "TaskCancelled", "TaskFailed",
            "TaskHandle", "TaskLost", "TaskError", "as_completed", "wait"]
 
-TERMINAL = frozenset({"succeeded", "failed", "lost", "cancelled"})
 # what the scheduler takes per request (scheduler.status.MAX_STATUS_IDS, settings.max_batch)
 MAX_IDS_PER_REQUEST = 10_000
 SUBMIT_CHUNK = 1_000
@@ -183,8 +184,7 @@ class AsyncClient:
         h = {"Accept": "application/json"}
         if content_type:
             h["Content-Type"] = content_type
-        if self.token:
-            h["Authorization"] = f"Bearer {self.token}"
+        h.update(auth_headers(self.token))
         return h
 
     async def _request(self, method: str, key: str, path: str, body: bytes | None = None,

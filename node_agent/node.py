@@ -20,7 +20,7 @@ import numpy as np
 from dodoor.clock import Clock
 from dodoor.errors import PicklableError
 from dodoor.messages import MessageCounter
-from dodoor.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
+from dodoor.service.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult

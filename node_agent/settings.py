@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 
 from dodoor.errors import ValidationError
+from dodoor.service.auth_token import auth_headers
 
 EXECUTORS = ("sleep", "process", "docker")
 # Finished results are forgotten a week after they end unless told otherwise: long
@@ -81,7 +82,7 @@ class AgentSettings:
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_headers(self.token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from dodoor.taskstates import CANCELLED, TERMINAL
 from dodoor.wire import CancelTask, TaskStatus
-from scheduler.agents import PeerError
-from scheduler.httpkit import json_error
+from dodoor.service.peers import PeerError
+from dodoor.service.http import json_error
 from scheduler.status import Resolved, locate
 
 if TYPE_CHECKING:

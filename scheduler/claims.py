@@ -21,8 +21,8 @@ from typing import Callable
 
 from dodoor.taskindex import PLACED
 from dodoor.wire import Lookup, LookupReply
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import BackgroundTasks
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 

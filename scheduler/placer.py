@@ -15,7 +15,7 @@ The paths that ask agents first (PROBE, RESERVE, POOL's probes) live in
 :mod:`scheduler.asking`.
 
 An enqueue that the agent definitely refused (see
-:class:`~scheduler.agents.PeerError`) moves the task to the next candidate,
+:class:`~dodoor.service.peers.PeerError`) moves the task to the next candidate,
 then to other random feasible nodes (docs/design.md §6), taking back the cached delta
 of the failed node. An enqueue whose outcome is unknown (a timeout: the agent
 may have journaled the task) is first settled with the same agent
@@ -41,10 +41,10 @@ from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
 from dodoor.taskindex import BUSY, PLACED
 from dodoor.wire import Deltas
-from scheduler.agents import PeerClient, PeerError
+from dodoor.service.peers import PeerClient, PeerError
 from scheduler.asking import AskingPaths
 from scheduler.claims import Claims
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.http import BackgroundTasks
 from scheduler.outbox import BatchRefused
 from scheduler.sender import AgentSender
 from scheduler.placements import Placement, PlacementLog

@@ -23,8 +23,8 @@ from dodoor.errors import ValidationError
 from dodoor.taskindex import BUSY, LOST, MINE, PLACED
 from dodoor.taskstates import TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
-from scheduler.agents import PeerError
-from scheduler.httpkit import json_error
+from dodoor.service.peers import PeerError
+from dodoor.service.http import json_error
 
 if TYPE_CHECKING:
     from scheduler.app import SchedulerState

@@ -19,7 +19,7 @@ class SimSettings:
     their scores alone score a scheduler's next tasks in batches
     (:mod:`dodoor.sim.lookahead`: same results, faster); start_overhead_ms: time a
     node's slot is held beyond each task's duration — what a container's create,
-    start and removal add on docker agents (``scheduler.overhead`` measures it), 0
+    start and removal add on docker agents (``dodoor.tools.overhead`` measures it), 0
     for the sleep executor. Schedulers still score with the declared durations,
     as they do live."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node_agent.app import AGENT, REPORTER, create_app
+from node_agent.app import STATE, create_app
 from tests.agent.conftest import FakeLoadStore, GatedExecutor, enqueue, make_task, wait_for
 
 
@@ -15,7 +15,7 @@ async def test_a_fenced_agent_ends_every_unfinished_task_lost_and_starts_a_new_l
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
                               heartbeat_ms=50.0, slots=1)
     client = await aiohttp_client(create_app(settings, executor=ex))
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     for tid in ("run", "wait1", "wait2"):
         assert (await enqueue(client, make_task(tid))).status == 202
     await wait_for(lambda: ex.started == ["run"])
@@ -32,7 +32,7 @@ async def test_a_fenced_agent_ends_every_unfinished_task_lost_and_starts_a_new_l
     await wait_for(lambda: store.states[-1].incarnation == agent.incarnation)
     assert (await enqueue(client, make_task("wait1"))).status == 202
     await wait_for(lambda: ex.started == ["run", "wait1"])
-    assert client.app[REPORTER].reachable
+    assert client.app[STATE].reporter.reachable
 
 
 async def test_ids_reach_the_store_once_and_all_again_for_a_new_store(
@@ -66,7 +66,7 @@ async def test_an_enqueue_aimed_at_a_fenced_life_is_refused_410_and_not_journale
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
                               heartbeat_ms=30.0)
     client = await aiohttp_client(create_app(settings, executor=GatedExecutor()))
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     await wait_for(lambda: store.states)
     old = agent.incarnation
     assert (await post(client, "/internal/enqueue", Enqueue(make_task("a"), "s", old))).status == 202

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from scheduler.localcluster import ClusterSettings, LocalCluster
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster
 
 
 def _free_base_port() -> int:

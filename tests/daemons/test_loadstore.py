@@ -15,8 +15,8 @@ from dodoor.clock import ManualClock
 from dodoor.wire import (
     CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
 )
-from scheduler.loadstore import LoadStoreState
-from scheduler.loadstore_app import LOADSTORE, create_app, expire_now
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.app import LOADSTORE, create_app, expire_now
 from scheduler.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
 

@@ -17,8 +17,8 @@ from dodoor.settings import PolicySettings
 from dodoor.resources import Task
 from dodoor.wire import CONTENT_TYPE, Enqueue, Snapshot, encode
 from scheduler.app import STATE, create_app
-from scheduler.loadstore_app import LOADSTORE
-from scheduler.loadstore_app import create_app as create_loadstore
+from scheduler.loadstore.app import LOADSTORE
+from scheduler.loadstore.app import create_app as create_loadstore
 from scheduler.settings import LoadStoreSettings, SchedulerSettings
 from tests.daemons.conftest import FakeAgent, free_port, wait_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.overhead import container_overhead_ms
+from dodoor.tools.overhead import container_overhead_ms
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 

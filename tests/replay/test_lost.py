@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from dodoor.resources import Task
-from scheduler.replay import ReplaySettings, replay
+from dodoor.tools.replay import ReplaySettings, replay
 
 pytestmark = pytest.mark.timeout(60)
 

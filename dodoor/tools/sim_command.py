@@ -8,15 +8,16 @@ import sys
 import time
 from typing import Any, Sequence
 
-from dodoor.cliargs import add_policy_list, bounded, output_dir
+from dodoor.service.cliargs import add_policy_list, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
-from dodoor.resources import NodeSpec, Task
 from dodoor.settings import PolicySettings
 from dodoor.sim.report import format_ratios, format_table
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
+from dodoor.tools.inputs import file_part, load_inputs
+from dodoor.tools.sweep import parse_loads
 
 
 DEFAULT_LOAD = "0.9"  # the setting of the README's table; "own" keeps the trace's timing
@@ -96,17 +97,10 @@ def parse_policies(values: Sequence[str] | None) -> list[str]:
 
 def parse_load(text: str) -> float | None:
     """One ``--load``: a fraction of the slots, or ``own`` (None: the trace's timing)."""
-    from dodoor.sim.sweep import parse_loads
-
     loads = parse_loads(text)
     if len(loads) != 1:
         raise ValidationError("load", f"one load per run, got {text!r}; dodoor sweep runs several")
     return loads[0]
-
-
-def file_part(spec: str) -> str:
-    """A policy spec made safe for a file name (dodoor:d=8 -> dodoor_d8)."""
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in spec.replace("=", ""))
 
 
 def parse_params(items: Sequence[str]) -> dict[str, str]:
@@ -117,34 +111,6 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
             raise ValidationError("param", f"expected KEY=VALUE, got {item!r}")
         params[key.strip()] = value.strip()
     return params
-
-
-def load_inputs(trace: str | None, cluster: str, limit: int | None,
-                load: float | None) -> tuple[list[Task], list[NodeSpec]]:
-    """Tasks (trimmed, maybe rescaled) and the cluster for a run."""
-    from workloads.clusters import cluster_by_name
-    from workloads.dodoor_csv import bundled_trace, load_dodoor_csv
-
-    if limit is not None and limit < 1:
-        raise ValidationError("limit", f"must be >= 1, got {limit}")
-    nodes = cluster_by_name(cluster)
-    if trace is None:
-        tasks = load_dodoor_csv(bundled_trace(), limit=limit)
-    else:
-        tasks = _load_trace(trace, limit)
-    if not tasks:
-        raise ValidationError("trace", f"{trace or 'bundled trace'} holds no tasks")
-    if load is not None:
-        from workloads.load import scale_to_load
-
-        tasks = scale_to_load(tasks, nodes, load)
-    return tasks, nodes
-
-
-def _load_trace(path: str, limit: int | None) -> list[Task]:
-    from workloads.registry import load_trace
-
-    return load_trace(path, limit=limit)
 
 
 def _progress_printer(name: str):

@@ -2,30 +2,28 @@
 
 Each command lives with its role and contributes its own sub-parser through a
 ``register(subparsers)`` function; the parser sets ``func`` to a callable that
-takes the parsed namespace and returns an exit code. Roles are imported here
-only, so the core never depends on the shells.
+takes the parsed namespace and returns an exit code. Only the tools import the
+roles' command modules, so no layer below depends on them (docs/design.md,
+"Where things live").
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from typing import NoReturn, Sequence
 
-from dodoor.cliargs import LOG_LEVELS, use_formatter
 from dodoor.errors import DodoorError
+from dodoor.service.cliargs import LOG_LEVELS, use_formatter
+from dodoor.tools import cluster_command, replay_command, sim_command, sweep_command
+from node_agent import command as agent_command
+from scheduler import command as scheduler_command
+from scheduler.loadstore import command as loadstore_command
 
-# command group -> module providing register(subparsers)
-COMMAND_MODULES: tuple[str, ...] = (
-    "dodoor.sim.command",  # simulate
-    "dodoor.sim.sweep_command",  # sweep
-    "scheduler.command",  # scheduler, loadstore
-    "node_agent.command",  # agent
-    "scheduler.cluster_command",  # cluster up, submit
-    "scheduler.replay_command",  # replay, evaluate
-)
+# every command group's module, in the order of `dodoor --help`
+COMMAND_MODULES = (sim_command, sweep_command, scheduler_command, loadstore_command,
+                   agent_command, cluster_command, replay_command)
 log = logging.getLogger(__name__)
 
 
@@ -48,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper,
                         help="least severity of the log lines written to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     use_formatter(parser)
     return parser

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from dodoor.errors import DodoorError, ValidationError
+from dodoor.tools.inputs import load_inputs
+from workloads.load import scale_to_load
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("mean_makespan_s", "mean makespan (s)"),
@@ -105,8 +107,6 @@ def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[f
 
 @functools.lru_cache(maxsize=8)
 def _inputs(trace: str | None, cluster: str, limit: int | None, load: float | None):
-    from dodoor.sim.command import load_inputs
-
     return load_inputs(trace, cluster, limit, load)
 
 
@@ -143,9 +143,6 @@ def check_inputs(cells: Sequence[Cell]) -> None:
     A bad trace, cluster, limit or load then fails as the one error that names
     it, instead of once per worker process and after other cells have run.
     """
-    from dodoor.sim.command import load_inputs
-    from workloads.load import scale_to_load
-
     for trace, cluster, limit in dict.fromkeys((c.trace, c.cluster, c.limit) for c in cells):
         tasks, nodes = load_inputs(trace, cluster, limit, None)
         for load in dict.fromkeys(c.load for c in cells if c.trace == trace

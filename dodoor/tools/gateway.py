@@ -6,7 +6,7 @@ IP_VS (some VMs and sandboxes; ``/proc/net/ip_vs`` is absent) deploys the
 service but never answers on the port. ``compose/docker-stack.gateway.yml``
 then runs this instead, published in ``host`` mode::
 
-    python -m scheduler.gateway --listen 0.0.0.0:8100 --backend tasks.scheduler:8100
+    python -m dodoor.tools.gateway --listen 0.0.0.0:8100 --backend tasks.scheduler:8100
 
 Like the mesh, it picks a backend per connection, in turn, over the addresses
 the backend name resolves to (Swarm's DNS answers ``tasks.<service>`` with one
@@ -126,7 +126,7 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scheduler.gateway", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dodoor.tools.gateway", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", default="0.0.0.0:8100", help="HOST:PORT to accept on")
     parser.add_argument("--backend", default="tasks.scheduler:8100",
                         help="NAME:PORT; NAME resolves to one address per replica")

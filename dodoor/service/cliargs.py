@@ -1,6 +1,6 @@
 """Pieces every command's parser shares: the help format, the policy option, checks.
 
-Kept apart from :mod:`dodoor.cli` so each role's ``register`` can use them
+Kept apart from :mod:`dodoor.tools.cli` so each role's ``register`` can use them
 without importing the entry point.
 """
 

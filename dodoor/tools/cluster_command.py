@@ -13,13 +13,13 @@ from pathlib import Path
 
 import aiohttp
 
-from dodoor.cliargs import bounded, comma_list, env_token
+from dodoor.service.cliargs import bounded, comma_list, env_token
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.resources import Task
 from dodoor.validation import parse_task
-from scheduler.localcluster import EXECUTORS, MAX_SCHEDULERS, ClusterSettings, LocalCluster
-from scheduler.submit import (SubmitError, follow, outcome_json_lines, outcome_table,
+from dodoor.tools.localcluster import EXECUTORS, MAX_SCHEDULERS, ClusterSettings, LocalCluster
+from dodoor.tools.submit import (SubmitError, follow, outcome_json_lines, outcome_table,
                               submit)
 
 

@@ -1,7 +1,7 @@
 """The load store's state: node reports, scheduler deltas, b-counting, dead-node expiry.
 
 Pure (no I/O): time comes from an injected clock, so expiry and counting are
-tested exactly on a ManualClock. The app in :mod:`scheduler.loadstore_app`
+tested exactly on a ManualClock. The app in :mod:`scheduler.loadstore.app`
 does the pushing.
 """
 
@@ -18,7 +18,7 @@ from dodoor.resources import N_RESOURCES
 from dodoor.snapshots import AdaptiveBatch, DeltaPublisher
 from dodoor.taskindex import TaskIndex
 from dodoor.wire import Deltas, NodeState, Snapshot, SnapshotDelta
-from scheduler.membership import Membership
+from scheduler.loadstore.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class LoadStoreState:
         self._order: list[str] = []
         self._index: dict[str, int] = {}
         self.index = index if index is not None else TaskIndex(clock)
-        # durable (scheduler.membership): saved by the app when ``membership_dirty``
+        # durable (scheduler.loadstore.membership): saved by the app when ``membership_dirty``
         self.membership = membership if membership is not None else Membership()
         self.membership_dirty = False
         now = clock.now_ms()

@@ -28,14 +28,14 @@ from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.resources import Task
-from dodoor.sim.command import file_part
+from dodoor.tools.inputs import file_part
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
-from scheduler.localcluster import ClusterSettings, LocalCluster
-from scheduler.replay import ReplaySettings, replay, scale_tasks
-from scheduler.report import render
-from scheduler.submit import auth_headers
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster
+from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
+from dodoor.tools.report import render
+from dodoor.service.auth_token import auth_headers
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
@@ -227,11 +227,11 @@ def _live_summary(result, policy: str, s: EvalSettings) -> dict:
 
 
 def _with_overhead(s: EvalSettings, tasks: Sequence[Task]) -> EvalSettings:
-    """Settle the container overhead the simulator is told of (see ``scheduler.overhead``)."""
+    """Settle the container overhead the simulator is told of (see ``dodoor.tools.overhead``)."""
     docker_agents = s.live == "compose" or (s.live == "local" and s.executor == "docker")
     if s.start_overhead_ms is not None or not docker_agents:
         return s if s.start_overhead_ms is not None else replace(s, start_overhead_ms=0.0)
-    from scheduler.overhead import busy_overhead_ms, container_overhead_ms
+    from dodoor.tools.overhead import busy_overhead_ms, container_overhead_ms
 
     slots = sum(n.slots for n in scaled(s.agents))
     print(f"measuring the container overhead for the simulator (1 and {slots} at a time)...",
@@ -244,14 +244,14 @@ def _with_overhead(s: EvalSettings, tasks: Sequence[Task]) -> EvalSettings:
                    f"dodoor-task:busybox container's create+start+wait+remove took {solo:.0f} ms "
                    f"alone and {full:.0f} ms with {slots} at once (the cluster's slots), measured "
                    f"just before the runs; {ms:.0f} ms is what it comes to with every slot "
-                   f"cycling through {duration:.0f}-ms tasks (scheduler.overhead."
+                   f"cycling through {duration:.0f}-ms tasks (dodoor.tools.overhead."
                    "busy_overhead_ms; --start-overhead-ms overrides)")
     return replace(s, start_overhead_ms=ms)
 
 
 def evaluate(trace_tasks: Sequence[Task], s: EvalSettings) -> Path:
     """Run everything, write summaries, CSVs, figures and ``report.md``; returns its path."""
-    from scheduler import report_plots
+    from dodoor.tools import report_plots
 
     tasks = scale_tasks(trace_tasks, s.speedup, s.duration_scale)
     s.out.mkdir(parents=True, exist_ok=True)

@@ -28,14 +28,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dodoor.cliargs import MAX_PORT
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.policies import LIVE_POLICIES, make_policy_spec
+from dodoor.service.cliargs import MAX_PORT
+from node_agent.settings import EXECUTORS
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("sleep", "process", "docker")
 SCHEDULER_OFFSET = 10  # schedulers listen on P+10.., agents on P+100..
 AGENT_OFFSET = 100
 MAX_SCHEDULERS = AGENT_OFFSET - SCHEDULER_OFFSET

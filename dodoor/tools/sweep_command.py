@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dodoor.cliargs import add_policy_list, bounded, output_dir
+from dodoor.service.cliargs import add_policy_list, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies.lists import parse_policy_list
-from dodoor.sim.sweep import (
+from dodoor.tools.inputs import file_part
+from dodoor.tools.sweep import (
     Cell, check_inputs, format_markdown, make_cells, parse_grid, parse_loads, plot_heatmaps,
     run_sweep, write_csv,
 )
@@ -83,6 +84,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _folder(policy: str) -> Path:
-    from dodoor.sim.command import file_part
-
     return Path(file_part(policy))

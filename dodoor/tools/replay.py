@@ -25,11 +25,11 @@ import msgpack
 from dodoor.clock import Clock, WallClock
 from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
+from dodoor.service.auth_token import auth_headers
 from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
-from scheduler.metrics_scrape import Components, cluster_counts, difference, scrape
-from scheduler.submit import auth_headers
+from dodoor.tools.metrics_scrape import Components, cluster_counts, difference, scrape
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,8 @@ class Replayer:
             body = msgpack.packb({"tasks": [self.tasks[i].to_dict() for i in idxs]},
                                  use_bin_type=True)
             try:
-                async with self._session.post(url + "/v1/tasks", data=body, headers=auth_headers(
-                        s.token, "application/msgpack")) as resp:
+                async with self._session.post(url + "/v1/tasks", data=body, headers={
+                        **auth_headers(s.token), "Content-Type": "application/msgpack"}) as resp:
                     status = resp.status
                     answer = await resp.json(content_type=None)
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from dodoor.sim.plotstyle import UTILIZATION_LABELS, policy_styles, pyplot, save, split_run
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import UTILIZATION_RESOURCES
-from scheduler.report import METRICS, PLACED
+from dodoor.tools.report import METRICS, PLACED
 
 # sim and live bars, the same pair in every bar chart
 BAR_COLORS = {"sim": "#4c72b0", "live": "#dd8452"}

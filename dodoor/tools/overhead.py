@@ -4,9 +4,10 @@ A trace task replayed on docker agents runs ``dodoor-task sleep <duration>`` in 
 fresh container, so its slot is held for the duration *plus* the engine's
 create, start, wait and remove. The simulator knows nothing of Docker; told this
 overhead (``SimSettings.start_overhead_ms``) it holds the slot that much longer,
-as the live agent does. Measured here with the Docker SDK directly (the
-scheduler package may not import the agent's executor, docs/design.md §10), with the
-same image, command shape, limits and removal as the executor.
+as the live agent does. Measured here with the Docker SDK directly, on the
+container the agent's executor would create for a zero-length trace task (its own
+spec builder: same image, command, limits and labels), created, started, waited
+for and removed as the executor does.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from dodoor.resources import Task
+from node_agent.docker_executor import BUSYBOX_IMAGE, DockerExecutor, DockerSettings
+
 log = logging.getLogger(__name__)
-IMAGE = "dodoor-task:busybox"
+IMAGE = BUSYBOX_IMAGE
 
 
 def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 1) -> float:
@@ -43,14 +47,16 @@ def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 
         raise RuntimeError(f"cannot measure the container overhead with {image}: {exc} "
                            "(is the engine up and were compose/build-images.sh's images built?)"
                            ) from exc
+    # the agent id labels every probe container, so none is mistaken for a real agent's
     label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
+    executor = DockerExecutor(DockerSettings(agent_id=label, default_image=image,
+                                             allowed_images=frozenset({image})), client=client)
 
     def one() -> float:
+        task = Task(f"{label}-{uuid.uuid4().hex[:8]}", cores=1.0, memory_mb=64.0, duration_ms=0.0)
+        task_image, command = executor.image_and_command(task)
         t0 = time.perf_counter()
-        container = client.containers.create(
-            image, ["dodoor-task", "sleep", "0.000"], labels={"dodoor.agent_id": label},
-            nano_cpus=int(1e9), mem_limit="64m", memswap_limit="64m", network_mode="none",
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], detach=True)
+        container = client.containers.create(**executor.container_spec(task, task_image, command))
         try:
             container.start()
             container.wait()

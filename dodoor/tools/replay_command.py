@@ -12,10 +12,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dodoor.cliargs import add_policy_list, bounded, comma_list, env_token, output_dir
+from dodoor.service.auth_token import auth_headers
+from dodoor.service.cliargs import add_policy_list, bounded, comma_list, env_token, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies.lists import parse_policy_list, split_policy_list
 from dodoor.resources import Task
+from dodoor.tools.inputs import file_part
 
 
 EVALUATE_POLICIES = "dodoor,power-of-two,sparrow,prequal,random"
@@ -134,8 +136,8 @@ def load_workload(args: argparse.Namespace) -> list[Task]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from scheduler.replay import ReplaySettings, replay, scale_tasks
-    from scheduler.report import markdown_table
+    from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
+    from dodoor.tools.report import markdown_table
 
     token = env_token()
     urls = [u.rstrip("/") for u in comma_list(args.url)]
@@ -152,8 +154,6 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replaying {len(tasks)} tasks against {', '.join(urls)} ({policy})", file=sys.stderr)
     out = output_dir(args.out)
     result = asyncio.run(replay(tasks, settings))
-    from dodoor.sim.command import file_part
-
     result.records.write_csv(out / f"tasks_{file_part(policy)}.csv", result.nodes)
     summary = result.summary(policy, {"speedup": args.speedup,
                                       "duration_scale": args.duration_scale})
@@ -167,8 +167,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _policy_of(url: str, token: str | None) -> str:
     import urllib.request
 
-    request = urllib.request.Request(url + "/healthz", headers={"Authorization": f"Bearer {token}"}
-                                     if token else {})
+    request = urllib.request.Request(url + "/healthz", headers=auth_headers(token))
     try:
         with urllib.request.urlopen(request, timeout=5.0) as resp:
             return str(json.loads(resp.read()).get("policy", "unknown"))
@@ -177,7 +176,7 @@ def _policy_of(url: str, token: str | None) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from scheduler.evaluate import EvalSettings, evaluate
+    from dodoor.tools.evaluate import EvalSettings, evaluate
 
     if args.sim_seeds < 1:
         raise ValidationError("sim-seeds", f"must be >= 1, got {args.sim_seeds}")

@@ -12,20 +12,17 @@ import aiohttp
 from aiohttp import web
 
 from dodoor.clock import Clock, MonotonicClock
-from dodoor.errors import DecodeError
 from dodoor.messages import MessageCounter
 from dodoor.taskindex import TaskIndex
-from dodoor.wire import (
-    CONTENT_TYPE, Deltas, Lookup, LookupReply, NodeState, Register, ReportAck, Snapshot, decode,
-    encode,
-)
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import (
-    auth_headers, auth_middleware, error_middleware, json_error, metrics_handler, read_body,
-)
-from scheduler.loadstore import LoadStoreState
-from scheduler.loadstore_metrics import make_registry
-from scheduler.membership import MembershipFile
+from dodoor.wire import (Deltas, Lookup, LookupReply, NodeState, Register, ReportAck, Snapshot,
+                         encode)
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.auth_token import auth_headers
+from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
+                                 read_message, wire_response)
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.metrics import make_registry
+from scheduler.loadstore.membership import MembershipFile
 from scheduler.settings import LoadStoreSettings
 
 log = logging.getLogger(__name__)
@@ -165,10 +162,7 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
     ``expiry_loop=False`` leaves dead-node expiry to explicit ``expire_now``
     calls (tests on a ManualClock).
     """
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(settings.token)],
-    )
+    app = daemon_app(settings.token, settings.max_body_bytes)
     ls = LoadStoreApp(settings, clock or MonotonicClock())
     app[LOADSTORE] = ls
     registry = make_registry(ls)
@@ -177,15 +171,13 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         ls.pusher.peers = PeerClient(session, ls.counter, settings.push_timeout_ms,
                                      auth_headers(settings.token))
-        loops = [asyncio.create_task(ls.pusher.run(), name="snapshot-pusher")]
-        if expiry_loop:
-            loops.append(asyncio.create_task(_expiry(ls), name="dead-node-expiry"))
-        log.info("load store starting: b=%d dead_after_ms=%.0f", settings.b,
-                 settings.dead_after_ms)
-        yield
-        for task in loops:
-            task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        async with BackgroundTasks() as loops:
+            loops.spawn(ls.pusher.run(), name="snapshot-pusher")
+            if expiry_loop:
+                loops.spawn(_expiry(ls), name="dead-node-expiry")
+            log.info("load store starting: b=%d dead_after_ms=%.0f", settings.b,
+                     settings.dead_after_ms)
+            yield
         await session.close()
         log.info("load store stopped")
 
@@ -229,16 +221,10 @@ async def _expiry(ls: LoadStoreApp) -> None:
             log.exception("load store: saving the membership file failed")
 
 
-async def _decode(request: web.Request, cls: type):
-    return decode(await read_body(request), cls)
-
 
 async def register(request: web.Request) -> web.Response:
     ls = request.app[LOADSTORE]
-    try:
-        msg = await _decode(request, Register)
-    except DecodeError as exc:
-        return json_error(400, "register", str(exc))
+    msg, _ = await read_message(request, Register, field="register")
     ls.counter.received("register")
     if msg.role != "scheduler":
         return json_error(400, "role", f"only schedulers register, got {msg.role!r}")
@@ -248,10 +234,10 @@ async def register(request: web.Request) -> web.Response:
 
 async def deltas(request: web.Request) -> web.Response:
     ls = request.app[LOADSTORE]
+    msg, _ = await read_message(request, Deltas, field="deltas")
     try:
-        msg = await _decode(request, Deltas)
         due = ls.store.add_deltas(msg)
-    except (DecodeError, ValueError) as exc:
+    except ValueError as exc:
         return json_error(400, "deltas", str(exc))
     ls.counter.received("deltas")
     if due:
@@ -261,11 +247,11 @@ async def deltas(request: web.Request) -> web.Response:
 
 async def node_state(request: web.Request) -> web.Response:
     ls = request.app[LOADSTORE]
+    msg, _ = await read_message(request, NodeState, field="node_state")
     try:
-        msg = await _decode(request, NodeState)
         fenced = ls.store.is_fenced(msg)
         changed = False if fenced else ls.store.report(msg)
-    except (DecodeError, ValueError) as exc:
+    except ValueError as exc:
         return json_error(400, "node_state", str(exc))
     ls.counter.received("heartbeat" if msg.heartbeat else "node_state")
     if fenced:
@@ -278,24 +264,19 @@ async def node_state(request: web.Request) -> web.Response:
             log.exception("load store: saving the membership file failed")
     if changed:
         ls.pusher.request()
-    return web.Response(body=encode(ReportAck(
-        ls.pusher.load_wanted(), fenced=fenced, lease_ms=ls.settings.dead_after_ms,
-        instance=ls.instance)), content_type=CONTENT_TYPE)
+    return wire_response(ReportAck(ls.pusher.load_wanted(), fenced=fenced,
+                                   lease_ms=ls.settings.dead_after_ms, instance=ls.instance))
 
 
 async def lookup(request: web.Request) -> web.Response:
     """Where tasks are, for any scheduler; with ``claim``, one placement per id."""
     ls = request.app[LOADSTORE]
-    try:
-        msg = await _decode(request, Lookup)
-    except DecodeError as exc:
-        return json_error(400, "lookup", str(exc))
+    msg, _ = await read_message(request, Lookup, field="lookup")
     ls.counter.received("lookup")
     outcomes, nodes_, owners = ls.store.index.lookup(msg.task_ids, msg.scheduler_id, msg.claim,
                                                       ls.store.is_dead,
                                                       ls.store.index_complete())
-    reply = encode(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners)))
-    return web.Response(body=reply, content_type=CONTENT_TYPE)
+    return wire_response(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners)))
 
 
 async def nodes(request: web.Request) -> web.Response:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from dodoor.metrics import CounterCollector, GaugeCollector, MessageCollector, daemon_registry
+from dodoor.service.metrics import CounterCollector, GaugeCollector, MessageCollector, daemon_registry
 
 if TYPE_CHECKING:  # the app imports this module
-    from scheduler.loadstore_app import LoadStoreApp
+    from scheduler.loadstore.app import LoadStoreApp
 
 
 def make_registry(ls: LoadStoreApp) -> CollectorRegistry:
