@@ -19,6 +19,13 @@ from dodoor.errors import NoFitError
 RESOURCES: tuple[str, ...] = ("cores", "memory_mb", "disk_mb")
 N_RESOURCES = len(RESOURCES)
 
+# How far a demand may exceed the room and still fit, in each resource's unit: the
+# one tolerance of every fit test (scheduler, simulator, agent). Room is kept by
+# adding and subtracting trace demands such as 0.42000000000000004 cores, whose
+# rounding drifts; 1e-6 of a core or MiB is far above that drift and far below any
+# real demand.
+FIT_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
@@ -125,7 +132,13 @@ def capacity_matrix(nodes: Sequence[NodeSpec]) -> np.ndarray:
 
 def fits(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray | bool:
     """Whether ``demand`` fits within ``capacity`` (a vector or an N×R matrix)."""
-    return np.all(demand <= capacity + 1e-9, axis=-1)
+    return np.all(demand <= capacity + FIT_TOLERANCE, axis=-1)
+
+
+def fits_free(demand: Sequence[float], free: Sequence[float]) -> bool:
+    """:func:`fits` for one demand and one room given as plain floats (no numpy call)."""
+    return (demand[0] <= free[0] + FIT_TOLERANCE and demand[1] <= free[1] + FIT_TOLERANCE
+            and demand[2] <= free[2] + FIT_TOLERANCE)
 
 
 def check_fits_somewhere(demand: np.ndarray, capacity: np.ndarray) -> None:
@@ -138,7 +151,7 @@ def check_fits_somewhere(demand: np.ndarray, capacity: np.ndarray) -> None:
         raise NoFitError("cluster", "there are no live nodes to place on")
     largest = capacity.max(axis=0)
     for i, name in enumerate(RESOURCES):
-        if demand[i] > largest[i] + 1e-9:
+        if demand[i] > largest[i] + FIT_TOLERANCE:
             raise NoFitError(
                 name,
                 f"requested {_fmt(demand[i])} but the largest node has {_fmt(largest[i])}",

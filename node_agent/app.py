@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from dodoor.clock import Clock, MonotonicClock, WallClock
 from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
-from dodoor.resources import RESOURCES, Task
+from dodoor.resources import FIT_TOLERANCE, RESOURCES, Task
 from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
                                  read_message, wire_response)
 from dodoor.taskindex import PLACED, UNKNOWN
@@ -413,7 +413,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
 
 def _too_big(agent: NodeAgent, task: Task, where: str = "task.") -> web.StreamResponse:
     for name, want, have in zip(RESOURCES, task.demand(), agent.queue.capacity):
-        if want > have + 1e-9:
+        if want > have + FIT_TOLERANCE:
             return json_error(422, f"{where}{name}",
                                   f"requested {want:g} but node {agent.node_id} has {have:g}")
     return json_error(422, where.rstrip("."), f"does not fit node {agent.node_id}")

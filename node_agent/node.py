@@ -480,7 +480,7 @@ class NodeAgent:
         now = self.clock.now_ms()
         # the wait is the reservation's: it held its place in the queue since it came
         self.queue_wait.observe((now - entry.queued_ms) / 1000.0)
-        self.queue.promote(entry.task_id, task)
+        self.queue.promote(entry.task_id, task, now)
         # The task itself arrives (and starts) now; the hold before it was the reservation's.
         entry.queued_ms = entry.started_ms = now
         self.unreported.append(task.task_id)

@@ -8,7 +8,7 @@ import numpy as np
 
 from dodoor.cache import CandidateView
 from dodoor.policies.base import PolicyKind, SampledPolicy
-from dodoor.resources import Task
+from dodoor.resources import FIT_TOLERANCE, Task
 from dodoor.score import argmin_random, expected_wait, load_score
 
 
@@ -55,7 +55,7 @@ class ExpectedWaitPolicy(SampledPolicy):
         if len(view.nodes) == 1:
             return int(view.nodes[0])
         waits = expected_wait(demand, view.capacity, view.state, view.slots)
-        return self.lowest_score(demand, view, np.flatnonzero(waits <= waits.min() + 1e-9), rng)
+        return self.lowest_score(demand, view, np.flatnonzero(waits <= waits.min() + FIT_TOLERANCE), rng)
 
     def decision_keys(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
         """:meth:`choose` as keys: the load score among the least-wait candidates
@@ -66,7 +66,7 @@ class ExpectedWaitPolicy(SampledPolicy):
                                 None if view.sq_capacity is None else view.sq_capacity[None])
             return self.decision_keys(demand[None, None, :], one)[0]
         waits = expected_wait(demand, view.capacity, view.state, view.slots)
-        among = waits <= waits.min(axis=-1, keepdims=True) + 1e-9
+        among = waits <= waits.min(axis=-1, keepdims=True) + FIT_TOLERANCE
         scores = load_score(demand, view.capacity, view.load, view.pending, self._weights,
                             self.settings.alpha, view.sq_capacity, among)
         return np.where(among, scores, np.inf)

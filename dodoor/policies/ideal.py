@@ -8,7 +8,7 @@ import numpy as np
 
 from dodoor.cache import CandidateView
 from dodoor.policies.base import PolicyKind, SampledPolicy
-from dodoor.resources import Task
+from dodoor.resources import FIT_TOLERANCE, Task
 from dodoor.sampling import FeasibleSampler
 
 
@@ -34,4 +34,4 @@ class IdealPolicy(SampledPolicy):
         if view.start_ms is None:
             raise ValueError("the ideal policy needs view.start_ms from an oracle")
         earliest = float(view.start_ms.min())
-        return self.lowest_score(demand, view, np.flatnonzero(view.start_ms <= earliest + 1e-9), rng)
+        return self.lowest_score(demand, view, np.flatnonzero(view.start_ms <= earliest + FIT_TOLERANCE), rng)
