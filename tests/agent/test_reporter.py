@@ -110,8 +110,9 @@ async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_clien
     store = FakeLoadStore()
     store.wants_load = False
     server = await aiohttp_server(store.app)
+    # a heartbeat slow enough that a loaded machine cannot send it before the "no report" check
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
-                              heartbeat_ms=300.0, slots=1)
+                              heartbeat_ms=1_500.0, slots=1)
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(settings, executor=ex))
     reporter = client.app[STATE].reporter
