@@ -1,4 +1,4 @@
-"""The layering of docs/design.md ("Where things live"), as import-linter checks it.
+"""The layering of docs/design.md §11, as import-linter checks it.
 
 The contracts are in pyproject.toml; this runs ``lint-imports`` on the tree, and
 shows that each contract breaks when a module reaches across its line.
