@@ -3,8 +3,7 @@
 Each command lives with its role and contributes its own sub-parser through a
 ``register(subparsers)`` function; the parser sets ``func`` to a callable that
 takes the parsed namespace and returns an exit code. Only the tools import the
-roles' command modules, so no layer below depends on them (docs/design.md,
-"Where things live").
+roles' command modules, so no layer below depends on them (docs/design.md §11).
 """
 
 from __future__ import annotations
