@@ -69,8 +69,8 @@ class LoadState:
         self.since[rows] = 0.0
 
     def add_deltas(self, rows: Sequence[int], deltas: np.ndarray) -> None:
-        """Add a scheduler's per-node deltas (``rows`` distinct) to the nodes' states."""
-        self.since[rows] += deltas
+        """Add a scheduler's per-node deltas to the nodes' states (a repeated row adds up)."""
+        np.add.at(self.since, rows, deltas)
 
     def count(self, placements: int, now_ms: float) -> bool:
         """Count ``placements``; True when b were counted since the last push (it is due now)."""
