@@ -25,6 +25,7 @@ from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
 from dodoor.resources import FIT_TOLERANCE, RESOURCES, Task
 from dodoor.taskindex import PLACED, UNKNOWN
+from dodoor.taskstates import QUEUED, RUNNING
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
                          NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
@@ -182,7 +183,7 @@ async def build_state(app: web.Application, seq: int) -> NodeState:
     agent = app[AGENT]
     cpu, mem = await asyncio.to_thread(_utilization)
     util = {"cpu_percent": cpu, "memory_percent": mem,
-            "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
+            QUEUED: float(agent.queue.n_waiting), RUNNING: float(agent.queue.n_running)}
     task_ids, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
                      agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
@@ -401,8 +402,8 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         "status": "degraded" if reachable is False else "ok",
         "role": "agent", "node": app[SETTINGS].node_id,
         "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
-        "queued": agent.queue.n_waiting,
-        "running": agent.queue.n_running, "loadstore_reachable": reachable,
+        QUEUED: agent.queue.n_waiting,
+        RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": app[EXECUTOR].name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
     })

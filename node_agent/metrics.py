@@ -18,13 +18,14 @@ from prometheus_client.registry import Collector
 
 from dodoor.cache import PENDING, TASKS
 from dodoor.metrics import Histogram, MessageCollector, daemon_registry
+from dodoor.taskstates import CANCELLED, FAILED, LOST, SUCCEEDED
 from node_agent.node import NodeAgent
 from node_agent.queue import RESERVATION
 from node_agent.reporter import Reporter
 
 MIB = 1024 * 1024  # the agent's memory and disk figures are MiB (node_agent.settings)
 # terminal states this process counts (``lost``: ended by a fence, docs/guarantees.md)
-ENDED_STATES = ("succeeded", "failed", "lost", "cancelled")
+ENDED_STATES = (SUCCEEDED, FAILED, LOST, CANCELLED)
 
 
 class AgentCollector(Collector):

@@ -32,6 +32,7 @@ from dodoor.sim.command import file_part
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
+from dodoor.taskstates import SUCCEEDED
 from scheduler.localcluster import ClusterSettings, LocalCluster
 from scheduler.replay import ReplaySettings, replay, scale_tasks
 from scheduler.report import render
@@ -214,7 +215,7 @@ def _fresh_ids(tasks: Sequence[Task]) -> list[Task]:
 
 def _note_unfinished(summary: dict, s: EvalSettings) -> None:
     states = summary.get("settings", {}).get("states", {})
-    other = {k: v for k, v in states.items() if k != "succeeded"}
+    other = {k: v for k, v in states.items() if k != SUCCEEDED}
     if other:
         s.notes.append(f"live {summary['policy']}: not every task succeeded {other}; its "
                        "makespan and throughput figures are undefined (shown as nan/0)")
