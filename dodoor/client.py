@@ -91,7 +91,7 @@ class TaskCancelled(TaskError):
     """The task was cancelled."""
 
 
-_RAISES = {"failed": TaskFailed, "lost": TaskLost, "cancelled": TaskCancelled}
+_RAISES = {FAILED: TaskFailed, LOST: TaskLost, CANCELLED: TaskCancelled}
 
 
 def rendezvous(urls: Sequence[str], key: str) -> list[str]:
@@ -269,13 +269,13 @@ class AsyncClient:
     async def _absorb(self, handle: TaskHandle, status: dict) -> None:
         """Take a status in; a ``lost`` task with resubmissions left is submitted again."""
         handle.last = status
-        if (status.get("state") == "lost" and handle.resubmits < self.max_retries
+        if (status.get("state") == LOST and handle.resubmits < self.max_retries
                 and len(handle.task) > 1):  # a handle made from a bare id has no body to send
             handle.resubmits += 1
             log.info("task %s was lost; resubmitting it (%d of %d)", handle.id,
                      handle.resubmits, self.max_retries)
             await self._submit_batch([handle])
-            handle.last = {"id": handle.id, "state": "queued", "reason": "resubmitted"}
+            handle.last = {"id": handle.id, "state": QUEUED, "reason": "resubmitted"}
 
     async def status(self, id_or_handle: str | TaskHandle) -> dict:
         """The task's status (``GET /v1/tasks/{id}``); RequestError for an unknown id."""
@@ -340,7 +340,7 @@ class AsyncClient:
         while True:
             done = {h for h in handles if h.done}
             pending = [h for h in handles if not h.done]
-            failed = any(h.last and h.last["state"] != "succeeded" for h in done)
+            failed = any(h.last and h.last["state"] != SUCCEEDED for h in done)
             if (not pending or (return_when == FIRST_COMPLETED and done)
                     or (return_when == FIRST_EXCEPTION and failed)):
                 return done, set(pending)

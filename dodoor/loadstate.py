@@ -2,7 +2,7 @@
 
 The one implementation of the load store's state machine (docs/design.md §2),
 wrapped by the simulated store (``dodoor/sim/loadstore.py``) and the daemon
-(``scheduler/loadstore.py``), each with its own clock, transport and — for the
+(``scheduler/loadstore/state.py``), each with its own clock, transport and — for the
 daemon — membership and task index. Pure: times are passed in.
 
 * A node is a row. Its state is its last report plus the scheduler deltas
@@ -69,8 +69,8 @@ class LoadState:
         self.since[rows] = 0.0
 
     def add_deltas(self, rows: Sequence[int], deltas: np.ndarray) -> None:
-        """Add a scheduler's per-node deltas (``rows`` distinct) to the nodes' states."""
-        self.since[rows] += deltas
+        """Add a scheduler's per-node deltas to the nodes' states (a repeated row adds up)."""
+        np.add.at(self.since, rows, deltas)
 
     def count(self, placements: int, now_ms: float) -> bool:
         """Count ``placements``; True when b were counted since the last push (it is due now)."""

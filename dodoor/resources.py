@@ -19,6 +19,14 @@ from dodoor.errors import NoFitError
 RESOURCES: tuple[str, ...] = ("cores", "memory_mb", "disk_mb")
 N_RESOURCES = len(RESOURCES)
 
+# A node's state row, as agents report it and schedulers cache it: committed demand
+# per resource (queued and running), the task count, and the pending duration in ms.
+# The one definition of that order (built by ``dodoor.cache.state_row``).
+STATE_COLUMNS: tuple[str, ...] = RESOURCES + ("tasks", "pending_ms")
+N_STATE = len(STATE_COLUMNS)
+TASKS = N_RESOURCES
+PENDING = N_RESOURCES + 1
+
 # How far a demand may exceed the room and still fit, in each resource's unit: the
 # one tolerance of every fit test (scheduler, simulator, agent). Room is kept by
 # adding and subtracting trace demands such as 0.42000000000000004 cores, whose

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Generic, Sequence, TypeVar
 
+from dodoor.cache import state_row
 from dodoor.resources import N_RESOURCES, fits_free
 
 Demand = tuple[float, float, float]
@@ -228,5 +229,5 @@ class RunQueue(Generic[E]):
 
     def state_row(self, now_ms: float) -> list[float]:
         """The node's state in ``dodoor.cache.STATE_COLUMNS`` order."""
-        c, m, d = self.committed
-        return [c, m, d, float(len(self.waiting) + len(self.running)), self.pending_ms(now_ms)]
+        return state_row(self.committed, float(len(self.waiting) + len(self.running)),
+                         self.pending_ms(now_ms))

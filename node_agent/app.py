@@ -27,6 +27,7 @@ from dodoor.resources import FIT_TOLERANCE, RESOURCES, Task
 from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
                                  read_message, wire_response)
 from dodoor.taskindex import PLACED, UNKNOWN
+from dodoor.taskstates import QUEUED, RUNNING
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
                          NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
@@ -181,7 +182,7 @@ async def build_state(state: AgentState, seq: int) -> NodeState:
     settings, agent = state.settings, state.agent
     cpu, mem = await asyncio.to_thread(_utilization)
     util = {"cpu_percent": cpu, "memory_percent": mem,
-            "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
+            QUEUED: float(agent.queue.n_waiting), RUNNING: float(agent.queue.n_running)}
     task_ids, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
                      agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
@@ -400,8 +401,8 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         "status": "degraded" if reachable is False else "ok",
         "role": "agent", "node": state.settings.node_id,
         "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
-        "queued": agent.queue.n_waiting,
-        "running": agent.queue.n_running, "loadstore_reachable": reachable,
+        QUEUED: agent.queue.n_waiting,
+        RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": state.executor.name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
     })

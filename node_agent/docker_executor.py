@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from dodoor.resources import Task
+from dodoor.taskstates import FAILED, SUCCEEDED
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 
 log = logging.getLogger(__name__)
@@ -199,10 +200,10 @@ class DockerExecutor:
                 self._host_cpus = int(info.get("NCPU") or 0) or None
         except TaskSpecError as exc:
             log.warning("task %s not run: %s", task.task_id, exc)
-            return TaskResult("failed", reason=str(exc))
+            return TaskResult(FAILED, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - an engine that does not answer fails the task
             log.warning("task %s not run: the Docker engine failed: %s", task.task_id, exc)
-            return TaskResult("failed", reason=f"docker engine error: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"docker engine error: {_explain(exc)}")
         spec = self.container_spec(task, image, command, self._host_cpus)
         # Creation cannot be interrupted half-way, so a cancel waits for it to
         # finish and then removes the container instead of leaking it.
@@ -218,7 +219,7 @@ class DockerExecutor:
             raise
         except Exception as exc:  # noqa: BLE001 - any engine refusal fails the task, not the agent
             log.warning("task %s: cannot start a container: %s", task.task_id, exc)
-            return TaskResult("failed", reason=f"cannot start the container: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"cannot start the container: {_explain(exc)}")
         try:
             if on_start is not None:
                 await on_start(container.id)
@@ -348,11 +349,11 @@ class DockerExecutor:
                         exc)
             await asyncio.to_thread(self._kill, container)
             self._held[task_id] = container
-            return TaskResult("failed", reason=f"container error: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"container error: {_explain(exc)}")
         if result is None:
             await asyncio.to_thread(self._kill, container)
             tail = await asyncio.to_thread(_log_tail, container)
-            result = TaskResult("failed", exit_code=KILLED_EXIT_CODE,
+            result = TaskResult(FAILED, exit_code=KILLED_EXIT_CODE,
                                 reason=f"timed out after {limit_s:g} s", log_tail=tail)
         self._held[task_id] = container
         return result
@@ -365,15 +366,15 @@ class DockerExecutor:
         code = state.get("ExitCode")
         tail = _log_tail(container)
         if state.get("OOMKilled"):
-            return TaskResult("failed", exit_code=code, reason="OOM killed", log_tail=tail)
+            return TaskResult(FAILED, exit_code=code, reason="OOM killed", log_tail=tail)
         if limit_s is not None and code == KILLED_EXIT_CODE:
             started, finished = _started_at(container), _time(state.get("FinishedAt"))
             if started is not None and finished is not None and finished - started >= limit_s:
-                return TaskResult("failed", exit_code=code,
+                return TaskResult(FAILED, exit_code=code,
                                   reason=f"timed out after {limit_s:g} s", log_tail=tail)
         if code == 0:
-            return TaskResult("succeeded", exit_code=0, log_tail=tail)
-        return TaskResult("failed", exit_code=code, reason=f"exit code {code}", log_tail=tail)
+            return TaskResult(SUCCEEDED, exit_code=0, log_tail=tail)
+        return TaskResult(FAILED, exit_code=code, reason=f"exit code {code}", log_tail=tail)
 
     def _kill(self, container: Any) -> None:
         """SIGKILL a container and wait until it has stopped; it is kept (see ``forget``)."""

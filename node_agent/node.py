@@ -24,7 +24,7 @@ from dodoor.service.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogr
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult
-from dodoor.taskstates import CANCELLED
+from dodoor.taskstates import CANCELLED, LOST
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
@@ -283,7 +283,7 @@ class NodeAgent:
                 self.queue.finish(entry.task_id)
             for entry in list(self.queue.waiting):
                 self.queue.drop_waiting(entry.task_id)
-            self.finished["lost"] += len(ids)
+            self.finished[LOST] += len(ids)
             old, self.incarnation = self.incarnation, await self.journal.incarnation(renew=True)
         finally:
             self._fencing = False

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dodoor.errors import ValidationError
 from dodoor.taskindex import BUSY, LOST, MINE, PLACED
-from dodoor.taskstates import TERMINAL, UNKNOWN
+from dodoor.taskstates import LOST, QUEUED, TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
 from dodoor.service.peers import PeerError
 from dodoor.service.http import json_error
@@ -66,7 +66,7 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
     ask: list[str] = []
     for task_id in task_ids:
         if placer.reservations.get(task_id) is not None:
-            out.found[task_id] = status_body(task_id, "queued", None,
+            out.found[task_id] = status_body(task_id, QUEUED, None,
                                              "reserved, waiting for a confirm")
         elif (node := placer.placed.get(task_id)) is not None:
             where[task_id] = node
@@ -84,7 +84,7 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
         return where
     for task_id, outcome, node, owner in zip(ask, reply.outcomes, reply.nodes, reply.owners):
         if outcome == LOST:
-            out.found[task_id] = status_body(task_id, "lost", node or None,
+            out.found[task_id] = status_body(task_id, LOST, node or None,
                                              f"node {node} was declared dead")
         elif outcome in (BUSY, MINE):
             why = (f"being placed by scheduler {owner}; no node has reported it yet" if owner
@@ -106,7 +106,7 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
     by_node: dict[str, list[str]] = defaultdict(list)
     for task_id, node in where.items():
         if node in state.view.dead:
-            out.found[task_id] = status_body(task_id, "lost", node,
+            out.found[task_id] = status_body(task_id, LOST, node,
                                              f"node {node} was declared dead")
         elif state.view.index.get(node) is None:
             out.found[task_id] = status_body(task_id, UNKNOWN, node, f"node {node} is out of "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 
+from dodoor.cache import delta_row
 from dodoor.resources import fits_free
 from dodoor.runqueue import QueueEntry, RunQueue
 from dodoor.sim.node import SimNode
@@ -64,12 +65,8 @@ class Oracle:
         """The node's state with the enqueues in flight to it already counted."""
         row = node.state_row()
         for _, entry in node.inbound:
-            c, m, d = entry.demand
-            row[0] += c
-            row[1] += m
-            row[2] += d
-            row[3] += 1.0
-            row[4] += entry.duration_ms
+            for i, v in enumerate(delta_row(entry.demand, entry.duration_ms)):
+                row[i] += v
         return row
 
     def _replay(self, node: SimNode) -> list[Step]:

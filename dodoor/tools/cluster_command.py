@@ -17,6 +17,7 @@ from dodoor.service.cliargs import bounded, comma_list, env_token
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.resources import Task
+from dodoor.taskstates import SUCCEEDED, UNKNOWN
 from dodoor.validation import parse_task
 from dodoor.tools.localcluster import EXECUTORS, MAX_SCHEDULERS, ClusterSettings, LocalCluster
 from dodoor.tools.submit import (SubmitError, follow, outcome_json_lines, outcome_table,
@@ -170,8 +171,8 @@ async def _submit_and_follow(urls: list[str], tasks: list[Task], args: argparse.
             return 1
         print(f"submitted {len(placed)} tasks", file=sys.stderr)
         final = await follow(session, placed, token=token, timeout_s=args.timeout)
-    outcomes = [final.get(p.task_id, {"id": p.task_id, "state": "unknown"}) for p in placed]
-    counts = Counter(str(o.get("state", "unknown")) for o in outcomes)
+    outcomes = [final.get(p.task_id, {"id": p.task_id, "state": UNKNOWN}) for p in placed]
+    counts = Counter(str(o.get("state", UNKNOWN)) for o in outcomes)
     summary = "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if args.json:
         print(summary, file=sys.stderr)
@@ -180,4 +181,4 @@ async def _submit_and_follow(urls: list[str], tasks: list[Task], args: argparse.
     else:
         print(summary)
         print(outcome_table(outcomes))
-    return 0 if counts.get("succeeded", 0) == len(tasks) else 1
+    return 0 if counts.get(SUCCEEDED, 0) == len(tasks) else 1

@@ -36,6 +36,7 @@ from dodoor.tools.localcluster import ClusterSettings, LocalCluster
 from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
 from dodoor.tools.report import render
 from dodoor.service.auth_token import auth_headers
+from dodoor.taskstates import SUCCEEDED
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def _fresh_ids(tasks: Sequence[Task]) -> list[Task]:
 
 def _note_unfinished(summary: dict, s: EvalSettings) -> None:
     states = summary.get("settings", {}).get("states", {})
-    other = {k: v for k, v in states.items() if k != "succeeded"}
+    other = {k: v for k, v in states.items() if k != SUCCEEDED}
     if other:
         s.notes.append(f"live {summary['policy']}: not every task succeeded {other}; its "
                        "makespan and throughput figures are undefined (shown as nan/0)")

@@ -26,7 +26,8 @@ from dodoor.clock import Clock, WallClock
 from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
 from dodoor.service.auth_token import auth_headers
-from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
+# TERMINAL has cancelled: a cancelled task is done
+from dodoor.taskstates import FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.summary import summarize
 from dodoor.tools.metrics_scrape import Components, cluster_counts, difference, scrape
@@ -221,7 +222,7 @@ class Replayer:
         if status in (400, 413, 422):
             reason = (answer or {}).get("error", {}).get("reason", f"HTTP {status}")
             for i in idxs:
-                self._finish(i, "failed", {"reason": reason})
+                self._finish(i, FAILED, {"reason": reason})
             return
         now = self.clock.now_ms()
         for i in idxs:
@@ -232,7 +233,7 @@ class Replayer:
                 self._retry([i], (p or {}).get("error", f"HTTP {status}"))
                 continue
             t = self.track[i]
-            t.state = "queued"
+            t.state = QUEUED
             t.next_poll_ms = now + max(self.tasks[i].duration_ms, s.poll_s * 1000.0)
 
     def _retry(self, idxs: list[int], reason: str) -> None:
@@ -240,7 +241,7 @@ class Replayer:
             t = self.track[i]
             t.retries += 1
             if t.retries > self.settings.submit_retries:
-                self._finish(i, "failed", {"reason": f"not placed: {reason}"})
+                self._finish(i, FAILED, {"reason": f"not placed: {reason}"})
             else:
                 t.state = "retry"
                 t.next_poll_ms = self.clock.now_ms() + self.settings.retry_s * 1000.0
@@ -264,7 +265,7 @@ class Replayer:
                                                 "last_state": self.track[i].state})
                 log.warning("replay timed out with %d task(s) not terminal", len(open_))
                 return
-            due = [i for i in open_ if self.track[i].state in ("queued", "running", "retry")
+            due = [i for i in open_ if self.track[i].state in (QUEUED, RUNNING, "retry")
                    and self.track[i].next_poll_ms <= now]
             resend = [i for i in due if self.track[i].state == "retry"]
             for i in resend:
@@ -288,16 +289,16 @@ class Replayer:
                 log.debug("status of %s failed: %s", task.task_id, exc)
                 code, body = 0, {}
         now = self.clock.now_ms()
-        state = body.get("state") if code == 200 else ("lost" if code == 404 else None)
-        if state in ("succeeded", "failed"):
+        state = body.get("state") if code == 200 else (LOST if code == 404 else None)
+        if state in (SUCCEEDED, FAILED):
             self._finish(i, state, body)
-        elif state == "lost":
+        elif state == LOST:
             self._lost(i, body or {"reason": f"{t.scheduler} does not know the task"}, group)
         else:
-            if state in ("queued", "running"):
+            if state in (QUEUED, RUNNING):
                 t.state, t.status = state, body
             remaining = task.duration_ms
-            if state == "running" and body.get("started_ms") is not None:
+            if state == RUNNING and body.get("started_ms") is not None:
                 remaining = body["started_ms"] + task.duration_ms - now
             # a task waiting in a queue is polled less and less often: each poll is two
             # requests on the cluster being measured (end times come from the agent anyway)
@@ -310,7 +311,7 @@ class Replayer:
         the one that placed it would answer with its remembered placement."""
         t = self.track[i]
         if t.resubmits >= self.settings.max_resubmits:
-            self._finish(i, "lost", status)
+            self._finish(i, LOST, status)
             return
         t.resubmits += 1
         log.info("task %s lost (%s); resubmitting (%d)", self.tasks[i].task_id,
@@ -331,14 +332,14 @@ class Replayer:
         while not follower.done():
             await asyncio.sleep(self.settings.progress_s)
             counts = Counter(t.state for t in self.track)
-            done = counts["succeeded"] + counts["failed"] + counts["lost"]
+            done = counts[SUCCEEDED] + counts[FAILED] + counts[LOST]
             now = self.clock.now_ms()
             rate = (done - last_done) / max((now - last_ms) / 1000.0, 1e-9)
             last_done, last_ms = done, now
             submitted = len(self.track) - counts["pending"]
             self.progress.write(
-                f"\rsubmitted {submitted}/{len(self.track)}  running {counts['running']}  "
-                f"done {counts['succeeded']}  failed {counts['failed'] + counts['lost']}  "
+                f"\rsubmitted {submitted}/{len(self.track)}  running {counts[RUNNING]}  "
+                f"done {counts[SUCCEEDED]}  failed {counts[FAILED] + counts[LOST]}  "
                 f"{rate:6.1f} tasks/s ")
             self.progress.flush()
         self.progress.write("\n")
@@ -355,7 +356,7 @@ class Replayer:
             records.start[i] = _rel(st.get("started_ms"), self.t0)
             records.end[i] = _rel(st.get("finished_ms"), self.t0)
             records.node[i] = where.get(st.get("node"), -1)
-        records.finished = sum(1 for t in self.track if t.state == "succeeded")
+        records.finished = sum(1 for t in self.track if t.state == SUCCEEDED)
         return records
 
 

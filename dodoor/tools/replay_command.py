@@ -18,6 +18,7 @@ from dodoor.errors import ValidationError
 from dodoor.policies.lists import parse_policy_list, split_policy_list
 from dodoor.resources import Task
 from dodoor.tools.inputs import file_part
+from dodoor.taskstates import SUCCEEDED
 
 
 EVALUATE_POLICIES = "dodoor,power-of-two,sparrow,prequal,random"
@@ -161,7 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(markdown_table([summary]))
     print(f"states: {dict(result.states)}; resubmitted {result.resubmits}; wrote "
           f"{out / 'summary.json'}", file=sys.stderr)
-    return 0 if result.states.get("succeeded", 0) == len(tasks) else 1
+    return 0 if result.states.get(SUCCEEDED, 0) == len(tasks) else 1
 
 
 def _policy_of(url: str, token: str | None) -> str:

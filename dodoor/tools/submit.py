@@ -18,7 +18,9 @@ import msgpack
 
 from dodoor.errors import DodoorError
 from dodoor.resources import Task
-from dodoor.taskstates import TERMINAL  # cancelled included: a cancelled task is done
+# TERMINAL has cancelled: a cancelled task is done
+from dodoor.taskstates import (CANCELLED, FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL,
+                               UNKNOWN)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ async def status(session: aiohttp.ClientSession, url: str, task_id: str,
                  token: str | None = None) -> dict:
     async with session.get(f"{url}/v1/tasks/{task_id}", headers=auth_headers(token)) as resp:
         if resp.status == 404:
-            return {"id": task_id, "state": "unknown"}
+            return {"id": task_id, "state": UNKNOWN}
         resp.raise_for_status()
         return await resp.json(content_type=None)
 
@@ -116,7 +118,7 @@ async def follow(
         if pending:
             await asyncio.sleep(poll_s)
     for task_id in pending:
-        final[task_id] = last.get(task_id, {"id": task_id, "state": "unknown"})
+        final[task_id] = last.get(task_id, {"id": task_id, "state": UNKNOWN})
     if shown is not None:
         shown.close()
     return final
@@ -163,9 +165,9 @@ def progress_text(total: int, counts: Counter) -> str:
     width = 30
     filled = int(width * done / total) if total else width
     bar = "#" * filled + "-" * (width - filled)
-    return (f"[{bar}] {done}/{total} done  queued {counts['queued']}  running {counts['running']}"
-            f"  succeeded {counts['succeeded']}  failed {counts['failed']}  lost {counts['lost']}"
-            + (f"  cancelled {counts['cancelled']}" if counts["cancelled"] else ""))
+    return (f"[{bar}] {done}/{total} done  queued {counts[QUEUED]}  running {counts[RUNNING]}"
+            f"  succeeded {counts[SUCCEEDED]}  failed {counts[FAILED]}  lost {counts[LOST]}"
+            + (f"  cancelled {counts[CANCELLED]}" if counts[CANCELLED] else ""))
 
 
 OUTCOME_FIELDS = ("id", "state", "node", "exit_code", "reason")

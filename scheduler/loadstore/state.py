@@ -1,8 +1,11 @@
-"""The load store's state: node reports, scheduler deltas, b-counting, dead-node expiry.
+"""The load store daemon's state: the core's load state, keyed by node id, plus membership.
 
-Pure (no I/O): time comes from an injected clock, so expiry and counting are
-tested exactly on a ManualClock. The app in :mod:`scheduler.loadstore.app`
-does the pushing.
+Node rows, deltas, b-counting and snapshot versions are
+:class:`dodoor.loadstate.LoadState`; around it this keeps what only the daemon
+has: node ids, urls and capacities, dead-node expiry, the durable membership
+and fences, and the task index. Pure (no I/O): time comes from an injected
+clock, so expiry and counting are tested exactly on a ManualClock. The app in
+:mod:`scheduler.loadstore.app` does the pushing.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 
 from dodoor.cache import N_STATE
 from dodoor.clock import Clock
+from dodoor.loadstate import LoadState
 from dodoor.resources import N_RESOURCES
-from dodoor.snapshots import AdaptiveBatch, DeltaPublisher
+from dodoor.snapshots import DeltaPublisher
 from dodoor.taskindex import TaskIndex
 from dodoor.wire import Deltas, NodeState, Snapshot, SnapshotDelta
 from scheduler.loadstore.membership import Membership
@@ -36,8 +40,7 @@ class NodeRecord:
     url: str
     capacity: np.ndarray  # (R,)
     slots: int
-    reported: np.ndarray  # (S,) state in the last report
-    delta: np.ndarray  # (S,) scheduler deltas since that report
+    row: int  # the node's row in the LoadState
     last_report_ms: float
     seq: int
     alive: bool = True
@@ -48,10 +51,6 @@ class NodeRecord:
     # False for a member remembered from before a store restart that has not
     # reported to this store yet: not in snapshots, but it expires like the rest
     reported_here: bool = True
-
-    @property
-    def state(self) -> np.ndarray:
-        return self.reported + self.delta
 
 
 class LoadStoreState:
@@ -66,16 +65,10 @@ class LoadStoreState:
                  adaptive_b_target_ms: float = 0.0, delta_snapshots: bool = False,
                  epoch: str = "", membership: Membership | None = None,
                  index: TaskIndex | None = None) -> None:
-        self.b = b
-        # optional: b follows the placement rate to hold snapshot age near a target
-        self.adaptive = (AdaptiveBatch(adaptive_b_target_ms, b, start_ms=clock.now_ms())
-                         if adaptive_b_target_ms > 0 else None)
+        self.loads = LoadState(0, b, adaptive_b_target_ms, start_ms=clock.now_ms())
         self.dead_after_ms = dead_after_ms
         self.clock = clock
         self.nodes: dict[str, NodeRecord] = {}
-        self.since_push = 0
-        self.placements = 0
-        self.seq = 0
         # delta snapshots: rows indexed by position among the live nodes (by id);
         # any change of that set makes every scheduler's next update full
         self.epoch = epoch
@@ -91,12 +84,33 @@ class LoadStoreState:
             # remembered members get dead_after_ms to report to this store, as if they
             # had just reported; the ones that never do are declared dead
             self.nodes[node_id] = NodeRecord(
-                node_id, url, np.zeros(N_RESOURCES), 1, np.zeros(N_STATE), np.zeros(N_STATE),
-                now, 0, incarnation=incarnation, reported_here=False)
+                node_id, url, np.zeros(N_RESOURCES), 1, self.loads.grow(), now, 0,
+                incarnation=incarnation, reported_here=False)
+
+    @property
+    def b(self) -> int:
+        return self.loads.b
+
+    @property
+    def placements(self) -> int:
+        return self.loads.placements
+
+    @property
+    def since_push(self) -> int:
+        return self.loads.since_push
+
+    @property
+    def seq(self) -> int:
+        return self.loads.seq
 
     def live(self) -> list[NodeRecord]:
         return [self.nodes[k] for k in sorted(self.nodes)
                 if self.nodes[k].alive and self.nodes[k].reported_here]
+
+    def live_states(self, live: list[NodeRecord] | None = None) -> np.ndarray:
+        """The state (report + deltas) of every live node, in :meth:`live` order."""
+        live = self.live() if live is None else live
+        return self.loads.view([r.row for r in live]).reshape(len(live), N_STATE)
 
     def dead(self) -> tuple[str, ...]:
         """Nodes declared dead and not back: their tasks are ``lost``."""
@@ -141,10 +155,11 @@ class LoadStoreState:
             self.membership_dirty = True
         rec = self.nodes.get(msg.node_id)
         if rec is None:
+            row = self.loads.grow()
+            self.loads.report([row], state)
             self.nodes[msg.node_id] = NodeRecord(
-                msg.node_id, url, capacity, int(msg.slots), state,
-                np.zeros(N_STATE), now, msg.seq, utilization=dict(msg.utilization),
-                incarnation=msg.incarnation, indexed=indexed,
+                msg.node_id, url, capacity, int(msg.slots), row, now, msg.seq,
+                utilization=dict(msg.utilization), incarnation=msg.incarnation, indexed=indexed,
             )
             log.info("node %s joined (%s)", msg.node_id, msg.url)
             self._reindex()
@@ -159,10 +174,7 @@ class LoadStoreState:
         rec.url = msg.url.rstrip("/")
         rec.capacity = capacity
         rec.slots = int(msg.slots)
-        rec.reported = state
-        # The report already counts every task the agent received, so the
-        # deltas recorded before it are dropped.
-        rec.delta = np.zeros(N_STATE)
+        self.loads.report([rec.row], state)
         rec.last_report_ms = now
         rec.seq = msg.seq
         rec.alive = True
@@ -182,22 +194,20 @@ class LoadStoreState:
             raise ValueError(f"deltas of shape {deltas.shape} for {len(msg.node_ids)} nodes")
         if not np.all(np.isfinite(deltas)) or msg.placements < 0:
             raise ValueError("deltas must be finite and placements >= 0")
-        touched = []
-        for node, row in zip(msg.node_ids, deltas):
+        touched: list[str] = []
+        rows: list[int] = []
+        picked: list[int] = []
+        for i, node in enumerate(msg.node_ids):
             rec = self.nodes.get(node)
             if rec is not None and rec.alive:
-                rec.delta += row
                 touched.append(node)
+                rows.append(rec.row)
+                picked.append(i)
+        if rows:
+            self.loads.add_deltas(rows, deltas[picked])
         if self.publisher is not None and touched:
             self.publisher.mark([self._index[node] for node in touched])
-        self.placements += msg.placements
-        self.since_push += msg.placements
-        if self.since_push >= self.b:
-            if self.adaptive is not None:
-                self.b = self.adaptive.observe(self.clock.now_ms(), self.since_push)
-            self.since_push = 0
-            return True
-        return False
+        return self.loads.count(msg.placements, self.clock.now_ms())
 
     def forgive_stall(self, stalled_ms: float) -> None:
         """Do not count ``stalled_ms`` of the store's own downtime against live nodes."""
@@ -225,15 +235,15 @@ class LoadStoreState:
     def snapshot(self) -> Snapshot:
         """Every live node's capacity and state (report + deltas), ordered by id."""
         live = self.live()
-        self.seq += 1
+        seq = self.loads.next_seq()
         n = len(live)
         return Snapshot(
-            seq=self.seq,
+            seq=seq,
             node_ids=tuple(r.node_id for r in live),
             urls=tuple(r.url for r in live),
             capacity=np.array([r.capacity for r in live]).reshape(n, N_RESOURCES),
             slots=np.array([float(r.slots) for r in live]).reshape(n),
-            state=np.array([r.state for r in live]).reshape(n, N_STATE),
+            state=self.live_states(live),
             dead=self.dead(), incarnations=tuple(r.incarnation for r in live),
         )
 
@@ -249,7 +259,7 @@ class LoadStoreState:
         assert self.publisher is not None
         live = self.live()
         n = len(live)
-        state = np.array([r.state for r in live]).reshape(n, N_STATE)
+        state = self.live_states(live)
         out: dict[str, Snapshot | SnapshotDelta] = {}
         for sid in schedulers:
             update = self.publisher.update_for(sid, state, self.clock.now_ms())
@@ -266,7 +276,7 @@ class LoadStoreState:
                     seq=update.seq, base_seq=update.base_seq, epoch=self.epoch,
                     node_ids=tuple(self._order[i] for i in update.nodes.tolist()),
                     state=update.rows.reshape(update.n_rows, N_STATE), dead=self.dead())
-        self.seq += 1
+        self.loads.next_seq()
         return out
 
     def describe(self) -> dict:
@@ -274,7 +284,7 @@ class LoadStoreState:
         return {"nodes": [
             {"id": r.node_id, "url": r.url, "alive": r.alive, "slots": r.slots,
              "incarnation": r.incarnation, "reported": r.reported_here,
-             "capacity": r.capacity.tolist(), "state": r.state.tolist(),
+             "capacity": r.capacity.tolist(), "state": self.loads.view([r.row])[0].tolist(),
              "report_age_ms": now - r.last_report_ms, "utilization": r.utilization or {}}
             for r in (self.nodes[k] for k in sorted(self.nodes))
         ], "snapshot_seq": self.seq, "placements": self.placements, "about": STORE_ABOUT}

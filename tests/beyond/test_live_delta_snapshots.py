@@ -25,7 +25,7 @@ def _report(node: str, tasks: float = 0.0) -> NodeState:
 
 
 def _store_view(store: LoadStoreState) -> np.ndarray:
-    return np.array([r.state for r in store.live()])
+    return store.live_states()
 
 
 def _deliver(store: LoadStoreState, view: ClusterView, sid: str = "s") -> type:

@@ -234,7 +234,7 @@ async def test_heartbeats_update_the_node_but_are_not_scheduling_messages(loadst
     assert (await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)).status == 200
     assert (ls.counter.counts["node_state"], ls.counter.counts["heartbeat"]) == (1, 1)
     assert ls.counter.scheduling_total == 1
-    assert [r.state[3] for r in ls.store.live()] == [3.0]
+    assert ls.store.live_states()[:, 3].tolist() == [3.0]
 
 
 async def test_reports_are_wanted_only_while_a_scheduler_scores_from_load(loadstore, aiohttp_server):
