@@ -38,7 +38,7 @@ import msgpack
 
 from dodoor.errors import DodoorError
 from dodoor.service.auth_token import auth_headers
-from dodoor.taskstates import TERMINAL
+from dodoor.taskstates import CANCELLED, FAILED, LOST, QUEUED, SUCCEEDED, TERMINAL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
