@@ -23,15 +23,15 @@ from dodoor.service.peers import PeerClient, PeerError
 from dodoor.service.auth_token import auth_headers
 from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
                                  read_message, wire_response)
-from scheduler.asking import ASK_AGAIN
+from scheduler.paths.reservation import ASK_AGAIN
 from scheduler.cancel import cancel_task
 from scheduler.intake import BodyError, parse_submission
 from scheduler.metrics import SubmitMetrics, make_registry
-from scheduler.placer import NoNodesError, Placer
+from scheduler.placer import Placer
 from scheduler.settings import SchedulerSettings
 from scheduler.status import (MAX_LOG_BYTES, batch_body, fetch_log, follow,
                               parse_status_request, resolve)
-from scheduler.view import ClusterView
+from scheduler.view import ClusterView, NoNodesError
 
 log = logging.getLogger(__name__)
 

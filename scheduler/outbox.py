@@ -12,7 +12,7 @@ or the :class:`~dodoor.service.peers.PeerError` of that request. A definite
 refusal lets the caller fail over, as for a request of its own; an unknown
 outcome (``PeerError.outcome_unknown``: a timeout, say) reaches every caller the
 request carried, and each must settle it with the same agent before placing
-its tasks anywhere else (:meth:`scheduler.placer.Placer._settle`). An agent
+its tasks anywhere else (:meth:`scheduler.sender.AgentSender.settle`). An agent
 answering 404/405 to a batch takes no batches; its callers get
 :class:`BatchRefused` and resend one by one.
 """

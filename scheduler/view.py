@@ -7,7 +7,8 @@ import asyncio
 import numpy as np
 
 from dodoor.cache import N_STATE, STATE_COLUMNS, LoadCache
-from dodoor.resources import N_RESOURCES, RESOURCES
+from dodoor.errors import NoFitError
+from dodoor.resources import N_RESOURCES, RESOURCES, Task, check_fits_somewhere
 from dodoor.sampling import FeasibleSampler
 from dodoor.wire import Deltas, Snapshot, SnapshotDelta
 
@@ -19,6 +20,10 @@ VIEW_ABOUT = ("this scheduler's cached view: the load store's last snapshot plus
               "cluster-wide, so while nothing is placed the view is not refreshed and tasks "
               "that ended since still count (see snapshot_age_ms). The load store's "
               "GET /v1/nodes has each node's last report.")
+
+
+class NoNodesError(Exception):
+    """No live node is known (no snapshot yet, or every node is dead)."""
 
 
 class ClusterView:
@@ -52,6 +57,26 @@ class ClusterView:
     @property
     def n_nodes(self) -> int:
         return len(self.node_ids)
+
+    def check_fits(self, tasks: list[Task], batch: bool) -> None:
+        """Raise NoFitError (field ``tasks[i].<resource>``) or NoNodesError unless every
+        task fits some live node."""
+        capacity = self.cache.capacity
+        if capacity.shape[0] == 0:
+            raise NoNodesError("no live nodes are known yet")
+        fitting: set[tuple[float, float, float]] = set()  # batches repeat a few demands
+        for i, task in enumerate(tasks):
+            key = (task.cores, task.memory_mb, task.disk_mb)
+            if key in fitting:
+                continue
+            if self.sampler.feasible(task.demand()).size:
+                fitting.add(key)
+                continue
+            try:
+                check_fits_somewhere(task.demand(), capacity)
+            except NoFitError as exc:
+                field = f"tasks[{i}].{exc.field}" if batch else exc.field
+                raise NoFitError(field, exc.reason) from exc
 
     def apply(self, snap: Snapshot, now_ms: float) -> Deltas | None:
         """Install a snapshot; returns unflushed deltas of a replaced node set, if any."""

@@ -40,6 +40,7 @@ CROSSINGS = [
     ("sim-pure", "dodoor/sim/engine.py", "import workloads.load"),
     ("workloads-data-only", "workloads/load.py", "import dodoor.sim.engine"),
     ("only-tools-on-top", "scheduler/placements.py", "import dodoor.client"),
+    ("paths-below-placer", "scheduler/paths/probing.py", "import scheduler.placer"),
 ]
 
 

@@ -12,6 +12,7 @@ from dodoor.clock import MonotonicClock
 from dodoor.resources import Task
 from dodoor.settings import PolicySettings
 from dodoor.wire import Snapshot
+from scheduler.paths.base import Decisions
 from scheduler.placer import _DECISIONS_PER_YIELD, Placer
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
@@ -78,10 +79,10 @@ def test_chunk_decides_as_one_at_a_time_for_the_same_candidates(d, empty, shapes
         feed = iter(cands)
         placer.policy.candidates = lambda task, demand, sampler, rng, feed=feed: next(feed)
 
-    groups: dict = {}
-    chunked._decide_chunk([(i, t, dm) for i, (t, dm) in enumerate(tasks)], groups)
-    got = {i: prefs for items in groups.values() for i, _, prefs in items}
-    want = {i: single._decide(t, dm) for i, (t, dm) in enumerate(tasks)}
+    decisions = Decisions(pending=[(i, t, dm) for i, (t, dm) in enumerate(tasks)])
+    chunked.path.flush(decisions)
+    got = {i: prefs for items in decisions.groups.values() for i, _, prefs in items}
+    want = {i: single.path.decide(t, dm) for i, (t, dm) in enumerate(tasks)}
 
     assert got == want
     np.testing.assert_array_equal(chunked.view.cache.state, single.view.cache.state)
