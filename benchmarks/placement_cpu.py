@@ -48,6 +48,11 @@ def make_placer(policy: str, nodes: int, seed: int, stacked: bool) -> Placer:
                     MonotonicClock(), lambda deltas: None, None)
     placer.stack_decisions = stacked
 
+    async def all_new(ids):  # no load store or agents to claim ids at: every id is new
+        return {}
+
+    placer.claims.claim = all_new
+
     async def sent(target, items):  # the agent hop, stubbed
         return [(i, None) for i, _, _ in items]
 

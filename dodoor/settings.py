@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -14,6 +14,29 @@ from dodoor.resources import N_RESOURCES
 
 
 AUTO_B_TARGET_MS = 50.0  # the snapshot-age target of ``b=auto``
+# Policy settings that only the load store applies live (the snapshot cadence): a
+# scheduler given one would silently ignore it, so it refuses them (scheduler/settings.py).
+LOADSTORE_KEYS = ("b", "adaptive_b_target_ms", "delta_snapshots")
+
+
+def check_positive(settings: Any, names: Iterable[str]) -> None:
+    """Raise a ValidationError naming the first of ``names`` not > 0 on ``settings``."""
+    for name in names:
+        value = getattr(settings, name)
+        if not value > 0:
+            raise ValidationError(name, f"must be > 0, got {value!r}")
+
+
+def key_values(items: Iterable[str], field: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """``["d=8", " alpha = 0.3"]`` -> ``{"d": "8", "alpha": "0.3"}`` (stripped; a later key
+    wins); an item without ``=`` or a key is an error naming ``field`` and the item."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError(field, f"expected {form}, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,11 @@ class PolicySettings:
                                   f"must be finite and >= 0, got {self.adaptive_b_target_ms}")
         if self.pool_size < 1:
             raise ValidationError("pool_size", f"must be >= 1, got {self.pool_size}")
+
+    def loadstore_keys_set(self) -> list[str]:
+        """The :data:`LOADSTORE_KEYS` that differ from their defaults."""
+        defaults = PolicySettings()
+        return [k for k in LOADSTORE_KEYS if getattr(self, k) != getattr(defaults, k)]
 
     def weight_vector(self) -> np.ndarray:
         return np.asarray(self.weights, dtype=np.float64)

@@ -1,4 +1,8 @@
-"""Typed settings of one agent process, built once at the entry point."""
+"""Typed settings of one agent process, built once at the entry point.
+
+The fields made with :func:`~dodoor.service.cliargs.setting` are the flags of
+``dodoor agent`` (node_agent/command.py derives them).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import psutil
 
 from dodoor.errors import ValidationError
 from dodoor.service.auth_token import auth_headers
+from dodoor.service.cliargs import MAX_PORT, bounded, setting
 
 EXECUTORS = ("sleep", "process", "docker")
+RETENTION_ENV = "DODOOR_JOURNAL_RETENTION_S"
 # Finished results are forgotten a week after they end unless told otherwise: long
 # enough for any client to read them back, short enough that the disk never fills.
 DEFAULT_JOURNAL_RETENTION_S = 7 * 24 * 3600.0
@@ -23,29 +29,52 @@ DEFAULT_JOURNAL_RETENTION_S = 7 * 24 * 3600.0
 class AgentSettings:
     """Everything an agent needs; ``capacity`` is (cores, memory MiB, disk MiB)."""
 
-    node_id: str = "node-0"
-    host: str = "127.0.0.1"
-    port: int = 8200
-    loadstore_url: str | None = None
-    advertise_url: str | None = None
-    cores: float = 1.0
-    memory_mb: float = 1024.0
-    disk_mb: float = 0.0
-    slots: int = 1
-    executor: str = "sleep"
-    journal_path: str = "dodoor-agent.sqlite"
-    report_interval_ms: float = 100.0
-    heartbeat_ms: float = 1000.0
+    node_id: str = setting("node-0", "this node's id, unique in the cluster", flag="--id")
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8200, "port to listen on", type=bounded(int, 1, MAX_PORT))
+    loadstore_url: str | None = setting(None, "load store base URL", flag="--loadstore",
+                                        required=True, metavar="URL")
+    advertise_url: str | None = setting(
+        None, "URL schedulers use to reach this agent (default http://HOST:PORT)")
+    # None on the command line: measured on this host (node_agent/command.py)
+    cores: float = setting(1.0, "default: the host's CPU count", cli_default=None)
+    memory_mb: float = setting(1024.0, "default: the host's total memory", cli_default=None)
+    disk_mb: float = setting(0.0, "default: free space on the journal's filesystem",
+                             cli_default=None)
+    slots: int = setting(1, "concurrent tasks (default: cores)", cli_default=None,
+                         type=bounded(int, 1))
+    executor: str = setting(
+        "sleep", "sleep: hold the task's resources for its duration; process: run its "
+                 "command here; docker: run it in a container", choices=EXECUTORS)
+    journal_path: str = setting("dodoor-agent.sqlite",
+                                "sqlite journal (default ./dodoor-agent-ID.sqlite)",
+                                flag="--journal", cli_default=None, metavar="PATH")
+    report_interval_ms: float = setting(
+        100.0, "least time between two load reports to the load store")
+    heartbeat_ms: float = setting(1000.0, "a report at least this often, even with nothing new")
     token: str | None = None
-    max_body_bytes: int = 4 * 1024 * 1024
-    sleep_scale: float = 1.0
-    task_timeout_ms: float | None = None
+    max_body_bytes: int = setting(4 * 1024 * 1024, "largest request body accepted (413 above)",
+                                  type=bounded(int, 1))
+    sleep_scale: float = setting(
+        1.0, "sleep executor: multiply every duration (replay traces faster)")
+    task_timeout_ms: float | None = setting(
+        None, "process executor: wall limit (default max(60 s, 10 × duration))")
     confirm_timeout_ms: float = 5000.0
-    journal_keep_finished: int = 0  # 0: keep every finished task's result
-    journal_retention_s: float = DEFAULT_JOURNAL_RETENTION_S  # 0: keep results forever
+    journal_keep_finished: int = setting(  # 0: keep every finished task's result
+        0, "keep only the newest N finished results in the journal (default 0: all)",
+        type=bounded(int, 0), metavar="N")
+    journal_retention_s: float = setting(  # 0: keep results forever
+        DEFAULT_JOURNAL_RETENTION_S,
+        f"forget finished results S seconds after they end (0: never; default "
+        f"${RETENTION_ENV} or {DEFAULT_JOURNAL_RETENTION_S:g}, 7 days)",
+        cli_default=None, metavar="S")
     # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
-    docker_network: str | None = None
-    docker_allowed_images: tuple[str, ...] = ()
+    docker_network: str | None = setting(
+        None, "docker executor: network for task containers (default none)")
+    docker_allowed_images: tuple[str, ...] = setting(
+        (), "docker executor: an image tasks may use (repeatable; default the built task "
+            "images)", flag="--docker-allow-image", cli_default=[], action="append",
+        metavar="IMAGE", convert=tuple)
 
     def __post_init__(self) -> None:
         for name in ("cores", "memory_mb"):

@@ -1,19 +1,25 @@
-"""Typed settings of the scheduler and load-store processes, built once at the entry point."""
+"""Typed settings of the scheduler process, built once at the entry point.
+
+The fields made with :func:`~dodoor.service.cliargs.setting` are the flags of
+``dodoor scheduler`` (scheduler/command.py derives them).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Sequence
 
 from dodoor.errors import ValidationError
-from dodoor.policies import LIVE_POLICIES, is_live_spec, make_policy_spec
-from dodoor.settings import PolicySettings
+from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES, is_live_spec, make_policy_spec
+from dodoor.service.cliargs import MAX_PORT, bounded, setting
+from dodoor.settings import LOADSTORE_KEYS, PolicySettings, check_positive, key_values
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValidationError(name, f"must be > 0, got {value!r}")
+def parse_params(items: Sequence[str]) -> PolicySettings:
+    """``["d=8", "alpha=0.3"]`` → PolicySettings (``--param``)."""
+    return PolicySettings.from_mapping(key_values(items, "param"))
 
 
 @dataclass(frozen=True)
@@ -24,17 +30,30 @@ class SchedulerSettings:
     (snapshot pushes, Sparrow confirms); it defaults to ``http://host:port``.
     """
 
-    scheduler_id: str = "sched-0"
-    host: str = "127.0.0.1"
-    port: int = 8100
-    loadstore_url: str = "http://127.0.0.1:8090"
-    advertise_url: str | None = None
-    policy: str = "dodoor"
-    policy_settings: PolicySettings = field(default_factory=PolicySettings)
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    seed: int | None = None
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8100, "port to listen on", type=bounded(int, 1, MAX_PORT))
+    scheduler_id: str = setting("sched-0", "this scheduler's id, unique in the cluster",
+                                flag="--id")
+    loadstore_url: str = setting("http://127.0.0.1:8090",
+                                 "load store URL, e.g. http://127.0.0.1:8090",
+                                 flag="--loadstore", required=True, cli_default=None,
+                                 metavar="URL")
+    advertise_url: str | None = setting(
+        None, "URL agents and the load store use to reach this scheduler "
+              "(default http://HOST:PORT)")
+    policy: str = setting(
+        DEFAULT_POLICY, f"{', '.join(LIVE_POLICIES)}, optionally with settings as "
+                        f"name:key=value,... (default {DEFAULT_POLICY}; dodoor is the paper's)",
+        metavar="SPEC")
+    policy_settings: PolicySettings = setting(
+        PolicySettings(), "policy setting (d, beta, alpha, k, weights, ...; b is the load "
+                          "store's); repeatable", flag="--param", cli_default=[],
+        action="append", metavar="KEY=VALUE", convert=parse_params)
+    max_body_bytes: int = setting(DEFAULT_MAX_BODY, "largest request body accepted (413 above)",
+                                  type=bounded(int, 1))
+    seed: int | None = setting(None, "seed of the policy's random choices (default: from the OS)")
     token: str | None = None
-    agent_timeout_ms: float = 2000.0
+    agent_timeout_ms: float = setting(2000.0, "timeout of one request to an agent")
     # Extra nodes tried after every candidate failed (docs/design.md §6 failover).
     max_failover: int = 4
     idempotency_entries: int = 200_000
@@ -50,7 +69,9 @@ class SchedulerSettings:
     # How long an enqueue whose outcome is unknown (a timeout: the agent may have
     # journaled the task) is resent to the same agent before the task is reported
     # as "outcome unknown"; it is not placed elsewhere, where it could run twice.
-    resolve_timeout_ms: float = 30_000.0
+    resolve_timeout_ms: float = setting(
+        30_000.0, "how long an enqueue with an unknown outcome (a timeout) is resent to the "
+                  "same agent before the task is reported as unknown, never placed elsewhere")
     # Send a batch's tasks for one agent in one request (falls back to single
     # enqueues for agents that answer 404/405 to /internal/enqueue_batch).
     batch_enqueue: bool = True
@@ -61,13 +82,22 @@ class SchedulerSettings:
                 "policy", f"unknown or simulator-only policy {self.policy!r}; "
                 f"live policies: {', '.join(LIVE_POLICIES)} (optionally name:key=value,...)"
             )
-        make_policy_spec(self.policy, self.policy_settings)  # a bad setting fails here, named
+        # a bad setting fails here, named; so does one only the load store applies
+        stray = make_policy_spec(self.policy, self.policy_settings).settings.loadstore_keys_set()
+        if stray:
+            own = self.policy.partition(":")[2]
+            in_spec = [k for k in key_values(own.split(","), "policy") if k in LOADSTORE_KEYS] \
+                if own else []
+            where, key = ("policy", in_spec[0]) if in_spec else ("param", stray[0])
+            raise ValidationError(where, f"{key!r} does nothing at a scheduler: the load store "
+                                  f"applies it; give it to `dodoor loadstore` (--b, "
+                                  f"--adaptive-b-target-ms, --delta-snapshots) or to "
+                                  f"`dodoor cluster up --b`")
         if not self.scheduler_id:
             raise ValidationError("id", "must not be empty")
-        for name in ("max_body_bytes", "agent_timeout_ms", "idempotency_entries", "max_batch",
-                     "loadstore_check_ms", "register_retry_ms", "max_connections",
-                     "agent_inflight"):
-            _positive(name, getattr(self, name))
+        check_positive(self, ("max_body_bytes", "agent_timeout_ms", "idempotency_entries",
+                              "max_batch", "loadstore_check_ms", "register_retry_ms",
+                              "max_connections", "agent_inflight"))
         if self.max_failover < 0:
             raise ValidationError("max_failover", f"must be >= 0, got {self.max_failover}")
         if not self.resolve_timeout_ms >= 0:  # 0: report an unknown outcome at once
@@ -78,40 +108,3 @@ class SchedulerSettings:
     def url(self) -> str:
         """The URL other components use to reach this scheduler."""
         return (self.advertise_url or f"http://{self.host}:{self.port}").rstrip("/")
-
-
-@dataclass(frozen=True)
-class LoadStoreSettings:
-    """Everything one load-store process needs; see ``dodoor loadstore --help``."""
-
-    host: str = "127.0.0.1"
-    port: int = 8090
-    b: int = 80
-    dead_after_ms: float = 3000.0
-    token: str | None = None
-    push_timeout_ms: float = 2000.0
-    # A scheduler that failed this many pushes in a row is forgotten; it
-    # re-registers when it notices the load store again.
-    forget_after_failures: int = 100
-    max_body_bytes: int = 64 * 1024 * 1024
-    # > 0: b adapts to the placement rate to hold snapshot age near this (dodoor.snapshots)
-    adaptive_b_target_ms: float = 0.0
-    # push each scheduler only the rows changed since its previous snapshot
-    delta_snapshots: bool = False
-    # members and fenced node lives (scheduler.loadstore.membership); "" keeps them in memory only
-    state_file: str = ""
-    index_entries: int = 1_000_000  # task ids the store remembers (docs/guarantees.md)
-    # a claim without a reporting node keeps other schedulers off the id this long
-    claim_ttl_ms: float = 60_000.0
-
-    def __post_init__(self) -> None:
-        if self.b < 1:
-            raise ValidationError("b", f"must be >= 1, got {self.b}")
-        for name in ("dead_after_ms", "push_timeout_ms", "forget_after_failures",
-                     "max_body_bytes", "index_entries", "claim_ttl_ms"):
-            _positive(name, getattr(self, name))
-
-    @property
-    def expiry_interval_ms(self) -> float:
-        """How often dead nodes are looked for: a quarter of the deadline, at most 500 ms."""
-        return min(self.dead_after_ms / 4.0, 500.0)

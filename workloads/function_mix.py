@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from dodoor.errors import ValidationError
+from dodoor.settings import key_values
 from dodoor.resources import Task
 
 CLASSES = ("short", "medium", "long")
@@ -70,14 +71,14 @@ def parse_mix(text: str | None) -> dict[str, float]:
         return dict(DEFAULT_MIX)
     mix: dict[str, float] = {}
     for part in text.split(","):
-        name, sep, value = part.partition("=")
+        ((name, value),) = key_values([part], "function_mix", "CLASS=WEIGHT").items()
         try:
             weight = float(value)
         except ValueError:
             weight = math.nan
-        if not sep or not (weight >= 0):
+        if not (weight >= 0):
             raise ValidationError("function_mix", f"expected CLASS=WEIGHT, got {part!r}")
-        mix[name.strip()] = weight
+        mix[name] = weight
     total = sum(mix.values())
     if total <= 0:
         raise ValidationError("function_mix", f"weights must sum to > 0, got {text!r}")

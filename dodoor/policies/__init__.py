@@ -11,7 +11,7 @@ from dodoor.policies.ideal import IdealPolicy
 from dodoor.policies.prequal import PrequalPolicy
 from dodoor.policies.probing import PowerOfTwo, PowerOfTwoDuration
 from dodoor.policies.simple import RandomPolicy, SparrowPolicy
-from dodoor.settings import PolicySettings
+from dodoor.settings import PolicySettings, key_values
 
 POLICIES: dict[str, Callable[[PolicySettings], PlacementPolicy]] = {
     "dodoor": DodoorPolicy,
@@ -54,12 +54,10 @@ def make_policy_spec(spec: str, base: PolicySettings | None = None) -> Placement
     name, _, params = spec.partition(":")
     settings = base or PolicySettings()
     if params:
-        overrides: dict[str, str] = {}
-        for item in params.split(","):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ValidationError("policy", f"bad setting {item!r} in {spec!r}; use key=value")
-            overrides[key.strip()] = value.strip()
+        try:
+            overrides = key_values(params.split(","), "policy", "key=value")
+        except ValidationError as exc:
+            raise ValidationError("policy", f"{exc.reason} in {spec!r}") from exc
         settings = settings.with_overrides(overrides)
     policy = make_policy(name, settings)
     policy.name = spec

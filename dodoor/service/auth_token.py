@@ -69,6 +69,8 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def token_from_args(args: argparse.Namespace) -> str | None:
+def token_from_args(args: argparse.Namespace,
+                    environ: Mapping[str, str] | None = None) -> str | None:
     """:func:`resolve_token` for a parsed daemon command line."""
-    return resolve_token(getattr(args, "token", None), getattr(args, "token_file", None))
+    return resolve_token(getattr(args, "token", None), getattr(args, "token_file", None),
+                         environ)

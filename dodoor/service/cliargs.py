@@ -1,4 +1,5 @@
-"""Pieces every command's parser shares: the help format, the policy option, checks.
+"""Pieces every command's parser shares: the help format, the policy option, checks,
+and the daemons' flags derived from their settings dataclasses (:func:`setting`).
 
 Kept apart from :mod:`dodoor.tools.cli` so each role's ``register`` can use them
 without importing the entry point.
@@ -7,12 +8,13 @@ without importing the entry point.
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dodoor.errors import ValidationError
+from dodoor.service.auth_token import resolve_token
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_PORT = 65535
@@ -93,6 +95,55 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def env_token() -> str | None:
-    """The shared bearer token from ``$DODOOR_TOKEN`` (None when unset or empty)."""
-    return os.environ.get("DODOOR_TOKEN") or None
+def env_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The shared bearer token from the environment (``$DODOOR_TOKEN`` or
+    ``$DODOOR_TOKEN_FILE``, read by :func:`~dodoor.service.auth_token.resolve_token`)."""
+    return resolve_token(environ=environ)
+
+
+_CLI = "cli"  # the field metadata key of :func:`setting`
+_SAME = object()
+_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, cli_default: Any = _SAME,
+            convert: Callable[[Any], Any] | None = None, **argparse_kwargs: Any) -> Any:
+    """A settings dataclass field that is also its command's flag.
+
+    ``flag`` defaults to ``--`` + the field name with dashes; ``cli_default`` is the
+    flag's default when it differs from the field's (None: filled in at the entry
+    point, say from the host); ``convert`` turns the parsed value into the field's;
+    the rest goes to ``add_argument`` (a bool field is a ``store_true`` flag, the type
+    of other fields comes from their annotation unless given).
+    """
+    spec = {"help": help, "flag": flag, "cli_default": cli_default, "convert": convert,
+            **argparse_kwargs}
+    return dataclasses.field(default=default, metadata={_CLI: spec})
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of settings dataclass ``cls`` that are flags (:func:`setting`)."""
+    return [f for f in dataclasses.fields(cls) if _CLI in f.metadata]
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per :func:`setting` field of ``cls``, in field order."""
+    for f in flag_fields(cls):
+        kwargs = {k: v for k, v in f.metadata[_CLI].items() if k not in ("flag", "convert")}
+        name = f.metadata[_CLI]["flag"] or "--" + f.name.replace("_", "-")
+        default = kwargs.pop("cli_default")
+        kwargs["default"] = f.default if default is _SAME else default
+        if isinstance(f.default, bool) and "action" not in kwargs:
+            kwargs["action"] = "store_true"
+        elif "type" not in kwargs and "action" not in kwargs and "choices" not in kwargs:
+            kwargs["type"] = _TYPES[str(f.type).split("|")[0].strip()]
+        parser.add_argument(name, dest=f.name, **kwargs)
+
+
+def setting_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of ``cls``'s flag fields in ``args``, converted to the fields' types."""
+    out = {}
+    for f in flag_fields(cls):
+        value, convert = getattr(args, f.name), f.metadata[_CLI]["convert"]
+        out[f.name] = convert(value) if convert is not None else value
+    return out

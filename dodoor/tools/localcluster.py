@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dodoor.errors import DodoorError, ValidationError
-from dodoor.policies import LIVE_POLICIES, make_policy_spec
+from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
 from dodoor.service.cliargs import MAX_PORT
 from node_agent.settings import EXECUTORS
 from workloads.clusters import scaled
@@ -61,7 +61,7 @@ class ClusterSettings:
     schedulers: int = 2
     executor: str = "sleep"
     base_port: int = 8090
-    policy: str = "dodoor"
+    policy: str = DEFAULT_POLICY
     params: tuple[str, ...] = ()
     b: int | None = None
     workdir: Path = Path(".dodoor-cluster")
@@ -90,7 +90,7 @@ class ClusterSettings:
 
     def _check_policy(self) -> None:
         """The policy and its --param settings, as the schedulers will parse them."""
-        from scheduler.command import parse_params
+        from scheduler.settings import SchedulerSettings, parse_params
 
         name = self.policy.partition(":")[0]
         if name not in LIVE_POLICIES:
@@ -98,7 +98,8 @@ class ClusterSettings:
             raise ValidationError("--policy", f"{name!r} {what}; the schedulers run "
                                               f"{', '.join(LIVE_POLICIES)}")
         try:
-            make_policy_spec(self.policy, parse_params(list(self.params)))
+            # the schedulers' own check: it also refuses settings only the load store applies
+            SchedulerSettings(policy=self.policy, policy_settings=parse_params(self.params))
         except ValidationError as exc:
             given = " ".join([self.policy, *(f"--param {p}" for p in self.params)])
             raise ValidationError("--policy", f"{given}: {exc}") from exc

@@ -12,7 +12,7 @@ from dodoor.service.cliargs import add_policy_list, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
-from dodoor.settings import PolicySettings
+from dodoor.settings import PolicySettings, key_values
 from dodoor.sim.report import format_ratios, format_table
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
@@ -104,13 +104,7 @@ def parse_load(text: str) -> float | None:
 
 
 def parse_params(items: Sequence[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValidationError("param", f"expected KEY=VALUE, got {item!r}")
-        params[key.strip()] = value.strip()
-    return params
+    return key_values(items, "param")
 
 
 def _progress_printer(name: str):

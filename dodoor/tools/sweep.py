@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from dodoor.errors import DodoorError, ValidationError
+from dodoor.settings import key_values
 from dodoor.tools.inputs import load_inputs
 from workloads.load import scale_to_load
 
@@ -77,10 +78,9 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     """Repeated ``key=v1,v2`` options -> {key: [v1, v2]} (order kept)."""
     grid: dict[str, list[str]] = {}
     for item in items:
-        key, sep, values = item.partition("=")
-        key = key.strip()
+        ((key, values),) = key_values([item], "param", "KEY=V1,V2,...").items()
         vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not vals:
+        if not vals:
             raise ValidationError("param", f"expected KEY=V1,V2,..., got {item!r}")
         if key in grid:
             raise ValidationError("param", f"{key!r} given twice")

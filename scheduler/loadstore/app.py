@@ -23,7 +23,7 @@ from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metric
 from scheduler.loadstore.state import LoadStoreState
 from scheduler.loadstore.metrics import make_registry
 from scheduler.loadstore.membership import MembershipFile
-from scheduler.settings import LoadStoreSettings
+from scheduler.loadstore.settings import LoadStoreSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from dodoor.wire import CONTENT_TYPE, Deltas, NodeState, Snapshot, SnapshotDelta
 from scheduler.app import STATE, create_app
 from scheduler.loadstore.state import LoadStoreState
 from scheduler.loadstore.app import LOADSTORE, create_app as create_loadstore
-from scheduler.settings import LoadStoreSettings, SchedulerSettings
+from scheduler.loadstore.settings import LoadStoreSettings
+from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 from tests.daemons.conftest import FakeAgent, fake_agents, free_port, wait_for  # noqa: F401
 

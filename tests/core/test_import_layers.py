@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ CROSSINGS = [
     ("workloads-data-only", "workloads/load.py", "import dodoor.sim.engine"),
     ("only-tools-on-top", "scheduler/placements.py", "import dodoor.client"),
     ("paths-below-placer", "scheduler/paths/probing.py", "import scheduler.placer"),
+    ("loadstore-alone", "scheduler/loadstore/state.py", "import scheduler.settings"),
 ]
 
 
@@ -56,3 +58,14 @@ def test_a_crossing_import_breaks_its_contract(tmp_path, contract, module, line)
     done = lint_imports(tmp_path, "--contract", contract)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BROKEN" in done.stdout and line.split()[-1] in done.stdout, done.stdout
+
+
+def test_the_load_store_contract_names_every_scheduler_module():
+    """A module added to scheduler/ is forbidden to the load store too."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"]
+                    if c["id"] == "loadstore-alone")
+    modules = {f"scheduler.{p.stem}" for p in (REPO / "scheduler").iterdir()
+               if p.name not in ("__init__.py", "loadstore", "__pycache__")
+               and (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert set(contract["forbidden_modules"]) == modules

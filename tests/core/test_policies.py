@@ -178,7 +178,7 @@ def test_policy_spec_overrides_settings_and_keeps_the_spec_as_name():
     policy = make_policy_spec("dodoor-wait:d=8,alpha=0.25", PolicySettings(k=4))
     assert policy.name == "dodoor-wait:d=8,alpha=0.25"
     assert (policy.settings.d, policy.settings.alpha, policy.settings.k) == (8, 0.25, 4)
-    with pytest.raises(ValidationError, match="use key=value"):
+    with pytest.raises(ValidationError, match="expected key=value, got .d8. in"):
         make_policy_spec("dodoor:d8")
     with pytest.raises(ValidationError):
         make_policy_spec("dodoor:q=1")

@@ -17,7 +17,7 @@ from dodoor.wire import (
 )
 from scheduler.loadstore.state import LoadStoreState
 from scheduler.loadstore.app import LOADSTORE, create_app, expire_now
-from scheduler.settings import LoadStoreSettings
+from scheduler.loadstore.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
 
 MSGPACK = {"Content-Type": CONTENT_TYPE}

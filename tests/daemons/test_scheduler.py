@@ -19,7 +19,8 @@ from dodoor.wire import CONTENT_TYPE, Enqueue, Snapshot, encode
 from scheduler.app import STATE, create_app
 from scheduler.loadstore.app import LOADSTORE
 from scheduler.loadstore.app import create_app as create_loadstore
-from scheduler.settings import LoadStoreSettings, SchedulerSettings
+from scheduler.loadstore.settings import LoadStoreSettings
+from scheduler.settings import SchedulerSettings
 from tests.daemons.conftest import FakeAgent, free_port, wait_for
 
 TASK = {"cores": 1, "memory_mb": 1024, "duration_ms": 100}

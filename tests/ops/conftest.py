@@ -19,7 +19,8 @@ from node_agent.app import create_app as create_agent
 from node_agent.settings import AgentSettings
 from scheduler.app import STATE, create_app as create_scheduler
 from scheduler.loadstore.app import create_app as create_loadstore
-from scheduler.settings import LoadStoreSettings, SchedulerSettings
+from scheduler.loadstore.settings import LoadStoreSettings
+from scheduler.settings import SchedulerSettings
 from tests.daemons.conftest import free_port
 
 PROMTOOL = shutil.which("promtool")
