@@ -8,8 +8,7 @@ import math
 import os
 from typing import Mapping
 
-from dodoor.service.auth_token import add_token_arguments, token_from_args
-from dodoor.service.cliargs import add_setting_flags, setting_values
+from dodoor.service.cliargs import daemon_parser, daemon_settings
 from dodoor.errors import ValidationError
 from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, RETENTION_ENV, AgentSettings,
                                  host_capacity)
@@ -18,14 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "agent", help="run a node agent (queue, executor, journal)",
+    daemon_parser(
+        subparsers, "agent", AgentSettings, run,
+        help="run a node agent (queue, executor, journal)",
         description="Run one node: accept tasks from schedulers, queue them (FIFO with "
                     "backfill), run them with the --executor, journal every transition, and "
                     "report load to the load store (docs/agent.md). Runs until SIGTERM.")
-    add_setting_flags(p, AgentSettings)
-    add_token_arguments(p)
-    p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace,
@@ -33,17 +30,16 @@ def settings_from_args(args: argparse.Namespace,
     """Build the one settings object from the flags and the environment (read here
     only); unspecified capacity comes from this host."""
     env = os.environ if environ is None else environ
-    values = setting_values(AgentSettings, args)
-    journal = values["journal_path"] = args.journal_path or f"dodoor-agent-{args.node_id}.sqlite"
+    journal = args.journal_path or f"dodoor-agent-{args.node_id}.sqlite"
+    measured = {"journal_path": journal, "journal_retention_s": journal_retention_s(args, env)}
     if None in (args.cores, args.memory_mb, args.disk_mb):
         host = host_capacity(journal)
-        for name in ("cores", "memory_mb", "disk_mb"):
-            if values[name] is None:
-                values[name] = getattr(host, name)
-    if values["slots"] is None:
-        values["slots"] = max(1, int(values["cores"]))
-    values["journal_retention_s"] = journal_retention_s(args, env)
-    return AgentSettings(**values, token=token_from_args(args, env))
+        measured.update((name, getattr(host, name)) for name in ("cores", "memory_mb", "disk_mb")
+                        if getattr(args, name) is None)
+    if args.slots is None:
+        measured["slots"] = max(1, int(args.cores if args.cores is not None
+                                       else measured["cores"]))
+    return daemon_settings(AgentSettings, args, env, **measured)
 
 
 def journal_retention_s(args: argparse.Namespace, environ: Mapping[str, str]) -> float:

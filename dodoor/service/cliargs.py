@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dodoor.errors import ValidationError
-from dodoor.service.auth_token import resolve_token
+from dodoor.service.auth_token import add_token_arguments, resolve_token, token_from_args
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_PORT = 65535
@@ -147,3 +147,22 @@ def setting_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
         value, convert = getattr(args, f.name), f.metadata[_CLI]["convert"]
         out[f.name] = convert(value) if convert is not None else value
     return out
+
+
+def daemon_parser(subparsers: argparse._SubParsersAction, name: str, cls: type,
+                  run: Callable[[argparse.Namespace], int], help: str,
+                  description: str) -> argparse.ArgumentParser:
+    """A daemon's command: one flag per :func:`setting` field of ``cls``, then the token's."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    add_setting_flags(parser, cls)
+    add_token_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def daemon_settings(cls: type, args: argparse.Namespace,
+                    environ: Mapping[str, str] | None = None, **values: Any) -> Any:
+    """``cls`` built once from the parsed flags, the token (flags, else ``environ``, by
+    default the process environment: the one place a daemon reads it) and ``values``
+    the entry point worked out itself (they win over the flags)."""
+    return cls(**{**setting_values(cls, args), **values}, token=token_from_args(args, environ))

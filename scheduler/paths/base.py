@@ -73,6 +73,27 @@ class PlacementPath(Protocol):
         """A request placed ``placed`` tasks."""
 
 
+class PlacesAlone:
+    """The :class:`PlacementPath` methods of a path that places every task by itself
+    (it asks agents first): its subclass gives ``place``."""
+
+    def place(self, task: Task) -> Awaitable[Placement]:
+        raise NotImplementedError
+
+    def begin(self, stack: bool) -> Decisions:
+        return Decisions()
+
+    def add(self, i: int, task: Task, demand: np.ndarray,
+            decisions: Decisions) -> Awaitable[Placement]:
+        return self.place(task)
+
+    def flush(self, decisions: Decisions) -> None:
+        pass
+
+    def after(self, placed: int) -> None:
+        pass
+
+
 class CachedDeltas:
     """The cached load deltas of this scheduler's own placements (only a CACHED policy
     keeps them): recorded when placing, taken back when an enqueue fails."""

@@ -18,13 +18,13 @@ from dodoor.cache import CandidateView
 from dodoor.resources import Task
 from dodoor.service.peers import PeerClient
 from dodoor.wire import Probe, ProbeReply
-from scheduler.paths.base import Decisions, target
+from scheduler.paths.base import PlacesAlone, target
 from scheduler.paths.forwarder import Forwarder
 from scheduler.placements import Placement
 from scheduler.view import ClusterView
 
 
-class ProbingPath:
+class ProbingPath(PlacesAlone):
     """The PROBE kind's :class:`~scheduler.paths.base.PlacementPath`."""
 
     def __init__(self, policy: Any, scheduler_id: str, view: ClusterView, peers: PeerClient,
@@ -35,18 +35,6 @@ class ProbingPath:
         self.peers = peers
         self.forwarder = forwarder
         self.rng = rng
-
-    def begin(self, stack: bool) -> Decisions:
-        return Decisions()
-
-    def add(self, i: int, task: Task, demand: np.ndarray, decisions: Decisions):
-        return self.place(task)
-
-    def flush(self, decisions: Decisions) -> None:
-        pass
-
-    def after(self, placed: int) -> None:
-        pass
 
     async def place(self, task: Task) -> Placement:
         """Probe ``task``'s candidates, choose from the replies, enqueue with failover."""

@@ -14,14 +14,12 @@ import logging
 import random
 from typing import Any, Awaitable, Callable
 
-import numpy as np
-
 from dodoor.resources import Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.peers import PeerClient, PeerError
 from dodoor.taskindex import BUSY, PLACED
 from dodoor.wire import Cancel, Enqueue, Reserve
-from scheduler.paths.base import Counters, Decisions, target
+from scheduler.paths.base import Counters, PlacesAlone, target
 from scheduler.paths.forwarder import Forwarder
 from scheduler.placements import Placement, PlacementLog
 from scheduler.reservations import Reservations
@@ -34,7 +32,7 @@ ASK_AGAIN = "ask again"  # a confirm without a verdict yet (503; the agent asks 
 Claim = Callable[[list[Task]], Awaitable[dict[str, tuple[str, str, str]]]]
 
 
-class ReservationPath:
+class ReservationPath(PlacesAlone):
     """The RESERVE kind's :class:`~scheduler.paths.base.PlacementPath`, and the
     answer to every agent's confirm."""
 
@@ -53,18 +51,6 @@ class ReservationPath:
         self.counters = counters
         self.background = background
         self.rng = rng
-
-    def begin(self, stack: bool) -> Decisions:
-        return Decisions()
-
-    def add(self, i: int, task: Task, demand: np.ndarray, decisions: Decisions):
-        return self.place(task)
-
-    def flush(self, decisions: Decisions) -> None:
-        pass
-
-    def after(self, placed: int) -> None:
-        pass
 
     async def place(self, task: Task) -> Placement:
         """Reserve ``task`` on its candidates; its placement once one confirms (or the
