@@ -1,21 +1,13 @@
-"""Placing tasks live: one placement path chosen from the policy, forwarding and failover.
+"""Placing tasks live: what every policy kind shares, around one path chosen from the policy.
 
-The placer handles what every policy kind shares: ids already placed (by this
-scheduler, by another one through the load store's claims (:mod:`scheduler.claims`),
-or by a concurrent request), and sending decided tasks grouped by agent. The
-choice of nodes is the path's (:mod:`scheduler.paths`), picked once from the
-policy kind (``dodoor.policies.base.PolicyKind``):
-
-* NONE / CACHED (:mod:`scheduler.paths.cached`) and POOL (:mod:`scheduler.paths.pool`)
-  decide at once, one task after the other, so a batch's later tasks see the
-  earlier ones' deltas; the enqueues then go out concurrently, by agent.
-* PROBE (:mod:`scheduler.paths.probing`) probes the candidates and chooses from
-  the replies.
-* RESERVE (:mod:`scheduler.paths.reservation`, Sparrow) reserves on the
-  candidates; the first agent to confirm gets the task in the confirm's reply.
-
-Sending, failover and unknown outcomes are the
-:class:`~scheduler.paths.forwarder.Forwarder`'s (docs/design.md §6).
+The placer settles ids already placed (by this scheduler, by another one through the
+load store's claims, :mod:`scheduler.claims`, or by a concurrent request) and sends
+decided tasks grouped by agent. Choosing nodes is the path's (:mod:`scheduler.paths`,
+picked once from ``dodoor.policies.base.PolicyKind``): NONE/CACHED and POOL decide at
+once, in order, so a batch's later tasks see the earlier ones' deltas; PROBE and
+RESERVE (Sparrow) place each task alone after asking agents. Sending, failover and
+unknown outcomes are the :class:`~scheduler.paths.forwarder.Forwarder`'s
+(docs/design.md §6).
 """
 
 from __future__ import annotations

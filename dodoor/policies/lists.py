@@ -15,7 +15,7 @@ import dataclasses
 from typing import Iterable, Sequence
 
 from dodoor.errors import ValidationError
-from dodoor.settings import PolicySettings
+from dodoor.settings import PolicySettings, key_values
 
 
 def split_policy_list(text: str, field: str = "policy") -> list[str]:
@@ -75,7 +75,7 @@ def effective_spec(spec: str, settings: PolicySettings) -> str:
     is what it reports, so a simulation of the reported spec is the same policy.
     """
     name, _, own = spec.partition(":")
-    given = {item.partition("=")[0].strip() for item in own.split(",") if item}
+    given = set(key_values([item for item in own.split(",") if item], "policy"))
     defaults = PolicySettings()
     extra = []
     for f in dataclasses.fields(PolicySettings):
