@@ -136,7 +136,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         if isinstance(f.default, bool) and "action" not in kwargs:
             kwargs["action"] = "store_true"
         elif "type" not in kwargs and "action" not in kwargs and "choices" not in kwargs:
-            kwargs["type"] = _TYPES[str(f.type).split("|")[0].strip()]
+            kind = _TYPES.get(str(f.type).split("|")[0].strip())
+            if kind is None:
+                raise TypeError(f"{cls.__name__}.{f.name}: annotation {f.type!r} names no flag "
+                                f"type; give setting(..., type=...)")
+            kwargs["type"] = kind
         parser.add_argument(name, dest=f.name, **kwargs)
 
 
