@@ -124,7 +124,7 @@ def _check_daemon_args(argv: list[str], token_path: str) -> None:
     assert args.command in DAEMONS
     assert args.token_file == token_path and args.token is None, argv
     if args.command != "loadstore":
-        assert args.loadstore.startswith("http://loadstore:8090"), argv
+        assert args.loadstore_url.startswith("http://loadstore:8090"), argv
         assert args.advertise_url, "each replica must advertise where it can be reached"
 
 
