@@ -243,6 +243,11 @@ def ray_main(argv: list[str]) -> None:
     print(json.dumps({"tasks": done, "seconds": elapsed, "tasks_per_s": done / elapsed}))
 
 
+# the helpers a benchmark script runs as ``SCRIPT NAME ARGS...`` in a child process
+HELPERS = {"nullagent": null_agent_main, "dask": dask_main, "ray": ray_main,
+           "profiled": profiled_main}
+
+
 def compare_dask(a: argparse.Namespace, tasks: int, dodoor_rate: float) -> None:
     """Run the Dask comparison when distributed is importable; say so when it is not."""
     try:

@@ -222,14 +222,13 @@ def report(a: argparse.Namespace, results: dict[str, list[dict]]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("dodoor", "dask", "ray", "profiled"):
-        if sys.argv[1] == "dodoor":
-            dodoor_main(sys.argv[2:])
-            return
-        import live_tools  # benchmarks/ is on sys.path when this file runs as a script
+    import live_tools  # benchmarks/ is on sys.path when this file runs as a script
 
-        {"dask": live_tools.dask_main, "ray": live_tools.ray_main,
-         "profiled": live_tools.profiled_main}[sys.argv[1]](sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "dodoor":
+        dodoor_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] in live_tools.HELPERS:
+        live_tools.HELPERS[sys.argv[1]](sys.argv[2:])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", type=int, default=20_000)
