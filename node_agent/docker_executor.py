@@ -105,6 +105,7 @@ class DockerExecutor:
     """
 
     name = "docker"
+    outlives_agent = True
 
     def __init__(self, settings: Any = None, client: Any = None) -> None:
         if settings is None:

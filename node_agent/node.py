@@ -78,8 +78,9 @@ class NodeAgent:
         # how long a held reservation asks for a verdict before it frees its slot and
         # waits at the tail of the queue again
         self.confirm_patience_s = 10.0
-        # Results the journal refused (disk full): served from memory so such a task does
-        # not read ``queued`` forever; its journal row makes a restart run it again.
+        # Results not in the journal: on their way to its next commit (the slot is free
+        # meanwhile), or refused by it (disk full). Served from memory so such a task
+        # never reads ``queued`` again; a refused one's row makes a restart run it again.
         self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
         # start permission from the load store (node_agent.lease); none needed without one
         self.lease = lease if lease is not None else Lease(clock, required=False)
@@ -420,11 +421,13 @@ class NodeAgent:
             self._jobs.pop(task_id, None)
             self._runs.pop(task_id, None)
             self._cancels.pop(task_id, None)
+        committed = None
         if result is not None:
             if entry.started_ms is not None:
                 self.run_time.observe((self.clock.now_ms() - entry.started_ms) / 1000.0)
-            # Journal first so a status query never sees the task vanish between states.
-            await self._record_result(task_id, result, entry)
+            # Queued for the next group commit, served from memory until then, so a status
+            # query never sees the task vanish between states; the slot need not wait.
+            committed = self._end(task_id, result, entry)
         if self.queue.is_running(task_id):
             self.queue.finish(task_id)
         while self._requeue:  # reservations still without a verdict wait again
@@ -432,7 +435,8 @@ class NodeAgent:
         # Only now, with the slot free: a report built any earlier would still hold it.
         self._changed()
         self._pump()
-        if result is not None:
+        if committed is not None:
+            await self._settle_end(task_id, committed)
             # After the commit (a crash before it finds the container or exit status and
             # records it), and after the slot is free: the task's status already reads
             # its journaled end while a container is removed.
@@ -441,11 +445,14 @@ class NodeAgent:
     async def _run(self, entry: Entry) -> TaskResult:
         started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
         self.queue_wait.observe((started - entry.queued_ms) / 1000.0)
-        try:
-            await self.journal.mark_running(entry.task_id, started)
-        except JournalError as exc:
-            # The task is already durable as queued; the worst case is a re-run after a crash.
-            log.warning("could not journal the start of %s: %s", entry.task_id, exc)
+        # Only a start whose processes may outlive us must be on disk before they exist
+        # (``reconcile`` reads it); any other is journaled with the task's end.
+        if self.executor.outlives_agent:
+            try:
+                await self.journal.mark_running(entry.task_id, started)
+            except JournalError as exc:
+                # The task is durable as queued; the worst case is a re-run after a crash.
+                log.warning("could not journal the start of %s: %s", entry.task_id, exc)
         log.debug("task %s started", entry.task_id)
         return await self.executor.run(entry.task, functools.partial(self._journal_handle,
                                                                      entry.task_id))
@@ -511,19 +518,31 @@ class NodeAgent:
 
     async def _record_result(self, task_id: str, result: TaskResult,
                              entry: Entry | None = None) -> None:
+        await self._settle_end(task_id, self._end(task_id, result, entry))
+
+    def _end(self, task_id: str, result: TaskResult, entry: Entry | None) -> asyncio.Future:
+        """Queue the task's result for the journal's next commit and serve it from memory
+        until then; the future settles with that commit (see ``_settle_end``)."""
         state = result.state if result.state in (SUCCEEDED, CANCELLED) else FAILED
         self.finished[state] += 1
         now = self.clock.now_ms()
+        started = entry.started_ms if entry else None
+        self.unjournaled[task_id] = (TaskStatus(
+            task_id, state, self.node_id, entry.queued_ms if entry else None, started, now,
+            result.exit_code, result.reason), result.log_tail)
+        log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
+        # a start journaled on its own is not written again
+        return self.journal.finish_soon(task_id, state, now, result.exit_code, result.reason,
+                                        result.log_tail,
+                                        None if self.executor.outlives_agent else started)
+
+    async def _settle_end(self, task_id: str, committed: asyncio.Future) -> None:
         try:
-            await self.journal.finish(task_id, state, now, result.exit_code,
-                                      result.reason, result.log_tail)
+            await committed
         except JournalError as exc:
             log.error("could not journal the result of %s: %s", task_id, exc)
-            self.unjournaled[task_id] = (TaskStatus(
-                task_id, state, self.node_id, entry.queued_ms if entry else None,
-                entry.started_ms if entry else None, now, result.exit_code, result.reason,
-            ), result.log_tail)
-        log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
+            return  # kept in ``unjournaled``
+        self.unjournaled.pop(task_id, None)
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
         if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):

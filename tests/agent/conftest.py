@@ -23,6 +23,7 @@ class GatedExecutor:
     """
 
     name = "gated"
+    outlives_agent = True
 
     def __init__(self) -> None:
         self.started: list[str] = []
