@@ -171,8 +171,12 @@ def dodoor_main(argv: list[str]) -> None:
 
 # -- the comparison (this process) ------------------------------------------
 
-def run_child(argv: list[str], timeout_s: float) -> dict:
-    out = subprocess.run([sys.executable, __file__, *argv], cwd=REPO, capture_output=True,
+BASE = "@base"  # suffix of a system run from --baseline-tree
+
+
+def run_child(argv: list[str], timeout_s: float, tree: Path = REPO) -> dict:
+    script = tree / "benchmarks" / "vs_peers.py"
+    out = subprocess.run([sys.executable, str(script), *argv], cwd=tree, capture_output=True,
                          text=True, timeout=timeout_s)
     if out.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed (exit {out.returncode}): {out.stderr.strip()[-800:]}")
@@ -183,7 +187,8 @@ def child_argv(a: argparse.Namespace, system: str, profiled: bool) -> list[str]:
     if system in PEER_MODULES:
         return [system, "--tasks", str(a.tasks), "--workers", str(a.workers),
                 "--memory-mb", str(TASK_MEMORY_MB)]
-    argv = ["dodoor", "--tasks", str(a.tasks), "--executor", system.split("-")[1],
+    argv = ["dodoor", "--tasks", str(a.tasks), "--executor",
+            system.removesuffix(BASE).split("-")[1],
             "--agents", str(a.agents), "--schedulers", str(a.schedulers), "--batch",
             str(a.batch), "--in-flight", str(a.in_flight), "--poll-interval",
             str(a.poll_interval), "--base-port", str(a.base_port)]
@@ -206,7 +211,13 @@ def report(a: argparse.Namespace, results: dict[str, list[dict]]) -> None:
         rates = [r["tasks_per_s"] for r in runs]
         print(f"{system:15s} tasks/s median {spread(rates)}  rounds: "
               + ", ".join(f"{x:,.0f}" for x in rates))
-    for mine in (s for s in results if s.startswith("dodoor")):
+    for base in (s for s in results if s.endswith(BASE)):
+        mine = base.removesuffix(BASE)
+        for key, what in (("tasks_per_s", "tasks/s"), ("cpu_total", "daemons' CPU per task")):
+            ratios = [_figure(m, key) / _figure(b, key) for m, b in zip(results[mine], results[base])]
+            print(f"{mine} this tree / {base}, {what}: median {statistics.median(ratios):.2f}x "
+                  f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    for mine in (s for s in results if s.startswith("dodoor") and not s.endswith(BASE)):
         for peer in (s for s in results if s in PEER_MODULES):
             # ratios within a round: both ran minutes apart at most, on the same machine
             ratios = [m["tasks_per_s"] / p["tasks_per_s"]
@@ -219,6 +230,13 @@ def report(a: argparse.Namespace, results: dict[str, list[dict]]) -> None:
         print(f"{mine} CPU per task (medians): " + ", ".join(f"{k} {v:.0f} us"
                                                              for k, v in per.items())
               + f"; daemons together {total:.0f} us")
+
+
+def _figure(run: dict, key: str) -> float:
+    """tasks/s, or the daemons' CPU per task (``cpu_total``) of one run."""
+    if key == "cpu_total":
+        return sum(v for k, v in run["cpu_us"].items() if k != "client")
+    return run[key]
 
 
 def main() -> None:
@@ -248,11 +266,19 @@ def main() -> None:
                    help="cProfile agent 0 during the last dodoor round, into OUT")
     p.add_argument("--profile-scheduler", default="", metavar="OUT",
                    help="cProfile scheduler 0 during the last dodoor round, into OUT")
+    p.add_argument("--baseline-tree", default="", metavar="PATH",
+                   help="also run each dodoor system from this checkout (e.g. `git worktree "
+                        "add /tmp/base main`), alternating, and print this tree / it")
     a = p.parse_args()
     systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     for s in systems:
         if s not in SYSTEMS:
             p.error(f"--systems: {s!r} is not one of {', '.join(SYSTEMS)}")
+    base_tree = Path(a.baseline_tree).resolve() if a.baseline_tree else None
+    if base_tree is not None:
+        if not (base_tree / "benchmarks" / "vs_peers.py").is_file():
+            p.error(f"--baseline-tree: {a.baseline_tree!r} has no benchmarks/vs_peers.py")
+        systems += [s + BASE for s in systems if s.startswith("dodoor")]
     if a.tasks < 1 or a.rounds < 1:
         p.error(f"--tasks and --rounds must be >= 1, got {a.tasks} and {a.rounds}")
     for peer, module in PEER_MODULES.items():
@@ -265,7 +291,8 @@ def main() -> None:
         order = systems[r % len(systems):] + systems[:r % len(systems)]
         for system in order:
             res = run_child(child_argv(a, system, r == a.rounds - 1 and system == profiled),
-                            timeout_s=900)
+                            timeout_s=900,
+                            tree=base_tree if system.endswith(BASE) and base_tree else REPO)
             results[system].append(res)
             print(f"round {r + 1} {system}: {res['tasks_per_s']:,.0f} tasks/s "
                   f"({res['seconds']:.2f} s)", flush=True)
