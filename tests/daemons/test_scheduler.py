@@ -292,7 +292,8 @@ async def test_deltas_reach_the_load_store_every_k(make_stack):
     assert stack.state.view.cache.unflushed_placements == 3
     assert (await stack.post({**TASK, "id": "d-7"}))[0] == 202
     await wait_for(lambda: stack.ls.store.placements == 8)
-    live = {r.node_id: r.state[3] for r in stack.ls.store.live()}
+    store = stack.ls.store
+    live = dict(zip((r.node_id for r in store.live()), store.live_states()[:, 3]))
     assert sum(live.values()) == 8
 
 
