@@ -64,6 +64,12 @@ def resolve_token(token: str | None = None, token_file: str | None = None,
     return value or None
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The headers that carry ``token`` on an outgoing request: the one place that builds
+    them, for the daemons' own calls, the client and the tools alike (none without a token)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def token_from_args(args: argparse.Namespace) -> str | None:
     """:func:`resolve_token` for a parsed daemon command line."""
     return resolve_token(getattr(args, "token", None), getattr(args, "token_file", None))

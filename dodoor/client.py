@@ -1,6 +1,7 @@
 """A Python client for dodoor schedulers: submit tasks, follow them, cancel them.
 
-A leaf module: nothing in the scheduler, the agent or the core imports it.
+A leaf module: no daemon and nothing in the core imports it; the command-line tools
+(``dodoor submit``, ``dodoor replay``) are built on it.
 
     from dodoor.client import Client, wait, as_completed
 
@@ -31,11 +32,12 @@ import logging
 import time
 import uuid
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from typing import Any, Awaitable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import aiohttp
 import msgpack
 
+from dodoor.auth_token import auth_headers
 from dodoor.errors import DodoorError
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,16 @@ def rendezvous(urls: Sequence[str], key: str) -> list[str]:
     return sorted(urls, key=weight, reverse=True)
 
 
+def route_chunks(urls: Sequence[str], items: Iterable[T], key: Callable[[T], str],
+                 size: int) -> list[list[T]]:
+    """``items`` grouped by the scheduler their ``key`` (an id) goes to first, in chunks of
+    at most ``size``: one request each."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(rendezvous(urls, key(item))[0], []).append(item)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
 class TaskHandle:
     """One submitted task: its id, its last known status, and how to wait for it."""
 
@@ -149,11 +161,15 @@ class AsyncClient:
     ``urls``: the schedulers; ``token``: the cluster's bearer token; ``timeout``: per
     request, in seconds; ``max_retries``: resubmissions of a task that ended ``lost``;
     ``poll_interval``: the pause between status rounds while following many tasks (it
-    lets completions gather, so a round answers for many)."""
+    lets completions gather, so a round answers for many); ``connect_timeout``: how long
+    a scheduler may take to accept a connection before it counts as unreachable (so a
+    cluster that is down is reported in seconds); ``submit_batch``: tasks per submission
+    request."""
 
     def __init__(self, urls: str | Sequence[str], token: str | None = None, *,
                  timeout: float = 10.0, max_retries: int = 3, poll_interval: float = 0.5,
-                 submit_attempts: int = 5) -> None:
+                 submit_attempts: int = 5, connect_timeout: float = 3.0,
+                 submit_batch: int = SUBMIT_CHUNK) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("no scheduler URL given")
@@ -163,6 +179,10 @@ class AsyncClient:
         self.max_retries = max_retries
         self.poll_interval = poll_interval
         self.submit_attempts = submit_attempts
+        if submit_batch < 1:
+            raise ValueError(f"submit_batch must be >= 1, got {submit_batch!r}")
+        self.connect_timeout = connect_timeout
+        self.submit_batch = submit_batch
         self.requests = 0  # HTTP requests made (benchmarks report it per task)
         self._session: aiohttp.ClientSession | None = None
 
@@ -180,11 +200,9 @@ class AsyncClient:
 
     # -- transport --------------------------------------------------------------
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        h = {"Accept": "application/json"}
+        h = {"Accept": "application/json", **auth_headers(self.token)}
         if content_type:
             h["Content-Type"] = content_type
-        if self.token:
-            h["Authorization"] = f"Bearer {self.token}"
         return h
 
     async def _request(self, method: str, key: str, path: str, body: bytes | None = None,
@@ -193,7 +211,8 @@ class AsyncClient:
         Raises NoSchedulerError when none can be reached."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=self.timeout + extra_s)
+        timeout = aiohttp.ClientTimeout(total=self.timeout + extra_s,
+                                        sock_connect=self.connect_timeout)
         failures = []
         for base in rendezvous(self.urls, key):
             self.requests += 1
@@ -235,20 +254,53 @@ class AsyncClient:
     async def submit_many(self, tasks: Iterable[dict]) -> list[TaskHandle]:
         """Submit many tasks, batched (msgpack), each batch to its ids' scheduler."""
         handles = [TaskHandle(self, self._with_id(t)) for t in tasks]
-        by_sched: dict[str, list[TaskHandle]] = {}
-        for h in handles:
-            by_sched.setdefault(rendezvous(self.urls, h.id)[0], []).append(h)
-        for group in by_sched.values():
-            for i in range(0, len(group), SUBMIT_CHUNK):
-                await self._submit_batch(group[i:i + SUBMIT_CHUNK])
+        for chunk in route_chunks(self.urls, handles, lambda h: h.id, self.submit_batch):
+            await self._submit_batch(chunk)
         return handles
 
+    async def submit_once(self, tasks: Iterable[dict]) -> dict[str, dict]:
+        """One attempt at submitting ``tasks`` (each with its ``id``), for a caller that
+        times and retries its submissions itself (``dodoor replay``): nothing is retried or
+        resubmitted here. The tasks go batched to their ids' schedulers, the requests at
+        once. Returns id → the scheduler's placement ``{"id", "node"}`` (``node`` None: a
+        Sparrow reservation not yet confirmed) or, for a task not placed,
+        ``{"id", "node": None, "error": reason, "status": HTTP status}`` (status 0: no
+        scheduler answered; 503: ask again; 4xx: refused)."""
+        tasks = list(tasks)
+        unnamed = [i for i, t in enumerate(tasks) if not t.get("id")]
+        if unnamed:
+            raise ValueError(f"submit_once needs every task's id; tasks[{unnamed[0]}] has none")
+        chunks = route_chunks(self.urls, tasks, lambda t: t["id"], self.submit_batch)
+        answers = await asyncio.gather(*(self._post_tasks(c) for c in chunks),
+                                       return_exceptions=True)
+        out: dict[str, dict] = {}
+        for chunk, answer in zip(chunks, answers):
+            if isinstance(answer, NoSchedulerError):
+                status, body = 0, None
+                reason = str(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                status, body = answer
+                reason = "" if status == 202 else self._refused(status, body).reason
+            placed = {p["id"]: p for p in body.get("placements", [])} \
+                if isinstance(body, dict) and status in (202, 503) else {}
+            for t in chunk:
+                p = placed.get(t["id"])
+                out[t["id"]] = p if p is not None and not p.get("error") else {
+                    "id": t["id"], "node": None, "status": status,
+                    "error": (p or {}).get("error") or reason or f"HTTP {status}"}
+        return out
+
+    async def _post_tasks(self, tasks: list[dict]) -> tuple[int, Any]:
+        body = msgpack.packb({"tasks": tasks}, use_bin_type=True)
+        return await self._request("POST", tasks[0]["id"], "/v1/tasks", body,
+                                   "application/msgpack")
+
     async def _submit_batch(self, handles: list[TaskHandle]) -> None:
-        body = msgpack.packb({"tasks": [h.task for h in handles]}, use_bin_type=True)
         delay = 0.2
         for attempt in range(self.submit_attempts):
-            status, answer = await self._request("POST", handles[0].id, "/v1/tasks", body,
-                                                 "application/msgpack")
+            status, answer = await self._post_tasks([h.task for h in handles])
             if status == 202:
                 return
             # 503: not placed, or placed with an outcome still unknown; the same ids
@@ -292,12 +344,9 @@ class AsyncClient:
         :data:`MAX_IDS_PER_REQUEST` a request, all requests long-polling at once. With
         ``first_only`` the round ends with the first request that answers (the others
         are abandoned); otherwise when all have."""
-        groups: dict[str, list[TaskHandle]] = {}
-        for h in handles:
-            groups.setdefault(rendezvous(self.urls, h.id)[0], []).append(h)
-        chunks = [g[i:i + MAX_IDS_PER_REQUEST] for g in groups.values()
-                  for i in range(0, len(g), MAX_IDS_PER_REQUEST)]
-        jobs = [asyncio.ensure_future(self._ask_status(c, wait_s)) for c in chunks]
+        chunks = route_chunks(self.urls, handles, lambda h: h.id, MAX_IDS_PER_REQUEST)
+        jobs = [asyncio.ensure_future(self._ask_status([h.id for h in c], wait_s))
+                for c in chunks]
         try:
             await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED if first_only
                                else asyncio.ALL_COMPLETED)
@@ -319,13 +368,37 @@ class AsyncClient:
                 if err["status"] == 404:  # never will it end: say so rather than wait
                     raise RequestError(404, "id", err["reason"])
 
-    async def _ask_status(self, chunk: list[TaskHandle], wait_s: float) -> dict:
-        body = json.dumps({"ids": [h.id for h in chunk], "wait_s": wait_s}).encode()
-        status, answer = await self._request("POST", chunk[0].id, "/v1/tasks/status", body,
+    async def _ask_status(self, ids: list[str], wait_s: float) -> dict:
+        body = json.dumps({"ids": ids, "wait_s": wait_s}).encode()
+        status, answer = await self._request("POST", ids[0], "/v1/tasks/status", body,
                                              "application/json", extra_s=wait_s)
         if status != 200:
             raise self._refused(status, answer)
         return answer
+
+    async def statuses(self, ids: Iterable[str], wait_s: float = 0.0) -> dict[str, dict]:
+        """One batch status call (``POST /v1/tasks/status``) over ``ids``, for a caller
+        that schedules its own polls (``dodoor replay``): no pause, no resubmission. The
+        ids are asked of their schedulers, at most :data:`MAX_IDS_PER_REQUEST` a request,
+        the requests at once; ``wait_s`` > 0 long-polls. Returns id → status; an id a
+        scheduler could not answer for maps to ``{"id", "state": None, "error":
+        {"status", "reason"}}`` (status 404: unknown id); the ids of a scheduler group
+        that no scheduler answered are absent (ask again later)."""
+        chunks = route_chunks(self.urls, dict.fromkeys(ids), lambda i: i, MAX_IDS_PER_REQUEST)
+        answers = await asyncio.gather(*(self._ask_status(c, wait_s) for c in chunks),
+                                       return_exceptions=True)
+        out: dict[str, dict] = {}
+        for answer in answers:
+            if isinstance(answer, NoSchedulerError):
+                log.debug("batch status not answered: %s", answer)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            out.update((st["id"], st) for st in answer["tasks"])
+            out.update((e["id"], {"id": e["id"], "state": None,
+                                  "error": {"status": e["status"], "reason": e["reason"]}})
+                       for e in answer["errors"])
+        return out
 
     async def wait(self, handles: Iterable[TaskHandle], timeout: float | None = None,
                    return_when: str = ALL_COMPLETED, *,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from dodoor.auth_token import auth_headers
 from dodoor.errors import ValidationError
 
 EXECUTORS = ("sleep", "process", "docker")
@@ -81,7 +82,7 @@ class AgentSettings:
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_headers(self.token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dodoor.auth_token import auth_headers  # noqa: F401  (the apps take it from here)
 from dodoor.errors import DodoorError
 from dodoor.wire import CONTENT_TYPE, encode
 
@@ -32,11 +33,6 @@ def json_error(status: int, field: str, reason: str, **extra: Any) -> web.Respon
 
 def msgpack_response(msg: Any, status: int = 200) -> web.Response:
     return web.Response(body=encode(msg), status=status, content_type=CONTENT_TYPE)
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    """Headers a component sends on its own requests."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def auth_middleware(token: str | None):
