@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from dodoor.auth_token import auth_headers
 from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
 from dodoor.policies.lists import parse_policy_list
@@ -35,7 +36,6 @@ from dodoor.sim.simulation import simulate
 from scheduler.localcluster import ClusterSettings, LocalCluster
 from scheduler.replay import ReplaySettings, replay, scale_tasks
 from scheduler.report import render
-from scheduler.submit import auth_headers
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)

@@ -167,8 +167,9 @@ def _replay(args: argparse.Namespace) -> int:
 def _policy_of(url: str, token: str | None) -> str:
     import urllib.request
 
-    request = urllib.request.Request(url + "/healthz", headers={"Authorization": f"Bearer {token}"}
-                                     if token else {})
+    from dodoor.auth_token import auth_headers
+
+    request = urllib.request.Request(url + "/healthz", headers=auth_headers(token))
     try:
         with urllib.request.urlopen(request, timeout=5.0) as resp:
             return str(json.loads(resp.read()).get("policy", "unknown"))
