@@ -282,7 +282,7 @@ class AsyncClient:
                 raise answer
             else:
                 status, body = answer
-                reason = "" if status == 202 else self._refused(status, body).reason
+                reason = "" if status == 202 else str(self._refused(status, body))
             placed = {p["id"]: p for p in body.get("placements", [])} \
                 if isinstance(body, dict) and status in (202, 503) else {}
             for t in chunk:
