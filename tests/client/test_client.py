@@ -179,7 +179,8 @@ def test_the_core_never_imports_the_client():
     assert importers <= CLIENT_TOOLS, f"{importers - CLIENT_TOOLS} import dodoor.client"
     # and the daemons, which load every command's parser, never load it
     probe = ("import sys, dodoor.cli, scheduler.app, scheduler.loadstore_app, node_agent.app; "
-             "dodoor.cli.build_parser(); print(any(m.startswith('dodoor.client') for m in sys.modules))")
+             "dodoor.cli.build_parser(); "
+             "print(any(m.startswith('dodoor.client') for m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             cwd=REPO, check=True).stdout.strip()
     assert loaded == "False"
