@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from dodoor.service.auth_token import auth_headers
 from dodoor.errors import ValidationError
 from dodoor.service.auth_token import auth_headers
 
