@@ -97,7 +97,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms)
+                         settings.start_overhead_ms, settings.aging_ms, settings.preempt)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
