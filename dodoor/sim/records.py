@@ -31,7 +31,6 @@ class TaskRecords:
         self.priority = [t.priority for t in tasks]
         self.finished = 0
         self.preempted = 0  # running tasks stopped and requeued for a higher class
-        self.fallback = [False] * n  # placed by the packing fallback (dodoor.packing)
 
     def __len__(self) -> int:
         return len(self.submit)
