@@ -12,9 +12,10 @@ Aging is the starvation guard of the agents' queues: a waiting entry's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 3
@@ -77,3 +78,9 @@ def draw_priorities(n: int, mix: Mapping[int, float], seed: int | str) -> list[i
     classes: Sequence[int] = sorted(mix)
     weights = [mix[c] for c in classes]
     return rng.choices(classes, weights, k=n) if n else []
+
+
+def apply_priority_mix(tasks: Sequence[Any], mix: Mapping[int, float], seed: int | str) -> list:
+    """``tasks`` (``dodoor.resources.Task``) with classes drawn from ``mix``."""
+    drawn = draw_priorities(len(tasks), mix, seed)
+    return [dataclasses.replace(t, priority=p) for t, p in zip(tasks, drawn)]
