@@ -60,15 +60,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--priority-mix", default=None, metavar="CLASS=SHARE,...",
                    help="draw task classes with --seed, e.g. high=0.2,normal=0.8 "
-                        "(classes low, normal, high, critical or 0..3)")
+                        "(classes low, normal, high, critical or 0..3; default: every task normal)")
     p.add_argument("--aging-s", type=float, default=DEFAULT_AGING_MS / 1000.0,
-                   help="a waiting task's class rises by one per this many seconds (0: off)")
+                   help="a waiting task's class rises by one per this many seconds (0: off; "
+                        "default %(default)s)")
     p.add_argument("--preempt", action="store_true",
-                   help="agents stop and requeue lower-class running tasks for a newcomer")
+                   help="agents stop and requeue lower-class running tasks for a newcomer "
+                        "(default: never)")
     p.add_argument("--fallback", action="store_true",
-                   help="the CP-SAT packing fallback when sampled candidates have no room")
+                   help="the CP-SAT packing fallback when sampled candidates have no room "
+                        "(default: off)")
     p.add_argument("--fallback-time-s", type=float, default=1.0,
-                   help="the fallback solver's time limit per call")
+                   help="the fallback solver's time limit per call (default %(default)s)")
     p.set_defaults(func=run)
 
 
