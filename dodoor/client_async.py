@@ -119,7 +119,10 @@ class AsyncClient:
         return task
 
     async def submit(self, **task_fields: Any) -> TaskHandle:
-        """Submit one task (the fields of ``POST /v1/tasks``); an id is made when none is given."""
+        """Submit one task (the fields of ``POST /v1/tasks``); an id is made when none is given.
+
+        ``priority=2`` submits it in a higher class (0..3, default 1; docs/design.md §12).
+        """
         return (await self.submit_many([task_fields]))[0]
 
     async def submit_many(self, tasks: Iterable[dict]) -> list[TaskHandle]:

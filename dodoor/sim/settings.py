@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from dodoor.errors import ValidationError
+from dodoor.packing import PackingSettings
+from dodoor.priority import DEFAULT_AGING_MS
 from dodoor.settings import PolicySettings
 
 
@@ -21,7 +23,11 @@ class SimSettings:
     node's slot is held beyond each task's duration — what a container's create,
     start and removal add on docker agents (``dodoor.tools.overhead`` measures it), 0
     for the sleep executor. Schedulers still score with the declared durations,
-    as they do live."""
+    as they do live. aging_ms: the agents' starvation guard (a waiting task's
+    class rises by one per aging_ms, 0 turns it off); preempt: agents stop and
+    requeue lower-class running tasks for a higher-class newcomer; fallback: the
+    packing fallback's settings (``dodoor.packing``; None: no fallback) —
+    docs/design.md §12."""
 
     delay_ms: float = 0.5
     report_interval_ms: float = 100.0
@@ -31,6 +37,9 @@ class SimSettings:
     util_points: int = 200
     lookahead: bool = True
     start_overhead_ms: float = 0.0
+    aging_ms: float = DEFAULT_AGING_MS
+    preempt: bool = False
+    fallback: PackingSettings | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
@@ -42,6 +51,8 @@ class SimSettings:
         if not (math.isfinite(self.start_overhead_ms) and self.start_overhead_ms >= 0):
             raise ValidationError("start_overhead_ms",
                                   f"must be finite and >= 0, got {self.start_overhead_ms}")
+        if not self.aging_ms >= 0:
+            raise ValidationError("aging_ms", f"must be >= 0, got {self.aging_ms}")
         if self.schedulers < 1:
             raise ValidationError("schedulers", f"must be >= 1, got {self.schedulers}")
         if self.util_points < 2:
