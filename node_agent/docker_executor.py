@@ -35,8 +35,10 @@ from node_agent import docker_spec
 from node_agent.docker_spec import (AGENT_LABEL, BUSYBOX_IMAGE, KILLED_EXIT_CODE,  # noqa: F401
                                     LOG_TAIL_BYTES, PYTHON_IMAGE, TASK_LABEL, WARM_LABEL,
                                     DockerSettings, TaskSpecError, exit_result, explain,
-                                    timed_out)
+                                    limits, task_env, timed_out, wants_warm)
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+from node_agent.warm_docker import DockerWarmRuntime
+from node_agent.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class DockerExecutor:
         # Ended containers kept until the agent has journaled their result (``forget``).
         self._held: dict[str, Any] = {}
         self._host_cpus: int | None = None
+        self.warm = WarmPool(DockerWarmRuntime(client, settings), settings.warm_per_image,
+                             settings.warm_idle_s, waits=self._wait_pool)
+        self._reaper: asyncio.Task | None = None  # the pool's idle reaper, ended by close
 
     # -- the container spec (node_agent/docker_spec.py) --------------------
     def image_and_command(self, task: Task) -> tuple[str, list[str]]:
@@ -99,6 +104,14 @@ class DockerExecutor:
         except Exception as exc:  # noqa: BLE001 - an engine that does not answer fails the task
             log.warning("task %s not run: the Docker engine failed: %s", task.task_id, exc)
             return TaskResult("failed", reason=f"docker engine error: {explain(exc)}")
+        if wants_warm(self.settings, task, image, command):
+            if self._reaper is None:
+                interval = max(0.05, min(self.settings.warm_idle_s / 4, 5.0))
+                self._reaper = asyncio.create_task(self.warm.reap_forever(interval),
+                                                   name=f"warm-reaper-{self.settings.agent_id}")
+            cores, memory = limits(task, self._host_cpus)
+            return await self.warm.run(task.task_id, image, command, task_env(task), cores,
+                                       memory, self.wall_limit_s(task), on_start)
         spec = self.container_spec(task, image, command, self._host_cpus)
         # Creation cannot be interrupted half-way, so a cancel waits for it to
         # finish and then removes the container instead of leaking it.
@@ -130,7 +143,10 @@ class DockerExecutor:
             raise
 
     async def forget(self, task_id: str) -> None:
-        """The result is journaled: remove the task's container (if this executor holds one)."""
+        """The result is journaled: remove the task's container (if this executor holds one),
+        or give its warm container back to the pool."""
+        if await self.warm.forget(task_id):
+            return
         container = self._held.pop(task_id, None)
         if container is not None:
             await asyncio.to_thread(self._discard, container)
@@ -141,6 +157,7 @@ class DockerExecutor:
         A container whose task the journal holds as finished (or no longer holds)
         must not go on running, nor be adopted: its result, if any, was journaled.
         """
+        warm = await self.warm.reconcile(interrupted)
         rows = {row.task_id: row for row in interrupted}
         containers = await asyncio.to_thread(
             self.client.containers.list, all=True,
@@ -183,7 +200,7 @@ class DockerExecutor:
                      "%d removed", self.settings.agent_id,
                      sum(1 for a in found.values() if a.running),
                      sum(1 for a in found.values() if not a.running), removed)
-        return list(found.values())
+        return list(found.values()) + warm
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         try:
@@ -197,6 +214,10 @@ class DockerExecutor:
             raise
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.warm.close()
         self._wait_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.client.close)
 

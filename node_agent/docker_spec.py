@@ -9,6 +9,7 @@ same way.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ AGENT_LABEL = "dodoor.agent_id"
 WARM_LABEL = "dodoor.warm_image"  # on pool containers: the image they stay warm for
 WARM_TASK_LABEL = "warm"  # a task label: "true" / "false" opts the task in or out of the pool
 LOG_TAIL_BYTES = 4096
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 KILLED_EXIT_CODE = 137  # 128 + SIGKILL: how the engine reports a killed container
 # Floors for tiny tasks. The engine refuses a memory limit under 6 MiB. It takes a CPU
 # quota down to 0.01 CPU, but the quota throttles the container's start too: measured
@@ -127,12 +129,20 @@ def image_and_command(settings: DockerSettings, task: Task) -> tuple[str, list[s
     return image, command
 
 
-def wants_warm(settings: DockerSettings, task: Task, image: str) -> bool:
-    """Whether the task runs in the warm pool: its label decides, else its image."""
-    choice = task.labels.get(WARM_TASK_LABEL)
-    if choice is not None and choice.lower() in ("true", "false"):
-        return choice.lower() == "true" and settings.warm_per_image > 0
-    return image in settings.warm_images and settings.warm_per_image > 0
+def wants_warm(settings: DockerSettings, task: Task, image: str, command: list[str]) -> bool:
+    """Whether the task runs in the warm pool: its label decides, else its image.
+
+    The pool's runner reads a job as one shell line, so a task whose command or
+    environment holds a newline, or whose environment has a name the shell
+    cannot export, runs in its own container instead.
+    """
+    if settings.warm_per_image == 0:
+        return False
+    choice = str(task.labels.get(WARM_TASK_LABEL, "")).lower()
+    if choice not in ("true", "false"):
+        choice = "true" if image in settings.warm_images else "false"
+    return choice == "true" and not any("\n" in part for part in (*command, *task.env.values())) \
+        and all(_SHELL_NAME.fullmatch(name) for name in task.env)
 
 
 def limits(task: Task, host_cpus: int | None) -> tuple[float, str]:
