@@ -87,8 +87,9 @@ class DockerWarmRuntime:
                 output += data
                 found = _MARK.search(output, max(start, len(output) - len(data) - 64))
                 if found and output.rfind(mark) == found.start():
+                    code = int(found.group(2))
                     del output[found.start():]
-                    return int(found.group(2))
+                    return code
         except OSError as exc:
             raise RunnerError(f"the runner's stream broke: {exc}") from exc
         raise RunnerError(f"the runner of container {container_id[:12]} ended")

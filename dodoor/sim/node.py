@@ -23,6 +23,7 @@ from dodoor.resources import NodeSpec
 from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
 from dodoor.sim.records import TaskRecords
+from dodoor.sim.warm import WarmContainers
 
 EPS = 1e-6  # trace demands such as 0.42000000000000004 cores drift under +/-
 
@@ -48,7 +49,8 @@ class SimNode:
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Mailbox | None = None,
-                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
+                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0,
+                 warm: WarmContainers | None = None) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
@@ -59,6 +61,7 @@ class SimNode:
         self.free = list(self.capacity)
         self.free_slots = self.slots
         self.overhead = start_overhead_ms  # slot time beyond a task's duration (containers)
+        self.warm = warm  # this node's warm containers, when the run models them
         self.queue: list[Entry] = []
         self.running: dict[Entry, None] = {}  # insertion-ordered, so replays are deterministic
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
@@ -171,7 +174,10 @@ class SimNode:
             self._run(entry, self.loop.now)
 
     def _run(self, entry: Entry, now: float) -> None:
-        entry.end = now + entry.duration + self.overhead
+        overhead = self.overhead
+        if self.warm is not None:
+            overhead = self.warm.overhead(entry.index, now, overhead)
+        entry.end = now + entry.duration + overhead
         self.records.start[entry.index] = now
         self.running[entry] = None
         self._end_sum += entry.end
@@ -200,6 +206,8 @@ class SimNode:
         self.free_slots += 1
         self.tasks -= 1
         self.version += 1
+        if self.warm is not None:
+            self.warm.release(entry.index, self.loop.now)
         self.net.count_only("completion")
         if self.queue:
             self._scan()
