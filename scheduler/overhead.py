@@ -7,6 +7,12 @@ overhead (``SimSettings.start_overhead_ms``) it holds the slot that much longer,
 as the live agent does. Measured here with the Docker SDK directly (the
 scheduler package may not import the agent's executor, docs/design.md §10), with the
 same image, command shape, limits and removal as the executor.
+
+``warm_overhead_ms`` measures the same zero-length task run in a warm container
+(docs/docker.md): new limits set, the job fed to the container's runner, its
+status read back. It drives the agent's own warm runtime so that the figure is
+the pool's, not a copy's; this module is a measurement tool, not part of the
+scheduler daemon, so that import is lazy and never happens in a scheduler.
 """
 
 from __future__ import annotations
@@ -71,6 +77,61 @@ def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 
     median = statistics.median(times)
     log.info("container overhead: median %.0f ms over %d containers, %d at a time", median,
              len(times), concurrency)
+    return median
+
+
+def warm_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 1) -> float:
+    """Median wall time of a zero-length task in an already warm container, in ms.
+
+    As :func:`container_overhead_ms`: ``concurrency`` tasks at once in each of
+    ``runs`` rounds, after one uncounted round; each task gets limits different
+    from its container's last ones, so the ``docker update`` a task of new limits
+    pays is in the figure. The containers' own (cold) starts are not.
+    """
+    if runs < 1 or concurrency < 1:
+        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
+    try:
+        import docker
+
+        from node_agent.docker_spec import DockerSettings
+        from node_agent.warm_docker import DockerWarmRuntime
+
+        client = docker.from_env(max_pool_size=concurrency + 4)
+        client.images.get(image)
+    except Exception as exc:  # the SDK raises several unrelated types
+        raise RuntimeError(f"cannot measure the warm overhead with {image}: {exc} "
+                           "(is the engine up and were compose/build-images.sh's images built?)"
+                           ) from exc
+    label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
+    runtime = DockerWarmRuntime(client, DockerSettings(
+        agent_id=label, allowed_images=frozenset({image})))
+    boxes: list[str] = []
+
+    def one(box: str, memory: str) -> float:
+        t0 = time.perf_counter()
+        runtime.update(box, 1.0, memory)
+        code = runtime.run(box, uuid.uuid4().hex[:16], ["dodoor-task", "sleep", "0.000"], {},
+                           bytearray())
+        if code != 0:
+            raise RuntimeError(f"the warm probe task exited with {code} in {image}")
+        return (time.perf_counter() - t0) * 1000.0
+
+    times: list[float] = []
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            boxes += pool.map(lambda _: runtime.create(image, 1.0, "64m"), range(concurrency))
+            for i in range(runs + 1):
+                memory = f"{64 + (i % 2)}m"
+                batch = list(pool.map(lambda box: one(box, memory), boxes))
+                if i:
+                    times += batch
+    finally:
+        for box in boxes:
+            runtime.remove(box)
+        client.close()
+    median = statistics.median(times)
+    log.info("warm overhead: median %.1f ms over %d tasks, %d at a time", median, len(times),
+             concurrency)
     return median
 
 
