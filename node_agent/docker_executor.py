@@ -14,6 +14,9 @@ the exited container at restart and journals its result instead of running
 the task again. At restart, containers whose journal row is unfinished are
 adopted (running: with the wall limit counted from their real start) or
 collected (exited); any other container of this agent is removed.
+Tasks that opt in to warm containers (``docker_spec.wants_warm``) run instead
+as jobs of the executor's :class:`~node_agent.warm_pool.WarmPool`; see
+docs/docker.md. The pool's idle reaper is a task this executor owns (``close``).
 Every SDK call blocks, so each goes through ``asyncio.to_thread`` — except the
 long waits for containers to exit, which run on the executor's own thread pool:
 the loop's default pool has only a few threads (CPU count + 4), and a busy agent

@@ -38,17 +38,7 @@ def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 
     counted. Raises ``RuntimeError`` naming the cause when no engine answers or
     the image is missing.
     """
-    if runs < 1 or concurrency < 1:
-        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
-    try:
-        import docker
-
-        client = docker.from_env(max_pool_size=concurrency + 4)
-        client.images.get(image)
-    except Exception as exc:  # the SDK raises several unrelated types
-        raise RuntimeError(f"cannot measure the container overhead with {image}: {exc} "
-                           "(is the engine up and were compose/build-images.sh's images built?)"
-                           ) from exc
+    client = _client(runs, image, concurrency, "container")
     label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
 
     def one() -> float:
@@ -88,20 +78,10 @@ def warm_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 1) ->
     from its container's last ones, so the ``docker update`` a task of new limits
     pays is in the figure. The containers' own (cold) starts are not.
     """
-    if runs < 1 or concurrency < 1:
-        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
-    try:
-        import docker
+    from node_agent.docker_spec import DockerSettings
+    from node_agent.warm_docker import DockerWarmRuntime
 
-        from node_agent.docker_spec import DockerSettings
-        from node_agent.warm_docker import DockerWarmRuntime
-
-        client = docker.from_env(max_pool_size=concurrency + 4)
-        client.images.get(image)
-    except Exception as exc:  # the SDK raises several unrelated types
-        raise RuntimeError(f"cannot measure the warm overhead with {image}: {exc} "
-                           "(is the engine up and were compose/build-images.sh's images built?)"
-                           ) from exc
+    client = _client(runs, image, concurrency, "warm")
     label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
     runtime = DockerWarmRuntime(client, DockerSettings(
         agent_id=label, allowed_images=frozenset({image})))
@@ -133,6 +113,22 @@ def warm_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 1) ->
     log.info("warm overhead: median %.1f ms over %d tasks, %d at a time", median, len(times),
              concurrency)
     return median
+
+
+def _client(runs: int, image: str, concurrency: int, what: str):
+    """A client to the engine, checked to hold ``image``; errors say what is missing."""
+    if runs < 1 or concurrency < 1:
+        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
+    try:
+        import docker
+
+        client = docker.from_env(max_pool_size=concurrency + 4)
+        client.images.get(image)
+    except Exception as exc:  # the SDK raises several unrelated types
+        raise RuntimeError(f"cannot measure the {what} overhead with {image}: {exc} "
+                           "(is the engine up and were compose/build-images.sh's images built?)"
+                           ) from exc
+    return client
 
 
 def busy_overhead_ms(solo_ms: float, full_ms: float, slots: int, duration_ms: float) -> float:
