@@ -63,11 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="docker executor: an image tasks may use (repeatable; default the built task images)")
     p.add_argument("--docker-warm-image", action="append", default=[], metavar="IMAGE",
                    help="docker executor: keep warm containers for this image's tasks (repeatable; "
-                        "a task label warm=true/false opts in or out); docs/docker.md")
+                        "a task label warm=true/false opts in or out; default none); docs/docker.md")
     p.add_argument("--docker-warm-per-image", type=bounded(int, 0), default=2,
-                   help="docker executor: idle warm containers kept per image")
+                   help="docker executor: idle warm containers kept per image (default 2)")
     p.add_argument("--docker-warm-idle-s", type=float, default=60.0,
-                   help="docker executor: a warm container idle this long is removed")
+                   help="docker executor: a warm container idle this long is removed (default 60)")
     p.add_argument("--max-body-bytes", type=bounded(int, 1), default=4 * 1024 * 1024,
                    help="largest request body accepted (413 above)")
     add_token_arguments(p)

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--warm-start-overhead-ms", type=float, default=None,
                    help="model warm containers: a function task finding an idle one of its "
                         "image on its node pays this instead (scheduler/overhead.py "
-                        "warm_overhead_ms measures it)")
+                        "warm_overhead_ms measures it; default: none, every start is cold)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
