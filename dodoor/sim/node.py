@@ -24,6 +24,7 @@ from dodoor.runqueue import QueueEntry, RunQueue
 from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
 from dodoor.sim.records import TaskRecords
+from dodoor.sim.warm import WarmContainers
 
 
 class Entry(QueueEntry):
@@ -47,7 +48,8 @@ class SimNode:
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Mailbox | None = None,
                  report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0,
-                 aging_ms: float = DEFAULT_AGING_MS, preempt: bool = False) -> None:
+                 aging_ms: float = DEFAULT_AGING_MS, preempt: bool = False,
+                 warm: WarmContainers | None = None) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
@@ -56,6 +58,7 @@ class SimNode:
         self.rq: RunQueue[Entry] = RunQueue(
             (spec.cores, spec.memory_mb, spec.disk_mb), spec.slots, start_overhead_ms, aging_ms)
         self.preempt = preempt  # stop lower-class running tasks for a newcomer (docs/design.md §12)
+        self.warm = warm  # this node's warm containers, when the run models them
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
         self.inbound: deque[tuple[float, Entry]] = deque()
         self.version = 0  # bumped on every change; the oracle caches by it
@@ -128,6 +131,9 @@ class SimNode:
         self.net.send("confirm", entry.job.on_confirm, entry, self.index)
 
     def _run(self, entry: Entry, now: float) -> None:
+        if self.warm is not None:  # the run queue set the cold figure; a warm start pays less
+            overhead = self.warm.overhead(entry.index, now, self.rq.overhead_ms)
+            entry.end_ms = now + entry.duration_ms + overhead
         self.records.start[entry.index] = now
         entry.runs += 1
         self.loop.call_at(entry.end_ms, self._finish, entry, entry.runs)
@@ -160,6 +166,8 @@ class SimNode:
         records.end[entry.index] = self.loop.now
         records.finished += 1
         self.version += 1
+        if self.warm is not None:
+            self.warm.release(entry.index, self.loop.now)
         self.net.count_only("completion")
         if rq.waiting:
             self._backfill()

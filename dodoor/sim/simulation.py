@@ -28,6 +28,7 @@ from dodoor.sim.oracle import Oracle
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.scheduler import SimScheduler
 from dodoor.sim.settings import SimSettings
+from dodoor.sim.warm import WarmContainers, warm_key
 from dodoor.sim.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
+    warm_keys = [warm_key(t) for t in tasks]
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms, settings.aging_ms, settings.preempt)
+                         settings.start_overhead_ms, settings.aging_ms, settings.preempt,
+                         _warm_pool(settings, warm_keys))
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
@@ -186,3 +189,11 @@ def _demands(tasks: Sequence[Task], capacity: np.ndarray
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _warm_pool(settings: SimSettings, keys: list[str | None]) -> WarmContainers | None:
+    """One node's warm containers, when the run models a pool."""
+    if settings.warm_start_overhead_ms is None:
+        return None
+    return WarmContainers(keys, settings.warm_per_image, settings.warm_idle_ms,
+                          settings.warm_start_overhead_ms)

@@ -55,6 +55,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start-overhead-ms", type=float, default=0.0,
                    help="slot time each task holds beyond its duration, e.g. a container's "
                         "start and removal (dodoor evaluate measures it for docker agents)")
+    p.add_argument("--warm-start-overhead-ms", type=float, default=None,
+                   help="model warm containers: a function task finding an idle one of its "
+                        "image on its node pays this instead (dodoor/tools/overhead.py "
+                        "warm_overhead_ms measures it; default: none, every start is cold)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SimSettings(
         delay_ms=args.delay_ms, report_interval_ms=args.report_interval_ms,
         schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
+        warm_start_overhead_ms=args.warm_start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
         aging_ms=args.aging_s * 1000.0, preempt=args.preempt,
         fallback=PackingSettings(time_limit_s=args.fallback_time_s) if args.fallback else None,
