@@ -25,10 +25,7 @@ __all__ = ["STATE_COLUMNS", "N_STATE", "TASKS", "PENDING", "state_row", "delta_r
 
 def state_row(committed: Sequence[float], tasks: float, pending_ms: float) -> list[float]:
     """A node's state as a list in ``STATE_COLUMNS`` order: the one place that order is built."""
-    row = [committed[i] for i in range(N_RESOURCES)]
-    row.append(tasks)  # at TASKS
-    row.append(pending_ms)  # at PENDING
-    return row
+    return [*committed, tasks, pending_ms]  # RESOURCES, then TASKS, then PENDING
 
 
 def delta_row(demand: Sequence[float], duration_ms: float) -> list[float]:

@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="docker executor: network for task containers (default none)")
     p.add_argument("--docker-allow-image", action="append", default=[], metavar="IMAGE",
                    help="docker executor: an image tasks may use (repeatable; default the built task images)")
+    p.add_argument("--docker-warm-image", action="append", default=[], metavar="IMAGE",
+                   help="docker executor: keep warm containers for this image's tasks (repeatable; "
+                        "a task label warm=true/false opts in or out; default none); docs/docker.md")
+    p.add_argument("--docker-warm-per-image", type=bounded(int, 0), default=2,
+                   help="docker executor: idle warm containers kept per image (default 2)")
+    p.add_argument("--docker-warm-idle-s", type=float, default=60.0,
+                   help="docker executor: a warm container idle this long is removed (default 60)")
     p.add_argument("--max-body-bytes", type=bounded(int, 1), default=4 * 1024 * 1024,
                    help="largest request body accepted (413 above)")
     add_token_arguments(p)
@@ -85,6 +92,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         journal_keep_finished=args.journal_keep_finished,
         journal_retention_s=journal_retention_s(args),
         docker_allowed_images=tuple(args.docker_allow_image),
+        docker_warm_images=tuple(args.docker_warm_image),
+        docker_warm_per_image=args.docker_warm_per_image, docker_warm_idle_s=args.docker_warm_idle_s,
     )
 
 

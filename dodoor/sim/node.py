@@ -18,17 +18,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dodoor.priority import DEFAULT_AGING_MS
 from dodoor.resources import NodeSpec
 from dodoor.runqueue import QueueEntry, RunQueue
 from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
 from dodoor.sim.records import TaskRecords
+from dodoor.sim.warm import WarmContainers
 
 
 class Entry(QueueEntry):
     """A task (or a reservation for one) travelling to and waiting on a node."""
 
-    __slots__ = ("index", "job", "held", "cancelled")
+    __slots__ = ("index", "job", "held", "cancelled", "runs")
 
     def __init__(self, index: int, demand: tuple[float, float, float], duration: float,
                  job: Any = None) -> None:
@@ -37,6 +39,7 @@ class Entry(QueueEntry):
         self.job = job  # the Sparrow job for a reservation, None for a task
         self.held = False
         self.cancelled = False
+        self.runs = 0  # starts so far: a preempted run's end event is stale
 
 
 class SimNode:
@@ -44,14 +47,18 @@ class SimNode:
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Mailbox | None = None,
-                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
+                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0,
+                 aging_ms: float = DEFAULT_AGING_MS, preempt: bool = False,
+                 warm: WarmContainers | None = None) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
         self.net = net
         self.records = records
         self.rq: RunQueue[Entry] = RunQueue(
-            (spec.cores, spec.memory_mb, spec.disk_mb), spec.slots, start_overhead_ms)
+            (spec.cores, spec.memory_mb, spec.disk_mb), spec.slots, start_overhead_ms, aging_ms)
+        self.preempt = preempt  # stop lower-class running tasks for a newcomer (docs/design.md §12)
+        self.warm = warm  # this node's warm containers, when the run models them
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
         self.inbound: deque[tuple[float, Entry]] = deque()
         self.version = 0  # bumped on every change; the oracle caches by it
@@ -67,11 +74,14 @@ class SimNode:
         records = self.records
         records.placed[entry.index] = now
         records.node[entry.index] = self.index
+        entry.priority = records.priority[entry.index]
         if self.inbound and self.inbound[0][1] is entry:
             self.inbound.popleft()
         self.version += 1
         if self.rq.admit(entry, now):
             self._run(entry, now)
+        elif self.preempt:
+            self._preempt_for(entry)
 
     def reserve(self, entry: Entry) -> None:
         """A Sparrow reservation joins the queue like a task."""
@@ -121,8 +131,23 @@ class SimNode:
         self.net.send("confirm", entry.job.on_confirm, entry, self.index)
 
     def _run(self, entry: Entry, now: float) -> None:
+        if self.warm is not None:  # the run queue set the cold figure; a warm start pays less
+            overhead = self.warm.overhead(entry.index, now, self.rq.overhead_ms)
+            entry.end_ms = now + entry.duration_ms + overhead
         self.records.start[entry.index] = now
-        self.loop.call_at(entry.end_ms, self._finish, entry)
+        entry.runs += 1
+        self.loop.call_at(entry.end_ms, self._finish, entry, entry.runs)
+
+    def _preempt_for(self, entry: Entry) -> None:
+        """Requeue the lower-class running tasks whose room lets ``entry`` start."""
+        victims = self.rq.victims(entry.demand, entry.priority)
+        if not victims or any(v.job is not None for v in victims):
+            return  # no room to make, or a held reservation: those are not tasks yet
+        for victim in victims:
+            self.rq.requeue(victim)
+            victim.runs += 1  # its pending end event no longer counts
+            self.records.preempted += 1
+        self._backfill()
 
     def _backfill(self) -> None:
         now = self.loop.now
@@ -132,13 +157,17 @@ class SimNode:
             else:
                 self._run(entry, now)
 
-    def _finish(self, entry: Entry) -> None:
+    def _finish(self, entry: Entry, run: int = 0) -> None:
+        if run and run != entry.runs:
+            return  # the run this end belonged to was preempted
         rq = self.rq
         rq.finish(entry)
         records = self.records
         records.end[entry.index] = self.loop.now
         records.finished += 1
         self.version += 1
+        if self.warm is not None:
+            self.warm.release(entry.index, self.loop.now)
         self.net.count_only("completion")
         if rq.waiting:
             self._backfill()

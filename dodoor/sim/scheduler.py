@@ -26,6 +26,7 @@ from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
 from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
 from dodoor.sim.engine import EventLoop
+from dodoor.sim.fallback import SimFallback, has_room
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.lookahead import Lookahead
 from dodoor.sim.network import Network, wire_sizes
@@ -86,6 +87,7 @@ class SimScheduler:
         self.decisions = 0
         self.receiver: DeltaReceiver | None = None
         self.lookahead: Lookahead | None = None
+        self.fallback: SimFallback | None = None  # dodoor.sim.fallback, when enabled
         self._delta_size = wire_sizes().deltas
         handlers = {
             PolicyKind.NONE: self._submit_local,
@@ -148,6 +150,12 @@ class SimScheduler:
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
             node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+            fallback = self.fallback
+            if fallback is not None and not has_room(self.cache, cands, demand):
+                packed = fallback.place(index, task, demand)
+                if packed is not None:
+                    node = packed
+                    fallback.stats.placed_tasks.append(index)
         self._enqueue(index, node, dt, task.duration_ms)
         self.age_sum_ms += self.loop.now - self.snapshot_made_ms
         self.decisions += 1

@@ -20,6 +20,7 @@ from dodoor.errors import NoFitError
 from dodoor.resources import NodeSpec, Task, capacity_matrix, check_fits_somewhere
 from dodoor.sampling import FeasibleSampler
 from dodoor.sim.engine import EventLoop
+from dodoor.sim.fallback import FallbackStats, SimFallback
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import SimNode
@@ -27,6 +28,7 @@ from dodoor.sim.oracle import Oracle
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.scheduler import SimScheduler
 from dodoor.sim.settings import SimSettings
+from dodoor.sim.warm import WarmContainers, warm_key
 from dodoor.sim.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class SimResult:
     snapshot_age_ms: float | None = None
     sized_bytes: dict[str, int] | None = None
     resyncs: int = 0
+    fallback: FallbackStats | None = None
 
     def summary(self) -> dict:
         policy = self.settings.policy
@@ -68,6 +71,10 @@ class SimResult:
         out["messages"]["bytes_per_task"] = sched_bytes / len(self.records) if self.records else 0.0
         out["snapshots"] = {"pushes": self.snapshots, "resyncs": self.resyncs,
                             "mean_age_ms": self.snapshot_age_ms}
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.summary()
+        if self.settings.preempt:
+            out["preempted"] = self.records.preempted
         return out
 
 
@@ -96,8 +103,10 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
+    warm_keys = [warm_key(t) for t in tasks]
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms)
+                         settings.start_overhead_ms, settings.aging_ms, settings.preempt,
+                         _warm_pool(settings, warm_keys))
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
@@ -109,7 +118,13 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     if knobs.delta_snapshots:
         for s in schedulers:
             s.use_delta_snapshots()
-    if settings.lookahead and worth_stacking(policies[0], len(nodes)):
+    stats = FallbackStats() if settings.fallback is not None else None
+    if stats is not None and settings.fallback is not None:
+        if kind is not PolicyKind.CACHED:
+            raise ValueError(f"the packing fallback needs a cache-based policy, not {policy!r}")
+        for s in schedulers:
+            s.fallback = SimFallback(settings.fallback, s.cache, sim_nodes, net, stats)
+    elif settings.lookahead and worth_stacking(policies[0], len(nodes)):
         arrays = [arr for arr, _ in demands]
         for s in schedulers:
             s.use_lookahead(tasks, arrays, len(schedulers))
@@ -149,7 +164,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     age = sum(s.age_sum_ms for s in schedulers) / decisions if decisions else None
     return SimResult(policy, list(nodes), records, net.counter,
                      dataclasses.replace(settings, policy=knobs), wall_s, loop.events_run,
-                     store.snapshots, age, dict(net.counter.bytes), store.resyncs)
+                     store.snapshots, age, dict(net.counter.bytes), store.resyncs, stats)
 
 
 def _demands(tasks: Sequence[Task], capacity: np.ndarray
@@ -174,3 +189,11 @@ def _demands(tasks: Sequence[Task], capacity: np.ndarray
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _warm_pool(settings: SimSettings, keys: list[str | None]) -> WarmContainers | None:
+    """One node's warm containers, when the run models a pool."""
+    if settings.warm_start_overhead_ms is None:
+        return None
+    return WarmContainers(keys, settings.warm_per_image, settings.warm_idle_ms,
+                          settings.warm_start_overhead_ms)

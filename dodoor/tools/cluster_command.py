@@ -11,8 +11,6 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
-
 from dodoor.service.cliargs import bounded, comma_list, env_token
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
@@ -20,8 +18,7 @@ from dodoor.resources import Task
 from dodoor.taskstates import SUCCEEDED, UNKNOWN
 from dodoor.validation import parse_task
 from dodoor.tools.localcluster import EXECUTORS, MAX_SCHEDULERS, ClusterSettings, LocalCluster
-from dodoor.tools.submit import (SubmitError, follow, outcome_json_lines, outcome_table,
-                              submit)
+from dodoor.tools.submit import follow, outcome_json_lines, outcome_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Submit one task (its command after --), COUNT copies of it, or every "
                     "task of a trace; follow them to the end and print their outcome. Exits 0 "
                     "when every task succeeded.")
-    sub.add_argument("--url", required=True, help="scheduler URL(s), comma-separated; batches "
-                                                  "go round-robin")
+    sub.add_argument("--url", required=True, help="scheduler URL(s), comma-separated; each "
+                                                  "task's id picks its scheduler (the next "
+                                                  "one when that one is unreachable)")
     sub.add_argument("--trace", type=Path,
                      help="submit every task of a trace file instead (default: the one task "
                           "the options below describe)")
@@ -122,6 +120,11 @@ def _cluster_up(args: argparse.Namespace) -> int:
     return 1 if died else 0
 
 
+# one request's limit; an unreachable scheduler is noticed sooner, by the client's
+# connect timeout
+SUBMIT_TIMEOUT_S = 30.0
+
+
 def _submit(args: argparse.Namespace) -> int:
     tasks = _tasks_from_args(args)
     urls = [u.rstrip("/") for u in comma_list(args.url)]
@@ -158,21 +161,22 @@ def _tasks_from_args(args: argparse.Namespace) -> list[Task]:
 
 
 async def _submit_and_follow(urls: list[str], tasks: list[Task], args: argparse.Namespace) -> int:
-    token = env_token()
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # the client is a tool's dependency: imported here, never by the daemons
+    from dodoor.client import AsyncClient, NoSchedulerError, RequestError
+
+    async with AsyncClient(urls, env_token(), timeout=SUBMIT_TIMEOUT_S,
+                           submit_batch=args.batch) as client:
         try:
-            placed = await submit(session, urls, tasks, batch_size=args.batch, token=token)
-        except SubmitError as exc:
+            handles = await client.submit_many(t.to_dict() for t in tasks)
+            print(f"submitted {len(handles)} tasks", file=sys.stderr)
+            outcomes = await follow(client, handles, timeout_s=args.timeout)
+        except RequestError as exc:
             print(f"dodoor submit: rejected: {exc}", file=sys.stderr)
             return 1
-        except aiohttp.ClientError as exc:
-            print(f"dodoor submit: cannot reach {', '.join(urls)}: {exc}", file=sys.stderr)
+        except NoSchedulerError as exc:
+            print(f"dodoor submit: {exc}", file=sys.stderr)
             return 1
-        print(f"submitted {len(placed)} tasks", file=sys.stderr)
-        final = await follow(session, placed, token=token, timeout_s=args.timeout)
-    outcomes = [final.get(p.task_id, {"id": p.task_id, "state": UNKNOWN}) for p in placed]
-    counts = Counter(str(o.get("state", UNKNOWN)) for o in outcomes)
+    counts = Counter(str(o.get("state", "unknown")) for o in outcomes)
     summary = "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if args.json:
         print(summary, file=sys.stderr)

@@ -14,6 +14,8 @@ from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.settings import PolicySettings
 from dodoor.sim.report import format_ratios, format_table
+from dodoor.packing import PackingSettings
+from dodoor.priority import DEFAULT_AGING_MS, apply_priority_mix, parse_priority_mix
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
 from dodoor.tools.inputs import file_part, load_inputs
@@ -53,9 +55,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start-overhead-ms", type=float, default=0.0,
                    help="slot time each task holds beyond its duration, e.g. a container's "
                         "start and removal (dodoor evaluate measures it for docker agents)")
+    p.add_argument("--warm-start-overhead-ms", type=float, default=None,
+                   help="model warm containers: a function task finding an idle one of its "
+                        "image on its node pays this instead (dodoor/tools/overhead.py "
+                        "warm_overhead_ms measures it; default: none, every start is cold)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--priority-mix", default=None, metavar="CLASS=SHARE,...",
+                   help="draw task classes with --seed, e.g. high=0.2,normal=0.8 "
+                        "(classes low, normal, high, critical or 0..3; default: every task normal)")
+    p.add_argument("--aging-s", type=float, default=DEFAULT_AGING_MS / 1000.0,
+                   help="a waiting task's class rises by one per this many seconds (0: off; "
+                        "default %(default)s)")
+    p.add_argument("--preempt", action="store_true",
+                   help="agents stop and requeue lower-class running tasks for a newcomer "
+                        "(default: never)")
+    p.add_argument("--fallback", action="store_true",
+                   help="the CP-SAT packing fallback when sampled candidates have no room "
+                        "(default: off)")
+    p.add_argument("--fallback-time-s", type=float, default=1.0,
+                   help="the fallback solver's time limit per call (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -65,10 +85,16 @@ def run(args: argparse.Namespace) -> int:
     settings = SimSettings(
         delay_ms=args.delay_ms, report_interval_ms=args.report_interval_ms,
         schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
+        warm_start_overhead_ms=args.warm_start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
+        aging_ms=args.aging_s * 1000.0, preempt=args.preempt,
+        fallback=PackingSettings(time_limit_s=args.fallback_time_s) if args.fallback else None,
     )
+    mix = parse_priority_mix(args.priority_mix) if args.priority_mix else None
     out = output_dir(args.out)  # checked before a run that may take minutes
     tasks, nodes = load_inputs(args.trace, args.cluster, args.limit, load)
+    if mix is not None:
+        tasks = apply_priority_mix(tasks, mix, args.seed)
     results: list[SimResult] = []
     for name in policies:
         print(f"simulating {name}: {len(tasks)} tasks on {len(nodes)} nodes", file=sys.stderr)
@@ -78,6 +104,16 @@ def run(args: argparse.Namespace) -> int:
     summaries = [r.summary() for r in results]
     (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     print(format_table(summaries))
+    for summary in summaries:
+        for name, cls in summary.get("by_priority", {}).items():
+            span = cls["makespan_ms"]
+            print(f"{summary['policy']} {name}: {cls['tasks']} tasks, makespan mean "
+                  f"{span['mean']:.0f} ms, p99 {span['p99']:.0f} ms")
+        if "fallback" in summary:
+            fb = summary["fallback"]
+            print(f"{summary['policy']} fallback: {fb['calls']} tasks needed it, placed "
+                  f"{fb['placed']}, proven none {fb['none_proven']}, moves {fb['moves']}, "
+                  f"solver {fb['solve_s_mean'] * 1000:.1f} ms per call")
     ratio_text = format_ratios(summaries)
     if ratio_text:
         print(ratio_text)
