@@ -82,6 +82,7 @@ class NodeAgent:
         # meanwhile), or refused by it (disk full). Served from memory so such a task
         # never reads ``queued`` again; a refused one's row makes a restart run it again.
         self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
+        self.committing: set[str] = set()  # those of them on their way to the next commit
         # start permission from the load store (node_agent.lease); none needed without one
         self.lease = lease if lease is not None else Lease(clock, required=False)
         self.incarnation = ""  # set by resume(); renewed by fence()
@@ -144,7 +145,14 @@ class NodeAgent:
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
                               started_ms=entry.started_ms if running else None), ""
-        return self.unjournaled.get(task_id)
+        ended = self.unjournaled.get(task_id)
+        if ended is not None and task_id in self.committing:
+            # not durable yet: a crash now would run it again (sleep) or re-read its exit
+            # status, so it reads ``running`` until its end is on disk (docs/guarantees.md)
+            st = ended[0]
+            return TaskStatus(task_id, RUNNING, self.node_id, queued_ms=st.queued_ms,
+                              started_ms=st.started_ms), ""
+        return ended
 
     def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
         task_id = record.task_id
@@ -530,6 +538,7 @@ class NodeAgent:
         self.unjournaled[task_id] = (TaskStatus(
             task_id, state, self.node_id, entry.queued_ms if entry else None, started, now,
             result.exit_code, result.reason), result.log_tail)
+        self.committing.add(task_id)
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
         # a start journaled on its own is not written again
         return self.journal.finish_soon(task_id, state, now, result.exit_code, result.reason,
@@ -541,7 +550,9 @@ class NodeAgent:
             await committed
         except JournalError as exc:
             log.error("could not journal the result of %s: %s", task_id, exc)
-            return  # kept in ``unjournaled``
+            self.committing.discard(task_id)
+            return  # kept in ``unjournaled``, read as ended: a restart runs it again
+        self.committing.discard(task_id)
         self.unjournaled.pop(task_id, None)
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.

@@ -9,7 +9,7 @@ import numpy as np
 
 from dodoor.clock import WallClock
 from dodoor.resources import RESOURCES
-from dodoor.taskstates import QUEUED, SUCCEEDED
+from dodoor.taskstates import QUEUED, RUNNING, SUCCEEDED
 from node_agent.journal import Journal
 from node_agent.node import NodeAgent
 from node_agent.sleep_executor import SleepExecutor
@@ -70,7 +70,8 @@ async def test_an_ended_task_frees_its_slot_before_its_commit_and_is_forgotten_a
     # outlives the agent, waits for the journal before b runs)
     await wait_for(lambda: agent.queue.is_running("b") and not agent.queue.is_running("a"))
     status = await agent.status("a")
-    assert status is not None and status.state == SUCCEEDED  # from memory, not yet committed
+    # ended, not yet on disk: it reads running until its end is committed
+    assert status is not None and status.state == RUNNING and status.finished_ms is None
     assert ex.forgotten == []  # the executor keeps the task until its end is on disk
     gate.set()
     await wait_for(lambda: ex.forgotten == ["a"])
