@@ -405,6 +405,8 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": state.executor.name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
+        # ends not yet in a report the store answered (a fence now would void them)
+        "unheard_ends": agent.unreported.unanswered_ends(),
     })
 
 

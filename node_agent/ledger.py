@@ -45,6 +45,10 @@ class ReportLedger:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def unanswered_ends(self) -> int:
+        """How many ends no answered report carried yet."""
+        return sum(1 for s in self.states if s) + len(self._ending)
+
     def accepted(self, task_id: str) -> None:
         self.ids.append(task_id)
         self.states.append("")
