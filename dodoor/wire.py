@@ -203,6 +203,10 @@ class NodeState:
     task_ids: tuple[str, ...] = ()
     # this report ends a resend of every journaled id: the store's index now holds them all
     task_ids_complete: bool = False
+    # per id of ``task_ids``: "" when accepted, its terminal state when it ended since
+    # the last answered report (empty from older agents: all accepted). The store's
+    # index then answers a dead node's finished ids with their state (docs/guarantees.md)
+    task_states: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -237,6 +241,9 @@ class ReportAck:
     # dead-after: past it the store may declare the node dead)
     lease_ms: float = 0.0
     instance: str = ""  # the store's process; a new one has an empty task index
+    # with ``fenced``: the ended ids of the report whose end the store's index holds for
+    # this node (answered with their state); the agent keeps them, the rest ends ``lost``
+    kept: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -252,6 +259,9 @@ class Lookup:
     scheduler_id: str
     task_ids: tuple[str, ...]
     claim: bool = False
+    # the asker reads outcome ``ended`` (a dead node's id that finished, its state in
+    # ``LookupReply.states``); without it such an id reads ``lost`` as before
+    ended: bool = False
     TYPE: ClassVar[str]
 
 
@@ -264,6 +274,8 @@ class LookupReply:
     outcomes: tuple[str, ...]
     nodes: tuple[str, ...]
     owners: tuple[str, ...]
+    # per id: its terminal state for outcome ``ended``, else "" (empty when none ended)
+    states: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 

@@ -339,3 +339,7 @@ class Journal:
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._store.call(fn)
+
+    # The same two seams, for the journal's extension modules (node_agent.ledger).
+    read = _call
+    write = _write

@@ -28,6 +28,7 @@ from dodoor.taskstates import CANCELLED, LOST
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
+from node_agent.ledger import ReportLedger, resend_rows, void_unheard
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,9 @@ class NodeAgent:
         # start permission from the load store (node_agent.lease); none needed without one
         self.lease = lease if lease is not None else Lease(clock, required=False)
         self.incarnation = ""  # set by resume(); renewed by fence()
-        # ids accepted and not yet in an answered state report (the store's task index)
-        self.unreported: list[str] = []
-        # while all journaled ids are being resent: how many of ``unreported`` they are
-        self._resend_left = 0
-        self._resending = False
+        # ids accepted or ended and not yet in an answered state report (the store's
+        # task index; node_agent.ledger)
+        self.unreported = ReportLedger()
         self.fences = 0
         self._store_instance = ""
         # called when a start waits for the lease: report now
@@ -175,8 +174,7 @@ class NodeAgent:
         """Reload unfinished journal tasks: adopt what the executor still runs, re-run the rest."""
         self.incarnation = await self.journal.incarnation()
         # whichever store hears from us first may not know our ids: send them all
-        self.unreported = await self.journal.all_ids()
-        self._resend_left, self._resending = len(self.unreported), True
+        self.unreported.resend(await resend_rows(self.journal))
         # A row that no longer reads (say, validation tightened by an upgrade) cannot run;
         # it ends failed instead of keeping the agent, and every other task, from starting.
         for bad in await self.journal.fail_unreadable(self.clock.now_ms()):
@@ -259,7 +257,7 @@ class NodeAgent:
                 # Also skip a reservation for the same id that arrived while we were writing.
                 elif outcome in (NEW, RERUN) and task.task_id not in self.queue:
                     self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
-                    self.unreported.append(task.task_id)
+                    self.unreported.accepted(task.task_id)
                     added += 1
             if added:
                 self._pump()
@@ -267,16 +265,16 @@ class NodeAgent:
             raise TaskConflict(conflicts)
         return added
 
-    def ids_to_report(self, limit: int) -> tuple[tuple[str, ...], bool]:
-        """The next ids for a state report, and whether they end a resend of all ids
-        (the store then knows every id this agent holds)."""
-        ids = tuple(self.unreported[:limit])
-        return ids, self._resending and len(ids) >= self._resend_left
+    def ids_to_report(self, limit: int) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+        """The next ids for a state report with their states ("" accepted, else ended),
+        and whether they end a resend of all ids (the store then knows every id here)."""
+        return self.unreported.next(limit)
 
-    async def fence(self) -> int:
+    async def fence(self, sent: NodeState | None = None, kept: tuple[str, ...] = ()) -> int:
         """The load store declared this node life dead, and told clients its tasks are
-        ``lost``: stop whatever runs, end every unfinished task ``lost``, start a new life.
-        Returns how many tasks ended lost."""
+        ``lost`` unless it had heard their end: stop whatever runs, end every unfinished
+        task ``lost`` and every end the store did not hear (``sent``: the fenced report,
+        ``kept``: its ends the store heard), start a new life. Returns how many ended lost."""
         self.lease.revoke()
         self._fencing = True
         try:
@@ -288,6 +286,12 @@ class NodeAgent:
             reason = (f"node {self.node_id} (life {self.incarnation}) was declared dead by the "
                       "load store; the task was reported lost and will not run here unless resubmitted")
             ids = await self.journal.mark_lost_unfinished(self.clock.now_ms(), reason)
+            unheard = self.unreported.unheard(sent, kept) if sent is not None else set()
+            ids += await void_unheard(self.journal, unheard, self.clock.now_ms(), (
+                f"finished on node {self.node_id} (life {self.incarnation}) after, or unknown "
+                "to, the load store when it declared the node dead: the result is void and "
+                "the task may be resubmitted"))
+            self.unreported.fenced()
             for entry in list(self.queue.running):
                 self.queue.finish(entry.task_id)
             for entry in list(self.queue.waiting):
@@ -357,24 +361,18 @@ class NodeAgent:
         """The load store answered a state report sent at ``sent_ms``."""
         if ack.fenced:
             if sent.incarnation == self.incarnation:  # not a late answer about an old life
-                await self.fence()
+                await self.fence(sent, ack.kept)
             return
         if sent.incarnation != self.incarnation:
             return  # the answer is about a life fenced meanwhile: it grants nothing now
-        del self.unreported[:len(sent.task_ids)]
-        self._resend_left = max(0, self._resend_left - len(sent.task_ids))
+        self.unreported.answered(sent)
         if ack.instance and self._store_instance and ack.instance != self._store_instance:
             # a store we have not told our ids (ours or its first life): all of them again
             self._store_instance = ack.instance
-            self.unreported = await self.journal.all_ids()
-            self._resend_left = len(self.unreported)
-            self._resending = True
+            self.unreported.resend(await resend_rows(self.journal))
             self.want_report()
-        else:
-            if ack.instance:
-                self._store_instance = ack.instance
-            if self._resending and sent.task_ids_complete:
-                self._resending = False
+        elif ack.instance:
+            self._store_instance = ack.instance
         if ack.lease_ms > 0:
             was_valid = self.lease.valid()
             self.lease.grant(sent_ms, ack.lease_ms)
@@ -498,7 +496,7 @@ class NodeAgent:
         self.queue.promote(entry.task_id, task, now)
         # The task itself arrives (and starts) now; the hold before it was the reservation's.
         entry.queued_ms = entry.started_ms = now
-        self.unreported.append(task.task_id)
+        self.unreported.accepted(task.task_id)
         try:
             await self.journal.mark_confirmed(task.task_id, now)
         except JournalError as exc:
@@ -539,6 +537,7 @@ class NodeAgent:
             task_id, state, self.node_id, entry.queued_ms if entry else None, started, now,
             result.exit_code, result.reason), result.log_tail)
         self.committing.add(task_id)
+        self.unreported.ending(task_id)  # a fence before the commit voids it
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
         # a start journaled on its own is not written again
         return self.journal.finish_soon(task_id, state, now, result.exit_code, result.reason,
@@ -546,9 +545,13 @@ class NodeAgent:
                                         None if self.executor.outlives_agent else started)
 
     async def _settle_end(self, task_id: str, committed: asyncio.Future) -> None:
+        state, life = self.unjournaled[task_id][0].state, self.incarnation
         try:
             await committed
+            if self.incarnation == life:  # else a fence meanwhile voided this end
+                self.unreported.ended(task_id, state)
         except JournalError as exc:
+            self.unreported.ended(task_id, None)
             log.error("could not journal the result of %s: %s", task_id, exc)
             self.committing.discard(task_id)
             return  # kept in ``unjournaled``, read as ended: a restart runs it again

@@ -12,7 +12,6 @@ import psutil
 
 from dodoor.service.auth_token import auth_headers
 from dodoor.errors import ValidationError
-from dodoor.service.auth_token import auth_headers
 
 EXECUTORS = ("sleep", "process", "docker")
 # Finished results are forgotten a week after they end unless told otherwise: long

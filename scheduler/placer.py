@@ -39,7 +39,7 @@ from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.taskindex import BUSY, PLACED
+from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas
 from dodoor.service.peers import PeerClient, PeerError
 from scheduler.asking import AskingPaths
@@ -180,6 +180,11 @@ class Placer(AskingPaths):
                 claimed = claims.get(task_id)
                 if claimed is not None and claimed[0] == PLACED:
                     coros.append(self._indexed(i, self._confirm_at(task, claimed[1])))
+                    continue
+                if claimed is not None and claimed[0] == ENDED:
+                    # it ended on a node since declared dead, and every scheduler answers
+                    # that end: a resubmission is the same task, already done
+                    out[i] = Placement(task_id, claimed[1])
                     continue
                 if claimed is not None and claimed[0] == BUSY:
                     who = (f"is being placed by scheduler {claimed[2]}" if claimed[2] else

@@ -25,7 +25,6 @@ from dodoor.client import AsyncClient, ClientError
 from dodoor.clock import Clock, WallClock
 from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
-from dodoor.service.auth_token import auth_headers
 # TERMINAL has cancelled: a cancelled task is done
 from dodoor.taskstates import FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from dodoor.sim.records import TaskRecords

@@ -168,8 +168,6 @@ def _replay(args: argparse.Namespace) -> int:
 def _policy_of(url: str, token: str | None) -> str:
     import urllib.request
 
-    from dodoor.service.auth_token import auth_headers
-
     request = urllib.request.Request(url + "/healthz", headers=auth_headers(token))
     try:
         with urllib.request.urlopen(request, timeout=5.0) as resp:
