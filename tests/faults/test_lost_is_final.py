@@ -70,7 +70,9 @@ def test_tasks_reported_finished_keep_their_result_at_every_scheduler_when_their
          what="node-0 declared dead")
     for sched in (0, 1):
         for t in on0:
-            st = c.status(sched, t)
+            # `unknown` until this scheduler's snapshot carries the death, never `lost`
+            st = poll(lambda s=sched, t=t: (lambda st: st if st["state"] != "unknown" else None)(
+                c.status(s, t)), 10, interval=0.1, what="the scheduler's view of the death")
             assert (st["state"], st["node"]) == ("succeeded", "node-0"), (sched, st)
             assert "unavailable until the node is back" in st["reason"], st
     # a client's retry of a finished id is answered with its node, nothing runs again
