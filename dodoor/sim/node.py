@@ -30,13 +30,16 @@ EPS = 1e-6  # trace demands such as 0.42000000000000004 cores drift under +/-
 class Entry:
     """A task (or a reservation for one) travelling to and waiting on a node."""
 
-    __slots__ = ("index", "demand", "duration", "job", "held", "cancelled", "end")
+    __slots__ = ("index", "demand", "duration", "estimate", "job", "held", "cancelled", "end")
 
     def __init__(self, index: int, demand: tuple[float, float, float], duration: float,
-                 job: Any = None) -> None:
+                 job: Any = None, estimate: float | None = None) -> None:
         self.index = index
         self.demand = demand
-        self.duration = duration
+        self.duration = duration  # how long it really runs
+        # what the scheduler declared and the node counts as pending work (the agent
+        # knows no better); the same as duration unless estimates are wrong
+        self.estimate = duration if estimate is None else estimate
         self.job = job  # the Sparrow job for a reservation, None for a task
         self.held = False
         self.cancelled = False
@@ -48,7 +51,8 @@ class SimNode:
 
     def __init__(self, index: int, spec: NodeSpec, loop: EventLoop, net: Network,
                  records: TaskRecords, reporter: Mailbox | None = None,
-                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0) -> None:
+                 report_interval_ms: float = 100.0, start_overhead_ms: float = 0.0,
+                 exact_estimates: bool = True) -> None:
         self.index = index
         self.spec = spec
         self.loop = loop
@@ -72,6 +76,9 @@ class SimNode:
         self._interval = report_interval_ms
         self._last_report = -float("inf")
         self._report_scheduled = False
+        # with exact estimates no running task outlives its estimate, so pending work
+        # is a running sum; otherwise each overdue task counts 0, as a live agent does
+        self._exact = exact_estimates
 
     # -- message handlers -------------------------------------------------
     def enqueue(self, entry: Entry) -> None:
@@ -87,7 +94,7 @@ class SimNode:
         com[1] += m
         com[2] += d
         self.tasks += 1
-        self.queued_ms += entry.duration
+        self.queued_ms += entry.estimate
         self.version += 1
         self._admit(entry)
 
@@ -129,7 +136,11 @@ class SimNode:
 
     # -- state --------------------------------------------------------------
     def pending_ms(self, now: float) -> float:
-        return self.queued_ms + self._end_sum - len(self.running) * now
+        if self._exact:
+            return self.queued_ms + self._end_sum - len(self.running) * now
+        start, overhead = self.records.start, self.overhead
+        return self.queued_ms + sum(max(0.0, start[e.index] + e.estimate + overhead - now)
+                                    for e in self.running)
 
     def state_row(self) -> list[float]:
         """The node's true state in STATE_COLUMNS order, as a list."""
@@ -167,7 +178,7 @@ class SimNode:
             entry.held = True
             self.net.send("confirm", entry.job.on_confirm, entry, self.index)
         else:
-            self.queued_ms -= entry.duration
+            self.queued_ms -= entry.estimate
             self._run(entry, self.loop.now)
 
     def _run(self, entry: Entry, now: float) -> None:

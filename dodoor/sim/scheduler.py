@@ -68,7 +68,8 @@ class SimScheduler:
     def __init__(self, index: int, policy: PlacementPolicy, cache: LoadCache,
                  sampler: FeasibleSampler, nodes: Sequence[SimNode], store: SimLoadStore,
                  net: Network, loop: EventLoop, rng: random.Random,
-                 oracle: Oracle | None = None) -> None:
+                 oracle: Oracle | None = None,
+                 true_ms: Sequence[float] | None = None) -> None:
         self.index = index
         self.policy = policy
         self.cache = cache
@@ -79,6 +80,8 @@ class SimScheduler:
         self.loop = loop
         self.rng = rng
         self.oracle = oracle
+        # each task's true duration when the tasks it is given carry wrong estimates
+        self.true_ms = true_ms
         # snapshot age: when the store built the snapshot in the cache (the
         # empty start state is exact at the start), summed over decisions
         self.snapshot_made_ms = loop.now
@@ -129,8 +132,14 @@ class SimScheduler:
     def mean_snapshot_age_ms(self) -> float | None:
         return self.age_sum_ms / self.decisions if self.decisions else None
 
-    def _enqueue(self, index: int, node: int, dt: Demand, duration: float) -> Entry:
-        entry = Entry(index, dt, duration)
+    def _entry(self, index: int, dt: Demand, estimate: float, job: object = None) -> Entry:
+        """The task as it travels: it runs for its true duration, and the node counts
+        the estimate the scheduler sends with it as its pending work."""
+        true = self.true_ms
+        return Entry(index, dt, estimate if true is None else true[index], job, estimate)
+
+    def _enqueue(self, index: int, node: int, dt: Demand, estimate: float) -> Entry:
+        entry = self._entry(index, dt, estimate)
         self.net.send("enqueue", self.nodes[node].enqueue, entry)
         return entry
 
@@ -180,7 +189,7 @@ class SimScheduler:
         cands = self.policy.candidates(task, demand, self.sampler, self.rng)
         job = _SparrowJob(self, cands)
         for node in cands:
-            entry = Entry(index, dt, task.duration_ms, job)
+            entry = self._entry(index, dt, task.duration_ms, job)
             job.entries.append(entry)
             self.net.send("reserve", self.nodes[node].reserve, entry)
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 from dodoor.errors import ValidationError
 from dodoor.settings import PolicySettings
+from dodoor.sim.arrivals import Bursts
+from dodoor.sim.estimates import check_sigma
+
+REBALANCE_MODES = ("none", "steal")
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,14 @@ class SimSettings:
     node's slot is held beyond each task's duration — what a container's create,
     start and removal add on docker agents (``scheduler.overhead`` measures it), 0
     for the sleep executor. Schedulers still score with the declared durations,
-    as they do live."""
+    as they do live.
+
+    Realistic conditions (docs/simulator.md): estimate_sigma: σ of the log-normal
+    error of every declared duration (:mod:`dodoor.sim.estimates`; 0: exact);
+    bursts: on/off arrivals with the mean load held (:mod:`dodoor.sim.arrivals`;
+    None: the trace's own pattern); rebalance: ``steal`` lets the load store move
+    queued tasks to agents that report a free slot (:mod:`dodoor.sim.rebalance`),
+    ``none`` never moves a task."""
 
     delay_ms: float = 0.5
     report_interval_ms: float = 100.0
@@ -31,6 +42,9 @@ class SimSettings:
     util_points: int = 200
     lookahead: bool = True
     start_overhead_ms: float = 0.0
+    estimate_sigma: float = 0.0
+    bursts: Bursts | None = None
+    rebalance: str = "none"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
@@ -44,5 +58,9 @@ class SimSettings:
                                   f"must be finite and >= 0, got {self.start_overhead_ms}")
         if self.schedulers < 1:
             raise ValidationError("schedulers", f"must be >= 1, got {self.schedulers}")
+        check_sigma(self.estimate_sigma)
+        if self.rebalance not in REBALANCE_MODES:
+            raise ValidationError("rebalance", f"must be one of {', '.join(REBALANCE_MODES)}, "
+                                               f"got {self.rebalance!r}")
         if self.util_points < 2:
             raise ValidationError("util_points", f"must be >= 2, got {self.util_points}")

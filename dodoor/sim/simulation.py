@@ -19,7 +19,9 @@ from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.errors import NoFitError
 from dodoor.resources import NodeSpec, Task, capacity_matrix, check_fits_somewhere
 from dodoor.sampling import FeasibleSampler
+from dodoor.sim.arrivals import bursty
 from dodoor.sim.engine import EventLoop
+from dodoor.sim.estimates import declared
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import SimNode
@@ -57,6 +59,10 @@ class SimResult:
             "report_interval_ms": self.settings.report_interval_ms,
             "schedulers": self.settings.schedulers,
             "seed": self.settings.seed,
+            "estimate_sigma": self.settings.estimate_sigma,
+            "bursts": (None if self.settings.bursts is None
+                       else dataclasses.asdict(self.settings.bursts)),
+            "rebalance": self.settings.rebalance,
             "policy": {f.name: _plain(getattr(policy, f.name))
                        for f in dataclasses.fields(policy) if f.name != "extra"},
         }
@@ -82,28 +88,36 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     settings = settings or SimSettings()
     started = time.perf_counter()
     tasks = sorted(tasks, key=lambda t: t.arrival_ms)
+    if settings.bursts is not None:
+        tasks = bursty(tasks, settings.bursts, random.Random(f"{settings.seed}/arrivals"))
     capacity = capacity_matrix(nodes)
     slots = np.array([n.slots for n in nodes], dtype=np.float64)
     demands = _demands(tasks, capacity)
+    policies = [make_policy_spec(policy, settings.policy) for _ in range(settings.schedulers)]
+    knobs = policies[0].settings
+    kind = policies[0].kind
+    # what the schedulers are told; the bound knows the true durations
+    exact = kind is PolicyKind.ORACLE or settings.estimate_sigma == 0.0
+    seen = tasks if exact else declared(tasks, settings.estimate_sigma,
+                                        random.Random(f"{settings.seed}/estimates"))
+    true_ms = None if exact else [t.duration_ms for t in tasks]
 
     loop = EventLoop(min((t.arrival_ms for t in tasks), default=0.0))
     net = Network(loop, settings.delay_ms)
     records = TaskRecords(tasks)
-    policies = [make_policy_spec(policy, settings.policy) for _ in range(settings.schedulers)]
-    knobs = policies[0].settings
-    kind = policies[0].kind
     store = SimLoadStore(len(nodes), knobs.b, net, delta=knobs.delta_snapshots,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
     sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms)
+                         settings.start_overhead_ms, exact_estimates=true_ms is None)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
     schedulers = [
         SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k), sampler, sim_nodes,
-                     store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle)
+                     store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle,
+                     true_ms)
         for i, own_policy in enumerate(policies)
     ]
     if knobs.delta_snapshots:
@@ -112,7 +126,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     if settings.lookahead and worth_stacking(policies[0], len(nodes)):
         arrays = [arr for arr, _ in demands]
         for s in schedulers:
-            s.use_lookahead(tasks, arrays, len(schedulers))
+            s.use_lookahead(seen, arrays, len(schedulers))
     store.subscribe([s.on_snapshot for s in schedulers])
 
     n = len(tasks)
@@ -121,7 +135,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     arrivals = loop.channel()
 
     def arrive(i: int) -> None:
-        task = tasks[i]
+        task = seen[i]
         arr, tup = demands[i]
         schedulers[i % m].submit(i, task, arr, tup)
         if i + 1 < n:
