@@ -14,6 +14,7 @@ from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.resources import NodeSpec, Task
 from dodoor.settings import PolicySettings
+from dodoor.sim.conditions import add_condition_args, condition_settings
 from dodoor.sim.report import format_ratios, format_table
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
@@ -54,6 +55,7 @@ def register(subparsers: Any) -> None:
                         "start and removal (dodoor evaluate measures it for docker agents)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
+    add_condition_args(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=run)
 
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         delay_ms=args.delay_ms, report_interval_ms=args.report_interval_ms,
         schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
+        **condition_settings(args),
     )
     out = output_dir(args.out)  # checked before a run that may take minutes
     tasks, nodes = load_inputs(args.trace, args.cluster, args.limit, load)
