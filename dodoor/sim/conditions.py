@@ -33,11 +33,15 @@ def add_condition_args(p: argparse.ArgumentParser) -> None:
                    help="steal: the load store moves a queued task to an agent whose report "
                         "shows a free slot (policies with a load store only; a move costs a "
                         "cancel and an enqueue) (default %(default)s)")
+    p.add_argument("--rebalance-min-queue", type=int, default=2, metavar="N",
+                   help="--rebalance steal takes from nodes with at least N tasks queued by "
+                        "the load store's view (default %(default)s)")
 
 
 def condition_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The SimSettings keyword arguments the options give, checked before any run starts."""
     bursts = Bursts.parse(args.burst_ms) if args.arrivals == "bursty" else None
-    out = {"estimate_sigma": args.estimate_sigma, "bursts": bursts, "rebalance": args.rebalance}
+    out = {"estimate_sigma": args.estimate_sigma, "bursts": bursts, "rebalance": args.rebalance,
+           "rebalance_min_queue": args.rebalance_min_queue}
     SimSettings(**out)  # a bad value is one error naming it, not one per sweep worker
     return out

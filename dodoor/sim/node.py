@@ -130,6 +130,25 @@ class SimNode:
             except ValueError:
                 pass
 
+    def withdraw(self, room: tuple[float, float, float]) -> Entry | None:
+        """A move order (``cancel``) from rebalancing: the first queued task that fits
+        ``room`` leaves this node, None when none does. Nothing has started it, so
+        no slot or room is freed and nothing else can start."""
+        for i, entry in enumerate(self.queue):
+            c, m, d = entry.demand
+            if (entry.job is None and c <= room[0] + EPS and m <= room[1] + EPS
+                    and d <= room[2] + EPS):
+                del self.queue[i]
+                com = self.committed
+                com[0] -= c
+                com[1] -= m
+                com[2] -= d
+                self.tasks -= 1
+                self.queued_ms -= entry.estimate
+                self.version += 1
+                return entry
+        return None
+
     def probe(self, reply: Callable[..., None], *args: Any) -> None:
         """Answer a probe with the current state (``probe_reply``)."""
         self.net.send("probe_reply", reply, *args, self.index, self.state())

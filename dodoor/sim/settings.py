@@ -32,7 +32,8 @@ class SimSettings:
     bursts: on/off arrivals with the mean load held (:mod:`dodoor.sim.arrivals`;
     None: the trace's own pattern); rebalance: ``steal`` lets the load store move
     queued tasks to agents that report a free slot (:mod:`dodoor.sim.rebalance`),
-    ``none`` never moves a task."""
+    ``none`` never moves a task; rebalance_min_queue: how many tasks must be queued
+    on a node, by the store's view, before the store moves one away."""
 
     delay_ms: float = 0.5
     report_interval_ms: float = 100.0
@@ -45,6 +46,7 @@ class SimSettings:
     estimate_sigma: float = 0.0
     bursts: Bursts | None = None
     rebalance: str = "none"
+    rebalance_min_queue: int = 2
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_ms) and self.delay_ms >= 0):
@@ -62,5 +64,8 @@ class SimSettings:
         if self.rebalance not in REBALANCE_MODES:
             raise ValidationError("rebalance", f"must be one of {', '.join(REBALANCE_MODES)}, "
                                                f"got {self.rebalance!r}")
+        if self.rebalance_min_queue < 1:
+            raise ValidationError("rebalance_min_queue",
+                                  f"must be >= 1, got {self.rebalance_min_queue}")
         if self.util_points < 2:
             raise ValidationError("util_points", f"must be >= 2, got {self.util_points}")

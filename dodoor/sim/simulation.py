@@ -26,6 +26,7 @@ from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import SimNode
 from dodoor.sim.oracle import Oracle
+from dodoor.sim.rebalance import Rebalancer
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.scheduler import SimScheduler
 from dodoor.sim.settings import SimSettings
@@ -51,6 +52,7 @@ class SimResult:
     snapshot_age_ms: float | None = None
     sized_bytes: dict[str, int] | None = None
     resyncs: int = 0
+    moves: tuple[int, int] | None = None  # rebalancing: (tasks moved, orders that missed)
 
     def summary(self) -> dict:
         policy = self.settings.policy
@@ -63,6 +65,7 @@ class SimResult:
             "bursts": (None if self.settings.bursts is None
                        else dataclasses.asdict(self.settings.bursts)),
             "rebalance": self.settings.rebalance,
+            "rebalance_min_queue": self.settings.rebalance_min_queue,
             "policy": {f.name: _plain(getattr(policy, f.name))
                        for f in dataclasses.fields(policy) if f.name != "extra"},
         }
@@ -74,6 +77,8 @@ class SimResult:
         out["messages"]["bytes_per_task"] = sched_bytes / len(self.records) if self.records else 0.0
         out["snapshots"] = {"pushes": self.snapshots, "resyncs": self.resyncs,
                             "mean_age_ms": self.snapshot_age_ms}
+        if self.moves is not None:
+            out["rebalance"] = {"moves": self.moves[0], "misses": self.moves[1]}
         return out
 
 
@@ -109,7 +114,13 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
-    sim_nodes = [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
+    sim_nodes: list[SimNode] = []
+    rebalancer = None
+    if reporter is not None and settings.rebalance == "steal":
+        rebalancer = Rebalancer(store, sim_nodes, net, capacity, slots,
+                                settings.rebalance_min_queue)
+        reporter = rebalancer.reporter()
+    sim_nodes += [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
                          settings.start_overhead_ms, exact_estimates=true_ms is None)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
@@ -163,7 +174,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     age = sum(s.age_sum_ms for s in schedulers) / decisions if decisions else None
     return SimResult(policy, list(nodes), records, net.counter,
                      dataclasses.replace(settings, policy=knobs), wall_s, loop.events_run,
-                     store.snapshots, age, dict(net.counter.bytes), store.resyncs)
+                     store.snapshots, age, dict(net.counter.bytes), store.resyncs,
+                     None if rebalancer is None else (rebalancer.moves, rebalancer.misses))
 
 
 def _demands(tasks: Sequence[Task], capacity: np.ndarray
