@@ -79,6 +79,7 @@ class SimNode:
         # with exact estimates no running task outlives its estimate, so pending work
         # is a running sum; otherwise each overdue task counts 0, as a live agent does
         self._exact = exact_estimates
+        self.on_end: Callable[[Entry], None] | None = None  # told of every task that ends
 
     # -- message handlers -------------------------------------------------
     def enqueue(self, entry: Entry) -> None:
@@ -231,6 +232,8 @@ class SimNode:
         self.tasks -= 1
         self.version += 1
         self.net.count_only("completion")
+        if self.on_end is not None:
+            self.on_end(entry)
         if self.queue:
             self._scan()
         if self._reporter is not None and not self._report_scheduled:

@@ -15,12 +15,14 @@ Every task costs one ``enqueue``, whatever the policy.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Sequence
 
 import numpy as np
 
 from dodoor.cache import CandidateView, LoadCache
+from dodoor.estimates import DurationLearner, duration_key
 from dodoor.policies import PlacementPolicy, PolicyKind
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
@@ -82,6 +84,9 @@ class SimScheduler:
         self.oracle = oracle
         # each task's true duration when the tasks it is given carry wrong estimates
         self.true_ms = true_ms
+        # durations learned from this scheduler's completions (cache-based policies)
+        self.learner = (DurationLearner() if policy.settings.learn_durations
+                        and policy.kind is PolicyKind.CACHED else None)
         # snapshot age: when the store built the snapshot in the cache (the
         # empty start state is exact at the start), summed over decisions
         self.snapshot_made_ms = loop.now
@@ -128,6 +133,11 @@ class SimScheduler:
             self.lookahead.invalidate()
         self.snapshot_made_ms = update.made_ms
 
+    def on_task_end(self, declared: Task, entry: Entry) -> None:
+        """One of this scheduler's tasks ended (its completion status): learn from it."""
+        if self.learner is not None:
+            self.learner.observe(duration_key(declared), declared.duration_ms, entry.duration)
+
     @property
     def mean_snapshot_age_ms(self) -> float | None:
         return self.age_sum_ms / self.decisions if self.decisions else None
@@ -157,6 +167,9 @@ class SimScheduler:
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
             node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+        if self.learner is not None:
+            learned = self.learner.estimate(duration_key(task), task.duration_ms)
+            task = dataclasses.replace(task, duration_ms=learned)
         self._enqueue(index, node, dt, task.duration_ms)
         self.age_sum_ms += self.loop.now - self.snapshot_made_ms
         self.decisions += 1

@@ -24,7 +24,7 @@ from dodoor.sim.engine import EventLoop
 from dodoor.sim.estimates import declared
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
-from dodoor.sim.node import SimNode
+from dodoor.sim.node import Entry, SimNode
 from dodoor.sim.oracle import Oracle
 from dodoor.sim.rebalance import Rebalancer
 from dodoor.sim.records import TaskRecords
@@ -106,6 +106,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     seen = tasks if exact else declared(tasks, settings.estimate_sigma,
                                         random.Random(f"{settings.seed}/estimates"))
     true_ms = None if exact else [t.duration_ms for t in tasks]
+    learn = knobs.learn_durations and kind is PolicyKind.CACHED
 
     loop = EventLoop(min((t.arrival_ms for t in tasks), default=0.0))
     net = Network(loop, settings.delay_ms)
@@ -121,7 +122,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                                 settings.rebalance_min_queue)
         reporter = rebalancer.reporter()
     sim_nodes += [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms, exact_estimates=true_ms is None)
+                         settings.start_overhead_ms,
+                         exact_estimates=true_ms is None and not learn)
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
@@ -131,6 +133,15 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                      true_ms)
         for i, own_policy in enumerate(policies)
     ]
+    if learn:
+        m_sched = len(schedulers)
+
+        def task_ended(entry: Entry) -> None:
+            # the completion status goes to the scheduler that placed the task
+            schedulers[entry.index % m_sched].on_task_end(seen[entry.index], entry)
+
+        for node in sim_nodes:
+            node.on_end = task_ended
     if knobs.delta_snapshots:
         for s in schedulers:
             s.use_delta_snapshots()
