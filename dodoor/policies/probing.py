@@ -2,7 +2,8 @@
 
 ``power-of-two`` and ``power-of-two-duration`` choose as Sparrow's reference
 simulator does: the candidate with more free slots first, and only among
-those with as many free slots, the shorter queue (task count) or the less
+those with as many free slots, the shorter queue (tasks beyond the slots: a
+4-slot node with 5 tasks queues as many as a 1-slot node with 2) or the less
 pending work. The paper's variants compare the one metric alone and ignore
 slots, so a 4-slot node with 3 tasks loses to a 1-slot node with 2:
 ``power-of-two-count`` (task count) and ``power-of-two-pending`` (pending
@@ -42,8 +43,8 @@ class PowerOfTwo(SampledPolicy):
     samples = 2
 
     def _metric(self, view: CandidateView) -> np.ndarray:
-        """What breaks a tie in free slots (lower wins)."""
-        return view.tasks
+        """What breaks a tie in free slots (lower wins): the queue length."""
+        return np.maximum(view.tasks - view.slots, 0.0)
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
@@ -65,6 +66,9 @@ class PowerOfTwoCount(PowerOfTwo):
     """The paper's variant: probe two feasible nodes, fewer tasks wins (slots ignored)."""
 
     default_name = "power-of-two-count"
+
+    def _metric(self, view: CandidateView) -> np.ndarray:
+        return view.tasks
 
     def choose(
         self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
