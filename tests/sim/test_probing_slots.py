@@ -10,6 +10,7 @@ import pytest
 from dodoor.resources import NodeSpec, Task
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
+from tests.sim.test_scenarios import log_of
 
 A, B = 0, 1
 NODES = [NodeSpec("A", 8, 8192, 0, 1), NodeSpec("B", 16, 8192, 0, 4)]
@@ -19,11 +20,6 @@ TASKS = [
     Task("t2", 1, 256, 0, 300, 20),
     Task("t3", 1, 256, 0, 50, 30),
 ]
-
-
-def log_of(result):
-    r = result.records
-    return [(r.placed[i], r.start[i], r.end[i], r.node[i]) for i in range(len(r))]
 
 
 @pytest.mark.parametrize("policy", ["power-of-two", "power-of-two-duration"])

@@ -8,6 +8,7 @@ from dodoor.resources import NodeSpec, Task
 from dodoor.sim.node import SimNode
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
+from tests.sim.test_scenarios import log_of
 
 # Node A: 8 cores / 8 GiB, B: 8 cores / 16 GiB, one slot each. t0 (6 cores, 12000 MB)
 # fits only B and ends at 100.5. With alpha = 0 the score is relative load only, and
@@ -19,11 +20,6 @@ NODES = [NodeSpec("A", 8, 8192, 0, 1), NodeSpec("B", 8, 16384, 0, 1)]
 TASKS = [Task("t0", 6, 12000, 0, 100, 0)] + [
     Task(f"t{i}", 1, 256, 0, 1000, 10 * i) for i in range(1, 5)]
 POLICY = "dodoor:alpha=0,k=1,b=1000"
-
-
-def log_of(result):
-    r = result.records
-    return [(r.placed[i], r.start[i], r.end[i], r.node[i]) for i in range(len(r))]
 
 
 def test_without_rebalancing_the_queue_on_a_waits():
