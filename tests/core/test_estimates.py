@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from dodoor.errors import ValidationError
 from dodoor.estimates import DurationLearner, duration_key
-from dodoor.resources import NodeSpec, Task
+from dodoor.resources import Task
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
 from workloads.clusters import cluster_by_name
