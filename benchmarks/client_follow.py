@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dodoor.client import Client  # noqa: E402
-from scheduler.localcluster import ClusterSettings, LocalCluster  # noqa: E402
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

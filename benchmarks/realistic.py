@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from dodoor.sim.arrivals import Bursts  # noqa: E402
-from dodoor.sim.sweep import Cell, run_sweep  # noqa: E402
+from dodoor.tools.sweep import Cell, run_sweep  # noqa: E402
 from workloads.dodoor_csv import bundled_trace  # noqa: E402
 
 DEFAULT = "dodoor-wait:d=16"
@@ -148,7 +148,7 @@ def goals(table: dict, labels) -> list[str]:
 
 def plot(table: dict, labels, out: Path) -> list[Path]:
     """Heatmaps (σ across, M up, a panel per arrivals) of mean and p99 / ideal per policy."""
-    from dodoor.sim.command import file_part
+    from dodoor.tools.sim_command import file_part
     from dodoor.sim.heatmaps import heatmap_figure
     from dodoor.sim.plotstyle import save
 

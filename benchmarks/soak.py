@@ -1,6 +1,6 @@
 """Soak: a local cluster driven at a fraction of its measured peak for minutes (prints figures).
 
-1. Starts ``scheduler.localcluster.LocalCluster`` (1 load store, 2 schedulers,
+1. Starts ``dodoor.tools.localcluster.LocalCluster`` (1 load store, 2 schedulers,
    6 sleep-executor agents on 127.0.0.1) in a temporary directory.
 2. Calibrates: closed-loop batched submissions to every scheduler for
    ``--calibrate-s`` seconds; the placed tasks/s is the peak.
@@ -36,7 +36,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scheduler.localcluster import ClusterSettings, LocalCluster  # noqa: E402
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster  # noqa: E402
 
 TICK_S = 0.1
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from dodoor.sim.sweep import Cell, run_sweep  # noqa: E402
+from dodoor.tools.sweep import Cell, run_sweep  # noqa: E402
 from workloads.dodoor_csv import BUNDLED, bundled_trace  # noqa: E402
 
 VARIANTS = ("dodoor", "dodoor:d=4", "dodoor:d=8", "dodoor:d=16",

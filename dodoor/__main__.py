@@ -1,5 +1,5 @@
 import sys
 
-from dodoor.cli import main
+from dodoor.tools.cli import main
 
 sys.exit(main())

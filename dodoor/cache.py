@@ -16,22 +16,27 @@ from typing import Sequence
 
 import numpy as np
 
-from dodoor.resources import N_RESOURCES, Task
+from dodoor.resources import N_RESOURCES, N_STATE, PENDING, STATE_COLUMNS, TASKS, Task
 from dodoor.score import squared_capacity
 
-STATE_COLUMNS: tuple[str, ...] = ("cores", "memory_mb", "disk_mb", "tasks", "pending_ms")
-N_STATE = len(STATE_COLUMNS)
-TASKS = N_RESOURCES
-PENDING = N_RESOURCES + 1
+__all__ = ["STATE_COLUMNS", "N_STATE", "TASKS", "PENDING", "state_row", "delta_row", "task_delta",
+           "CandidateView", "DeltaBatch", "LoadCache"]
+
+
+def state_row(committed: Sequence[float], tasks: float, pending_ms: float) -> list[float]:
+    """A node's state as a list in ``STATE_COLUMNS`` order: the one place that order is built."""
+    return [*committed, tasks, pending_ms]  # RESOURCES, then TASKS, then PENDING
+
+
+def delta_row(demand: Sequence[float], duration_ms: float) -> list[float]:
+    """The state change one placement of a task with ``demand`` causes on its node."""
+    return state_row(demand, 1.0, duration_ms)
 
 
 def task_delta(task: Task) -> np.ndarray:
-    """The state change one placement of ``task`` causes on its node."""
-    return np.array(_delta_row(task), dtype=np.float64)
-
-
-def _delta_row(task: Task) -> tuple[float, float, float, float, float]:
-    return (task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms)
+    """:func:`delta_row` of ``task`` as an array."""
+    return np.array(delta_row((task.cores, task.memory_mb, task.disk_mb), task.duration_ms),
+                    dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +150,7 @@ class LoadCache:
 
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
-        self._add(node, task.cores, task.memory_mb, task.disk_mb, 1.0, task.duration_ms)
+        self._add(node, delta_row((task.cores, task.memory_mb, task.disk_mb), task.duration_ms))
         self._placements += 1
         if self._placements >= self.k:
             return self.flush()
@@ -158,29 +163,31 @@ class LoadCache:
         corrected too; the placement count is left as it was.
         """
         # x + (-v) is x - v to the bit
-        self._add(node, -task.cores, -task.memory_mb, -task.disk_mb, -1.0, -task.duration_ms)
+        delta = delta_row((task.cores, task.memory_mb, task.disk_mb), task.duration_ms)
+        self._add(node, [-v for v in delta])
 
-    def _add(self, node: int, c: float, m: float, d: float, n: float, p: float) -> None:
-        """Add one delta (in ``_delta_row`` order) to the node's row and unflushed sum.
+    def _add(self, node: int, delta: list[float]) -> None:
+        """Add one :func:`delta_row` to the node's row and unflushed sum.
 
         Python floats through the flat view and plain lists, unrolled: the same
         IEEE sums as numpy's, without its fixed cost per call on a 5-vector.
         """
+        v0, v1, v2, v3, v4 = delta  # N_STATE values, whatever the columns mean
         flat, row = self._flat, node * N_STATE  # a node outside raises before any change
-        flat[row] += c
-        flat[row + 1] += m
-        flat[row + 2] += d
-        flat[row + 3] += n
-        flat[row + 4] += p
+        flat[row] += v0
+        flat[row + 1] += v1
+        flat[row + 2] += v2
+        flat[row + 3] += v3
+        flat[row + 4] += v4
         acc = self._unflushed.get(node)
         if acc is None:
-            self._unflushed[node] = [1.0 * c, 1.0 * m, 1.0 * d, 1.0 * n, 1.0 * p]
+            self._unflushed[node] = [1.0 * v0, 1.0 * v1, 1.0 * v2, 1.0 * v3, 1.0 * v4]
         else:
-            acc[0] += c
-            acc[1] += m
-            acc[2] += d
-            acc[3] += n
-            acc[4] += p
+            acc[0] += v0
+            acc[1] += v1
+            acc[2] += v2
+            acc[3] += v3
+            acc[4] += v4
 
     def flush(self) -> DeltaBatch | None:
         """Hand over every unflushed delta (e.g. on shutdown); None if there are none."""

@@ -15,9 +15,25 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dodoor.errors import NoFitError
+from dodoor.priority import DEFAULT_PRIORITY
 
 RESOURCES: tuple[str, ...] = ("cores", "memory_mb", "disk_mb")
 N_RESOURCES = len(RESOURCES)
+
+# A node's state row, as agents report it and schedulers cache it: committed demand
+# per resource (queued and running), the task count, and the pending duration in ms.
+# The one definition of that order (built by ``dodoor.cache.state_row``).
+STATE_COLUMNS: tuple[str, ...] = RESOURCES + ("tasks", "pending_ms")
+N_STATE = len(STATE_COLUMNS)
+TASKS = N_RESOURCES
+PENDING = N_RESOURCES + 1
+
+# How far a demand may exceed the room and still fit, in each resource's unit: the
+# one tolerance of every fit test (scheduler, simulator, agent). Room is kept by
+# adding and subtracting trace demands such as 0.42000000000000004 cores, whose
+# rounding drifts; 1e-6 of a core or MiB is far above that drift and far below any
+# real demand.
+FIT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +54,8 @@ class NodeSpec:
 class Task:
     """One task: its demands, the duration estimate the score uses, and what to run.
 
-    ``arrival_ms`` is the submission time in a trace (0 for live submissions).
+    ``arrival_ms`` is the submission time in a trace (0 for live submissions);
+    ``priority`` its class (``dodoor.priority``, higher is more important).
     """
 
     task_id: str
@@ -52,6 +69,7 @@ class Task:
     function: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    priority: int = DEFAULT_PRIORITY
 
     def demand(self) -> np.ndarray:
         return np.array([self.cores, self.memory_mb, self.disk_mb], dtype=np.float64)
@@ -78,22 +96,25 @@ class Task:
             out["env"] = dict(self.env)
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.priority != DEFAULT_PRIORITY:  # absent means the default: older peers agree
+            out["priority"] = self.priority
         return out
 
 
 _TASK_FIELDS = ("task_id", "cores", "memory_mb", "disk_mb", "duration_ms", "arrival_ms",
-                "image", "command", "function", "env", "labels")
+                "image", "command", "function", "env", "labels", "priority")
 if tuple(f.name for f in dataclasses.fields(Task)) != _TASK_FIELDS:  # make_task sets each
     raise RuntimeError("Task's fields changed: update make_task")
 # the slots' own setters: they skip the frozen class's __setattr__, as its __init__ does
 (_SET_ID, _SET_CORES, _SET_MEMORY, _SET_DISK, _SET_DURATION, _SET_ARRIVAL, _SET_IMAGE,
- _SET_COMMAND, _SET_FUNCTION, _SET_ENV, _SET_LABELS) = (Task.__dict__[n].__set__ for n in _TASK_FIELDS)
+ _SET_COMMAND, _SET_FUNCTION, _SET_ENV, _SET_LABELS, _SET_PRIORITY) = (Task.__dict__[n].__set__ for n in _TASK_FIELDS)
 _new = object.__new__
 
 
 def make_task(task_id: str, cores: float, memory_mb: float, disk_mb: float, duration_ms: float,
               image: str | None, command: tuple[str, ...] | None, function: str | None,
-              env: Mapping[str, str], labels: Mapping[str, str], arrival_ms: float = 0.0) -> Task:
+              env: Mapping[str, str], labels: Mapping[str, str], arrival_ms: float = 0.0,
+              priority: int = DEFAULT_PRIORITY) -> Task:
     """The :class:`Task` ``Task(...)`` builds from these fields, built faster.
 
     For hot paths (parsing every submitted task): the frozen dataclass's
@@ -113,6 +134,7 @@ def make_task(task_id: str, cores: float, memory_mb: float, disk_mb: float, dura
     _SET_FUNCTION(task, function)
     _SET_ENV(task, env)
     _SET_LABELS(task, labels)
+    _SET_PRIORITY(task, priority)
     return task
 
 
@@ -125,7 +147,13 @@ def capacity_matrix(nodes: Sequence[NodeSpec]) -> np.ndarray:
 
 def fits(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray | bool:
     """Whether ``demand`` fits within ``capacity`` (a vector or an N×R matrix)."""
-    return np.all(demand <= capacity + 1e-9, axis=-1)
+    return np.all(demand <= capacity + FIT_TOLERANCE, axis=-1)
+
+
+def fits_free(demand: Sequence[float], free: Sequence[float]) -> bool:
+    """:func:`fits` for one demand and one room given as plain floats (no numpy call)."""
+    return (demand[0] <= free[0] + FIT_TOLERANCE and demand[1] <= free[1] + FIT_TOLERANCE
+            and demand[2] <= free[2] + FIT_TOLERANCE)
 
 
 def check_fits_somewhere(demand: np.ndarray, capacity: np.ndarray) -> None:
@@ -138,7 +166,7 @@ def check_fits_somewhere(demand: np.ndarray, capacity: np.ndarray) -> None:
         raise NoFitError("cluster", "there are no live nodes to place on")
     largest = capacity.max(axis=0)
     for i, name in enumerate(RESOURCES):
-        if demand[i] > largest[i] + 1e-9:
+        if demand[i] > largest[i] + FIT_TOLERANCE:
             raise NoFitError(
                 name,
                 f"requested {_fmt(demand[i])} but the largest node has {_fmt(largest[i])}",

@@ -20,12 +20,9 @@ class FeasibleSampler:
 
     def __init__(self, capacity: np.ndarray) -> None:
         self.capacity = np.asarray(capacity, dtype=np.float64)
-        # demand values -> (feasible indices, the same as a list of ints)
-        self._memo: dict[tuple[float, ...], tuple[np.ndarray, list[int]]] = {}
-        # id(demand) -> (demand, memo entry): a host that reuses one array per
-        # distinct demand (the simulator) skips building the key; holding the
-        # array keeps its id from being reused
-        self._by_id: dict[int, tuple[np.ndarray, tuple[np.ndarray, list[int]]]] = {}
+        # demand values (the array's bytes: half the cost of a tuple of floats) ->
+        # (feasible indices, the same as a list of ints)
+        self._memo: dict[bytes, tuple[np.ndarray, list[int]]] = {}
 
     @property
     def n_nodes(self) -> int:
@@ -36,10 +33,7 @@ class FeasibleSampler:
         return self._lookup(demand)[0]
 
     def _lookup(self, demand: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        hit = self._by_id.get(id(demand))
-        if hit is not None and hit[0] is demand:
-            return hit[1]
-        key = tuple(demand.tolist())
+        key = demand.tobytes()
         found = self._memo.get(key)
         if found is None:
             pool = np.flatnonzero(fits(demand, self.capacity))
@@ -47,10 +41,6 @@ class FeasibleSampler:
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = found
-        if _immutable(demand):  # only then is it safe to know by identity
-            if len(self._by_id) >= _MEMO_LIMIT:
-                self._by_id.clear()
-            self._by_id[id(demand)] = (demand, found)
         return found
 
     def sample(self, demand: np.ndarray, count: int, rng: random.Random) -> list[int]:
@@ -74,8 +64,3 @@ class FeasibleSampler:
         if n == 0:
             return []
         return [rng.randrange(n) for _ in range(count)]
-
-
-def _immutable(demand: np.ndarray) -> bool:
-    """A read-only array that owns its data: nothing can change its values."""
-    return not demand.flags.writeable and demand.base is None

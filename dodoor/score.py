@@ -18,6 +18,8 @@ import random
 
 import numpy as np
 
+from dodoor.resources import FIT_TOLERANCE, N_RESOURCES, PENDING, TASKS
+
 
 def squared_capacity(capacity: np.ndarray) -> np.ndarray:
     """C² elementwise, +inf where a capacity is 0 — so ``L·r / C²`` is 0 there.
@@ -121,9 +123,8 @@ def expected_wait(
     though the latter drains it four times as fast. ``state`` is in
     ``dodoor.cache.STATE_COLUMNS`` order. Stacked tasks as in :func:`load_score`.
     """
-    r = demand.shape[-1]
-    committed, tasks, pending = state[..., :r], state[..., r], state[..., r + 1]
-    room = np.all(committed + demand <= capacity + 1e-9, axis=-1) & (tasks < slots)
+    committed, tasks, pending = state[..., :N_RESOURCES], state[..., TASKS], state[..., PENDING]
+    room = np.all(committed + demand <= capacity + FIT_TOLERANCE, axis=-1) & (tasks < slots)
     per_slot = pending / np.maximum(slots, 1.0)
     return np.where(room, 0.0, per_slot)
 

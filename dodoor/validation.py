@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from dodoor.errors import ValidationError
+from dodoor.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from dodoor.resources import Task, make_task
 
 MAX_ID_LENGTH = 256
@@ -22,7 +23,7 @@ _EXACT_INT = 2**53  # ints up to here are exact as floats
 
 TASK_FIELDS = frozenset(
     {"id", "cores", "memory_mb", "disk_mb", "duration_ms", "image", "command", "function",
-     "env", "labels"}
+     "env", "labels", "priority"}
 )
 
 
@@ -57,6 +58,9 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     memory = _integer(obj["memory_mb"], where, "memory_mb", 1)
     disk = _integer(get("disk_mb", 0), where, "disk_mb", 0)
     duration = _positive(get("duration_ms", 1000.0), where, "duration_ms")
+    priority = get("priority", DEFAULT_PRIORITY)
+    if type(priority) is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        priority = _priority(priority, where)
     return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
         task_id,
         cores,
@@ -68,7 +72,21 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
         None if function is None else _string(function, where, "function"),
         {} if env is None else _string_map(env, where + "env"),
         {} if labels is None else _string_map(labels, where + "labels"),
+        priority=priority,
     )
+
+
+def _priority(value: Any, where: str) -> int:
+    """A class of ``dodoor.priority``: a whole number in its range (null means the default)."""
+    if value is None:
+        return DEFAULT_PRIORITY
+    number = _number(value, where, "priority")
+    if not number.is_integer():
+        raise ValidationError(where + "priority", f"must be a whole number, got {value!r}")
+    if not MIN_PRIORITY <= number <= MAX_PRIORITY:
+        raise ValidationError(where + "priority",
+                              f"must be in {MIN_PRIORITY}..{MAX_PRIORITY}, got {value!r}")
+    return int(number)
 
 
 def _kind(value: Any) -> str:

@@ -18,19 +18,20 @@ import aiohttp
 import numpy as np
 import psutil
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from dodoor.clock import Clock, MonotonicClock, WallClock
 from dodoor.errors import DecodeError, DodoorError
 from dodoor.messages import MessageCounter
-from dodoor.resources import RESOURCES, Task
+from dodoor.resources import FIT_TOLERANCE, RESOURCES, Task
+from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
+                                 read_message, wire_response)
 from dodoor.taskindex import PLACED, UNKNOWN
+from dodoor.taskstates import QUEUED, RUNNING
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
                          NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
 from node_agent.journal import Journal, JournalError
-from node_agent.http import (MAX_BODY, auth_middleware, error_middleware, error_response,
-                             read_message, wire_response)
 from node_agent.metrics import make_registry
 from node_agent.lease import Lease
 from node_agent.node import ASK_AGAIN, NodeAgent, TaskConflict
@@ -40,32 +41,38 @@ from node_agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", AgentSettings)
-CLOCK = web.AppKey("clock", Clock)
-LEASE_CLOCK = web.AppKey("lease_clock", Clock)
-COUNTER = web.AppKey("counter", MessageCounter)
-EXECUTOR = web.AppKey("executor", Executor)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-AGENT = web.AppKey("agent", NodeAgent)
-REPORTER = web.AppKey("reporter", Reporter)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
 # ids per state report: a restarted store gets a big journal's ids over several reports
 MAX_IDS_PER_REPORT = 50_000
-RETENTION = web.AppKey("retention", Retention)
+
+
+class AgentState:
+    """Everything one agent app holds; built in ``create_app``, the rest in cleanup_ctx."""
+
+    def __init__(self, settings: AgentSettings, executor: Executor, clock: Clock,
+                 lease_clock: Clock) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.clock = clock
+        self.lease_clock = lease_clock
+        self.counter = MessageCounter()
+        self.session: aiohttp.ClientSession | None = None
+        self.agent: NodeAgent | None = None
+        self.reporter: Reporter | None = None  # None without a load store
+        self.registry: CollectorRegistry | None = None
+        self.retention: Retention | None = None  # None when results are kept forever
+
+
+STATE = web.AppKey("agent_state", AgentState)
 
 
 def create_app(settings: AgentSettings, executor: Executor | None = None,
                clock: Clock | None = None) -> web.Application:
     """The agent's application; ``executor`` and ``clock`` are injectable for tests."""
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware, auth_middleware(settings.token)])
-    app[SETTINGS] = settings
-    app[MAX_BODY] = settings.max_body_bytes
-    app[CLOCK] = clock if clock is not None else WallClock()
+    app = daemon_app(settings.token, settings.max_body_bytes)
     # the lease measures intervals: monotonic unless a test injects its own clock
-    app[LEASE_CLOCK] = clock if clock is not None else MonotonicClock()
-    app[COUNTER] = MessageCounter()
-    app[EXECUTOR] = executor if executor is not None else make_executor(settings)
+    app[STATE] = AgentState(settings, executor if executor is not None else make_executor(settings),
+                            clock if clock is not None else WallClock(),
+                            clock if clock is not None else MonotonicClock())
     app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx, _retention_ctx])
     app.router.add_post("/internal/enqueue", handle_enqueue)
     app.router.add_post("/internal/enqueue_batch", handle_enqueue_batch)
@@ -104,24 +111,26 @@ def make_executor(settings: AgentSettings) -> Executor:
 
 # -- lifecycle ------------------------------------------------------------------
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(headers=app[SETTINGS].auth_headers) as session:
-        app[SESSION] = session
+    state = app[STATE]
+    async with aiohttp.ClientSession(headers=state.settings.auth_headers) as session:
+        state.session = session
         yield
 
 
 async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     journal = Journal(settings.journal_path)
     await journal.open()
     # without a load store nobody can declare this node dead, so no lease is needed
-    lease = Lease(app[LEASE_CLOCK], required=bool(settings.loadstore_url))
-    agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, app[EXECUTOR],
-                      journal, app[CLOCK], app[COUNTER], settings.journal_keep_finished, lease)
-    agent.confirm = lambda url, node, task: _confirm(app, url, node, task)
-    app[AGENT] = agent
+    lease = Lease(state.lease_clock, required=bool(settings.loadstore_url))
+    agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, state.executor,
+                      journal, state.clock, state.counter, settings.journal_keep_finished, lease)
+    agent.confirm = lambda url, node, task: _confirm(state, url, node, task)
+    state.agent = agent
     log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",
              settings.node_id, settings.cores, settings.memory_mb, settings.disk_mb,
-             settings.slots, app[EXECUTOR].name)
+             settings.slots, state.executor.name)
     await agent.resume()
     try:
         yield
@@ -129,83 +138,74 @@ async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("agent %s stopping: %d queued, %d running", settings.node_id,
                  agent.queue.n_waiting, agent.queue.n_running)
         await agent.close()
-        await app[EXECUTOR].close()
+        await state.executor.close()
         await journal.close()
 
 
 async def _reporter_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings, agent = state.settings, state.agent
     reporter = None
     if settings.loadstore_url:
-        agent = app[AGENT]
-        reporter = Reporter(app[SESSION], settings.loadstore_url, lambda seq: build_state(app, seq),
-                            app[COUNTER], settings.report_interval_ms, settings.heartbeat_ms,
-                            on_answer=agent.on_report_answer, clock_ms=app[LEASE_CLOCK].now_ms)
-        app[REPORTER] = reporter
+        reporter = Reporter(state.session, settings.loadstore_url,
+                            lambda seq: build_state(state, seq), state.counter,
+                            settings.report_interval_ms, settings.heartbeat_ms,
+                            on_answer=agent.on_report_answer, clock_ms=state.lease_clock.now_ms)
+        state.reporter = reporter
         agent.on_change(reporter.notify)
         agent.want_report = reporter.notify
-    app[REGISTRY] = make_registry(app[AGENT], reporter)
-    if reporter is None:
+    state.registry = make_registry(agent, reporter)
+    async with BackgroundTasks() as loops:
+        if reporter is not None:
+            loops.spawn(reporter.run(), name=f"reporter-{settings.node_id}")
+            log.info("reporting to %s every <=%g ms", settings.loadstore_url,
+                     settings.report_interval_ms)
         yield
-        return
-    loop = asyncio.create_task(reporter.run(), name=f"reporter-{settings.node_id}")
-    log.info("reporting to %s every <=%g ms", settings.loadstore_url, settings.report_interval_ms)
-    try:
-        yield
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     """Forget old finished results in the background (not on the write path)."""
-    settings = app[SETTINGS]
-    if not settings.journal_retention_s > 0:
+    state = app[STATE]
+    settings = state.settings
+    async with BackgroundTasks() as loops:
+        if settings.journal_retention_s > 0:
+            state.retention = Retention(state.agent.journal, state.clock,
+                                        settings.journal_retention_s)
+            loops.spawn(state.retention.run(), name=f"retention-{settings.node_id}")
+            log.info("journal keeps finished results for %g s (pruned every %g s)",
+                     settings.journal_retention_s, state.retention.interval_s)
         yield
-        return
-    agent = app[AGENT]
-    retention = Retention(agent.journal, app[CLOCK], settings.journal_retention_s)
-    app[RETENTION] = retention
-    loop = asyncio.create_task(retention.run(), name=f"retention-{settings.node_id}")
-    log.info("journal keeps finished results for %g s (pruned every %g s)",
-             settings.journal_retention_s, retention.interval_s)
-    try:
-        yield
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
-async def build_state(app: web.Application, seq: int) -> NodeState:
+async def build_state(state: AgentState, seq: int) -> NodeState:
     """The full NodeState of this agent right now."""
-    settings = app[SETTINGS]
-    agent = app[AGENT]
+    settings, agent = state.settings, state.agent
     cpu, mem = await asyncio.to_thread(_utilization)
     util = {"cpu_percent": cpu, "memory_percent": mem,
-            "queued": float(agent.queue.n_waiting), "running": float(agent.queue.n_running)}
-    task_ids, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
+            QUEUED: float(agent.queue.n_waiting), RUNNING: float(agent.queue.n_running)}
+    task_ids, task_states, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
                      agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
-                     task_ids_complete=complete)
+                     task_ids_complete=complete, task_states=task_states)
 
 
 def _utilization() -> tuple[float, float]:
     return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
 
 
-async def _confirm(app: web.Application, reply_url: str, node_id: str,
+async def _confirm(state: AgentState, reply_url: str, node_id: str,
                    task: Task) -> Task | None | str:
     """Ask a Sparrow scheduler whether our held reservation gets the task: the task
     (yes), None (no: 409, it went elsewhere), or ASK_AGAIN (no verdict: unreachable, or
     any other answer)."""
-    counter = app[COUNTER]
+    counter = state.counter
     task_id = task.task_id
     # the task rides along, so a restarted scheduler can still decide (docs/guarantees.md)
     body = encode(Confirm(node_id, task_id, task))
-    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].confirm_timeout_ms / 1000.0)
+    timeout = aiohttp.ClientTimeout(total=state.settings.confirm_timeout_ms / 1000.0)
     counter.sent("confirm", nbytes=len(body))
     try:
-        async with app[SESSION].post(reply_url, data=body, timeout=timeout,
+        async with state.session.post(reply_url, data=body, timeout=timeout,
                                      headers={"Content-Type": CONTENT_TYPE}) as resp:
             if resp.status == 409:
                 return None
@@ -228,10 +228,10 @@ async def _confirm(app: web.Application, reply_url: str, node_id: str,
 
 # -- handlers -------------------------------------------------------------------
 async def handle_enqueue(request: web.Request) -> web.StreamResponse:
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, Enqueue)
-    app[COUNTER].received("enqueue", nbytes=size)
-    agent = app[AGENT]
+    state.counter.received("enqueue", nbytes=size)
+    agent = state.agent
     stale = _stale_life(agent, msg.incarnation)
     if stale is not None:
         return stale
@@ -241,7 +241,7 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
         await agent.submit(msg.task, msg.scheduler_id)
     except JournalError as exc:
         log.error("refusing task %s: %s", msg.task.task_id, exc)
-        return error_response(503, "journal", f"cannot journal the task: {exc}")
+        return json_error(503, "journal", f"cannot journal the task: {exc}")
     except TaskConflict as exc:
         return _conflict(exc)
     return web.Response(status=202)
@@ -249,10 +249,10 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
 
 async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
     """Several tasks in one request: all journaled in one transaction, or none (503)."""
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, EnqueueBatch)
-    app[COUNTER].received("enqueue", n=len(msg.tasks), nbytes=size)
-    agent = app[AGENT]
+    state.counter.received("enqueue", n=len(msg.tasks), nbytes=size)
+    agent = state.agent
     stale = _stale_life(agent, msg.incarnation)
     if stale is not None:
         return stale
@@ -264,7 +264,7 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
         await agent.submit_many(msg.tasks, msg.scheduler_id)
     except JournalError as exc:
         log.error("refusing a batch of %d tasks: %s", len(msg.tasks), exc)
-        return error_response(503, "journal", f"cannot journal the tasks: {exc}")
+        return json_error(503, "journal", f"cannot journal the tasks: {exc}")
     except TaskConflict as exc:
         return _conflict(exc)  # the other tasks were accepted
     return web.Response(status=202)
@@ -276,51 +276,50 @@ def _stale_life(agent: NodeAgent, incarnation: str) -> web.StreamResponse | None
     its task was placed elsewhere meanwhile. Nothing is journaled; the scheduler
     places it elsewhere."""
     if agent.fencing or (incarnation and incarnation != agent.incarnation):
-        return error_response(410, "incarnation", f"node {agent.node_id} life "
+        return json_error(410, "incarnation", f"node {agent.node_id} life "
                               f"{incarnation or '?'} is over (now {agent.incarnation})")
     return None
 
 
 def _conflict(exc: TaskConflict) -> web.StreamResponse:
     """409: the ids are held here with another body; ``conflicts`` lists them all."""
-    return web.json_response({"error": {"field": "id", "reason": str(exc)},
-                              "conflicts": exc.task_ids}, status=409)
+    return json_error(409, "id", str(exc), conflicts=exc.task_ids)
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
-    app = request.app
+    state = request.app[STATE]
     _, size = await read_message(request, Probe)
-    app[COUNTER].received("probe", nbytes=size)
-    reply = encode(ProbeReply(app[SETTINGS].node_id, app[AGENT].state()))
-    app[COUNTER].sent("probe_reply", nbytes=len(reply))
+    state.counter.received("probe", nbytes=size)
+    reply = encode(ProbeReply(state.settings.node_id, state.agent.state()))
+    state.counter.sent("probe_reply", nbytes=len(reply))
     return web.Response(body=reply, content_type=CONTENT_TYPE)
 
 
 async def handle_reserve(request: web.Request) -> web.StreamResponse:
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, Reserve)
-    app[COUNTER].received("reserve", nbytes=size)
-    agent = app[AGENT]
+    state.counter.received("reserve", nbytes=size)
+    agent = state.agent
     if not agent.queue.fits_node(msg.task):
         return _too_big(agent, msg.task)
     try:
         await agent.reserve(msg.task, msg.scheduler_id, msg.reply_url)
     except JournalError as exc:
-        return error_response(503, "journal", f"cannot read the journal: {exc}")
+        return json_error(503, "journal", f"cannot read the journal: {exc}")
     return web.Response(status=202)
 
 
 async def handle_lookup(request: web.Request) -> web.StreamResponse:
     """Which of these ids does this agent hold? Asked by a scheduler that cannot reach
     the load store's task index, before it places ids it does not know."""
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, Lookup)
-    app[COUNTER].received("lookup", nbytes=size)
+    state.counter.received("lookup", nbytes=size)
     try:
-        held = await app[AGENT].journal.held(msg.task_ids)
+        held = await state.agent.journal.held(msg.task_ids)
     except JournalError as exc:
-        return error_response(503, "journal", f"cannot read the journal: {exc}")
-    node = app[SETTINGS].node_id
+        return json_error(503, "journal", f"cannot read the journal: {exc}")
+    node = state.settings.node_id
     reply = LookupReply(tuple(PLACED if t in held else UNKNOWN for t in msg.task_ids),
                         tuple(node if t in held else "" for t in msg.task_ids),
                         ("",) * len(msg.task_ids))
@@ -328,39 +327,39 @@ async def handle_lookup(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_cancel(request: web.Request) -> web.StreamResponse:
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, Cancel)
-    app[COUNTER].received("cancel", nbytes=size)
-    await app[AGENT].cancel(msg.task_id)
+    state.counter.received("cancel", nbytes=size)
+    await state.agent.cancel(msg.task_id)
     return web.Response(status=204)
 
 
 async def handle_status_batch(request: web.Request) -> web.StreamResponse:
     """The status of many ids in one request (a :class:`Lookup` listing them): a
     scheduler following many tasks asks each agent once per round."""
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, Lookup)
-    app[COUNTER].received("task_status", n=len(msg.task_ids), nbytes=size)
+    state.counter.received("task_status", n=len(msg.task_ids), nbytes=size)
     try:
-        statuses, missing = await app[AGENT].statuses(msg.task_ids)
+        statuses, missing = await state.agent.statuses(msg.task_ids)
     except JournalError as exc:
-        return error_response(503, "journal", str(exc))
+        return json_error(503, "journal", str(exc))
     return wire_response(TaskStatuses(tuple(statuses), tuple(missing)))
 
 
 async def handle_cancel_task(request: web.Request) -> web.StreamResponse:
     """A client's cancel, relayed by a scheduler: 200 with the task's status afterwards
     (``cancelled``, or the terminal state it had reached); 404 for an id not held."""
-    app = request.app
+    state = request.app[STATE]
     msg, size = await read_message(request, CancelTask)
-    app[COUNTER].received("cancel_task", nbytes=size)
+    state.counter.received("cancel_task", nbytes=size)
     try:
-        status = await app[AGENT].cancel_task(msg.task_id, msg.reason or "cancelled by a client")
+        status = await state.agent.cancel_task(msg.task_id, msg.reason or "cancelled by a client")
     except JournalError as exc:
-        return error_response(503, "journal", f"cannot journal the cancel: {exc}")
+        return json_error(503, "journal", f"cannot journal the cancel: {exc}")
     if status is None:
-        settings = app[SETTINGS]
-        return error_response(404, "id", unknown_task_reason(
+        settings = state.settings
+        return json_error(404, "id", unknown_task_reason(
             msg.task_id, settings.journal_retention_s, settings.journal_keep_finished))
     return wire_response(status)
 
@@ -368,15 +367,15 @@ async def handle_cancel_task(request: web.Request) -> web.StreamResponse:
 async def handle_task(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
     try:
-        found = await request.app[AGENT].status_and_log(task_id)
+        found = await request.app[STATE].agent.status_and_log(task_id)
     except JournalError as exc:
-        return error_response(503, "journal", str(exc))
+        return json_error(503, "journal", str(exc))
     if found is None:
-        settings = request.app[SETTINGS]
-        return error_response(404, "id", unknown_task_reason(
+        settings = request.app[STATE].settings
+        return json_error(404, "id", unknown_task_reason(
             task_id, settings.journal_retention_s, settings.journal_keep_finished))
     status, log_tail = found
-    request.app[COUNTER].received("task_status")
+    request.app[STATE].counter.received("task_status")
     if CONTENT_TYPE in request.headers.get("Accept", ""):
         return wire_response(status)
     return web.json_response({
@@ -388,34 +387,36 @@ async def handle_task(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_state(request: web.Request) -> web.StreamResponse:
-    reporter = request.app.get(REPORTER)
-    return wire_response(await build_state(request.app, reporter.seq if reporter else 0))
+    state = request.app[STATE]
+    reporter = state.reporter
+    return wire_response(await build_state(state, reporter.seq if reporter else 0))
 
 
 async def handle_healthz(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    agent = app[AGENT]
-    reporter = app.get(REPORTER)
+    state = request.app[STATE]
+    agent = state.agent
+    reporter = state.reporter
     reachable = None if reporter is None else reporter.reachable
     return web.json_response({
         "status": "degraded" if reachable is False else "ok",
-        "role": "agent", "node": app[SETTINGS].node_id,
+        "role": "agent", "node": state.settings.node_id,
         "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
-        "queued": agent.queue.n_waiting,
-        "running": agent.queue.n_running, "loadstore_reachable": reachable,
-        "executor": app[EXECUTOR].name, "incarnation": agent.incarnation,
+        QUEUED: agent.queue.n_waiting,
+        RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
+        "executor": state.executor.name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
+        # ends not yet in a report the store answered (a fence now would void them)
+        "unheard_ends": agent.unreported.unanswered_ends(),
     })
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
-    data = generate_latest(request.app[REGISTRY])
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return await metrics_handler(request.app[STATE].registry)(request)
 
 
 def _too_big(agent: NodeAgent, task: Task, where: str = "task.") -> web.StreamResponse:
     for name, want, have in zip(RESOURCES, task.demand(), agent.queue.capacity):
-        if want > have + 1e-9:
-            return error_response(422, f"{where}{name}",
+        if want > have + FIT_TOLERANCE:
+            return json_error(422, f"{where}{name}",
                                   f"requested {want:g} but node {agent.node_id} has {have:g}")
-    return error_response(422, where.rstrip("."), f"does not fit node {agent.node_id}")
+    return json_error(422, where.rstrip("."), f"does not fit node {agent.node_id}")

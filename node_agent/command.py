@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import math
 import os
 
-from aiohttp import web
-
-from dodoor.cliargs import MAX_PORT, bounded
-from dodoor.auth_token import add_token_arguments, token_from_args
-from dodoor.errors import DodoorError, ValidationError
+from dodoor.service.cliargs import MAX_PORT, bounded
+from dodoor.service.auth_token import add_token_arguments, token_from_args
+from dodoor.errors import ValidationError
 from node_agent.settings import (DEFAULT_JOURNAL_RETENTION_S, EXECUTORS, AgentSettings,
                                  host_capacity)
 
@@ -61,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="docker executor: network for task containers (default none)")
     p.add_argument("--docker-allow-image", action="append", default=[], metavar="IMAGE",
                    help="docker executor: an image tasks may use (repeatable; default the built task images)")
+    p.add_argument("--docker-warm-image", action="append", default=[], metavar="IMAGE",
+                   help="docker executor: keep warm containers for this image's tasks (repeatable; "
+                        "a task label warm=true/false opts in or out; default none); docs/docker.md")
+    p.add_argument("--docker-warm-per-image", type=bounded(int, 0), default=2,
+                   help="docker executor: idle warm containers kept per image (default 2)")
+    p.add_argument("--docker-warm-idle-s", type=float, default=60.0,
+                   help="docker executor: a warm container idle this long is removed (default 60)")
     p.add_argument("--max-body-bytes", type=bounded(int, 1), default=4 * 1024 * 1024,
                    help="largest request body accepted (413 above)")
     add_token_arguments(p)
@@ -88,6 +92,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         journal_keep_finished=args.journal_keep_finished,
         journal_retention_s=journal_retention_s(args),
         docker_allowed_images=tuple(args.docker_allow_image),
+        docker_warm_images=tuple(args.docker_warm_image),
+        docker_warm_per_image=args.docker_warm_per_image, docker_warm_idle_s=args.docker_warm_idle_s,
     )
 
 
@@ -115,26 +121,11 @@ def journal_retention_s(args: argparse.Namespace) -> float:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from node_agent.app import create_app  # aiohttp app only once the flags are good
+    from dodoor.service.http import run as serve  # aiohttp only once the flags are good
+    from node_agent.app import create_app
 
-    loop = _new_loop()
-    asyncio.set_event_loop(loop)
-    app = create_app(settings)
     log.info("agent %s starting on %s:%d (advertised as %s)", settings.node_id, settings.host,
              settings.port, settings.url)
-    # run_app handles SIGINT/SIGTERM: stop accepting, drain in-flight requests, then cleanup_ctx.
-    try:
-        web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None,
-                    shutdown_timeout=10.0, access_log=None)
-    except OSError as exc:  # typically the port is taken
-        raise DodoorError(f"cannot serve on {settings.host}:{settings.port}: {exc}") from exc
+    serve(create_app(settings), settings.host, settings.port)
     log.info("agent %s stopped", settings.node_id)
     return 0
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()

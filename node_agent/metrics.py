@@ -17,14 +17,16 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.registry import Collector
 
 from dodoor.cache import PENDING, TASKS
-from dodoor.metrics import Histogram, MessageCollector, daemon_registry
+from dodoor.service.metrics import Histogram, MessageCollector, daemon_registry
+from dodoor.taskstates import STATES, TERMINAL
 from node_agent.node import NodeAgent
 from node_agent.queue import RESERVATION
 from node_agent.reporter import Reporter
 
 MIB = 1024 * 1024  # the agent's memory and disk figures are MiB (node_agent.settings)
-# terminal states this process counts (``lost``: ended by a fence, docs/guarantees.md)
-ENDED_STATES = ("succeeded", "failed", "lost", "cancelled")
+# terminal states this process counts, in a fixed order (``lost``: ended by a fence,
+# docs/guarantees.md)
+ENDED_STATES = tuple(state for state in STATES if state in TERMINAL)
 
 
 class AgentCollector(Collector):

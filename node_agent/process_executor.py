@@ -43,6 +43,7 @@ from collections import deque
 from typing import Callable, Sequence
 
 from dodoor.resources import Task
+from dodoor.taskstates import FAILED, RUNNING, SUCCEEDED
 from node_agent import process_group
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 from node_agent.process_group import GroupHandle
@@ -68,6 +69,7 @@ class ProcessExecutor:
     """
 
     name = "process"
+    outlives_agent = True
 
     def __init__(self, timeout_ms: float | None = None, timeout_factor: float = 10.0,
                  min_timeout_ms: float = 60_000.0, limit_memory: bool = True,
@@ -92,7 +94,7 @@ class ProcessExecutor:
 
     async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
         if not task.command:
-            return TaskResult("failed", reason="the process executor needs a command")
+            return TaskResult(FAILED, reason="the process executor needs a command")
         env = dict(os.environ)
         env.update(task.env)
         threads = str(max(1, math.ceil(task.cores)))
@@ -107,7 +109,7 @@ class ProcessExecutor:
         try:
             transport, proto, group = await self._spawn(task, env, memory_bytes)
         except (OSError, subprocess.SubprocessError) as exc:
-            return TaskResult("failed", reason=f"cannot start {task.command[0]!r}: {exc}")
+            return TaskResult(FAILED, reason=f"cannot start {task.command[0]!r}: {exc}")
         try:
             limit_ms = self.wall_limit_ms(task)
             timed_out = False
@@ -133,20 +135,20 @@ class ProcessExecutor:
         code = transport.get_returncode()
         tail = proto.tail_text()
         if timed_out:
-            return TaskResult("failed", exit_code=code,
+            return TaskResult(FAILED, exit_code=code,
                               reason=f"timed out after {limit_ms:g} ms", log_tail=tail)
         return self._result(code, tail)
 
     def _result(self, code: int | None, tail: str, note: str = "") -> TaskResult:
         if code == 0:
-            return TaskResult("succeeded", exit_code=0, reason=note or None, log_tail=tail)
+            return TaskResult(SUCCEEDED, exit_code=0, reason=note or None, log_tail=tail)
         if code is not None and code < 0:
             reason = f"killed by signal {-code}"
         elif self.exit_dir is not None and code is not None and code > _SIGNAL_BASE:
             reason = f"killed by signal {code - _SIGNAL_BASE}"  # as the shim's sh saw it
         else:
             reason = f"exit code {code}"
-        return TaskResult("failed", exit_code=code, reason=reason + note, log_tail=tail)
+        return TaskResult(FAILED, exit_code=code, reason=reason + note, log_tail=tail)
 
     def _exit_file(self, task_id: str) -> str | None:
         if self.exit_dir is None:
@@ -179,7 +181,7 @@ class ProcessExecutor:
         """
         found: list[Adopted] = []
         for row in interrupted:
-            if row.state != "running":
+            if row.state != RUNNING:
                 continue  # the start is journaled before the spawn: nothing of it ran
             group = await self._group_of(row)
             if group is not None:
@@ -198,7 +200,7 @@ class ProcessExecutor:
                     log.error("task %s: processes %s of its previous run survive SIGKILL; "
                               "not running it again", row.task_id, left)
                     found.append(Adopted(row.task_id, running=False, result=TaskResult(
-                        "failed", reason=f"processes {left} of an earlier run could not be "
+                        FAILED, reason=f"processes {left} of an earlier run could not be "
                         "killed")))
                     continue
             code = await asyncio.to_thread(self._recorded_exit, row.task_id)
@@ -237,7 +239,7 @@ class ProcessExecutor:
             while await asyncio.to_thread(process_group.members, group):
                 if time.time() >= deadline:
                     await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
-                    return TaskResult("failed", reason=f"timed out after {limit_ms:g} ms "
+                    return TaskResult(FAILED, reason=f"timed out after {limit_ms:g} ms "
                                       "(adopted after an agent restart)")
                 await asyncio.sleep(_ADOPTED_POLL_S)
         except asyncio.CancelledError:
@@ -247,7 +249,7 @@ class ProcessExecutor:
             self._adopted.pop(task_id, None)
         code = await asyncio.to_thread(self._recorded_exit, task_id)
         if code is None:
-            return TaskResult("failed", reason="ended while its agent was down, leaving no "
+            return TaskResult(FAILED, reason="ended while its agent was down, leaving no "
                               "exit status")
         return self._result(code, "", " (adopted after an agent restart; its output is lost)")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from dodoor.service.auth_token import auth_headers
 from dodoor.errors import ValidationError
 
 EXECUTORS = ("sleep", "process", "docker")
@@ -45,6 +46,9 @@ class AgentSettings:
     # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
     docker_network: str | None = None
     docker_allowed_images: tuple[str, ...] = ()
+    docker_warm_images: tuple[str, ...] = ()
+    docker_warm_per_image: int = 2
+    docker_warm_idle_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("cores", "memory_mb"):
@@ -67,6 +71,12 @@ class AgentSettings:
         if not (self.journal_retention_s >= 0 and np.isfinite(self.journal_retention_s)):
             raise ValidationError("journal_retention_s", "must be a finite number of seconds >= 0"
                                   f" (0: keep forever), got {self.journal_retention_s!r}")
+        if self.docker_warm_per_image < 0:
+            raise ValidationError("docker_warm_per_image",
+                                  f"must be >= 0, got {self.docker_warm_per_image!r}")
+        if not (self.docker_warm_idle_s > 0 and np.isfinite(self.docker_warm_idle_s)):
+            raise ValidationError("docker_warm_idle_s",
+                                  f"must be a finite number > 0, got {self.docker_warm_idle_s!r}")
         if self.max_body_bytes < 1024:
             raise ValidationError("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes!r}")
 
@@ -81,7 +91,7 @@ class AgentSettings:
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_headers(self.token)
 
 
 @dataclass(frozen=True, slots=True)

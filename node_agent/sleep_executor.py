@@ -14,6 +14,7 @@ import time
 from typing import Sequence
 
 from dodoor.resources import Task
+from dodoor.taskstates import SUCCEEDED
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class SleepExecutor:
     """Holds each task for ``duration_ms × scale`` and reports success."""
 
     name = "sleep"
+    outlives_agent = False
 
     def __init__(self, scale: float = 1.0) -> None:
         if not scale >= 0:
@@ -54,7 +56,7 @@ class SleepExecutor:
         self._warn_unrun(task)
         # Nothing exists outside the agent, so there is no handle to journal.
         await asyncio.sleep(task.duration_ms * self.scale / 1000.0)
-        return TaskResult("succeeded", exit_code=0)
+        return TaskResult(SUCCEEDED, exit_code=0)
 
     async def forget(self, task_id: str) -> None:
         return None

@@ -14,16 +14,15 @@ import numpy as np
 from aiohttp import web
 
 from dodoor.clock import Clock, MonotonicClock
-from dodoor.errors import DecodeError, NoFitError, ValidationError
+from dodoor.errors import NoFitError, ValidationError
 from dodoor.messages import MessageCounter
 from dodoor.policies.base import PolicyKind
 from dodoor.policies.lists import effective_spec
-from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta, decode
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import (
-    BackgroundTasks, auth_headers, auth_middleware, error_middleware, json_error, metrics_handler,
-    msgpack_response, read_body,
-)
+from dodoor.wire import Confirm, Deltas, Register, Snapshot, SnapshotDelta
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.auth_token import auth_headers
+from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
+                                 read_message, wire_response)
 from scheduler.asking import ASK_AGAIN
 from scheduler.cancel import cancel_task
 from scheduler.intake import BodyError, parse_submission
@@ -80,10 +79,7 @@ STATE = web.AppKey("scheduler_state", SchedulerState)
 
 def create_app(settings: SchedulerSettings, clock: Clock | None = None) -> web.Application:
     """The scheduler's aiohttp application."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(settings.token)],
-    )
+    app = daemon_app(settings.token, settings.max_body_bytes)
     state = SchedulerState(settings, clock or MonotonicClock())
     app[STATE] = state
     registry = make_registry(state)
@@ -123,14 +119,10 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    loops = [
-        asyncio.create_task(_loadstore_loop(state), name="loadstore-watch"),
-        asyncio.create_task(_deltas_loop(state), name="deltas-sender"),
-    ]
-    yield
-    for task in loops:
-        task.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
+    async with BackgroundTasks() as loops:
+        loops.spawn(_loadstore_loop(state), name="loadstore-watch")
+        loops.spawn(_deltas_loop(state), name="deltas-sender")
+        yield
     await _flush_deltas(state)
 
 
@@ -225,7 +217,7 @@ async def submit(request: web.Request) -> web.Response:
     state = request.app[STATE]
     placer = state.placer
     assert placer is not None
-    body = await read_body(request)
+    body = await request.read()
     try:
         tasks, batch = parse_submission(body, request.content_type if body else "",
                                         state.settings.max_batch)
@@ -274,7 +266,7 @@ async def task_cancel(request: web.Request) -> web.Response:
 
 async def task_status_batch(request: web.Request) -> web.Response:
     """``POST /v1/tasks/status``: many ids, optionally waiting for one of them to end."""
-    body = await read_body(request)
+    body = await request.read()
     try:
         ids, wait_s = parse_status_request(body, request.content_type if body else "")
     except ValidationError as exc:
@@ -303,10 +295,10 @@ async def nodes(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    snap, _ = await read_message(request, Snapshot, field="snapshot")
     try:
-        snap = decode(await read_body(request), Snapshot)
         leftover = state.view.apply(snap, state.clock.now_ms())
-    except (DecodeError, ValueError) as exc:
+    except ValueError as exc:
         return json_error(400, "snapshot", str(exc))
     state.counter.received("snapshot")
     state.loadstore_reachable = True
@@ -324,10 +316,10 @@ def _dead_nodes_seen(state: SchedulerState) -> None:
 async def snapshot_delta(request: web.Request) -> web.Response:
     """Changed rows only; 409 when they do not extend what is held (the store resyncs)."""
     state = request.app[STATE]
+    msg, _ = await read_message(request, SnapshotDelta, field="snapshot_delta")
     try:
-        msg = decode(await read_body(request), SnapshotDelta)
         applied = state.view.apply_delta(msg, state.clock.now_ms())
-    except (DecodeError, ValueError) as exc:
+    except ValueError as exc:
         return json_error(400, "snapshot_delta", str(exc))
     state.counter.received("snapshot")
     state.loadstore_reachable = True
@@ -341,17 +333,14 @@ async def snapshot_delta(request: web.Request) -> web.Response:
 async def confirm(request: web.Request) -> web.Response:
     state = request.app[STATE]
     assert state.placer is not None
-    try:
-        msg = decode(await read_body(request), Confirm)
-    except DecodeError as exc:
-        return json_error(400, "confirm", str(exc))
+    msg, _ = await read_message(request, Confirm, field="confirm")
     state.counter.received("confirm")
     enqueue = await state.placer.confirm(msg.node_id, msg.task_id, msg.task)
     if enqueue is None:
         return json_error(409, "task_id", f"task {msg.task_id!r} is not waiting for a confirm")
     if enqueue == ASK_AGAIN:
         return json_error(503, "task_id", f"no verdict for {msg.task_id!r} yet; ask again")
-    return msgpack_response(enqueue)
+    return wire_response(enqueue)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -18,8 +18,8 @@ from dodoor.clock import Clock
 from dodoor.resources import Task
 from dodoor.taskindex import BUSY, PLACED
 from dodoor.wire import Cancel, Enqueue, Probe, ProbeReply, Reserve
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import BackgroundTasks
 from scheduler.placements import Placement, PlacementLog
 from scheduler.reservations import Reservations
 from scheduler.settings import SchedulerSettings

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from dodoor.taskstates import CANCELLED, TERMINAL
+from dodoor.taskstates import CANCELLED, LOST, TERMINAL
 from dodoor.wire import CancelTask, TaskStatus
-from scheduler.agents import PeerError
-from scheduler.httpkit import json_error
+from dodoor.service.peers import PeerError
+from dodoor.service.http import json_error
 from scheduler.status import Resolved, locate
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ async def cancel_task(state: SchedulerState, task_id: str) -> web.Response:
     node = where[task_id]
     if node in state.view.dead:
         return json_error(409, "id", f"task {task_id!r} already ended lost: node {node} was "
-                          "declared dead", state="lost")
+                          "declared dead", state=LOST)
     idx = state.view.index.get(node)
     if idx is None:
         return json_error(503, "id", f"node {node} holding task {task_id!r} is out of this "

@@ -21,8 +21,8 @@ from typing import Callable
 
 from dodoor.taskindex import PLACED
 from dodoor.wire import Lookup, LookupReply
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import BackgroundTasks
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 
@@ -90,7 +90,7 @@ class Claims:
         try:
             reply = await self.peers.send(
                 self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
-                Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
+                Lookup(self.instance, tuple(ids), claim=True, ended=True), expect=LookupReply)
             if len(reply.outcomes) == len(ids):
                 verdicts = {i: (o, n, w) for i, o, n, w
                             in zip(ids, reply.outcomes, reply.nodes, reply.owners)}

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from dodoor.metrics import (LATENCY_BUCKETS, SNAPSHOT_AGE_BUCKETS, CounterCollector,
+from dodoor.service.metrics import (LATENCY_BUCKETS, SNAPSHOT_AGE_BUCKETS, CounterCollector,
                             GaugeCollector, Histogram, MessageCollector, daemon_registry)
 from scheduler.placements import Placement
 

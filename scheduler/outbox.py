@@ -8,7 +8,7 @@ requests grow instead of multiplying (fewer HTTP round trips per task in the
 scheduler and in the agents).
 
 Every caller learns the outcome of the request that carried its tasks: None,
-or the :class:`~scheduler.agents.PeerError` of that request. A definite
+or the :class:`~dodoor.service.peers.PeerError` of that request. A definite
 refusal lets the caller fail over, as for a request of its own; an unknown
 outcome (``PeerError.outcome_unknown``: a timeout, say) reaches every caller the
 request carried, and each must settle it with the same agent before placing
@@ -26,8 +26,8 @@ from typing import Callable
 
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, EnqueueBatch
-from scheduler.agents import PeerClient, PeerError
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.service.http import BackgroundTasks
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_REQUEST = 2000  # callers' lists are merged up to this many tasks

@@ -15,7 +15,7 @@ The paths that ask agents first (PROBE, RESERVE, POOL's probes) live in
 :mod:`scheduler.asking`.
 
 An enqueue that the agent definitely refused (see
-:class:`~scheduler.agents.PeerError`) moves the task to the next candidate,
+:class:`~dodoor.service.peers.PeerError`) moves the task to the next candidate,
 then to other random feasible nodes (docs/design.md §6), taking back the cached delta
 of the failed node. An enqueue whose outcome is unknown (a timeout: the agent
 may have journaled the task) is first settled with the same agent
@@ -39,12 +39,12 @@ from dodoor.clock import Clock
 from dodoor.errors import NoFitError
 from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task, check_fits_somewhere
-from dodoor.taskindex import BUSY, PLACED
+from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas
-from scheduler.agents import PeerClient, PeerError
+from dodoor.service.peers import PeerClient, PeerError
 from scheduler.asking import AskingPaths
 from scheduler.claims import Claims
-from scheduler.httpkit import BackgroundTasks
+from dodoor.service.http import BackgroundTasks
 from scheduler.outbox import BatchRefused
 from scheduler.sender import AgentSender
 from scheduler.placements import Placement, PlacementLog
@@ -180,6 +180,11 @@ class Placer(AskingPaths):
                 claimed = claims.get(task_id)
                 if claimed is not None and claimed[0] == PLACED:
                     coros.append(self._indexed(i, self._confirm_at(task, claimed[1])))
+                    continue
+                if claimed is not None and claimed[0] == ENDED:
+                    # it ended on a node since declared dead, and every scheduler answers
+                    # that end: a resubmission is the same task, already done
+                    out[i] = Placement(task_id, claimed[1])
                     continue
                 if claimed is not None and claimed[0] == BUSY:
                     who = (f"is being placed by scheduler {claimed[2]}" if claimed[2] else

@@ -4,7 +4,7 @@ Per agent: at most ``agent_inflight`` requests at a time, batches through the
 :class:`~scheduler.outbox.Outbox` when the agent takes them, and every enqueue
 names the node life it aims at (the fencing token of docs/guarantees.md).
 
-A definite refusal (:class:`~scheduler.agents.PeerError` ``refused``) lets the
+A definite refusal (:class:`~dodoor.service.peers.PeerError` ``refused``) lets the
 placer move a task elsewhere. An unknown outcome (a timeout: the agent may have
 journaled it) must not: :meth:`AgentSender.settle` asks the same agent again
 with the same ids, which it deduplicates, until it answers, the load store
@@ -18,7 +18,7 @@ import logging
 
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, EnqueueBatch
-from scheduler.agents import PeerClient, PeerError
+from dodoor.service.peers import PeerClient, PeerError
 from scheduler.outbox import BatchRefused, Outbox
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView

@@ -98,7 +98,7 @@ class LoadStoreSettings:
     adaptive_b_target_ms: float = 0.0
     # push each scheduler only the rows changed since its previous snapshot
     delta_snapshots: bool = False
-    # members and fenced node lives (scheduler.membership); "" keeps them in memory only
+    # members and fenced node lives (scheduler.loadstore.membership); "" keeps them in memory only
     state_file: str = ""
     index_entries: int = 1_000_000  # task ids the store remembers (docs/guarantees.md)
     # a claim without a reporting node keeps other schedulers off the id this long

@@ -91,7 +91,8 @@ class SampledPolicy:
 
     A name, the settings, and ``candidates`` = ``samples`` feasible nodes
     uniformly at random — by default d of them under the β rule. Subclasses
-    set ``kind``, ``default_name`` and ``choose``.
+    set ``kind`` and ``default_name``, and either ``decision_keys`` (with
+    ``scores_decide``; ``choose`` is derived from it) or their own ``choose``.
     """
 
     kind: PolicyKind
@@ -125,25 +126,22 @@ class SampledPolicy:
         """
         return self.scores(demand, view)
 
-    def lowest_score(
-        self, demand: np.ndarray, view: CandidateView, among: np.ndarray | None,
-        rng: random.Random,
+    def choose(
+        self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
     ) -> int:
-        """The node, among view positions ``among`` (None: all), with the lowest load score."""
-        state = view.state
-        sq_capacity = view.sq_capacity
-        if among is None:
-            nodes, capacity = view.nodes, view.capacity
-        else:
-            if among.size == 1:
-                return int(view.nodes[among[0]])
-            nodes, capacity, state = view.nodes[among], view.capacity[among], state[among]
-            if sq_capacity is not None:
-                sq_capacity = sq_capacity[among]
-        if nodes.size == 1:
-            return int(nodes[0])
-        scores = load_score(
-            demand, capacity, state[:, :N_RESOURCES], state[:, PENDING],
-            self._weights, self.settings.alpha, sq_capacity,
-        )
-        return int(nodes[argmin_random(scores, rng)])
+        """The candidate with the lowest :meth:`decision_keys`, ties at random."""
+        if view.nodes.size == 1:
+            return int(view.nodes[0])
+        return int(view.nodes[argmin_random(self.decision_keys(demand, view), rng)])
+
+    def keys_among(self, demand: np.ndarray, view: CandidateView,
+                   among: np.ndarray) -> np.ndarray:
+        """One task's load scores of view positions ``among``, scored among themselves;
+        +inf for the others."""
+        keys = np.full(view.nodes.shape, np.inf)
+        state = view.state[among]
+        sq_capacity = None if view.sq_capacity is None else view.sq_capacity[among]
+        keys[among] = load_score(demand, view.capacity[among], state[:, :N_RESOURCES],
+                                 state[:, PENDING], self._weights, self.settings.alpha,
+                                 sq_capacity)
+        return keys

@@ -8,8 +8,9 @@ import numpy as np
 
 from dodoor.cache import CandidateView
 from dodoor.policies.base import PolicyKind, SampledPolicy
-from dodoor.resources import Task
+from dodoor.resources import FIT_TOLERANCE, Task
 from dodoor.sampling import FeasibleSampler
+from dodoor.score import argmin_random
 
 
 class IdealPolicy(SampledPolicy):
@@ -33,5 +34,8 @@ class IdealPolicy(SampledPolicy):
     ) -> int:
         if view.start_ms is None:
             raise ValueError("the ideal policy needs view.start_ms from an oracle")
-        earliest = float(view.start_ms.min())
-        return self.lowest_score(demand, view, np.flatnonzero(view.start_ms <= earliest + 1e-9), rng)
+        if view.nodes.size == 1:
+            return int(view.nodes[0])
+        # starts within the fit tolerance of the earliest tie
+        among = np.flatnonzero(view.start_ms <= float(view.start_ms.min()) + FIT_TOLERANCE)
+        return int(view.nodes[argmin_random(self.keys_among(demand, view, among), rng)])

@@ -11,8 +11,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dodoor.cache import N_STATE, DeltaBatch
-from dodoor.snapshots import AdaptiveBatch, DeltaPublisher, SnapshotUpdate
+from dodoor.cache import DeltaBatch
+from dodoor.loadstate import LoadState
+from dodoor.snapshots import DeltaPublisher, SnapshotUpdate
 from dodoor.sim.engine import Mailbox
 from dodoor.sim.network import Network, wire_sizes
 
@@ -20,32 +21,22 @@ SnapshotSink = Callable[[SnapshotUpdate], None]
 
 
 class SimLoadStore:
-    """Soft state of every node, pushed to every scheduler each ``b`` placements.
-
-    A node's row is its last report plus the deltas received since; a report
-    supersedes those deltas (the node already counts the tasks they describe),
-    so deltas never pile up. Every push is one ``snapshot`` message per
-    scheduler, sized by the wire model (full: every row; delta: changed rows).
-    """
+    """The core's :class:`~dodoor.loadstate.LoadState` (a row per node) on the simulated
+    network: every push is one ``snapshot`` message per scheduler, sized by the wire
+    model (full: every row; delta: changed rows)."""
 
     def __init__(self, n_nodes: int, b: int, net: Network, *, delta: bool = False,
                  adaptive_target_ms: float = 0.0) -> None:
-        self.reported = np.zeros((n_nodes, N_STATE), dtype=np.float64)
-        self.since = np.zeros((n_nodes, N_STATE), dtype=np.float64)
-        self.b = b
+        self.state = LoadState(n_nodes, b, adaptive_target_ms, start_ms=net.loop.now)
         self.net = net
-        self.placements = 0
         self.snapshots = 0
         self.resyncs = 0
         self.publisher = DeltaPublisher(n_nodes, epoch="sim") if delta else None
-        self.adaptive = (AdaptiveBatch(adaptive_target_ms, b, start_ms=net.loop.now)
-                         if adaptive_target_ms > 0 else None)
         self.b_trace: list[tuple[float, int]] = []  # (time, b) after each push when adaptive
         self._sinks: list[SnapshotSink] = []
         # node reports, (node index, row): read when the store next acts, the last per node wins
         self.reports = Mailbox(net.loop)
         self._all = np.arange(n_nodes, dtype=np.intp)
-        self._seq = 0
         self._sizes = wire_sizes()
 
     def subscribe(self, sinks: Sequence[SnapshotSink]) -> None:
@@ -53,7 +44,7 @@ class SimLoadStore:
 
     def view(self) -> np.ndarray:
         self._apply_reports()
-        return self.reported + self.since
+        return self.state.view()
 
     def _apply_reports(self) -> None:
         """Install the reports received so far, all rows in one assignment.
@@ -67,8 +58,7 @@ class SimLoadStore:
             return
         latest: dict[int, Sequence[float]] = dict(item for _, item in arrived)
         nodes = list(latest)
-        self.reported[nodes] = list(latest.values())
-        self.since[nodes] = 0.0
+        self.state.report(nodes, list(latest.values()))
         if self.publisher is not None:
             self.publisher.mark(nodes)
 
@@ -76,20 +66,14 @@ class SimLoadStore:
         """A ``deltas`` batch arrives; every b placements push a snapshot."""
         self._apply_reports()  # the reports that arrived before it
         nodes = list(batch.nodes)
-        self.since[nodes] += batch.deltas
+        state = self.state
+        state.add_deltas(nodes, batch.deltas)
         if self.publisher is not None:
             self.publisher.mark(nodes)
-        self.placements += batch.placements
-        if self.adaptive is not None:
-            if self.placements >= self.b:
-                counted, self.placements = self.placements, 0
-                self._push()
-                self.b = self.adaptive.observe(self.net.loop.now, counted)
-                self.b_trace.append((self.net.loop.now, self.b))
-            return
-        while self.placements >= self.b:
-            self.placements -= self.b
+        if state.count(batch.placements, self.net.loop.now):
             self._push()
+            if state.adaptive is not None:
+                self.b_trace.append((self.net.loop.now, state.b))
 
     def resync(self, sub: int) -> None:
         """A scheduler saw a gap: its next snapshot is full, sent now."""
@@ -100,7 +84,7 @@ class SimLoadStore:
 
     def _push(self) -> None:
         self.snapshots += 1
-        self._seq += 1
+        self.state.next_seq()
         snapshot = self.view()
         for sub, sink in enumerate(self._sinks):
             self._send(sub, sink, snapshot)
@@ -108,7 +92,7 @@ class SimLoadStore:
     def _send(self, sub: int, sink: SnapshotSink, snapshot: np.ndarray) -> None:
         now = self.net.loop.now
         if self.publisher is None:
-            update = SnapshotUpdate("sim", self._seq, -1, self._all, snapshot, True, now)
+            update = SnapshotUpdate("sim", self.state.seq, -1, self._all, snapshot, True, now)
             base, per_row = self._sizes.full_snapshot
         else:
             update = self.publisher.update_for(sub, snapshot, now)

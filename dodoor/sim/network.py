@@ -15,6 +15,7 @@ import numpy as np
 
 from dodoor.messages import MessageCounter
 from dodoor.sim.engine import EventLoop, Mailbox
+from dodoor.taskstates import SUCCEEDED
 
 SIZED_TYPES = frozenset({"deltas", "snapshot"})
 
@@ -45,7 +46,7 @@ class WireSizes:
             "cancel": size(wire.Cancel(task.task_id)),
             "node_state": size(wire.NodeState(nid, url, 1, np.zeros(3), 1, state)),
             "register": size(wire.Register("scheduler", sid, "http://127.0.0.1:8100")),
-            "completion": size(wire.TaskStatus(task.task_id, "succeeded", nid, 1.0, 2.0, 3.0, 0)),
+            "completion": size(wire.TaskStatus(task.task_id, SUCCEEDED, nid, 1.0, 2.0, 3.0, 0)),
         }
 
         def deltas(n: int) -> int:

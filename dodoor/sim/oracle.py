@@ -14,10 +14,13 @@ from __future__ import annotations
 import bisect
 import heapq
 
-from dodoor.sim.node import EPS, SimNode
+from dodoor.cache import delta_row
+from dodoor.resources import fits_free
+from dodoor.runqueue import QueueEntry, RunQueue
+from dodoor.sim.node import SimNode
 
-# one step: (from_ms, free cores, free memory, free disk, free slots)
-Step = tuple[float, float, float, float, int]
+# one step: (from_ms, free room, free slots)
+Step = tuple[float, tuple[float, float, float], int]
 
 
 class _Timeline:
@@ -62,68 +65,61 @@ class Oracle:
         """The node's state with the enqueues in flight to it already counted."""
         row = node.state_row()
         for _, entry in node.inbound:
-            c, m, d = entry.demand
-            row[0] += c
-            row[1] += m
-            row[2] += d
-            row[3] += 1.0
-            row[4] += entry.duration
+            for i, v in enumerate(delta_row(entry.demand, entry.duration_ms)):
+                row[i] += v
         return row
 
     def _replay(self, node: SimNode) -> list[Step]:
+        """The node's run queue, copied and run forward on its known durations."""
         self.replays += 1
         now = node.loop.now
-        free = list(node.free)
-        slots = node.free_slots
-        ends: list[tuple[float, int, tuple[float, float, float]]] = []
+        real = node.rq
+        rq: RunQueue[QueueEntry] = RunQueue(real.capacity, real.slots, real.overhead_ms,
+                                            real.aging_ms)
+        classes = node.records.priority
+        ends: list[tuple[float, int, QueueEntry]] = []
         seq = 0
-        for entry in node.running:
+        for entry in real.running:
+            copy = QueueEntry(entry.demand, entry.duration_ms, entry.priority)
+            rq.adopt(copy, now)
+            copy.end_ms = entry.end_ms
             seq += 1
-            ends.append((entry.end, seq, entry.demand))
+            ends.append((copy.end_ms, seq, copy))
         heapq.heapify(ends)
-        waiting = [(e.duration, e.demand) for e in node.queue if e.job is None]
-        arrivals = [(at, e.duration, e.demand) for at, e in node.inbound]
-        steps: list[Step] = [(now, free[0], free[1], free[2], slots)]
+        for entry in real.waiting:
+            if entry.job is None:  # reservations are not tasks yet
+                copy = QueueEntry(entry.demand, entry.duration_ms, entry.priority)
+                copy.since_ms = entry.since_ms
+                rq.push(copy)
+        arrivals = [(at, entry.demand, entry.duration_ms, classes[entry.index])
+                    for at, entry in node.inbound]
+        steps: list[Step] = [(now, tuple(rq.free), rq.free_slots)]
         ai = 0
         # One event at a time, in the loop's order — ends by (time, start order),
-        # an end before an arrival at the same time — each followed by a scan,
+        # an end before an arrival at the same time — each followed by a backfill,
         # exactly as the node handles them; batching simultaneous ends would let
         # a later entry see room an earlier one takes in the real run.
         while True:
             if ends and (ai >= len(arrivals) or ends[0][0] <= arrivals[ai][0]):
-                t, _, (c, m, d) = heapq.heappop(ends)
-                free[0] += c
-                free[1] += m
-                free[2] += d
-                slots += 1
+                t, _, done = heapq.heappop(ends)
+                rq.finish(done)
             elif ai < len(arrivals):
-                t = arrivals[ai][0]
-                waiting.append(arrivals[ai][1:])
+                t, demand, duration, priority = arrivals[ai]
+                rq.push(QueueEntry(demand, duration, priority), t)
                 ai += 1
             else:
                 return steps
-            still: list[tuple[float, tuple[float, float, float]]] = []
-            for duration, (c, m, d) in waiting:
-                if (slots > 0 and c <= free[0] + EPS and m <= free[1] + EPS
-                        and d <= free[2] + EPS):
-                    free[0] -= c
-                    free[1] -= m
-                    free[2] -= d
-                    slots -= 1
-                    seq += 1
-                    heapq.heappush(ends, (t + duration + node.overhead, seq, (c, m, d)))
-                else:
-                    still.append((duration, (c, m, d)))
-            waiting = still
-            steps.append((t, free[0], free[1], free[2], slots))
+            for started in rq.backfill(t):
+                seq += 1
+                heapq.heappush(ends, (started.end_ms, seq, started))
+            steps.append((t, tuple(rq.free), rq.free_slots))
 
 
 def _first_fit(steps: list[Step], demand: tuple[float, float, float], start: int) -> int:
     """Index of the first step from ``start`` on whose room holds ``demand``."""
-    c, m, d = demand
     for i in range(start, len(steps)):
-        _, fc, fm, fd, slots = steps[i]
-        if slots > 0 and c <= fc + EPS and m <= fm + EPS and d <= fd + EPS:
+        _, free, slots = steps[i]
+        if slots > 0 and fits_free(demand, free):
             return i
     # the last step is the idle node, which holds every task sampled for it
     return len(steps) - 1

@@ -28,6 +28,7 @@ from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
 from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
 from dodoor.sim.engine import EventLoop
+from dodoor.sim.fallback import SimFallback, has_room
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.lookahead import Lookahead
 from dodoor.sim.network import Network, wire_sizes
@@ -94,6 +95,7 @@ class SimScheduler:
         self.decisions = 0
         self.receiver: DeltaReceiver | None = None
         self.lookahead: Lookahead | None = None
+        self.fallback: SimFallback | None = None  # dodoor.sim.fallback, when enabled
         self._delta_size = wire_sizes().deltas
         handlers = {
             PolicyKind.NONE: self._submit_local,
@@ -136,7 +138,7 @@ class SimScheduler:
     def on_task_end(self, declared: Task, entry: Entry) -> None:
         """One of this scheduler's tasks ended (its completion status): learn from it."""
         if self.learner is not None:
-            self.learner.observe(duration_key(declared), declared.duration_ms, entry.duration)
+            self.learner.observe(duration_key(declared), declared.duration_ms, entry.true_ms)
 
     @property
     def mean_snapshot_age_ms(self) -> float | None:
@@ -167,6 +169,12 @@ class SimScheduler:
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
             node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+            fallback = self.fallback
+            if fallback is not None and not has_room(self.cache, cands, demand):
+                packed = fallback.place(index, task, demand)
+                if packed is not None:
+                    node = packed
+                    fallback.stats.placed_tasks.append(index)
         if self.learner is not None:
             learned = self.learner.estimate(duration_key(task), task.duration_ms)
             task = dataclasses.replace(task, duration_ms=learned)

@@ -22,6 +22,7 @@ from dodoor.sampling import FeasibleSampler
 from dodoor.sim.arrivals import bursty
 from dodoor.sim.engine import EventLoop
 from dodoor.sim.estimates import declared
+from dodoor.sim.fallback import FallbackStats, SimFallback
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network, wire_sizes
 from dodoor.sim.node import Entry, SimNode
@@ -30,6 +31,7 @@ from dodoor.sim.rebalance import Rebalancer
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.scheduler import SimScheduler
 from dodoor.sim.settings import SimSettings
+from dodoor.sim.warm import WarmContainers, warm_key
 from dodoor.sim.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class SimResult:
     sized_bytes: dict[str, int] | None = None
     resyncs: int = 0
     moves: tuple[int, int] | None = None  # rebalancing: (tasks moved, orders that missed)
+    fallback: FallbackStats | None = None
 
     def summary(self) -> dict:
         policy = self.settings.policy
@@ -79,6 +82,10 @@ class SimResult:
                             "mean_age_ms": self.snapshot_age_ms}
         if self.moves is not None:
             out["rebalance"] = {"moves": self.moves[0], "misses": self.moves[1]}
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.summary()
+        if self.settings.preempt:
+            out["preempted"] = self.records.preempted
         return out
 
 
@@ -115,6 +122,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                          adaptive_target_ms=knobs.adaptive_b_target_ms)
     # only the cache-based policies have a load store to report to
     reporter = store.reports if kind is PolicyKind.CACHED else None
+    warm_keys = [warm_key(t) for t in tasks]
     sim_nodes: list[SimNode] = []
     rebalancer = None
     if reporter is not None and settings.rebalance == "steal":
@@ -122,8 +130,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
                                 settings.rebalance_min_queue)
         reporter = rebalancer.reporter()
     sim_nodes += [SimNode(i, spec, loop, net, records, reporter, settings.report_interval_ms,
-                         settings.start_overhead_ms,
-                         exact_estimates=true_ms is None and not learn)
+                         settings.start_overhead_ms, settings.aging_ms, settings.preempt,
+                         _warm_pool(settings, warm_keys))
                  for i, spec in enumerate(nodes)]
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
@@ -145,7 +153,13 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     if knobs.delta_snapshots:
         for s in schedulers:
             s.use_delta_snapshots()
-    if settings.lookahead and worth_stacking(policies[0], len(nodes)):
+    stats = FallbackStats() if settings.fallback is not None else None
+    if stats is not None and settings.fallback is not None:
+        if kind is not PolicyKind.CACHED:
+            raise ValueError(f"the packing fallback needs a cache-based policy, not {policy!r}")
+        for s in schedulers:
+            s.fallback = SimFallback(settings.fallback, s.cache, sim_nodes, net, stats)
+    elif settings.lookahead and worth_stacking(policies[0], len(nodes)):
         arrays = [arr for arr, _ in demands]
         for s in schedulers:
             s.use_lookahead(seen, arrays, len(schedulers))
@@ -186,7 +200,8 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     return SimResult(policy, list(nodes), records, net.counter,
                      dataclasses.replace(settings, policy=knobs), wall_s, loop.events_run,
                      store.snapshots, age, dict(net.counter.bytes), store.resyncs,
-                     None if rebalancer is None else (rebalancer.moves, rebalancer.misses))
+                     None if rebalancer is None else (rebalancer.moves, rebalancer.misses),
+                     stats)
 
 
 def _demands(tasks: Sequence[Task], capacity: np.ndarray
@@ -211,3 +226,11 @@ def _demands(tasks: Sequence[Task], capacity: np.ndarray
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _warm_pool(settings: SimSettings, keys: list[str | None]) -> WarmContainers | None:
+    """One node's warm containers, when the run models a pool."""
+    if settings.warm_start_overhead_ms is None:
+        return None
+    return WarmContainers(keys, settings.warm_per_image, settings.warm_idle_ms,
+                          settings.warm_start_overhead_ms)

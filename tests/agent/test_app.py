@@ -6,7 +6,7 @@ import numpy as np
 from dodoor.clock import ManualClock
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Enqueue, Lookup, NodeState, Probe, ProbeReply, Reserve,
                          TaskStatus, TaskStatuses, decode, encode)
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.executor import TaskResult
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, post, wait_for
 
@@ -32,7 +32,8 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     clock.advance(250.0)
     ex.release("a", TaskResult("succeeded", exit_code=0, log_tail="done\n"))
     await wait_for(lambda: state_of(client, "a"))
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # its end is on disk
     assert await status(client, "a") == (200, {
         "id": "a", "state": "succeeded", "node": "node-t", "queued_ms": 1000.0,
         "started_ms": 1000.0, "finished_ms": 1250.0, "exit_code": 0, "reason": None, "log_tail": "done\n"})
@@ -50,6 +51,7 @@ async def test_batch_status_answers_queued_running_finished_and_missing_ids(
     await wait_for(lambda: ex.started == ["a"])
     ex.release("a", TaskResult("failed", exit_code=2, reason="exit code 2"))
     await wait_for(lambda: ex.started == ["a", "b"])
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # a's end is on disk
     resp = await post(client, "/internal/status", Lookup("sched-0", ("c", "nope", "b", "a")))
     assert resp.status == 200
     got = decode(await resp.read(), TaskStatuses)
@@ -78,11 +80,12 @@ async def test_cancel_task_stops_a_running_one_and_a_queued_one_never_starts(
     assert "wait" not in ex.started
     ex.release("done")
     await wait_for(lambda: state_of(client, "done"))
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert (await cancel("done"))[1].state == "succeeded"  # ended: left as it was
     assert (await cancel("run"))[1].state == "cancelled"  # again: the same answer
     assert (await cancel("nope"))[0] == 404
-    assert client.app[AGENT].finished["cancelled"] == 2
+    assert client.app[STATE].agent.finished["cancelled"] == 2
     # a resubmission of a cancelled id is a duplicate: it does not run
     assert (await enqueue(client, make_task("wait"))).status == 202
     await asyncio.sleep(0.05)
@@ -106,7 +109,8 @@ async def test_failed_result_keeps_exit_code_and_reason(aiohttp_client, agent_se
     await enqueue(client, make_task("f"))
     await wait_for(lambda: ex.started == ["f"])
     ex.release("f", TaskResult("failed", exit_code=3, reason="exit code 3"))
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     _, body = await status(client, "f")
     assert (body["state"], body["exit_code"], body["reason"]) == ("failed", 3, "exit code 3")
 
@@ -118,11 +122,12 @@ async def test_duplicate_id_accepted_but_run_once(aiohttp_client, agent_settings
     assert [r.status for r in codes] == [202] * 5
     await wait_for(lambda: ex.started == ["dup"])
     ex.release("dup")
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert (await enqueue(client, make_task("dup"))).status == 202  # after it finished, too
     await asyncio.sleep(0.05)
     assert ex.started == ["dup"]
-    assert client.app[AGENT].finished["succeeded"] == 1
+    assert client.app[STATE].agent.finished["succeeded"] == 1
 
 
 async def test_restart_resumes_queue_and_serves_old_results(aiohttp_client, agent_settings):
@@ -145,7 +150,8 @@ async def test_restart_resumes_queue_and_serves_old_results(aiohttp_client, agen
     ex2.release("b")
     await wait_for(lambda: ex2.started == ["b", "c"])
     ex2.release("c")
-    await wait_for(lambda: client2.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
     assert [await state_of(client2, t) for t in "abc"] == ["failed", "succeeded", "succeeded"]
 
 
@@ -169,7 +175,8 @@ async def test_restart_adopts_tasks_the_executor_still_runs(aiohttp_client, agen
     assert await state_of(client2, "live") == "running"
     ex2.release("live")
     await wait_for(lambda: state_of(client2, "live"))
-    await wait_for(lambda: client2.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
     assert await state_of(client2, "live") == "succeeded"
     assert ex2.started == ["adopted:live"]  # neither was re-run
 
@@ -177,7 +184,7 @@ async def test_restart_adopts_tasks_the_executor_still_runs(aiohttp_client, agen
 async def test_journal_failure_refuses_with_503(aiohttp_client, agent_settings):
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(), executor=ex))
-    journal = client.app[AGENT].journal
+    journal = client.app[STATE].agent.journal
     await journal.execute("PRAGMA query_only=ON")
     resp = await enqueue(client, make_task("x"))
     assert resp.status == 503
@@ -206,7 +213,7 @@ async def test_probe_reply_is_the_exact_state(aiohttp_client, agent_settings):
     np.testing.assert_array_equal(state.capacity, [4.0, 1000.0, 0.0])
     assert state.slots == 1 and state.url == "http://127.0.0.1:8200"
     np.testing.assert_array_equal(state.state, reply.state)
-    counts = client.app[AGENT].counter.counts
+    counts = client.app[STATE].agent.counter.counts
     assert (counts["enqueue"], counts["probe"], counts["probe_reply"]) == (2, 1, 1)
     text = await (await client.get("/metrics")).text()
     assert 'dodoor_agent_queue_length{node="node-t"} 1.0' in text
@@ -235,9 +242,9 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     for tid in ("r1", "r2", "r3"):
         resp = await post(client, "/internal/reserve", Reserve(make_task(tid), "sched-s", url))
         assert resp.status == 202
-    np.testing.assert_array_equal(client.app[AGENT].state()[:4], [4.0, 400.0, 0.0, 4.0])
+    np.testing.assert_array_equal(client.app[STATE].agent.state()[:4], [4.0, 400.0, 0.0, 4.0])
     assert (await post(client, "/internal/cancel", Cancel("r3"))).status == 204
-    assert client.app[AGENT].state()[3] == 3.0
+    assert client.app[STATE].agent.state()[3] == 3.0
     assert sched.confirms == []  # nothing confirmed while a holds the only slot
     clock.advance(500.0)
     ex.release("a")
@@ -245,14 +252,15 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     assert [c.task_id for c in sched.confirms] == ["r1", "r2"]
     assert {c.node_id for c in sched.confirms} == {"node-t"}
     # the confirmed task replaced the reservation's estimate with its own demand
-    np.testing.assert_array_equal(client.app[AGENT].state()[:4], [2.0, 100.0, 0.0, 1.0])
+    np.testing.assert_array_equal(client.app[STATE].agent.state()[:4], [2.0, 100.0, 0.0, 1.0])
     _, r2 = await status(client, "r2")
     assert (r2["state"], r2["queued_ms"], r2["started_ms"]) == ("running", 500.0, 500.0)
     assert (await status(client, "r1"))[0] == 404
     ex.release("r2")
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert await state_of(client, "r2") == "succeeded"
-    counts = client.app[AGENT].counter.counts
+    counts = client.app[STATE].agent.counter.counts
     assert (counts["reserve"], counts["confirm"], counts["cancel"], counts["enqueue"]) == (3, 2, 1, 2)
 
 
@@ -302,7 +310,7 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
     await enqueue(client, make_task("old"))
     batch = EnqueueBatch(tuple(make_task(t) for t in ("b1", "old", "b2", "b1")), "sched-0")
     assert (await post(client, "/internal/enqueue_batch", batch)).status == 202
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     assert [e.task_id for e in agent.queue.waiting] == ["b1", "b2"]
     assert agent.counter.counts["enqueue"] == 5  # one per task carried, as the scheduler counts
 
@@ -321,6 +329,7 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
         await wait_for(lambda: ex.started[-1:] == [tid])
         ex.release(tid)
     await wait_for(lambda: agent.queue.n_running == 0)
+    await wait_for(lambda: not agent.committing)  # ends on disk
     assert ex.started == ["old", "b1", "b2"]
 
 
@@ -353,7 +362,7 @@ async def test_unreachable_confirm_target_frees_the_slot_and_keeps_the_reservati
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/internal/confirm"
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(slots=1), executor=ex))
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     agent.confirm_patience_s = 0.3
     assert (await post(client, "/internal/reserve", Reserve(make_task("r"), "s", dead))).status == 202
     await enqueue(client, make_task("t"))
@@ -369,4 +378,4 @@ async def test_healthz_names_the_role_node_and_process(aiohttp_client, agent_set
     client = await aiohttp_client(create_app(agent_settings(), executor=GatedExecutor()))
     health = await (await client.get("/healthz")).json()
     assert (health["role"], health["pid"]) == ("agent", os.getpid())
-    assert health["node"] == client.app[AGENT].node_id
+    assert health["node"] == client.app[STATE].agent.node_id

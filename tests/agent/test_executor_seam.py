@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.executor import Adopted, TaskResult
 from node_agent.journal import Journal
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, wait_for
@@ -31,7 +31,7 @@ async def test_handles_are_journaled_and_handed_to_the_next_reconcile(aiohttp_cl
     for tid in ("a", "b", "c", "d"):
         await enqueue(client, make_task(tid))
     await wait_for(lambda: ex.started == ["a", "b"])
-    journal = client.app[AGENT].journal
+    journal = client.app[STATE].agent.journal
 
     async def handle_of(tid):
         record = await journal.get(tid)
@@ -41,8 +41,9 @@ async def test_handles_are_journaled_and_handed_to_the_next_reconcile(aiohttp_cl
     assert await handle_of("a") == "gated:a"
     ex.release("a")
     await wait_for(lambda: ex.started == ["a", "b", "c"])
-    # forgotten only once the result was committed
-    assert ex.forgotten == ["a"] and ex.state_at_forget == {"a": "succeeded"}
+    # forgotten only once the result was committed (the slot is free before that)
+    await wait_for(lambda: ex.forgotten == ["a"])
+    assert ex.state_at_forget == {"a": "succeeded"}
     await wait_for(lambda: handle_of("c"))
     await client.close()  # b and c stay running in the journal, d queued
 
@@ -57,7 +58,7 @@ async def test_handles_are_journaled_and_handed_to_the_next_reconcile(aiohttp_cl
     await wait_for(lambda: ex2.started == ["b", "d"])  # c is not run again
     ex2.release("b")
     ex2.release("d")
-    await wait_for(lambda: client2.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: len(ex2.state_at_forget) == 3)
     assert ex2.state_at_forget == {"c": "failed", "b": "succeeded", "d": "succeeded"}
 
 
@@ -73,7 +74,7 @@ async def test_a_failing_forget_does_not_wedge_the_slot(aiohttp_client, agent_se
     await wait_for(lambda: ex.started == ["x"])
     ex.release("x")
     await wait_for(lambda: ex.started == ["x", "y"])
-    assert (await client.app[AGENT].journal.get("x")).state == "succeeded"
+    assert (await client.app[STATE].agent.journal.get("x")).state == "succeeded"
 
 
 async def test_a_journal_without_the_handle_column_is_migrated(tmp_path):

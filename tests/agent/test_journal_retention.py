@@ -15,7 +15,7 @@ import pytest
 
 from dodoor.clock import ManualClock
 from dodoor.errors import ValidationError
-from node_agent.app import AGENT, RETENTION, create_app
+from node_agent.app import STATE, create_app
 from node_agent.command import register, settings_from_args
 from node_agent.journal import Journal
 from node_agent.retention import Retention, describe_period, prune_interval_s, unknown_task_reason
@@ -112,12 +112,12 @@ async def test_an_expired_id_answers_404_naming_the_retention(aiohttp_client, ag
     clock = ManualClock(1_000_000.0)
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(), executor=ex, clock=clock))
-    retention = client.app[RETENTION]
+    retention = client.app[STATE].retention
     assert retention.interval_s == 3600.0  # the default week is pruned hourly
     await enqueue(client, make_task("done"))
     await wait_for(lambda: ex.started == ["done"])
     ex.release("done")
-    await wait_for(lambda: client.app[AGENT].finished["succeeded"] == 1)
+    await wait_for(lambda: client.app[STATE].agent.finished["succeeded"] == 1)
     await enqueue(client, make_task("waiting"))  # running, never finished: never pruned
 
     clock.advance(7 * DAY_MS)  # exactly a week: still kept
@@ -144,11 +144,11 @@ async def test_the_retention_loop_runs_in_the_background_and_stops_with_the_app(
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(journal_retention_s=1.0), executor=ex,
                                              clock=clock))
-    assert client.app[RETENTION].interval_s == 1.0
+    assert client.app[STATE].retention.interval_s == 1.0
     await enqueue(client, make_task("t"))
     await wait_for(lambda: ex.started == ["t"])
     ex.release("t")
-    await wait_for(lambda: client.app[AGENT].finished["succeeded"] == 1)
+    await wait_for(lambda: client.app[STATE].agent.finished["succeeded"] == 1)
     clock.advance(1001.0)
 
     async def expired():
@@ -166,11 +166,11 @@ async def test_zero_retention_keeps_results_forever(aiohttp_client, agent_settin
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(journal_retention_s=0.0), executor=ex,
                                              clock=clock))
-    assert RETENTION not in client.app  # no loop at all
+    assert client.app[STATE].retention is None  # no loop at all
     await enqueue(client, make_task("t"))
     await wait_for(lambda: ex.started == ["t"])
     ex.release("t")
-    await wait_for(lambda: client.app[AGENT].finished["succeeded"] == 1)
+    await wait_for(lambda: client.app[STATE].agent.finished["succeeded"] == 1)
     clock.advance(1000 * DAY_MS)
     assert (await client.get("/v1/tasks/t")).status == 200
     reason = (await (await client.get("/v1/tasks/x")).json())["error"]["reason"]

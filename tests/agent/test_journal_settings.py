@@ -3,7 +3,7 @@ import argparse
 import pytest
 
 from dodoor.errors import ValidationError
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.command import register, settings_from_args
 from node_agent.journal import Journal, JournalError
 from node_agent.settings import AgentSettings, host_capacity
@@ -72,7 +72,7 @@ async def test_restart_with_smaller_capacity_fails_what_cannot_fit(aiohttp_clien
     await wait_for(lambda: ex2.started == ["a"])
     body = await (await client2.get("/v1/tasks/wide")).json()
     assert body["state"] == "failed" and "after a restart" in body["reason"]
-    assert client2.app[AGENT].queue.n_waiting == 0
+    assert client2.app[STATE].agent.queue.n_waiting == 0
 
 
 def parse(argv):
@@ -126,7 +126,7 @@ async def test_concurrent_writes_share_commits_and_stay_exact(tmp_path):
 async def test_journal_keeps_only_the_newest_finished_results(aiohttp_client, agent_settings):
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(slots=1, journal_keep_finished=3), executor=ex))
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     for i in range(6):
         await enqueue(client, make_task(f"k{i}"))
     await enqueue(client, make_task("waiting"))

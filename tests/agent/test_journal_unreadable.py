@@ -13,7 +13,7 @@ import pytest
 
 from dodoor.clock import ManualClock
 from dodoor.wire import Reserve
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.journal import Journal, JournalError
 from node_agent.node import NodeAgent
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, post, wait_for
@@ -126,10 +126,10 @@ async def test_agent_with_unreadable_rows_starts_and_answers_them(aiohttp_client
     # The id stays known: a reservation for it is refused, a resend is not run again.
     assert (await post(client, "/internal/reserve",
                        Reserve(make_task("done-bad"), "sched-s", "http://127.0.0.1:1/x"))).status == 202
-    assert client.app[AGENT].queue.get("done-bad") is None
+    assert client.app[STATE].agent.queue.get("done-bad") is None
     assert (await enqueue(client, make_task("bad-json"))).status == 202
-    assert client.app[AGENT].queue.get("bad-json") is None
+    assert client.app[STATE].agent.queue.get("bad-json") is None
 
     ex.release("good-0")
     ex.release("good-1")
-    await wait_for(lambda: client.app[AGENT].finished == {"failed": 4, "succeeded": 2})
+    await wait_for(lambda: client.app[STATE].agent.finished == {"failed": 4, "succeeded": 2})

@@ -10,7 +10,7 @@ import pytest
 
 from dodoor.resources import Task
 from node_agent import process_group
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.executor import Interrupted
 from node_agent.process_executor import LOG_TAIL_BYTES, ProcessExecutor
 from node_agent.process_group import GroupHandle
@@ -87,7 +87,7 @@ async def test_agent_with_process_executor_reports_exit_codes(aiohttp_client, ag
     await enqueue(client, ptask("p-mem", "b = bytearray(800 * 1024 * 1024)", memory_mb=200))
 
     async def done():
-        return client.app[AGENT].finished.total() == 3
+        return client.app[STATE].agent.finished.total() == 3
 
     await wait_for(done, timeout=20)
     bodies = {t: await (await client.get(f"/v1/tasks/{t}")).json() for t in ("p-ok", "p-bad", "p-mem")}

@@ -6,7 +6,7 @@ import socket
 import numpy as np
 
 from dodoor.wire import NodeState
-from node_agent.app import AGENT, REPORTER, create_app
+from node_agent.app import STATE, create_app
 from tests.agent.conftest import FakeLoadStore, GatedExecutor, enqueue, make_task, wait_for
 
 
@@ -46,7 +46,7 @@ async def test_enqueues_go_unreported_and_a_burst_of_completions_is_coalesced(
     assert [s.seq for s in store.states] == list(range(1, len(store.states) + 1))
     assert set(last.utilization) >= {"cpu_percent", "memory_percent", "queued", "running"}
     assert (last.utilization["queued"], last.utilization["running"]) == (0.0, 0.0)
-    assert client.app[AGENT].counter.counts["node_state"] == len(store.states)
+    assert client.app[STATE].agent.counter.counts["node_state"] == len(store.states)
 
 
 async def test_heartbeat_without_changes(aiohttp_client, aiohttp_server, agent_settings):
@@ -64,7 +64,7 @@ async def test_heartbeat_without_changes(aiohttp_client, aiohttp_server, agent_s
     # counted apart from scheduling messages.
     flags = [s.heartbeat for s in store.states]
     assert flags[0] is False and all(flags[1:])
-    counts = client.app[AGENT].counter.counts
+    counts = client.app[STATE].agent.counter.counts
     assert (counts["node_state"], counts["heartbeat"]) == (1, len(store.states) - 1)
 
 
@@ -83,13 +83,13 @@ async def test_load_store_down_holds_starts_until_a_report_is_answered(
     settings = agent_settings(loadstore_url=f"http://127.0.0.1:{port}", report_interval_ms=10.0,
                               heartbeat_ms=20.0, executor="sleep")
     client = await aiohttp_client(create_app(settings))
-    reporter = client.app[REPORTER]
+    reporter = client.app[STATE].reporter
     await wait_for(lambda: reporter.failures >= 3)
     health = await (await client.get("/healthz")).json()
     assert (health["status"], health["loadstore_reachable"]) == ("degraded", False)
     assert (await enqueue(client, make_task("a", duration_ms=20.0))).status == 202
     await asyncio.sleep(0.2)
-    agent = client.app[AGENT]
+    agent = client.app[STATE].agent
     assert (agent.finished["succeeded"], agent.queue.n_waiting) == (0, 1)
     assert agent.lease.lapses >= 1
     outage_lines = [r for r in caplog.records if "unreachable" in r.getMessage()]
@@ -110,11 +110,12 @@ async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_clien
     store = FakeLoadStore()
     store.wants_load = False
     server = await aiohttp_server(store.app)
+    # a heartbeat slow enough that a loaded machine cannot send it before the "no report" check
     settings = agent_settings(loadstore_url=str(server.make_url("")), report_interval_ms=10.0,
-                              heartbeat_ms=300.0, slots=1)
+                              heartbeat_ms=1_500.0, slots=1)
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(settings, executor=ex))
-    reporter = client.app[REPORTER]
+    reporter = client.app[STATE].reporter
     await wait_for(lambda: len(store.states) == 1 and not reporter.load_wanted)
     for i in range(6):
         assert (await enqueue(client, make_task(f"t{i}", duration_ms=10.0))).status == 202
@@ -126,7 +127,7 @@ async def test_changes_go_unreported_while_no_scheduler_wants_load(aiohttp_clien
     await wait_for(lambda: len(store.states) == 2)
     beat = store.states[1]
     assert beat.heartbeat is True and beat.state[3] == 5  # which carries the current state
-    counts = client.app[AGENT].counter.counts
+    counts = client.app[STATE].agent.counter.counts
     # the agent counts a message once the store has answered it, just after the store has it
     await wait_for(lambda: counts.get("heartbeat") == 1)
     assert (counts["node_state"], counts["heartbeat"]) == (1, 1)

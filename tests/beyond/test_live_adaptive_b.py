@@ -1,4 +1,4 @@
-"""The live load store's adaptive b (scheduler.loadstore) on a ManualClock."""
+"""The live load store's adaptive b (scheduler.loadstore.state) on a ManualClock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from dodoor.clock import ManualClock
 from dodoor.wire import Deltas
-from scheduler.loadstore import LoadStoreState
+from scheduler.loadstore.state import LoadStoreState
 
 
 def _deltas(placements: int) -> Deltas:

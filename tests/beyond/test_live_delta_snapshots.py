@@ -10,8 +10,8 @@ from dodoor.clock import ManualClock
 from dodoor.settings import PolicySettings
 from dodoor.wire import CONTENT_TYPE, Deltas, NodeState, Snapshot, SnapshotDelta, encode
 from scheduler.app import STATE, create_app
-from scheduler.loadstore import LoadStoreState
-from scheduler.loadstore_app import LOADSTORE, create_app as create_loadstore
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.app import LOADSTORE, create_app as create_loadstore
 from scheduler.settings import LoadStoreSettings, SchedulerSettings
 from scheduler.view import ClusterView
 from tests.daemons.conftest import FakeAgent, fake_agents, free_port, wait_for  # noqa: F401
@@ -25,7 +25,7 @@ def _report(node: str, tasks: float = 0.0) -> NodeState:
 
 
 def _store_view(store: LoadStoreState) -> np.ndarray:
-    return np.array([r.state for r in store.live()])
+    return store.live_states()
 
 
 def _deliver(store: LoadStoreState, view: ClusterView, sid: str = "s") -> type:
@@ -124,8 +124,8 @@ async def test_live_scheduler_gets_deltas_and_resyncs_after_a_lost_push(
 
 
 def test_loadstore_command_flags_reach_the_settings():
-    from dodoor.cli import build_parser
-    from scheduler.command import loadstore_settings
+    from dodoor.tools.cli import build_parser
+    from scheduler.loadstore.command import loadstore_settings
 
     args = build_parser().parse_args(["loadstore", "--delta-snapshots",
                                       "--adaptive-b-target-ms", "25"])

@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
-from dodoor.cli import main
+from dodoor.tools.cli import main
 from dodoor.errors import ValidationError
-from dodoor.sim.sweep import Cell, make_cells, parse_grid, parse_loads, run_cell
+from dodoor.tools.sweep import Cell, make_cells, parse_grid, parse_loads, run_cell
 
 
 def _tiny_trace(path):

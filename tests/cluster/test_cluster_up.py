@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster import ClusterError, ClusterSettings, LocalCluster, _Proc
+from dodoor.tools.localcluster import ClusterError, ClusterSettings, LocalCluster, _Proc
 from tests.cluster.test_local_cluster import _free_base_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from dodoor.cli import build_parser, main
+from dodoor.tools.cli import build_parser, main
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "dodoor"):

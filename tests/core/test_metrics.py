@@ -1,4 +1,4 @@
-"""dodoor.metrics: weighted histograms, collectors, and messages counted by direction."""
+"""dodoor.service.metrics: weighted histograms, collectors, and messages counted by direction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dodoor.messages import MessageCounter
-from dodoor.metrics import (CounterCollector, GaugeCollector, Histogram, MessageCollector,
+from dodoor.service.metrics import (CounterCollector, GaugeCollector, Histogram, MessageCollector,
                             daemon_registry)
 
 

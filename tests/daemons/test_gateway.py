@@ -1,4 +1,4 @@
-"""scheduler/gateway.py: per-connection round robin over the backend's addresses,
+"""dodoor/tools/gateway.py: per-connection round robin over the backend's addresses,
 skipping one that refuses, as Swarm's routing mesh does (docs/swarm.md)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from scheduler.gateway import Backends, serve
+from dodoor.tools.gateway import Backends, serve
 
 
 def _free_port_on_all(hosts: list[str]) -> int:

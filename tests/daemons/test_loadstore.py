@@ -15,8 +15,8 @@ from dodoor.clock import ManualClock
 from dodoor.wire import (
     CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
 )
-from scheduler.loadstore import LoadStoreState
-from scheduler.loadstore_app import LOADSTORE, create_app, expire_now
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.app import LOADSTORE, create_app, expire_now
 from scheduler.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
 
@@ -234,7 +234,7 @@ async def test_heartbeats_update_the_node_but_are_not_scheduling_messages(loadst
     assert (await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)).status == 200
     assert (ls.counter.counts["node_state"], ls.counter.counts["heartbeat"]) == (1, 1)
     assert ls.counter.scheduling_total == 1
-    assert [r.state[3] for r in ls.store.live()] == [3.0]
+    assert ls.store.live_states()[:, 3].tolist() == [3.0]
 
 
 async def test_reports_are_wanted_only_while_a_scheduler_scores_from_load(loadstore, aiohttp_server):

@@ -1,4 +1,4 @@
-"""Fences and remembered members (scheduler.membership, LoadStoreState), exactly, on a ManualClock."""
+"""Fences and remembered members (scheduler.loadstore.membership, LoadStoreState), exactly, on a ManualClock."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from dodoor.clock import ManualClock
 from dodoor.wire import NodeState
-from scheduler.loadstore import LoadStoreState
-from scheduler.membership import KEEP_FENCES, Membership, MembershipError, MembershipFile
+from scheduler.loadstore.state import LoadStoreState
+from scheduler.loadstore.membership import KEEP_FENCES, Membership, MembershipError, MembershipFile
 
 
 def report(node_id: str, life: str, seq: int = 1, task_ids: tuple[str, ...] = ()) -> NodeState:

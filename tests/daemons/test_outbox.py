@@ -9,7 +9,7 @@ import pytest
 from dodoor.messages import MessageCounter
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, EnqueueBatch
-from scheduler.agents import PeerError
+from dodoor.service.peers import PeerError
 from scheduler.outbox import BatchRefused, Outbox
 
 URL = "http://agent"

@@ -11,7 +11,7 @@ from aiohttp import web
 from dodoor.messages import MessageCounter
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, ProbeReply
-from scheduler.agents import PeerClient, PeerError
+from dodoor.service.peers import PeerClient, PeerError
 from tests.daemons.conftest import free_port
 
 MSG = Enqueue(Task("t", 1.0, 1.0), "s")

@@ -4,7 +4,7 @@ import pytest
 
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, is_live_spec, make_policy_spec
-from dodoor.cli import build_parser
+from dodoor.tools.cli import build_parser
 
 from scheduler.settings import SchedulerSettings
 

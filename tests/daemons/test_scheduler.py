@@ -17,8 +17,8 @@ from dodoor.settings import PolicySettings
 from dodoor.resources import Task
 from dodoor.wire import CONTENT_TYPE, Enqueue, Snapshot, encode
 from scheduler.app import STATE, create_app
-from scheduler.loadstore_app import LOADSTORE
-from scheduler.loadstore_app import create_app as create_loadstore
+from scheduler.loadstore.app import LOADSTORE
+from scheduler.loadstore.app import create_app as create_loadstore
 from scheduler.settings import LoadStoreSettings, SchedulerSettings
 from tests.daemons.conftest import FakeAgent, free_port, wait_for
 
@@ -222,6 +222,10 @@ async def test_resubmission_returns_existing_placement(make_stack):
          "must be > 0, got -1"),
         ({"tasks": [{**TASK, "id": "a"}, {**TASK, "id": "a"}]}, 400, "tasks[1].id",
          "duplicate id 'a' (also tasks[0].id)"),
+        ({"tasks": [TASK, {**TASK, "priority": 7}]}, 400, "tasks[1].priority",
+         "must be in 0..3, got 7"),
+        ({"tasks": [{**TASK, "priority": "high"}]}, 400, "tasks[0].priority",
+         "must be a number, got str"),
         ({"tasks": []}, 400, "tasks", "must not be empty"),
         ({"tasks": {}}, 400, "tasks", "must be a list, got dict"),
         ({"tasks": [TASK], "extra": 1}, 400, "extra", "unknown field"),
@@ -292,7 +296,8 @@ async def test_deltas_reach_the_load_store_every_k(make_stack):
     assert stack.state.view.cache.unflushed_placements == 3
     assert (await stack.post({**TASK, "id": "d-7"}))[0] == 202
     await wait_for(lambda: stack.ls.store.placements == 8)
-    live = {r.node_id: r.state[3] for r in stack.ls.store.live()}
+    store = stack.ls.store
+    live = dict(zip((r.node_id for r in store.live()), store.live_states()[:, 3]))
     assert sum(live.values()) == 8
 
 

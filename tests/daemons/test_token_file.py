@@ -1,6 +1,6 @@
 """``--token-file`` / ``$DODOOR_TOKEN_FILE``: the token as orchestrators hand it out.
 
-One helper (dodoor/auth_token.py) serves the three daemons; the last test starts
+One helper (dodoor/service/auth_token.py) serves the three daemons; the last test starts
 all three on one token file and checks they hold each other to it.
 """
 
@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from dodoor.auth_token import resolve_token
-from dodoor.cli import build_parser, main
+from dodoor.service.auth_token import resolve_token
+from dodoor.tools.cli import build_parser, main
 from dodoor.errors import ValidationError
 from node_agent.command import settings_from_args
-from scheduler.command import loadstore_settings, scheduler_settings
+from scheduler.command import scheduler_settings
+from scheduler.loadstore.command import loadstore_settings
 from tests.daemons.conftest import free_port, http_json
 
 

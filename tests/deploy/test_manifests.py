@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dodoor.cli import build_parser
+from dodoor.tools.cli import build_parser
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with the test extra (kubernetes-validate)")
 
@@ -218,10 +218,10 @@ def test_one_node_override_gives_each_slot_its_id_and_journal():
 
 
 def test_gateway_override_runs_the_gateway_module():
-    from scheduler import gateway
+    from dodoor.tools import gateway
 
     service = _stack("docker-stack.gateway.yml")["services"]["gateway"]
-    assert service["entrypoint"][:3] == ["python", "-m", "scheduler.gateway"]
+    assert service["entrypoint"][:3] == ["python", "-m", "dodoor.tools.gateway"]
     assert service["ports"][0]["mode"] == "host"
     with pytest.raises(SystemExit) as exc:  # --help parses the flags and exits 0
         gateway.main([*service["entrypoint"][3:], "--help"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dodoor.resources import Task
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from node_agent.docker_executor import TASK_LABEL, DockerExecutor
 from node_agent.settings import AgentSettings
 from tests.agent.conftest import enqueue, wait_for
@@ -108,6 +108,6 @@ async def test_a_task_whose_result_was_not_journaled_is_collected_not_run_again(
     assert (await resp.json())["log_tail"] == "ran-once\n"
     assert second.created == []  # not run a second time
     assert second.removals == [("once", "succeeded")]
-    assert client2.app[AGENT].queue.n_running == 0
+    assert client2.app[STATE].agent.queue.n_running == 0
     assert labelled(docker_client, agent_id) == []
     await client2.close()

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from dodoor.wire import CONTENT_TYPE, Enqueue, encode
-from node_agent.app import AGENT, create_app
+from node_agent.app import STATE, create_app
 from tests.agent.conftest import GatedExecutor, agent_settings, enqueue, make_task, wait_for  # noqa: F401
 from tests.daemons.conftest import http_json
 from tests.faults.conftest import count, sleep_tasks
@@ -23,7 +23,7 @@ async def test_failing_journal_refuses_new_tasks_and_keeps_results_in_memory(
         aiohttp_client, agent_settings):  # noqa: F811
     ex = GatedExecutor()
     client = await aiohttp_client(create_app(agent_settings(), executor=ex))
-    journal = client.app[AGENT].journal
+    journal = client.app[STATE].agent.journal
     assert (await enqueue(client, make_task("before"))).status == 202
     await wait_for(lambda: ex.started == ["before"])
     await journal.execute("PRAGMA query_only=ON")  # every write fails from here on
@@ -32,7 +32,8 @@ async def test_failing_journal_refuses_new_tasks_and_keeps_results_in_memory(
     assert resp.status == 503
     assert (await resp.json())["error"]["field"] == "journal"
     ex.release("before")
-    await wait_for(lambda: client.app[AGENT].queue.n_running == 0)
+    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     code, body = await _status(client, "before")
     # the result could not be journaled, yet it is not stuck at ``running``
     assert (code, body["state"], body["exit_code"]) == (200, "succeeded", 0)

@@ -1,7 +1,7 @@
 """The load store's own stall is not counted against the nodes (exact, on a ManualClock)."""
 
 from dodoor.clock import ManualClock
-from scheduler.loadstore import LoadStoreState
+from scheduler.loadstore.state import LoadStoreState
 from tests.daemons.test_loadstore import node_state
 
 

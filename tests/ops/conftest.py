@@ -18,7 +18,7 @@ from dodoor.clock import ManualClock
 from node_agent.app import create_app as create_agent
 from node_agent.settings import AgentSettings
 from scheduler.app import STATE, create_app as create_scheduler
-from scheduler.loadstore_app import create_app as create_loadstore
+from scheduler.loadstore.app import create_app as create_loadstore
 from scheduler.settings import LoadStoreSettings, SchedulerSettings
 from tests.daemons.conftest import free_port
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.evaluate import free_base_port, wait_ready
-from scheduler.localcluster import ClusterSettings, LocalCluster
+from dodoor.tools.evaluate import free_base_port, wait_ready
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster
 from tests.replay.test_replay_cluster import write_trace
 
 pytestmark = pytest.mark.timeout(180)

@@ -5,7 +5,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from scheduler.overhead import busy_overhead_ms
+from dodoor.tools.overhead import busy_overhead_ms
 
 
 @given(st.floats(1, 5000), st.floats(0, 5000), st.integers(2, 64), st.floats(0, 1e6))

@@ -14,9 +14,9 @@ import random
 import numpy as np
 import pytest
 
-from scheduler.evaluate import free_base_port, wait_ready
-from scheduler.localcluster import ClusterSettings, LocalCluster
-from scheduler.replay import ReplaySettings, replay, scale_tasks
+from dodoor.tools.evaluate import free_base_port, wait_ready
+from dodoor.tools.localcluster import ClusterSettings, LocalCluster
+from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
 from workloads.registry import load_trace
 
 pytestmark = pytest.mark.timeout(120)

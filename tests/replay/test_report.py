@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scheduler.report import (
+from dodoor.tools.report import (
     markdown_placement_messages, markdown_table, placement_messages, ranking, ranking_agreement,
     render, sim_vs_live, table_rows,
 )

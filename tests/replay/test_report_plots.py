@@ -12,8 +12,8 @@ from dodoor.resources import Task
 from dodoor.sim.plotstyle import pyplot
 from dodoor.sim.records import TaskRecords
 from dodoor.sim.report import PLACED
-from scheduler import report_plots
-from scheduler.report import METRICS, markdown_table, render
+from dodoor.tools import report_plots
+from dodoor.tools.report import METRICS, markdown_table, render
 
 
 def summary(policy, per_task, mean_s, sched_ms, resources=("slots", "cores", "memory")):

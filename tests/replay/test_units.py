@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dodoor.resources import Task
-from scheduler.metrics_scrape import cluster_counts, difference, parse_messages
-from scheduler.replay import is_loopback, scale_tasks
+from dodoor.tools.metrics_scrape import cluster_counts, difference, parse_messages
+from dodoor.tools.replay import is_loopback, scale_tasks
 from workloads.function_mix import (
     DEFAULT_MIX, MEMORY_HEADROOM, apply_function_mix, load_profile, parse_mix,
 )

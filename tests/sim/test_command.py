@@ -3,7 +3,7 @@
 import csv
 import json
 
-from dodoor.cli import main
+from dodoor.tools.cli import main
 
 
 def test_simulate_writes_summary_csv_and_plots(tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_unknown_policy_and_param_are_rejected(tmp_path, capsys):
 
 
 def test_default_load_is_the_readme_setting_and_own_keeps_the_trace_timing(tmp_path):
-    from dodoor.cli import build_parser
+    from dodoor.tools.cli import build_parser
 
     assert build_parser().parse_args(["simulate"]).load == "0.9"
     spans = {}

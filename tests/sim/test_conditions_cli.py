@@ -3,7 +3,7 @@
 import csv
 import json
 
-from dodoor.cli import main
+from dodoor.tools.cli import main
 
 FLAGS = ["--estimate-sigma", "1", "--arrivals", "bursty", "--burst-ms", "5000/15000",
          "--rebalance", "steal", "--schedulers", "4"]

@@ -35,7 +35,7 @@ def test_backfill_starts_later_tasks_that_fit_in_queue_order():
     # d ends at 42: e; a ends at 100: b.
     assert rec.start == [0, 100, 2, 32, 42]
     assert rec.end == [100, 150, 32, 42, 47]
-    assert node.tasks == 0 and node.queue == [] and node.free == [4, 4096, 0]
+    assert len(node.rq) == 0 and node.rq.waiting == [] and node.rq.free == [4, 4096, 0]
 
 
 def test_state_columns_committed_and_pending():
@@ -83,14 +83,14 @@ def test_reservation_holds_room_until_assigned_or_cancelled():
     node.reserve(rx)
     node.reserve(ry)  # the only slot is held by rx
     loop.run()
-    assert confirms == [(0, 0, 0)] and node.queue == [ry]
+    assert confirms == [(0, 0, 0)] and node.rq.waiting == [ry]
     node.cancel(rx)  # releases the slot: ry gets it and confirms
     loop.run()
     assert confirms == [(0, 0, 0), (0, 1, 0)]
     node.assign(ry)
     loop.run()
-    assert rec.start[1] == 0 and rec.end[1] == 100 and node.free_slots == 1
-    assert node.tasks == 0
+    assert rec.start[1] == 0 and rec.end[1] == 100 and node.rq.free_slots == 1
+    assert len(node.rq) == 0
 
 
 def test_engine_orders_by_time_then_scheduling_order():

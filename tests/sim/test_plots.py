@@ -26,7 +26,7 @@ ALL = [*POLICIES, DEFAULT_POLICY]  # what `dodoor simulate` runs by default: twe
 def overloaded():
     """Every policy on 400 tasks of the bundled trace at its own timing: ~2.5x the
     slots of paper100, so slots are full while most cores are idle."""
-    from dodoor.sim.command import load_inputs
+    from dodoor.tools.inputs import load_inputs
 
     tasks, nodes = load_inputs(None, "paper100", 400, None)
     return [simulate(tasks, nodes, spec) for spec in ALL]

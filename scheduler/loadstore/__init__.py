@@ -1,0 +1,1 @@
+"""The load-store daemon: node loads, snapshot pushes, membership and the task index."""
