@@ -58,7 +58,7 @@ class Rebalancer:
     def on_report(self, node: int) -> None:
         """A node's report has reached the store: while it shows a free slot, fill it."""
         view = self.store.view()  # installs every report delivered so far
-        since = self.store.since
+        since = self.store.state.since
         free_slots = int(self.slots[node] - view[node, TASKS])
         for _ in range(max(free_slots, 0)):
             victim = self._longest_queue(view, node)

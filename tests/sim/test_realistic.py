@@ -25,13 +25,12 @@ def test_node_counts_the_estimate_and_runs_the_true_duration():
     tasks = [Task("a", 1, 100, 0, 300, 0), Task("b", 1, 100, 0, 900, 0)]
     loop = EventLoop()
     records = TaskRecords(tasks)
-    node = SimNode(0, NodeSpec("n", 4, 4096, 0, 2), loop, Network(loop, 0.0), records,
-                   exact_estimates=False)
+    node = SimNode(0, NodeSpec("n", 4, 4096, 0, 2), loop, Network(loop, 0.0), records)
     node.enqueue(Entry(0, (1, 100, 0), 300.0, estimate=1000.0))
     node.enqueue(Entry(1, (1, 100, 0), 900.0, estimate=200.0))
-    assert node.pending_ms(0.0) == 1200.0
+    assert node.rq.pending_ms(0.0) == 1200.0
     loop.run(until_ms=250.0)
-    assert node.pending_ms(250.0) == 750.0  # b is past its estimate: 0, not -50
+    assert node.rq.pending_ms(250.0) == 750.0  # b is past its estimate: 0, not -50
     loop.run()
     assert records.end == [300.0, 900.0]
 
