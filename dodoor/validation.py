@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from dodoor.errors import ValidationError
-from dodoor.resources import Task, make_task
+from dodoor.resources import Task
 
 MAX_ID_LENGTH = 256
 MAX_COMMAND_ITEMS = 1024
@@ -57,17 +57,17 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     memory = _integer(obj["memory_mb"], where, "memory_mb", 1)
     disk = _integer(get("disk_mb", 0), where, "disk_mb", 0)
     duration = _positive(get("duration_ms", 1000.0), where, "duration_ms")
-    return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
+    return Task(
         task_id,
         cores,
         memory,
         disk,
         duration,
-        None if image is None else _string(image, where, "image"),
-        None if command is None else _command(command, where + "command"),
-        None if function is None else _string(function, where, "function"),
-        {} if env is None else _string_map(env, where + "env"),
-        {} if labels is None else _string_map(labels, where + "labels"),
+        image=None if image is None else _string(image, where, "image"),
+        command=None if command is None else _command(command, where + "command"),
+        function=None if function is None else _string(function, where, "function"),
+        env={} if env is None else _string_map(env, where + "env"),
+        labels={} if labels is None else _string_map(labels, where + "labels"),
     )
 
 
