@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import numpy as np
 
-from dodoor.cache import CandidateView, class_view
+from dodoor.cache import CandidateView
 from dodoor.clock import Clock
 from dodoor.resources import Task
 from dodoor.taskindex import BUSY, PLACED
@@ -69,8 +69,7 @@ class AskingPaths:
         nodes = np.array(idx, dtype=np.intp)
         cache = self.view.cache
         candidate_view = CandidateView(nodes, cache.capacity[nodes],
-                                       class_view(np.stack([r.state for _, r in answered]),
-                                                  task.priority),
+                                       np.stack([r.state for _, r in answered]),
                                        cache.slots[nodes])
         chosen = self.policy.choose(task, demand, candidate_view, self.rng)
         chosen_target = self._target(chosen)
