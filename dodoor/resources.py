@@ -101,43 +101,6 @@ class Task:
         return out
 
 
-_TASK_FIELDS = ("task_id", "cores", "memory_mb", "disk_mb", "duration_ms", "arrival_ms",
-                "image", "command", "function", "env", "labels", "priority")
-if tuple(f.name for f in dataclasses.fields(Task)) != _TASK_FIELDS:  # make_task sets each
-    raise RuntimeError("Task's fields changed: update make_task")
-# the slots' own setters: they skip the frozen class's __setattr__, as its __init__ does
-(_SET_ID, _SET_CORES, _SET_MEMORY, _SET_DISK, _SET_DURATION, _SET_ARRIVAL, _SET_IMAGE,
- _SET_COMMAND, _SET_FUNCTION, _SET_ENV, _SET_LABELS, _SET_PRIORITY) = (Task.__dict__[n].__set__ for n in _TASK_FIELDS)
-_new = object.__new__
-
-
-def make_task(task_id: str, cores: float, memory_mb: float, disk_mb: float, duration_ms: float,
-              image: str | None, command: tuple[str, ...] | None, function: str | None,
-              env: Mapping[str, str], labels: Mapping[str, str], arrival_ms: float = 0.0,
-              priority: int = DEFAULT_PRIORITY) -> Task:
-    """The :class:`Task` ``Task(...)`` builds from these fields, built faster.
-
-    For hot paths (parsing every submitted task): the frozen dataclass's
-    ``__init__`` with keywords costs about 2.5 times as much as setting the
-    slots directly. The result is an ordinary Task: equal, immutable, and
-    hashed exactly as one built by ``Task(...)``.
-    """
-    task = _new(Task)
-    _SET_ID(task, task_id)
-    _SET_CORES(task, cores)
-    _SET_MEMORY(task, memory_mb)
-    _SET_DISK(task, disk_mb)
-    _SET_DURATION(task, duration_ms)
-    _SET_ARRIVAL(task, arrival_ms)
-    _SET_IMAGE(task, image)
-    _SET_COMMAND(task, command)
-    _SET_FUNCTION(task, function)
-    _SET_ENV(task, env)
-    _SET_LABELS(task, labels)
-    _SET_PRIORITY(task, priority)
-    return task
-
-
 def capacity_matrix(nodes: Sequence[NodeSpec]) -> np.ndarray:
     """N×R capacity matrix in node order."""
     if not nodes:

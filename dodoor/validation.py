@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from dodoor.errors import ValidationError
 from dodoor.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
-from dodoor.resources import Task, make_task
+from dodoor.resources import Task
 
 MAX_ID_LENGTH = 256
 MAX_COMMAND_ITEMS = 1024
@@ -61,17 +61,17 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     priority = get("priority", DEFAULT_PRIORITY)
     if type(priority) is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         priority = _priority(priority, where)
-    return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
+    return Task(
         task_id,
         cores,
         memory,
         disk,
         duration,
-        None if image is None else _string(image, where, "image"),
-        None if command is None else _command(command, where + "command"),
-        None if function is None else _string(function, where, "function"),
-        {} if env is None else _string_map(env, where + "env"),
-        {} if labels is None else _string_map(labels, where + "labels"),
+        image=None if image is None else _string(image, where, "image"),
+        command=None if command is None else _command(command, where + "command"),
+        function=None if function is None else _string(function, where, "function"),
+        env={} if env is None else _string_map(env, where + "env"),
+        labels={} if labels is None else _string_map(labels, where + "labels"),
         priority=priority,
     )
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dodoor.priority import DEFAULT_AGING_MS
-from dodoor.resources import NodeSpec
+from dodoor.resources import NodeSpec, fits_free
 from dodoor.runqueue import QueueEntry, RunQueue
 from dodoor.sim.engine import EventLoop, Mailbox
 from dodoor.sim.network import Network
@@ -30,11 +30,14 @@ from dodoor.sim.warm import WarmContainers
 class Entry(QueueEntry):
     """A task (or a reservation for one) travelling to and waiting on a node."""
 
-    __slots__ = ("index", "job", "held", "cancelled", "runs")
+    __slots__ = ("index", "job", "held", "cancelled", "runs", "true_ms")
 
     def __init__(self, index: int, demand: tuple[float, float, float], duration: float,
-                 job: Any = None) -> None:
-        super().__init__(demand, duration)
+                 job: Any = None, estimate: float | None = None) -> None:
+        # the queue counts what the scheduler declared as pending work (the agent knows
+        # no better); the task runs ``duration``, its true length (docs/simulator.md)
+        super().__init__(demand, duration if estimate is None else estimate)
+        self.true_ms = duration
         self.index = index
         self.job = job  # the Sparrow job for a reservation, None for a task
         self.held = False
@@ -59,6 +62,7 @@ class SimNode:
             (spec.cores, spec.memory_mb, spec.disk_mb), spec.slots, start_overhead_ms, aging_ms)
         self.preempt = preempt  # stop lower-class running tasks for a newcomer (docs/design.md §12)
         self.warm = warm  # this node's warm containers, when the run models them
+        self.on_end: Callable[[Entry], None] | None = None  # told of every task that ends
         # (arrival ms, entry) of enqueues in flight, tracked for the oracle only
         self.inbound: deque[tuple[float, Entry]] = deque()
         self.version = 0  # bumped on every change; the oracle caches by it
@@ -108,6 +112,17 @@ class SimNode:
         else:
             self.rq.drop(entry)
 
+    def withdraw(self, room: tuple[float, float, float]) -> Entry | None:
+        """A move order (``cancel``) from rebalancing: the first queued task that fits
+        ``room`` leaves this node, None when none does. Nothing has started it, so
+        no slot or room is freed and nothing else can start."""
+        for entry in self.rq.waiting:
+            if entry.job is None and fits_free(entry.demand, room):
+                self.rq.drop(entry)
+                self.version += 1
+                return entry
+        return None
+
     def probe(self, reply: Callable[..., None], *args: Any) -> None:
         """Answer a probe with the current state (``probe_reply``)."""
         self.net.send("probe_reply", reply, *args, self.index, self.state())
@@ -136,7 +151,9 @@ class SimNode:
             entry.end_ms = now + entry.duration_ms + overhead
         self.records.start[entry.index] = now
         entry.runs += 1
-        self.loop.call_at(entry.end_ms, self._finish, entry, entry.runs)
+        # the queue expects the declared length; the task takes its true one
+        self.loop.call_at(entry.end_ms + entry.true_ms - entry.duration_ms, self._finish,
+                          entry, entry.runs)
 
     def _preempt_for(self, entry: Entry) -> None:
         """Requeue the lower-class running tasks whose room lets ``entry`` start."""
@@ -169,6 +186,8 @@ class SimNode:
         if self.warm is not None:
             self.warm.release(entry.index, self.loop.now)
         self.net.count_only("completion")
+        if self.on_end is not None:
+            self.on_end(entry)
         if rq.waiting:
             self._backfill()
         if self._reporter is not None and not self._report_scheduled:

@@ -11,9 +11,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from dodoor.service.cliargs import bounded, comma_list, env_token
+from dodoor.service.cliargs import add_priority_mix, bounded, comma_list, env_token
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
+from dodoor.priority import CLASS_NAMES, apply_priority_mix
 from dodoor.resources import Task
 from dodoor.taskstates import SUCCEEDED, UNKNOWN
 from dodoor.validation import parse_task
@@ -75,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--duration-ms", type=float, default=1000.0,
                      help="the task's declared duration: what the sleep executor sleeps and "
                           "the schedulers' estimate")
+    sub.add_argument("--priority", choices=tuple(CLASS_NAMES), default=None,
+                     help="class of the single task (default: normal)")
+    add_priority_mix(sub, "--seed")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the --priority-mix draw")
     sub.add_argument("--image", help="docker executor: the image to run (default: the agent's)")
     sub.add_argument("--count", type=bounded(int, 1), default=1, help="copies of the single task")
     sub.add_argument("--batch", type=bounded(int, 1), default=100, help="tasks per request")
@@ -150,14 +155,26 @@ def _tasks_from_args(args: argparse.Namespace) -> list[Task]:
             if command and not body.get("command"):
                 body["command"] = command
             tasks.append(parse_task(body))
-        return tasks
+        return _with_mix(tasks, args)
     body = {"cores": args.cores, "memory_mb": args.memory_mb, "disk_mb": args.disk_mb,
             "duration_ms": args.duration_ms}
     if command:
         body["command"] = command
     if args.image:
         body["image"] = args.image
-    return [parse_task(body, make_id=lambda: uuid.uuid4().hex) for _ in range(args.count)]
+    if args.priority is not None:
+        body["priority"] = CLASS_NAMES[args.priority]
+    return _with_mix([parse_task(body, make_id=lambda: uuid.uuid4().hex)
+                      for _ in range(args.count)], args)
+
+
+def _with_mix(tasks: list[Task], args: argparse.Namespace) -> list[Task]:
+    """``tasks`` with classes drawn by ``--priority-mix``, if given (it overrides the rest)."""
+    if args.priority_mix is None:
+        return tasks
+    if args.priority is not None:
+        raise ValidationError("--priority", "conflicts with --priority-mix; give one of them")
+    return apply_priority_mix(tasks, args.priority_mix, args.seed)
 
 
 async def _submit_and_follow(urls: list[str], tasks: list[Task], args: argparse.Namespace) -> int:

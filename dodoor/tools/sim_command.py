@@ -8,14 +8,15 @@ import sys
 import time
 from typing import Any, Sequence
 
-from dodoor.service.cliargs import add_policy_list, bounded, output_dir
+from dodoor.service.cliargs import add_policy_list, add_priority_mix, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.settings import PolicySettings
+from dodoor.sim.conditions import add_condition_args, condition_settings
 from dodoor.sim.report import format_ratios, format_table
 from dodoor.packing import PackingSettings
-from dodoor.priority import DEFAULT_AGING_MS, apply_priority_mix, parse_priority_mix
+from dodoor.priority import DEFAULT_AGING_MS, apply_priority_mix
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
 from dodoor.tools.inputs import file_part, load_inputs
@@ -61,10 +62,9 @@ def register(subparsers: Any) -> None:
                         "warm_overhead_ms measures it; default: none, every start is cold)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
+    add_condition_args(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--priority-mix", default=None, metavar="CLASS=SHARE,...",
-                   help="draw task classes with --seed, e.g. high=0.2,normal=0.8 "
-                        "(classes low, normal, high, critical or 0..3; default: every task normal)")
+    add_priority_mix(p, "--seed")
     p.add_argument("--aging-s", type=float, default=DEFAULT_AGING_MS / 1000.0,
                    help="a waiting task's class rises by one per this many seconds (0: off; "
                         "default %(default)s)")
@@ -87,14 +87,14 @@ def run(args: argparse.Namespace) -> int:
         schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
         warm_start_overhead_ms=args.warm_start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
+        **condition_settings(args),
         aging_ms=args.aging_s * 1000.0, preempt=args.preempt,
         fallback=PackingSettings(time_limit_s=args.fallback_time_s) if args.fallback else None,
     )
-    mix = parse_priority_mix(args.priority_mix) if args.priority_mix else None
     out = output_dir(args.out)  # checked before a run that may take minutes
     tasks, nodes = load_inputs(args.trace, args.cluster, args.limit, load)
-    if mix is not None:
-        tasks = apply_priority_mix(tasks, mix, args.seed)
+    if args.priority_mix is not None:
+        tasks = apply_priority_mix(tasks, args.priority_mix, args.seed)
     results: list[SimResult] = []
     for name in policies:
         print(f"simulating {name}: {len(tasks)} tasks on {len(nodes)} nodes", file=sys.stderr)
