@@ -5,6 +5,9 @@ Two measurements (needs a Docker engine and the images from compose/build-images
 * **executor** — one agent's :class:`DockerExecutor` runs N trivial tasks
   (``true`` in dodoor-task:busybox) at several concurrencies; prints containers
   per second and the per-task split between create+start and wait+collect+remove.
+  Then the same tasks through the warm pool (``--docker-warm-image``), at the
+  same concurrencies, in the same run: tasks/s cold and warm side by side and
+  their ratio (docs/docker.md).
 * **cluster** (``--cluster``) — starts the docker-compose cluster under a fresh
   project name, submits N trivial tasks through both schedulers, and splits each
   task's end-to-end latency into scheduling (the POST's round trip: sampling,
@@ -54,8 +57,12 @@ class TimedExecutor(DockerExecutor):
         return container
 
 
-async def executor_run(tasks: int, concurrency: int) -> dict[str, float]:
-    executor = TimedExecutor(DockerSettings(agent_id=f"bench-{uuid.uuid4().hex[:8]}"))
+async def executor_run(tasks: int, concurrency: int, warm: bool = False) -> dict[str, float]:
+    """``tasks`` tasks of ``true`` at ``concurrency``; ``warm``: through the warm pool
+    (kept as large as the concurrency, as an agent would size it to its slots)."""
+    executor = TimedExecutor(DockerSettings(
+        agent_id=f"bench-{uuid.uuid4().hex[:8]}", warm_per_image=max(2, concurrency),
+        warm_images=frozenset({"dodoor-task:busybox"}) if warm else frozenset()))
     gate = asyncio.Semaphore(concurrency)
     totals: list[float] = []
 
@@ -68,18 +75,22 @@ async def executor_run(tasks: int, concurrency: int) -> dict[str, float]:
             if result.state != "succeeded":
                 raise RuntimeError(f"task b{i} failed: {result}")
 
-    await executor.run(Task("warm", 0.1, 16, command=("true",)))  # first-use costs out
-    await executor.forget("warm")
+    # first-use costs out (for the pool: its containers' cold starts)
+    await asyncio.gather(*(executor.run(Task(f"w{i}", 0.1, 16, command=("true",)))
+                           for i in range(concurrency if warm else 1)))
+    for i in range(concurrency if warm else 1):
+        await executor.forget(f"w{i}")
     executor.start_s.clear()
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(tasks)))
     wall = time.perf_counter() - t0
+    created = executor.warm.created
     await executor.close()
-    start = statistics.mean(executor.start_s)
+    start = statistics.mean(executor.start_s) if executor.start_s else 0.0
     total = statistics.mean(totals)
     return {"concurrency": concurrency, "containers_per_s": tasks / wall,
             "task_ms": 1000 * total, "create_start_ms": 1000 * start,
-            "start_share": start / total}
+            "start_share": start / total, "warm_created": created}
 
 
 def free_port() -> int:
@@ -176,13 +187,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated executor concurrencies")
     parser.add_argument("--cluster", action="store_true",
                         help="also measure the docker-compose cluster end to end")
+    parser.add_argument("--warm-tasks", type=int, default=None,
+                        help="tasks per warm run (default 10 x --tasks: warm runs are short)")
     args = parser.parse_args(argv)
-    print(f"executor: {args.tasks} containers of `true` per run")
+    levels = [int(x) for x in args.concurrency.split(",")]
+    warm_tasks = args.warm_tasks or 10 * args.tasks
+    print(f"executor, cold: {args.tasks} containers of `true` per run")
     print(f"{'conc':>4} {'cont/s':>8} {'task ms':>8} {'create+start ms':>16} {'start share':>12}")
-    for c in (int(x) for x in args.concurrency.split(",")):
-        r = asyncio.run(executor_run(args.tasks, c))
+    cold = {}
+    for c in levels:
+        r = cold[c] = asyncio.run(executor_run(args.tasks, c))
         print(f"{c:>4} {r['containers_per_s']:>8.2f} {r['task_ms']:>8.0f} "
               f"{r['create_start_ms']:>16.0f} {r['start_share']:>12.2f}")
+    print(f"\nexecutor, warm pool: {warm_tasks} tasks of `true` per run, same concurrencies")
+    print(f"{'conc':>4} {'cold/s':>8} {'warm/s':>8} {'warm/cold':>10} {'warm task ms':>13}"
+          f" {'cold starts':>12}")
+    for c in levels:
+        w = asyncio.run(executor_run(warm_tasks, c, warm=True))
+        print(f"{c:>4} {cold[c]['containers_per_s']:>8.2f} {w['containers_per_s']:>8.2f} "
+              f"{w['containers_per_s'] / cold[c]['containers_per_s']:>10.1f} "
+              f"{w['task_ms']:>13.1f} {w['warm_created']:>12}")
     if args.cluster:
         r = cluster_run(args.tasks)
         print(f"\ncluster: {r['tasks']} tasks of `true` through 2 schedulers, 6 agents (10 slots)")

@@ -285,11 +285,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
         loadgen_main(sys.argv[2:])
         return
-    if len(sys.argv) > 1 and sys.argv[1] in ("nullagent", "dask", "profiled"):
-        import live_tools  # benchmarks/ is on sys.path when this file runs as a script
+    import live_tools  # benchmarks/ is on sys.path when this file runs as a script
 
-        {"nullagent": live_tools.null_agent_main, "dask": live_tools.dask_main,
-         "profiled": live_tools.profiled_main}[sys.argv[1]](sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] in live_tools.HELPERS:
+        live_tools.HELPERS[sys.argv[1]](sys.argv[2:])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)

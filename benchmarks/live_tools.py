@@ -1,6 +1,6 @@
-"""Helpers of ``live_throughput.py`` run in their own processes: the null agent
-(``nullagent``), a profiled scheduler or agent (``profiled``) and the Dask
-comparison (``dask``)."""
+"""Helpers of ``live_throughput.py`` and ``vs_peers.py`` run in their own processes:
+the null agent (``nullagent``), a profiled scheduler or agent (``profiled``) and the
+Dask and Ray comparisons (``dask``, ``ray``)."""
 
 from __future__ import annotations
 
@@ -192,6 +192,7 @@ def dask_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tasks", type=int, required=True)
     p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--memory-mb", type=float, default=1.0, help="each task's request")
     a = p.parse_args(argv)
     import logging
 
@@ -202,16 +203,49 @@ def dask_main(argv: list[str]) -> None:
                       resources={"cores": 64, "memory_mb": 262144}, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         noop = lambda i: i  # noqa: E731 - a lambda is pickled by value for the workers
-        warm = client.map(noop, range(100), resources={"cores": 0.01, "memory_mb": 1},
+        warm = client.map(noop, range(100), resources={"cores": 0.01, "memory_mb": a.memory_mb},
                           pure=False)
         wait(warm)
         start = time.perf_counter()
-        futures = client.map(noop, range(a.tasks), resources={"cores": 0.01, "memory_mb": 1},
-                             pure=False)
+        futures = client.map(noop, range(a.tasks),
+                             resources={"cores": 0.01, "memory_mb": a.memory_mb}, pure=False)
         wait(futures)
         elapsed = time.perf_counter() - start
         done = sum(1 for f in futures if f.status == "finished")
     print(json.dumps({"tasks": done, "seconds": elapsed, "tasks_per_s": done / elapsed}))
+
+
+def ray_main(argv: list[str]) -> None:
+    """``ray --tasks N --workers W``: Ray on this host (W CPUs) runs N no-op tasks with
+    resource requests; prints JSON like :func:`dask_main` (submit of all to the last end)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--tasks", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--memory-mb", type=float, default=1.0, help="each task's request")
+    a = p.parse_args(argv)
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=a.workers, resources={"cores": 64, "memory_mb": 262144},
+             include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        # one CPU per task, as Dask's one thread per worker: W run at a time
+        noop = ray.remote(num_cpus=1, resources={"cores": 0.01, "memory_mb": a.memory_mb})(
+            lambda i: i)
+        ray.get([noop.remote(i) for i in range(100)])  # warm: workers started
+        start = time.perf_counter()
+        refs = [noop.remote(i) for i in range(a.tasks)]
+        done = len(ray.get(refs))
+        elapsed = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    print(json.dumps({"tasks": done, "seconds": elapsed, "tasks_per_s": done / elapsed}))
+
+
+# the helpers a benchmark script runs as ``SCRIPT NAME ARGS...`` in a child process
+HELPERS = {"nullagent": null_agent_main, "dask": dask_main, "ray": ray_main,
+           "profiled": profiled_main}
 
 
 def compare_dask(a: argparse.Namespace, tasks: int, dodoor_rate: float) -> None:

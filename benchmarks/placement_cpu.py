@@ -38,7 +38,7 @@ BATCH = 500
 
 
 def make_placer(policy: str, nodes: int, seed: int, stacked: bool) -> Placer:
-    """A placer on ``nodes`` equal empty nodes whose agent sends do nothing."""
+    """A placer on ``nodes`` equal empty nodes whose agent sends and id claims do nothing."""
     view = ClusterView("bench", k=8)
     capacity = np.tile([64.0, 262144.0, 100000.0], (nodes, 1))
     view.apply(Snapshot(1, tuple(f"n{i}" for i in range(nodes)),
@@ -56,7 +56,11 @@ def make_placer(policy: str, nodes: int, seed: int, stacked: bool) -> Placer:
     async def sent(target, items):  # the agent hop, stubbed
         return [(i, None) for i, _, _ in items]
 
+    async def held_nowhere(ids):  # the id claims, stubbed: every id is new
+        return {}
+
     placer._send_group = sent
+    placer.claims.claim = held_nowhere
     return placer
 
 

@@ -10,7 +10,7 @@ k placements yield one :class:`DeltaBatch` for the load store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import chain
 from typing import Sequence
 
@@ -25,10 +25,7 @@ __all__ = ["STATE_COLUMNS", "N_STATE", "TASKS", "PENDING", "state_row", "delta_r
 
 def state_row(committed: Sequence[float], tasks: float, pending_ms: float) -> list[float]:
     """A node's state as a list in ``STATE_COLUMNS`` order: the one place that order is built."""
-    row = [committed[i] for i in range(N_RESOURCES)]
-    row.append(tasks)  # at TASKS
-    row.append(pending_ms)  # at PENDING
-    return row
+    return [*committed, tasks, pending_ms]  # RESOURCES, then TASKS, then PENDING
 
 
 def delta_row(demand: Sequence[float], duration_ms: float) -> list[float]:
@@ -65,14 +62,6 @@ class CandidateView:
     @property
     def pending(self) -> np.ndarray:
         return self.state[..., PENDING]
-
-
-_VIEW_FIELDS = ("nodes", "capacity", "state", "slots", "start_ms", "sq_capacity")
-if tuple(f.name for f in fields(CandidateView)) != _VIEW_FIELDS:  # LoadCache.view sets each
-    raise RuntimeError("CandidateView's fields changed: update LoadCache.view")
-(_SET_NODES, _SET_CAPACITY, _SET_STATE, _SET_SLOTS, _SET_START,
- _SET_SQ_CAPACITY) = (CandidateView.__dict__[n].__set__ for n in _VIEW_FIELDS)
-_new = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +106,8 @@ class LoadCache:
         """
         idx = np.asarray(nodes, dtype=np.intp)
         static = self._static.take(idx, axis=0)
-        # the slots set directly: the frozen dataclass's __init__ costs a third of a view
-        view = _new(CandidateView)
-        _SET_NODES(view, idx)
-        _SET_CAPACITY(view, static[..., :N_RESOURCES])
-        _SET_STATE(view, self.state.take(idx, axis=0))
-        _SET_SLOTS(view, static[..., N_RESOURCES])
-        _SET_START(view, None)
-        _SET_SQ_CAPACITY(view, static[..., N_RESOURCES + 1:])
-        return view
+        return CandidateView(idx, static[..., :N_RESOURCES], self.state.take(idx, axis=0),
+                             static[..., N_RESOURCES], None, static[..., N_RESOURCES + 1:])
 
     def replace(self, state: np.ndarray) -> None:
         """Install a snapshot (N×S) and re-apply deltas not yet sent to the store."""

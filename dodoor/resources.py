@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dodoor.errors import NoFitError
+from dodoor.priority import DEFAULT_PRIORITY
 
 RESOURCES: tuple[str, ...] = ("cores", "memory_mb", "disk_mb")
 N_RESOURCES = len(RESOURCES)
@@ -53,7 +54,8 @@ class NodeSpec:
 class Task:
     """One task: its demands, the duration estimate the score uses, and what to run.
 
-    ``arrival_ms`` is the submission time in a trace (0 for live submissions).
+    ``arrival_ms`` is the submission time in a trace (0 for live submissions);
+    ``priority`` its class (``dodoor.priority``, higher is more important).
     """
 
     task_id: str
@@ -67,6 +69,7 @@ class Task:
     function: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    priority: int = DEFAULT_PRIORITY
 
     def demand(self) -> np.ndarray:
         return np.array([self.cores, self.memory_mb, self.disk_mb], dtype=np.float64)
@@ -93,42 +96,9 @@ class Task:
             out["env"] = dict(self.env)
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.priority != DEFAULT_PRIORITY:  # absent means the default: older peers agree
+            out["priority"] = self.priority
         return out
-
-
-_TASK_FIELDS = ("task_id", "cores", "memory_mb", "disk_mb", "duration_ms", "arrival_ms",
-                "image", "command", "function", "env", "labels")
-if tuple(f.name for f in dataclasses.fields(Task)) != _TASK_FIELDS:  # make_task sets each
-    raise RuntimeError("Task's fields changed: update make_task")
-# the slots' own setters: they skip the frozen class's __setattr__, as its __init__ does
-(_SET_ID, _SET_CORES, _SET_MEMORY, _SET_DISK, _SET_DURATION, _SET_ARRIVAL, _SET_IMAGE,
- _SET_COMMAND, _SET_FUNCTION, _SET_ENV, _SET_LABELS) = (Task.__dict__[n].__set__ for n in _TASK_FIELDS)
-_new = object.__new__
-
-
-def make_task(task_id: str, cores: float, memory_mb: float, disk_mb: float, duration_ms: float,
-              image: str | None, command: tuple[str, ...] | None, function: str | None,
-              env: Mapping[str, str], labels: Mapping[str, str], arrival_ms: float = 0.0) -> Task:
-    """The :class:`Task` ``Task(...)`` builds from these fields, built faster.
-
-    For hot paths (parsing every submitted task): the frozen dataclass's
-    ``__init__`` with keywords costs about 2.5 times as much as setting the
-    slots directly. The result is an ordinary Task: equal, immutable, and
-    hashed exactly as one built by ``Task(...)``.
-    """
-    task = _new(Task)
-    _SET_ID(task, task_id)
-    _SET_CORES(task, cores)
-    _SET_MEMORY(task, memory_mb)
-    _SET_DISK(task, disk_mb)
-    _SET_DURATION(task, duration_ms)
-    _SET_ARRIVAL(task, arrival_ms)
-    _SET_IMAGE(task, image)
-    _SET_COMMAND(task, command)
-    _SET_FUNCTION(task, function)
-    _SET_ENV(task, env)
-    _SET_LABELS(task, labels)
-    return task
 
 
 def capacity_matrix(nodes: Sequence[NodeSpec]) -> np.ndarray:

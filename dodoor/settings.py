@@ -67,6 +67,9 @@ class PolicySettings:
     # and snapshots carrying only the rows changed since the previous one.
     adaptive_b_target_ms: float = 0.0
     delta_snapshots: bool = False
+    # Beyond the paper (dodoor.estimates): score with durations learned per kind of
+    # task from completions instead of the declared ones (the simulator's schedulers).
+    learn_durations: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,12 @@ serves two promises of docs/guarantees.md:
   claimed moments ago, is not placed a second time.
 
 Nodes report the ids they accept in their state reports (``placed``), so an
-id reaches the index within one report interval of its enqueue. The index is
+id reaches the index within one report interval of its enqueue, and the ids
+that ended since their last answered report, with the terminal state. When a
+node is declared dead, an id whose end the index holds keeps that state
+(``ENDED``): only ids unfinished as far as the store knows are ``lost``, and
+the fenced agent is told which of its ends the store holds (``kept``), so it
+ends the others ``lost`` too (docs/guarantees.md). The index is
 soft state: after a store restart the agents send every id of their journals
 again. It is bounded (least recently touched entries go first).
 """
@@ -18,9 +23,10 @@ again. It is bounded (least recently touched entries go first).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from dodoor.clock import Clock
+from dodoor.taskstates import LOST as LOST_STATE, TERMINAL
 
 # Outcomes per id (LookupReply.outcomes)
 NEW = "new"          # claimed for the asking scheduler just now: place it
@@ -29,16 +35,18 @@ PLACED = "placed"    # a node reported it (nodes[i]); that node answers for it
 LOST = "lost"        # the node that reported it was declared dead (lookup only)
 BUSY = "busy"        # claimed by another scheduler moments ago, no node reported yet
 UNKNOWN = "unknown"  # never seen (lookup only)
-OUTCOMES = (NEW, MINE, PLACED, LOST, BUSY, UNKNOWN)
+ENDED = "ended"      # its node was declared dead after reporting its end (states[i])
+OUTCOMES = (NEW, MINE, PLACED, LOST, BUSY, UNKNOWN, ENDED)
 
 
 class _Entry:
-    __slots__ = ("node", "owner", "claimed_ms")
+    __slots__ = ("node", "owner", "claimed_ms", "state")
 
-    def __init__(self, node: str, owner: str, claimed_ms: float) -> None:
+    def __init__(self, node: str, owner: str, claimed_ms: float, state: str = "") -> None:
         self.node = node
         self.owner = owner
         self.claimed_ms = claimed_ms
+        self.state = state  # the terminal state its node reported, "" while unfinished
 
 
 class TaskIndex:
@@ -67,25 +75,45 @@ class TaskIndex:
         entry = self._entries.get(task_id)
         return entry.node or None if entry is not None else None
 
-    def placed(self, node_id: str, task_ids: Iterable[str]) -> None:
-        """A node reports holding these ids (the latest report wins)."""
+    def placed(self, node_id: str, task_ids: Sequence[str], states: Sequence[str] = ()) -> None:
+        """A node reports holding these ids (the latest report wins), each with its
+        terminal state when it ended, else "" (``states`` empty: none ended)."""
+        if states and len(states) != len(task_ids):
+            raise ValueError(f"{len(states)} task states for {len(task_ids)} task ids "
+                             f"from node {node_id!r}")
+        for task_id, state in zip(task_ids, states):  # all checked before any is taken
+            if state and state not in TERMINAL:
+                raise ValueError(f"node {node_id!r} reported task {task_id!r} in state "
+                                 f"{state!r}; expected '' or one of {', '.join(TERMINAL)}")
         entries = self._entries
-        for task_id in task_ids:
+        for i, task_id in enumerate(task_ids):
+            state = states[i] if states else ""
             entry = entries.get(task_id)
             if entry is None:
-                entries[task_id] = _Entry(node_id, "", 0.0)
+                entries[task_id] = _Entry(node_id, "", 0.0, state)
             else:
-                entry.node = node_id
+                entry.node, entry.state = node_id, state
                 entries.move_to_end(task_id)
         self._trim()
 
+    def ended_at(self, node_id: str, task_ids: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``task_ids`` whose end ``node_id`` reported here (a fenced life's
+        kept results: every scheduler answers them with their state)."""
+        entries = self._entries
+        return tuple(t for t in task_ids if (e := entries.get(t)) is not None
+                     and e.node == node_id and e.state)
+
     def lookup(self, task_ids: Iterable[str], scheduler: str, claim: bool,
-               dead: Callable[[str], bool],
-               complete: bool = True) -> tuple[list[str], list[str], list[str]]:
-        """Per id: (outcome, node or "", owner or ""); ``claim`` takes the free ids.
+               dead: Callable[[str], bool], complete: bool = True,
+               ended: bool = False) -> tuple[list[str], list[str], list[str], list[str]]:
+        """Per id: (outcome, node or "", owner or "", ended state or ""); ``claim``
+        takes the free ids.
 
         ``dead(node)`` says whether the store declared that node dead: with
-        ``claim`` its ids may be placed again (their clients were told ``lost``).
+        ``claim`` its unfinished ids may be placed again (their clients were told
+        ``lost``). With ``ended`` (the asker reads it), a dead node's id whose end
+        was reported is ``ended`` with its state, never placed again; without,
+        ``lost`` as older schedulers expect.
         ``complete`` False (some node has not resent its ids yet): an id never seen
         is ``busy``, not free, since that node may hold it.
         """
@@ -94,6 +122,7 @@ class TaskIndex:
         outcomes: list[str] = []
         nodes: list[str] = []
         owners: list[str] = []
+        states: list[str] = []
         for task_id in task_ids:
             entry = entries.get(task_id)
             if entry is None:
@@ -105,7 +134,9 @@ class TaskIndex:
                     outcome = NEW
             elif entry.node:
                 outcome = PLACED
-                if dead(entry.node):
+                if dead(entry.node) and ended and entry.state and entry.state != LOST_STATE:
+                    outcome = ENDED
+                elif dead(entry.node):
                     outcome = LOST
                     if claim:
                         entry.node, entry.owner, entry.claimed_ms = "", scheduler, now
@@ -122,10 +153,11 @@ class TaskIndex:
             outcomes.append(outcome)
             nodes.append(entry.node if entry is not None else "")
             owners.append(entry.owner if entry is not None else "")
+            states.append(entry.state if outcome == ENDED else "")
             if entry is not None:
                 entries.move_to_end(task_id)
         self._trim()
-        return outcomes, nodes, owners
+        return outcomes, nodes, owners, states
 
     def _trim(self) -> None:
         entries = self._entries

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from dodoor.errors import ValidationError
-from dodoor.resources import Task, make_task
+from dodoor.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
+from dodoor.resources import Task
 
 MAX_ID_LENGTH = 256
 MAX_COMMAND_ITEMS = 1024
@@ -22,7 +23,7 @@ _EXACT_INT = 2**53  # ints up to here are exact as floats
 
 TASK_FIELDS = frozenset(
     {"id", "cores", "memory_mb", "disk_mb", "duration_ms", "image", "command", "function",
-     "env", "labels"}
+     "env", "labels", "priority"}
 )
 
 
@@ -57,18 +58,35 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     memory = _integer(obj["memory_mb"], where, "memory_mb", 1)
     disk = _integer(get("disk_mb", 0), where, "disk_mb", 0)
     duration = _positive(get("duration_ms", 1000.0), where, "duration_ms")
-    return make_task(  # Task(...) with these fields, without the frozen __init__'s cost
+    priority = get("priority", DEFAULT_PRIORITY)
+    if type(priority) is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        priority = _priority(priority, where)
+    return Task(
         task_id,
         cores,
         memory,
         disk,
         duration,
-        None if image is None else _string(image, where, "image"),
-        None if command is None else _command(command, where + "command"),
-        None if function is None else _string(function, where, "function"),
-        {} if env is None else _string_map(env, where + "env"),
-        {} if labels is None else _string_map(labels, where + "labels"),
+        image=None if image is None else _string(image, where, "image"),
+        command=None if command is None else _command(command, where + "command"),
+        function=None if function is None else _string(function, where, "function"),
+        env={} if env is None else _string_map(env, where + "env"),
+        labels={} if labels is None else _string_map(labels, where + "labels"),
+        priority=priority,
     )
+
+
+def _priority(value: Any, where: str) -> int:
+    """A class of ``dodoor.priority``: a whole number in its range (null means the default)."""
+    if value is None:
+        return DEFAULT_PRIORITY
+    number = _number(value, where, "priority")
+    if not number.is_integer():
+        raise ValidationError(where + "priority", f"must be a whole number, got {value!r}")
+    if not MIN_PRIORITY <= number <= MAX_PRIORITY:
+        raise ValidationError(where + "priority",
+                              f"must be in {MIN_PRIORITY}..{MAX_PRIORITY}, got {value!r}")
+    return int(number)
 
 
 def _kind(value: Any) -> str:

@@ -11,6 +11,7 @@ mistyped field — raises :class:`~dodoor.errors.DecodeError`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/msgpack"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _REGISTRY: dict[str, type] = {}
+# Per message class, its field names, read once: every report and status answer encodes
+# a message per task, and dataclasses.fields() per object was a third of an agent's CPU.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# values that travel as they are; checked by exact type first, the common case
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def message(name: str):
@@ -36,6 +42,7 @@ def message(name: str):
         cls = dataclass(frozen=True)(cls)
         cls.TYPE = name
         _REGISTRY[name] = cls
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
         return cls
 
     return wrap
@@ -196,6 +203,10 @@ class NodeState:
     task_ids: tuple[str, ...] = ()
     # this report ends a resend of every journaled id: the store's index now holds them all
     task_ids_complete: bool = False
+    # per id of ``task_ids``: "" when accepted, its terminal state when it ended since
+    # the last answered report (empty from older agents: all accepted). The store's
+    # index then answers a dead node's finished ids with their state (docs/guarantees.md)
+    task_states: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -230,6 +241,9 @@ class ReportAck:
     # dead-after: past it the store may declare the node dead)
     lease_ms: float = 0.0
     instance: str = ""  # the store's process; a new one has an empty task index
+    # with ``fenced``: the ended ids of the report whose end the store's index holds for
+    # this node (answered with their state); the agent keeps them, the rest ends ``lost``
+    kept: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -245,6 +259,9 @@ class Lookup:
     scheduler_id: str
     task_ids: tuple[str, ...]
     claim: bool = False
+    # the asker reads outcome ``ended`` (a dead node's id that finished, its state in
+    # ``LookupReply.states``); without it such an id reads ``lost`` as before
+    ended: bool = False
     TYPE: ClassVar[str]
 
 
@@ -257,6 +274,8 @@ class LookupReply:
     outcomes: tuple[str, ...]
     nodes: tuple[str, ...]
     owners: tuple[str, ...]
+    # per id: its terminal state for outcome ``ended``, else "" (empty when none ended)
+    states: tuple[str, ...] = ()
     TYPE: ClassVar[str]
 
 
@@ -290,7 +309,7 @@ def encode(msg: Any) -> bytes:
     name = getattr(type(msg), "TYPE", None)
     if name not in _REGISTRY:
         raise TypeError(f"not a wire message: {type(msg).__name__}")
-    body = {f.name: _to_wire(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
+    body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[type(msg)]}
     return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": body}, use_bin_type=True)
 
 
@@ -318,14 +337,17 @@ def decode(data: bytes, expect: type | None = None) -> Any:
 
 
 def _to_wire(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value, dtype="<f8")
         return [list(arr.shape), arr.tobytes()]
     if isinstance(value, Task):
         return value.to_dict()
-    if getattr(type(value), "TYPE", None) in _REGISTRY:
-        # a message nested in another travels as its body map
-        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:  # a message nested in another travels as its body map
+        return {n: _to_wire(getattr(value, n)) for n in names}
     if isinstance(value, tuple):
         return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
@@ -333,30 +355,58 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def _build(cls: type, body: dict) -> Any:
+@functools.cache
+def _schema(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type hint, optional) of each field of a message class, resolved once
+    (``typing.get_type_hints`` per decoded message cost as much as the rest of it)."""
     hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name], f.default is not dataclasses.MISSING
+                  or f.default_factory is not dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
+def _build(cls: type, body: dict) -> Any:
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in body:
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+    for name, hint, optional in _schema(cls):
+        if name not in body:
+            if optional:
                 continue
-            raise DecodeError(f"{cls.TYPE}: missing field {f.name!r}")
-        kwargs[f.name] = _from_wire(cls.TYPE, f.name, hints[f.name], body[f.name])
-    extra = set(body) - {f.name for f in dataclasses.fields(cls)}
-    if extra:
+            raise DecodeError(f"{cls.TYPE}: missing field {name!r}")
+        kwargs[name] = _from_wire(cls.TYPE, name, hint, body[name])
+    if len(kwargs) != len(body):
+        extra = set(body) - set(_FIELD_NAMES[cls])
         raise DecodeError(f"{cls.TYPE}: unknown field {sorted(map(str, extra))[0]!r}")
     return cls(**kwargs)
 
 
-def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
-    where = f"{kind}.{name}"
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
+@functools.cache
+def _shape(hint: Any) -> tuple[bool, Any, Any, tuple]:
+    """(may be None, the hint without None, its origin, its args), worked out once per hint."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    nullable = False
     if origin is typing.Union or origin is types.UnionType:
-        if value is None and type(None) in args:
-            return None
+        nullable = type(None) in args
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    return nullable, hint, origin, args
+
+
+def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
+    nullable, hint, origin, args = _shape(hint)
+    if value is None and nullable:
+        return None
+    # the plain fields first: they are most of every message
+    if hint is str or hint is int:
+        if type(value) is hint:
+            return value
+        if isinstance(value, bool) or not isinstance(value, hint):
+            raise DecodeError(f"{kind}.{name}: expected {hint.__name__}, got {type(value).__name__}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(f"{kind}.{name}: expected a number, got {type(value).__name__}")
+        return float(value)
+    where = f"{kind}.{name}"
     if hint is np.ndarray:
         return _array(where, value)
     if hint is Task:
@@ -380,14 +430,8 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise DecodeError(f"{where}: expected a map")
         return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DecodeError(f"{where}: expected a number, got {type(value).__name__}")
-        return float(value)
     if hint is bool and not isinstance(value, bool):
         raise DecodeError(f"{where}: expected bool, got {type(value).__name__}")
-    if hint in (int, str) and (isinstance(value, bool) or not isinstance(value, hint)):
-        raise DecodeError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
     return value
 
 

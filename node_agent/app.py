@@ -183,10 +183,10 @@ async def build_state(state: AgentState, seq: int) -> NodeState:
     cpu, mem = await asyncio.to_thread(_utilization)
     util = {"cpu_percent": cpu, "memory_percent": mem,
             QUEUED: float(agent.queue.n_waiting), RUNNING: float(agent.queue.n_running)}
-    task_ids, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
+    task_ids, task_states, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
     return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
                      agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
-                     task_ids_complete=complete)
+                     task_ids_complete=complete, task_states=task_states)
 
 
 def _utilization() -> tuple[float, float]:
@@ -405,6 +405,8 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": state.executor.name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
+        # ends not yet in a report the store answered (a fence now would void them)
+        "unheard_ends": agent.unreported.unanswered_ends(),
     })
 
 

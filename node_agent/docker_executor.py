@@ -14,6 +14,9 @@ the exited container at restart and journals its result instead of running
 the task again. At restart, containers whose journal row is unfinished are
 adopted (running: with the wall limit counted from their real start) or
 collected (exited); any other container of this agent is removed.
+Tasks that opt in to warm containers (``docker_spec.wants_warm``) run instead
+as jobs of the executor's :class:`~node_agent.warm_pool.WarmPool`; see
+docs/docker.md. The pool's idle reaper is a task this executor owns (``close``).
 Every SDK call blocks, so each goes through ``asyncio.to_thread`` — except the
 long waits for containers to exit, which run on the executor's own thread pool:
 the loop's default pool has only a few threads (CPU count + 4), and a busy agent
@@ -25,75 +28,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
 from dodoor.resources import Task
-from dodoor.taskstates import FAILED, SUCCEEDED
+from dodoor.taskstates import FAILED
+from node_agent import docker_spec
+from node_agent.docker_spec import (AGENT_LABEL, BUSYBOX_IMAGE, KILLED_EXIT_CODE,  # noqa: F401
+                                    LOG_TAIL_BYTES, PYTHON_IMAGE, TASK_LABEL, WARM_LABEL,
+                                    DockerSettings, TaskSpecError, exit_result, explain,
+                                    limits, task_env, timed_out, wants_warm)
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+from node_agent.warm_docker import DockerWarmRuntime
+from node_agent.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
-
-BUSYBOX_IMAGE = "dodoor-task:busybox"
-PYTHON_IMAGE = "dodoor-task:python"
-TASK_LABEL = "dodoor.task_id"
-AGENT_LABEL = "dodoor.agent_id"
-LOG_TAIL_BYTES = 4096
-KILLED_EXIT_CODE = 137  # 128 + SIGKILL: how the engine reports a killed container
-# Floors for tiny tasks. The engine refuses a memory limit under 6 MiB. It takes a CPU
-# quota down to 0.01 CPU, but the quota throttles the container's start too: measured
-# here, `docker run --cpus 0.01 ... sleep 0` took 472 s, --cpus 0.1 0.64 s, --cpus 1
-# 0.34 s. So quotas start at 0.1 CPU; a quota is a cap, the scheduler still counts the
-# task's own demand.
-MIN_MEMORY_MB = 6
-MIN_CORES = 0.1
-# Problem sizes for a named function given without arguments (about a second or less each).
-FUNCTION_DEFAULTS: dict[str, tuple[str, ...]] = {
-    "floatops": ("10000000",),
-    "matmul": ("512",),
-    "linsolve": ("1000",),
-}
-
-
-@dataclass(frozen=True)
-class DockerSettings:
-    """How the Docker executor runs containers; built once from the agent's settings."""
-
-    agent_id: str = "node-0"
-    default_image: str = BUSYBOX_IMAGE
-    function_image: str = PYTHON_IMAGE
-    allowed_images: frozenset[str] = field(
-        default_factory=lambda: frozenset({BUSYBOX_IMAGE, PYTHON_IMAGE}))
-    network_mode: str = "none"
-    sleep_scale: float = 1.0
-    timeout_ms: float | None = None
-    timeout_factor: float = 10.0
-    min_timeout_ms: float = 60_000.0
-    stop_timeout_s: int = 1
-    pids_limit: int = 1024
-    max_waits: int = 256
-
-    @classmethod
-    def from_agent(cls, settings: Any) -> "DockerSettings":
-        """From an agent's settings object: its ``node_id`` plus any ``docker_*`` fields it has."""
-        kwargs: dict[str, Any] = {"agent_id": settings.node_id,
-                                  "sleep_scale": getattr(settings, "sleep_scale", 1.0),
-                                  "timeout_ms": getattr(settings, "task_timeout_ms", None)}
-        images = getattr(settings, "docker_allowed_images", None)
-        if images:
-            kwargs["allowed_images"] = frozenset(images)
-        network = getattr(settings, "docker_network", None)
-        if network:
-            kwargs["network_mode"] = network
-        return cls(**kwargs)
-
-
-class TaskSpecError(Exception):
-    """The task cannot be turned into a container (bad image, unknown function)."""
 
 
 class DockerExecutor:
@@ -105,6 +56,7 @@ class DockerExecutor:
     """
 
     name = "docker"
+    outlives_agent = True
 
     def __init__(self, settings: Any = None, client: Any = None) -> None:
         if settings is None:
@@ -125,70 +77,23 @@ class DockerExecutor:
         # Ended containers kept until the agent has journaled their result (``forget``).
         self._held: dict[str, Any] = {}
         self._host_cpus: int | None = None
+        self.warm = WarmPool(DockerWarmRuntime(client, settings), settings.warm_per_image,
+                             settings.warm_idle_s, waits=self._wait_pool)
+        self._reaper: asyncio.Task | None = None  # the pool's idle reaper, ended by close
 
-    # -- building the container spec -------------------------------------
+    # -- the container spec (node_agent/docker_spec.py) --------------------
     def image_and_command(self, task: Task) -> tuple[str, list[str]]:
         """The image and command a task runs; raises :class:`TaskSpecError` when it cannot run."""
-        if task.function is not None:
-            if task.image is not None and task.image != self.settings.function_image:
-                raise TaskSpecError(f"function {task.function!r} runs on "
-                                    f"{self.settings.function_image}, not {task.image!r}")
-            if task.function not in FUNCTION_DEFAULTS:
-                raise TaskSpecError(f"unknown function {task.function!r}; known: "
-                                    f"{', '.join(sorted(FUNCTION_DEFAULTS))}")
-            args = task.command or FUNCTION_DEFAULTS[task.function]
-            image, command = self.settings.function_image, [task.function, *args]
-        else:
-            image = task.image or self.settings.default_image
-            if task.command:
-                command = list(task.command)
-            else:
-                # A task with no command stands for its duration estimate (trace replay).
-                seconds = task.duration_ms / 1000.0 * self.settings.sleep_scale
-                command = ["dodoor-task", "sleep", f"{seconds:.3f}"]
-        if image not in self.settings.allowed_images:
-            raise TaskSpecError(f"image {image!r} is not allowed; allowed: "
-                                f"{', '.join(sorted(self.settings.allowed_images))}")
-        return image, command
+        return docker_spec.image_and_command(self.settings, task)
 
     def container_spec(self, task: Task, image: str, command: list[str],
                        host_cpus: int | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``containers.create``.
-
-        An agent may advertise a virtual capacity larger than its host; the engine
-        refuses a CPU quota above the host's CPU count, so the quota is capped there
-        (and raised to the floors above for very small tasks).
-        """
-        cores = task.cores if host_cpus is None else min(task.cores, float(host_cpus))
-        cores = max(MIN_CORES, cores)
-        memory = f"{max(MIN_MEMORY_MB, int(math.ceil(task.memory_mb)))}m"
-        labels = {f"dodoor.label.{k}": str(v) for k, v in task.labels.items()}
-        labels.update({TASK_LABEL: task.task_id, AGENT_LABEL: self.settings.agent_id})
-        env = dict(task.env)
-        env.update({"DODOOR_TASK_ID": task.task_id, "DODOOR_CORES": f"{task.cores:g}"})
-        return {
-            "image": image,
-            "command": command,
-            "labels": labels,
-            "environment": env,
-            "nano_cpus": int(round(cores * 1e9)),
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "pids_limit": self.settings.pids_limit,
-            "network_mode": self.settings.network_mode,
-            "privileged": False,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "detach": True,
-        }
+        """Keyword arguments for ``containers.create`` of the task's own container."""
+        return docker_spec.container_spec(self.settings, task, image, command, host_cpus)
 
     def wall_limit_s(self, task: Task) -> float:
-        """A fixed ``timeout_ms``, else ``timeout_factor`` × the (scaled) estimate, floored."""
-        if self.settings.timeout_ms is not None:
-            return self.settings.timeout_ms / 1000.0
-        limit_ms = max(self.settings.min_timeout_ms,
-                       self.settings.timeout_factor * task.duration_ms * self.settings.sleep_scale)
-        return limit_ms / 1000.0
+        """The task's wall limit in seconds (``docker_spec.wall_limit_s``)."""
+        return docker_spec.wall_limit_s(self.settings, task)
 
     # -- the Executor protocol -------------------------------------------
     async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult:
@@ -203,7 +108,15 @@ class DockerExecutor:
             return TaskResult(FAILED, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - an engine that does not answer fails the task
             log.warning("task %s not run: the Docker engine failed: %s", task.task_id, exc)
-            return TaskResult(FAILED, reason=f"docker engine error: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"docker engine error: {explain(exc)}")
+        if wants_warm(self.settings, task, image, command):
+            if self._reaper is None:
+                interval = max(0.05, min(self.settings.warm_idle_s / 4, 5.0))
+                self._reaper = asyncio.create_task(self.warm.reap_forever(interval),
+                                                   name=f"warm-reaper-{self.settings.agent_id}")
+            cores, memory = limits(task, self._host_cpus)
+            return await self.warm.run(task.task_id, image, command, task_env(task), cores,
+                                       memory, self.wall_limit_s(task), on_start)
         spec = self.container_spec(task, image, command, self._host_cpus)
         # Creation cannot be interrupted half-way, so a cancel waits for it to
         # finish and then removes the container instead of leaking it.
@@ -219,7 +132,7 @@ class DockerExecutor:
             raise
         except Exception as exc:  # noqa: BLE001 - any engine refusal fails the task, not the agent
             log.warning("task %s: cannot start a container: %s", task.task_id, exc)
-            return TaskResult(FAILED, reason=f"cannot start the container: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"cannot start the container: {explain(exc)}")
         try:
             if on_start is not None:
                 await on_start(container.id)
@@ -235,7 +148,10 @@ class DockerExecutor:
             raise
 
     async def forget(self, task_id: str) -> None:
-        """The result is journaled: remove the task's container (if this executor holds one)."""
+        """The result is journaled: remove the task's container (if this executor holds one),
+        or give its warm container back to the pool."""
+        if await self.warm.forget(task_id):
+            return
         container = self._held.pop(task_id, None)
         if container is not None:
             await asyncio.to_thread(self._discard, container)
@@ -246,6 +162,7 @@ class DockerExecutor:
         A container whose task the journal holds as finished (or no longer holds)
         must not go on running, nor be adopted: its result, if any, was journaled.
         """
+        warm = await self.warm.reconcile(interrupted)
         rows = {row.task_id: row for row in interrupted}
         containers = await asyncio.to_thread(
             self.client.containers.list, all=True,
@@ -288,7 +205,7 @@ class DockerExecutor:
                      "%d removed", self.settings.agent_id,
                      sum(1 for a in found.values() if a.running),
                      sum(1 for a in found.values() if not a.running), removed)
-        return list(found.values())
+        return list(found.values()) + warm
 
     async def wait_adopted(self, task_id: str) -> TaskResult:
         try:
@@ -302,6 +219,10 @@ class DockerExecutor:
             raise
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.warm.close()
         self._wait_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.client.close)
 
@@ -349,12 +270,10 @@ class DockerExecutor:
                         exc)
             await asyncio.to_thread(self._kill, container)
             self._held[task_id] = container
-            return TaskResult(FAILED, reason=f"container error: {_explain(exc)}")
+            return TaskResult(FAILED, reason=f"container error: {explain(exc)}")
         if result is None:
             await asyncio.to_thread(self._kill, container)
-            tail = await asyncio.to_thread(_log_tail, container)
-            result = TaskResult(FAILED, exit_code=KILLED_EXIT_CODE,
-                                reason=f"timed out after {limit_s:g} s", log_tail=tail)
+            result = timed_out(limit_s, await asyncio.to_thread(_log_tail, container))
         self._held[task_id] = container
         return result
 
@@ -366,15 +285,12 @@ class DockerExecutor:
         code = state.get("ExitCode")
         tail = _log_tail(container)
         if state.get("OOMKilled"):
-            return TaskResult(FAILED, exit_code=code, reason="OOM killed", log_tail=tail)
+            return exit_result(code, tail, oom=True)
         if limit_s is not None and code == KILLED_EXIT_CODE:
             started, finished = _started_at(container), _time(state.get("FinishedAt"))
             if started is not None and finished is not None and finished - started >= limit_s:
-                return TaskResult(FAILED, exit_code=code,
-                                  reason=f"timed out after {limit_s:g} s", log_tail=tail)
-        if code == 0:
-            return TaskResult(SUCCEEDED, exit_code=0, log_tail=tail)
-        return TaskResult(FAILED, exit_code=code, reason=f"exit code {code}", log_tail=tail)
+                return timed_out(limit_s, tail)
+        return exit_result(code, tail)
 
     def _kill(self, container: Any) -> None:
         """SIGKILL a container and wait until it has stopped; it is kept (see ``forget``)."""
@@ -435,8 +351,3 @@ def _time(stamp: str | None) -> float | None:
     except ValueError:
         log.warning("unreadable container time %r", stamp)
         return None
-
-
-def _explain(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)

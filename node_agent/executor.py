@@ -74,6 +74,11 @@ class Executor(Protocol):
     """
 
     name: str
+    # True when a task's processes live outside the agent (and may outlive it): its
+    # start is then committed to the journal before ``run``, so ``reconcile`` knows
+    # what may have run. False (nothing outlives the agent): the start is journaled
+    # with the task's end, and a crash in between simply runs the task again.
+    outlives_agent: bool
 
     async def run(self, task: Task, on_start: StartHook | None = None) -> TaskResult: ...
 

@@ -97,6 +97,14 @@ class JournalStore:
         ``work`` may run twice (after a rollback), so it must touch nothing but the
         connection. A failing ``work`` raises ``JournalError`` and spoils no other write.
         """
+        return await self.submit(work)
+
+    def submit(self, work: Callable[[sqlite3.Connection], T]) -> asyncio.Future:
+        """Queue ``work`` as :meth:`write` does, without waiting: the future settles once
+        its commit is durable (or with ``JournalError``). A caller that need not wait
+        (a task's end: docs/guarantees.md asks only that it be committed before the
+        executor forgets the task) goes on at once, and its write joins the next
+        group commit with whatever else queues meanwhile."""
         # Group commit: writes queued while the journal thread is busy share one
         # transaction (one fsync); one failure spoils only itself (see _commit).
         loop = asyncio.get_running_loop()
@@ -109,7 +117,7 @@ class JournalStore:
             except BaseException:  # shut down: let the next write try (and fail) again
                 self._drain_queued = False
                 raise
-        return await fut
+        return fut
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], need_open: bool = True) -> T:
         """Run ``fn`` on the journal thread outside any write batch (reads, raw statements)."""

@@ -69,6 +69,7 @@ class ProcessExecutor:
     """
 
     name = "process"
+    outlives_agent = True
 
     def __init__(self, timeout_ms: float | None = None, timeout_factor: float = 10.0,
                  min_timeout_ms: float = 60_000.0, limit_memory: bool = True,

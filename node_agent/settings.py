@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from dodoor.errors import ValidationError
 from dodoor.service.auth_token import auth_headers
+from dodoor.errors import ValidationError
 from dodoor.service.cliargs import MAX_PORT, bounded, setting
 
 EXECUTORS = ("sleep", "process", "docker")
@@ -75,6 +75,16 @@ class AgentSettings:
         (), "docker executor: an image tasks may use (repeatable; default the built task "
             "images)", flag="--docker-allow-image", cli_default=[], action="append",
         metavar="IMAGE", convert=tuple)
+    docker_warm_images: tuple[str, ...] = setting(
+        (), "docker executor: keep warm containers for this image's tasks (repeatable; a task "
+            "label warm=true/false opts in or out; default none); docs/docker.md",
+        flag="--docker-warm-image", cli_default=[], action="append", metavar="IMAGE",
+        convert=tuple)
+    docker_warm_per_image: int = setting(
+        2, "docker executor: idle warm containers kept per image (default 2)",
+        type=bounded(int, 0))
+    docker_warm_idle_s: float = setting(
+        60.0, "docker executor: a warm container idle this long is removed (default 60)")
 
     def __post_init__(self) -> None:
         for name in ("cores", "memory_mb"):
@@ -97,6 +107,12 @@ class AgentSettings:
         if not (self.journal_retention_s >= 0 and np.isfinite(self.journal_retention_s)):
             raise ValidationError("journal_retention_s", "must be a finite number of seconds >= 0"
                                   f" (0: keep forever), got {self.journal_retention_s!r}")
+        if self.docker_warm_per_image < 0:
+            raise ValidationError("docker_warm_per_image",
+                                  f"must be >= 0, got {self.docker_warm_per_image!r}")
+        if not (self.docker_warm_idle_s > 0 and np.isfinite(self.docker_warm_idle_s)):
+            raise ValidationError("docker_warm_idle_s",
+                                  f"must be a finite number > 0, got {self.docker_warm_idle_s!r}")
         if self.max_body_bytes < 1024:
             raise ValidationError("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes!r}")
 

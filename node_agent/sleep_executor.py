@@ -25,6 +25,7 @@ class SleepExecutor:
     """Holds each task for ``duration_ms × scale`` and reports success."""
 
     name = "sleep"
+    outlives_agent = False
 
     def __init__(self, scale: float = 1.0) -> None:
         if not scale >= 0:

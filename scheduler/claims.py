@@ -90,7 +90,7 @@ class Claims:
         try:
             reply = await self.peers.send(
                 self.settings.loadstore_url.rstrip("/") + "/internal/lookup",
-                Lookup(self.instance, tuple(ids), claim=True), expect=LookupReply)
+                Lookup(self.instance, tuple(ids), claim=True, ended=True), expect=LookupReply)
             if len(reply.outcomes) == len(ids):
                 verdicts = {i: (o, n, w) for i, o, n, w
                             in zip(ids, reply.outcomes, reply.nodes, reply.owners)}

@@ -24,7 +24,7 @@ from dodoor.policies import PolicyKind, make_policy_spec
 from dodoor.resources import Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.peers import PeerClient
-from dodoor.taskindex import BUSY, PLACED
+from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas, Enqueue
 from scheduler.claims import Claims
 from scheduler.paths import make_path
@@ -135,6 +135,11 @@ class Placer:
                 if claimed is not None and claimed[0] == PLACED:
                     coros.append(_indexed(i, forwarder.confirm_at(task, claimed[1],
                                                                   _VIEW_CATCH_UP_S)))
+                    continue
+                if claimed is not None and claimed[0] == ENDED:
+                    # it ended on a node since declared dead, and every scheduler answers
+                    # that end: a resubmission is the same task, already done
+                    out[i] = Placement(task_id, claimed[1])
                     continue
                 if claimed is not None and claimed[0] == BUSY:
                     who = (f"is being placed by scheduler {claimed[2]}" if claimed[2] else

@@ -20,7 +20,7 @@ import msgpack
 from aiohttp import web
 
 from dodoor.errors import ValidationError
-from dodoor.taskindex import BUSY, LOST, MINE, PLACED
+from dodoor.taskindex import BUSY, ENDED, MINE, PLACED
 from dodoor.taskstates import LOST, QUEUED, TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
 from dodoor.service.peers import PeerError
@@ -59,32 +59,48 @@ def status_body(task_id: str, state: str, node: str | None, reason: str) -> dict
 
 async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> dict[str, str]:
     """The node holding each id, as far as this scheduler and the load store know;
-    ids answered without a node (reserved, lost, busy, unknown) go into ``out``."""
+    ids answered without a node (reserved, lost, ended, busy, unknown) go into ``out``.
+
+    An id on a node declared dead is asked of the store too: only the store's index
+    knows whether its end was reported before the death (then it keeps its state)
+    or not (``lost``), and every scheduler must give the same answer."""
     placer, peers = state.placer, state.peers
     assert placer is not None and peers is not None
     where: dict[str, str] = {}
     ask: list[str] = []
+    on_dead: dict[str, str] = {}  # id -> the dead node this scheduler placed it on
     for task_id in task_ids:
         if placer.reservations.get(task_id) is not None:
             out.found[task_id] = status_body(task_id, QUEUED, None,
                                              "reserved, waiting for a confirm")
-        elif (node := placer.placed.get(task_id)) is not None:
+        elif (node := placer.placed.get(task_id)) is not None and node not in state.view.dead:
             where[task_id] = node
         else:
+            if node is not None:
+                on_dead[task_id] = node
             ask.append(task_id)
     if not ask:
         return where
     try:
         reply = await peers.send(state.settings.loadstore_url.rstrip("/") + "/internal/lookup",
-                                 Lookup(placer.instance, tuple(ask)), expect=LookupReply)
+                                 Lookup(placer.instance, tuple(ask), ended=True),
+                                 expect=LookupReply)
     except PeerError as exc:
         for task_id in ask:
             out.errors[task_id] = (503, f"task {task_id!r} was not placed by this scheduler and "
                                         f"the load store cannot be asked: {exc}")
         return where
-    for task_id, outcome, node, owner in zip(ask, reply.outcomes, reply.nodes, reply.owners):
-        if outcome == LOST:
-            out.found[task_id] = status_body(task_id, LOST, node or None,
+    ended = reply.states or ("",) * len(ask)
+    for task_id, outcome, node, owner, end in zip(ask, reply.outcomes, reply.nodes,
+                                                   reply.owners, ended):
+        if outcome == ENDED:
+            out.found[task_id] = status_body(
+                task_id, end, node or None, f"ended {end} on node {node} before it was declared "
+                "dead; its exit code and log are unavailable until the node is back")
+        elif outcome == LOST or (task_id in on_dead and outcome != PLACED):
+            # placed here on a node that died before it reported the id: lost as well
+            node = node or on_dead[task_id]
+            out.found[task_id] = status_body(task_id, LOST, node,
                                              f"node {node} was declared dead")
         elif outcome in (BUSY, MINE):
             why = (f"being placed by scheduler {owner}; no node has reported it yet" if owner
@@ -106,8 +122,9 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
     by_node: dict[str, list[str]] = defaultdict(list)
     for task_id, node in where.items():
         if node in state.view.dead:
-            out.found[task_id] = status_body(task_id, LOST, node,
-                                             f"node {node} was declared dead")
+            # the store says it is placed there, so the node is back: our view lags
+            out.found[task_id] = status_body(task_id, UNKNOWN, node, f"node {node} is back at "
+                                             "the load store; this scheduler's view lags")
         elif state.view.index.get(node) is None:
             out.found[task_id] = status_body(task_id, UNKNOWN, node, f"node {node} is out of "
                                              "this scheduler's view but was not declared dead")

@@ -8,7 +8,9 @@ fractions of one machine, one row per machine type that can host the VM type).
 A VM becomes a :class:`Task` whose demand is its fractions times a host's
 capacity, whose duration is its lifetime capped at ``cap_ms``, and whose arrival
 is either re-timed at ``rate`` tasks per second (original order kept) or its own
-start time scaled from days to milliseconds. Schema-level errors (missing table
+start time scaled from days to milliseconds. When the ``vm`` table has its
+``priority`` column, a VM's class follows it (:data:`VM_PRIORITY`, documented
+in docs/workloads.md); without the column every task is ``normal``. Schema-level errors (missing table
 or column) are reported at line 0; row errors at the row's sqlite ``rowid``.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dodoor.errors import TraceFormatError, ValidationError
+from dodoor.priority import CLASS_NAMES, DEFAULT_PRIORITY
 from dodoor.resources import NodeSpec, Task
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ MIN_DURATION_MS = 1.0
 DEFAULT_HOST = NodeSpec("packing-host", 16.0, 128 * 1024.0, 512 * 1024.0, 2)
 
 VM_COLUMNS = ("vmId", "vmTypeId", "starttime", "endtime")
+# The trace's two tiers: 0 marks low-priority VMs (evictable, like spot), 1 the regular,
+# high-priority ones; they keep those names among the 0..3 classes. NULL: the default.
+VM_PRIORITY = {0: CLASS_NAMES["low"], 1: CLASS_NAMES["high"]}
 VMTYPE_COLUMNS = ("vmTypeId", "machineId", "core", "memory", "hdd", "ssd")
 
 
@@ -73,7 +79,7 @@ def load_packing_sqlite(
         _require_columns(conn, path, "vmType", VMTYPE_COLUMNS)
         _check_start_times(conn, path)
         fractions = _vm_types(conn, path)
-        rows = _vm_rows(conn, window, limit)
+        rows = _vm_rows(conn, window, limit, _has_column(conn, "vm", "priority"))
     except sqlite3.DatabaseError as exc:
         raise TraceFormatError(str(path), 0, "-", f"cannot read sqlite: {exc}") from exc
     finally:
@@ -132,6 +138,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f'PRAGMA table_info("{table}")'))
+
+
 def _require_columns(conn: sqlite3.Connection, path: Path, table: str, needed: Sequence[str]) -> None:
     have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
     if not have:
@@ -170,8 +180,9 @@ def _vm_types(conn: sqlite3.Connection, path: Path) -> dict[object, VmFractions]
 
 
 def _vm_rows(conn: sqlite3.Connection, window: tuple[float, float] | None,
-             limit: int | None) -> list[tuple]:
-    sql = "SELECT rowid, vmId, vmTypeId, starttime, endtime FROM vm"
+             limit: int | None, with_priority: bool) -> list[tuple]:
+    sql = (f"SELECT rowid, vmId, vmTypeId, starttime, endtime, "
+           f"{'priority' if with_priority else 'NULL'} FROM vm")
     params: list[object] = []
     if window is not None:
         sql += " WHERE starttime >= ? AND starttime < ?"
@@ -185,7 +196,7 @@ def _vm_rows(conn: sqlite3.Connection, window: tuple[float, float] | None,
 
 def _task(path: Path, row: tuple, arrival_ms: float, fractions: dict[object, VmFractions],
           labels: dict[object, dict[str, str]], host: NodeSpec, cap_ms: float) -> Task:
-    rowid, vm_id, type_id, start, end = row
+    rowid, vm_id, type_id, start, end, priority = row
     if vm_id is None or str(vm_id).strip() == "":
         raise TraceFormatError(str(path), rowid, "vm.vmId", "empty vmId")
     shares = fractions.get(type_id)
@@ -211,7 +222,20 @@ def _task(path: Path, row: tuple, arrival_ms: float, fractions: dict[object, VmF
         arrival_ms=arrival_ms,
         # One labels mapping per VM type, shared: millions of VMs, a few hundred types.
         labels=labels.setdefault(type_id, {"source": "azure-packing2020", "vm_type": str(type_id)}),
+        priority=_priority(path, rowid, priority),
     )
+
+
+def _priority(path: Path, rowid: int, value: object) -> int:
+    """The class of a ``vm.priority`` value (:data:`VM_PRIORITY`; NULL is the default)."""
+    if value is None:
+        return DEFAULT_PRIORITY
+    cls = (VM_PRIORITY.get(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+           else None)
+    if cls is None:
+        raise TraceFormatError(str(path), rowid, "vm.priority",
+                               f"must be one of {sorted(VM_PRIORITY)} or NULL, got {value!r}")
+    return cls
 
 
 def _number(path: Path, rowid: int, column: str, value: object) -> float:

@@ -9,7 +9,9 @@ from dodoor.policies.base import PlacementPolicy, PolicyKind, PoolPolicy, count_
 from dodoor.policies.cached import CachedPowerOfTwo, DodoorPolicy, ExpectedWaitPolicy
 from dodoor.policies.ideal import IdealPolicy
 from dodoor.policies.prequal import PrequalPolicy
-from dodoor.policies.probing import PowerOfTwo, PowerOfTwoDuration
+from dodoor.policies.probing import (
+    PowerOfTwo, PowerOfTwoCount, PowerOfTwoDuration, PowerOfTwoPending,
+)
 from dodoor.policies.simple import RandomPolicy, SparrowPolicy
 from dodoor.settings import PolicySettings, key_values
 
@@ -19,6 +21,8 @@ POLICIES: dict[str, Callable[[PolicySettings], PlacementPolicy]] = {
     "cached-power-of-two": CachedPowerOfTwo,
     "power-of-two": PowerOfTwo,
     "power-of-two-duration": PowerOfTwoDuration,
+    "power-of-two-count": PowerOfTwoCount,
+    "power-of-two-pending": PowerOfTwoPending,
     "sparrow": SparrowPolicy,
     "prequal": PrequalPolicy,
     "random": RandomPolicy,

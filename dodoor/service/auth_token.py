@@ -65,7 +65,8 @@ def resolve_token(token: str | None = None, token_file: str | None = None,
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
-    """The header that carries ``token`` on a request; none without a token."""
+    """The headers that carry ``token`` on an outgoing request: the one place that builds
+    them, for the daemons' own calls, the client and the tools alike (none without a token)."""
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from dodoor.errors import ValidationError
 from dodoor.service.auth_token import add_token_arguments, resolve_token, token_from_args
+from dodoor.priority import parse_priority_mix
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_PORT = 65535
@@ -51,6 +52,26 @@ def add_policy_list(parser: argparse.ArgumentParser, default_text: str,
                         help=f"{POLICY_LIST_HELP} (default {default_text})")
     for alias in aliases:
         parser.add_argument(alias, dest="policy", action="append", help=argparse.SUPPRESS)
+
+
+def add_priority_mix(parser: argparse.ArgumentParser, seed_flag: str) -> None:
+    """The ``--priority-mix CLASS=SHARE,...`` option every tool that draws classes shares.
+
+    Parsed by :func:`dodoor.priority.parse_priority_mix` into ``{class: share}``
+    (None when absent); the tool draws with ``dodoor.priority.apply_priority_mix``
+    and the seed of ``seed_flag``.
+    """
+    def mix(text: str) -> dict[int, float]:
+        try:
+            return parse_priority_mix(text)
+        except ValueError as exc:  # argparse prints a one-line usage error for these
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    mix.__name__ = "priority mix"
+    parser.add_argument("--priority-mix", type=mix, default=None, metavar="CLASS=SHARE,...",
+                        help=f"draw each task's class with {seed_flag}, e.g. high=0.2,normal=0.8 "
+                             "(classes low, normal, high, critical or 0..3; default: each task "
+                             "keeps its own class, normal unless the trace sets one)")
 
 
 def bounded(kind: Callable[[str], int | float], low: float | None = None,

@@ -74,11 +74,13 @@ class Oracle:
         self.replays += 1
         now = node.loop.now
         real = node.rq
-        rq: RunQueue[QueueEntry] = RunQueue(real.capacity, real.slots, real.overhead_ms)
+        rq: RunQueue[QueueEntry] = RunQueue(real.capacity, real.slots, real.overhead_ms,
+                                            real.aging_ms)
+        classes = node.records.priority
         ends: list[tuple[float, int, QueueEntry]] = []
         seq = 0
         for entry in real.running:
-            copy = QueueEntry(entry.demand, entry.duration_ms)
+            copy = QueueEntry(entry.demand, entry.duration_ms, entry.priority)
             rq.adopt(copy, now)
             copy.end_ms = entry.end_ms
             seq += 1
@@ -86,8 +88,11 @@ class Oracle:
         heapq.heapify(ends)
         for entry in real.waiting:
             if entry.job is None:  # reservations are not tasks yet
-                rq.push(QueueEntry(entry.demand, entry.duration_ms))
-        arrivals = [(at, entry.demand, entry.duration_ms) for at, entry in node.inbound]
+                copy = QueueEntry(entry.demand, entry.duration_ms, entry.priority)
+                copy.since_ms = entry.since_ms
+                rq.push(copy)
+        arrivals = [(at, entry.demand, entry.duration_ms, classes[entry.index])
+                    for at, entry in node.inbound]
         steps: list[Step] = [(now, tuple(rq.free), rq.free_slots)]
         ai = 0
         # One event at a time, in the loop's order — ends by (time, start order),
@@ -99,8 +104,8 @@ class Oracle:
                 t, _, done = heapq.heappop(ends)
                 rq.finish(done)
             elif ai < len(arrivals):
-                t, demand, duration = arrivals[ai]
-                rq.push(QueueEntry(demand, duration))
+                t, demand, duration, priority = arrivals[ai]
+                rq.push(QueueEntry(demand, duration, priority), t)
                 ai += 1
             else:
                 return steps

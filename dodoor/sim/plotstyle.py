@@ -12,15 +12,16 @@ from typing import Iterable, Sequence
 # The lower bound every other policy is measured against (simulator only).
 BOUND = "ideal"
 BOUND_LABEL = "ideal (bound)"
-# matplotlib's tab10 without its grey: grey is the bound's band.
+# matplotlib's tab10 without its grey (grey is the bound's band), then two dark
+# tab20b shades, so that every policy of `dodoor simulate` has a colour of its own.
 COLORS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                           "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+                           "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939")
 # Dodoor's own policies are solid; the policies they are compared with are broken,
 # so the subject stands out before the legend is read.
 SUBJECT_LINESTYLE = "-"
 OTHER_LINESTYLES: tuple = ((0, (5, 2)), (0, (1, 1.2)), (0, (6, 2, 1, 2)),
                            (0, (3, 1, 1, 1, 1, 1)))
-MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h")
 MARKS_PER_LINE = 4
 # Row labels of utilization panels (keys of dodoor.sim.summary.UTILIZATION_RESOURCES).
 UTILIZATION_LABELS = {"slots": "slots in use", "cores": "cores in use",

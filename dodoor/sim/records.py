@@ -28,7 +28,9 @@ class TaskRecords:
         self.start = [NAN] * n
         self.end = [NAN] * n
         self.node = [-1] * n
+        self.priority = [t.priority for t in tasks]
         self.finished = 0
+        self.preempted = 0  # running tasks stopped and requeued for a higher class
 
     def __len__(self) -> int:
         return len(self.submit)
@@ -42,6 +44,7 @@ class TaskRecords:
             "node": np.asarray(self.node, dtype=np.int64),
             "cores": np.asarray(self.cores, dtype=np.float64),
             "memory_mb": np.asarray(self.memory_mb, dtype=np.float64),
+            "priority": np.asarray(self.priority, dtype=np.int64),
         }
 
     def write_csv(self, path: str | Path, nodes: Sequence[NodeSpec]) -> None:

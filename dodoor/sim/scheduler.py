@@ -15,17 +15,20 @@ Every task costs one ``enqueue``, whatever the policy.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Sequence
 
 import numpy as np
 
 from dodoor.cache import CandidateView, LoadCache
+from dodoor.estimates import DurationLearner, duration_key
 from dodoor.policies import PlacementPolicy, PolicyKind
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
 from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
 from dodoor.sim.engine import EventLoop
+from dodoor.sim.fallback import SimFallback, has_room
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.lookahead import Lookahead
 from dodoor.sim.network import Network, wire_sizes
@@ -68,7 +71,8 @@ class SimScheduler:
     def __init__(self, index: int, policy: PlacementPolicy, cache: LoadCache,
                  sampler: FeasibleSampler, nodes: Sequence[SimNode], store: SimLoadStore,
                  net: Network, loop: EventLoop, rng: random.Random,
-                 oracle: Oracle | None = None) -> None:
+                 oracle: Oracle | None = None,
+                 true_ms: Sequence[float] | None = None) -> None:
         self.index = index
         self.policy = policy
         self.cache = cache
@@ -79,6 +83,11 @@ class SimScheduler:
         self.loop = loop
         self.rng = rng
         self.oracle = oracle
+        # each task's true duration when the tasks it is given carry wrong estimates
+        self.true_ms = true_ms
+        # durations learned from this scheduler's completions (cache-based policies)
+        self.learner = (DurationLearner() if policy.settings.learn_durations
+                        and policy.kind is PolicyKind.CACHED else None)
         # snapshot age: when the store built the snapshot in the cache (the
         # empty start state is exact at the start), summed over decisions
         self.snapshot_made_ms = loop.now
@@ -86,6 +95,7 @@ class SimScheduler:
         self.decisions = 0
         self.receiver: DeltaReceiver | None = None
         self.lookahead: Lookahead | None = None
+        self.fallback: SimFallback | None = None  # dodoor.sim.fallback, when enabled
         self._delta_size = wire_sizes().deltas
         handlers = {
             PolicyKind.NONE: self._submit_local,
@@ -125,12 +135,23 @@ class SimScheduler:
             self.lookahead.invalidate()
         self.snapshot_made_ms = update.made_ms
 
+    def on_task_end(self, declared: Task, entry: Entry) -> None:
+        """One of this scheduler's tasks ended (its completion status): learn from it."""
+        if self.learner is not None:
+            self.learner.observe(duration_key(declared), declared.duration_ms, entry.true_ms)
+
     @property
     def mean_snapshot_age_ms(self) -> float | None:
         return self.age_sum_ms / self.decisions if self.decisions else None
 
-    def _enqueue(self, index: int, node: int, dt: Demand, duration: float) -> Entry:
-        entry = Entry(index, dt, duration)
+    def _entry(self, index: int, dt: Demand, estimate: float, job: object = None) -> Entry:
+        """The task as it travels: it runs for its true duration, and the node counts
+        the estimate the scheduler sends with it as its pending work."""
+        true = self.true_ms
+        return Entry(index, dt, estimate if true is None else true[index], job, estimate)
+
+    def _enqueue(self, index: int, node: int, dt: Demand, estimate: float) -> Entry:
+        entry = self._entry(index, dt, estimate)
         self.net.send("enqueue", self.nodes[node].enqueue, entry)
         return entry
 
@@ -148,6 +169,15 @@ class SimScheduler:
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
             node = policy.choose(task, demand, self.cache.view(cands), self.rng)
+            fallback = self.fallback
+            if fallback is not None and not has_room(self.cache, cands, demand):
+                packed = fallback.place(index, task, demand)
+                if packed is not None:
+                    node = packed
+                    fallback.stats.placed_tasks.append(index)
+        if self.learner is not None:
+            learned = self.learner.estimate(duration_key(task), task.duration_ms)
+            task = dataclasses.replace(task, duration_ms=learned)
         self._enqueue(index, node, dt, task.duration_ms)
         self.age_sum_ms += self.loop.now - self.snapshot_made_ms
         self.decisions += 1
@@ -180,7 +210,7 @@ class SimScheduler:
         cands = self.policy.candidates(task, demand, self.sampler, self.rng)
         job = _SparrowJob(self, cands)
         for node in cands:
-            entry = Entry(index, dt, task.duration_ms, job)
+            entry = self._entry(index, dt, task.duration_ms, job)
             job.entries.append(entry)
             self.net.send("reserve", self.nodes[node].reserve, entry)
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dodoor.messages import messages_summary
+from dodoor.priority import DEFAULT_PRIORITY, class_name
 from dodoor.resources import NodeSpec
 from dodoor.sim.records import TaskRecords
 
@@ -95,6 +96,14 @@ def summarize(policy: str, records: TaskRecords, nodes: Sequence[NodeSpec],
                for name in UTILIZATION_RESOURCES},
         },
     }
+    classes = np.unique(arr["priority"])
+    if classes.size > 1 or (classes.size == 1 and int(classes[0]) != DEFAULT_PRIORITY):
+        out["by_priority"] = {
+            class_name(int(p)): {"tasks": int(np.sum(arr["priority"] == p)),
+                                 "makespan_ms": {"mean": _mean(makespan[arr["priority"] == p]),
+                                                 "p50": _pct(makespan[arr["priority"] == p], 50),
+                                                 "p99": _pct(makespan[arr["priority"] == p], 99)}}
+            for p in classes.tolist()}
     if settings is not None:
         out["settings"] = dict(settings)
     return out

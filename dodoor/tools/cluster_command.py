@@ -11,17 +11,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
-
-from dodoor.service.cliargs import bounded, comma_list, env_token
+from dodoor.service.cliargs import add_priority_mix, bounded, comma_list, env_token
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES
+from dodoor.priority import CLASS_NAMES, apply_priority_mix
 from dodoor.resources import Task
 from dodoor.taskstates import SUCCEEDED, UNKNOWN
 from dodoor.validation import parse_task
 from dodoor.tools.localcluster import EXECUTORS, MAX_SCHEDULERS, ClusterSettings, LocalCluster
-from dodoor.tools.submit import (SubmitError, follow, outcome_json_lines, outcome_table,
-                              submit)
+from dodoor.tools.submit import follow, outcome_json_lines, outcome_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Submit one task (its command after --), COUNT copies of it, or every "
                     "task of a trace; follow them to the end and print their outcome. Exits 0 "
                     "when every task succeeded.")
-    sub.add_argument("--url", required=True, help="scheduler URL(s), comma-separated; batches "
-                                                  "go round-robin")
+    sub.add_argument("--url", required=True, help="scheduler URL(s), comma-separated; each "
+                                                  "task's id picks its scheduler (the next "
+                                                  "one when that one is unreachable)")
     sub.add_argument("--trace", type=Path,
                      help="submit every task of a trace file instead (default: the one task "
                           "the options below describe)")
@@ -77,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--duration-ms", type=float, default=1000.0,
                      help="the task's declared duration: what the sleep executor sleeps and "
                           "the schedulers' estimate")
+    sub.add_argument("--priority", choices=tuple(CLASS_NAMES), default=None,
+                     help="class of the single task (default: normal)")
+    add_priority_mix(sub, "--seed")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the --priority-mix draw")
     sub.add_argument("--image", help="docker executor: the image to run (default: the agent's)")
     sub.add_argument("--count", type=bounded(int, 1), default=1, help="copies of the single task")
     sub.add_argument("--batch", type=bounded(int, 1), default=100, help="tasks per request")
@@ -122,6 +125,11 @@ def _cluster_up(args: argparse.Namespace) -> int:
     return 1 if died else 0
 
 
+# one request's limit; an unreachable scheduler is noticed sooner, by the client's
+# connect timeout
+SUBMIT_TIMEOUT_S = 30.0
+
+
 def _submit(args: argparse.Namespace) -> int:
     tasks = _tasks_from_args(args)
     urls = [u.rstrip("/") for u in comma_list(args.url)]
@@ -147,32 +155,45 @@ def _tasks_from_args(args: argparse.Namespace) -> list[Task]:
             if command and not body.get("command"):
                 body["command"] = command
             tasks.append(parse_task(body))
-        return tasks
+        return _with_mix(tasks, args)
     body = {"cores": args.cores, "memory_mb": args.memory_mb, "disk_mb": args.disk_mb,
             "duration_ms": args.duration_ms}
     if command:
         body["command"] = command
     if args.image:
         body["image"] = args.image
-    return [parse_task(body, make_id=lambda: uuid.uuid4().hex) for _ in range(args.count)]
+    if args.priority is not None:
+        body["priority"] = CLASS_NAMES[args.priority]
+    return _with_mix([parse_task(body, make_id=lambda: uuid.uuid4().hex)
+                      for _ in range(args.count)], args)
+
+
+def _with_mix(tasks: list[Task], args: argparse.Namespace) -> list[Task]:
+    """``tasks`` with classes drawn by ``--priority-mix``, if given (it overrides the rest)."""
+    if args.priority_mix is None:
+        return tasks
+    if args.priority is not None:
+        raise ValidationError("--priority", "conflicts with --priority-mix; give one of them")
+    return apply_priority_mix(tasks, args.priority_mix, args.seed)
 
 
 async def _submit_and_follow(urls: list[str], tasks: list[Task], args: argparse.Namespace) -> int:
-    token = env_token()
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # the client is a tool's dependency: imported here, never by the daemons
+    from dodoor.client import AsyncClient, NoSchedulerError, RequestError
+
+    async with AsyncClient(urls, env_token(), timeout=SUBMIT_TIMEOUT_S,
+                           submit_batch=args.batch) as client:
         try:
-            placed = await submit(session, urls, tasks, batch_size=args.batch, token=token)
-        except SubmitError as exc:
+            handles = await client.submit_many(t.to_dict() for t in tasks)
+            print(f"submitted {len(handles)} tasks", file=sys.stderr)
+            outcomes = await follow(client, handles, timeout_s=args.timeout)
+        except RequestError as exc:
             print(f"dodoor submit: rejected: {exc}", file=sys.stderr)
             return 1
-        except aiohttp.ClientError as exc:
-            print(f"dodoor submit: cannot reach {', '.join(urls)}: {exc}", file=sys.stderr)
+        except NoSchedulerError as exc:
+            print(f"dodoor submit: {exc}", file=sys.stderr)
             return 1
-        print(f"submitted {len(placed)} tasks", file=sys.stderr)
-        final = await follow(session, placed, token=token, timeout_s=args.timeout)
-    outcomes = [final.get(p.task_id, {"id": p.task_id, "state": UNKNOWN}) for p in placed]
-    counts = Counter(str(o.get("state", UNKNOWN)) for o in outcomes)
+    counts = Counter(str(o.get("state", "unknown")) for o in outcomes)
     summary = "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if args.json:
         print(summary, file=sys.stderr)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from dodoor.service.auth_token import auth_headers
 from dodoor.errors import ValidationError
 from dodoor.policies import LIVE_POLICIES
 from dodoor.policies.lists import parse_policy_list
@@ -35,7 +36,6 @@ from dodoor.sim.simulation import simulate
 from dodoor.tools.localcluster import ClusterSettings, LocalCluster
 from dodoor.tools.replay import ReplaySettings, replay, scale_tasks
 from dodoor.tools.report import render
-from dodoor.service.auth_token import auth_headers
 from dodoor.taskstates import SUCCEEDED
 from workloads.clusters import scaled
 

@@ -241,11 +241,15 @@ class LocalCluster:
         with open(self._log_path(proc), "ab") as logfile:
             proc.log_offset = logfile.tell()
             proc.popen = subprocess.Popen(
-                [sys.executable, "-m", "dodoor", *proc.argv], stdout=logfile,
+                self._command(proc), stdout=logfile,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
         self._procs.append(proc)
         log.debug("spawned %s (pid %d) for %s", proc.name, proc.popen.pid, proc.url)
+
+    def _command(self, proc: _Proc) -> list[str]:
+        """How a component is launched (a benchmark runs one under a profiler instead)."""
+        return [sys.executable, "-m", "dodoor", *proc.argv]
 
     def _wait_healthy(self, proc: _Proc) -> None:
         deadline = time.monotonic() + self.settings.startup_timeout_s

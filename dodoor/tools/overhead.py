@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dodoor.resources import Task
 from node_agent.docker_executor import BUSYBOX_IMAGE, DockerExecutor, DockerSettings
+from node_agent.warm_docker import DockerWarmRuntime
 
 log = logging.getLogger(__name__)
 IMAGE = BUSYBOX_IMAGE
@@ -36,17 +37,7 @@ def container_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 
     counted. Raises ``RuntimeError`` naming the cause when no engine answers or
     the image is missing.
     """
-    if runs < 1 or concurrency < 1:
-        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
-    try:
-        import docker
-
-        client = docker.from_env(max_pool_size=concurrency + 4)
-        client.images.get(image)
-    except Exception as exc:  # the SDK raises several unrelated types
-        raise RuntimeError(f"cannot measure the container overhead with {image}: {exc} "
-                           "(is the engine up and were compose/build-images.sh's images built?)"
-                           ) from exc
+    client = _client(runs, image, concurrency, "container")
     # the agent id labels every probe container, so none is mistaken for a real agent's
     label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
     executor = DockerExecutor(DockerSettings(agent_id=label, default_image=image,
@@ -98,3 +89,61 @@ def busy_overhead_ms(solo_ms: float, full_ms: float, slots: int, duration_ms: fl
         return solo_ms
     p = duration_ms - full_ms
     return (-p + math.sqrt(p * p + 4.0 * solo_ms * duration_ms)) / 2.0
+
+
+def warm_overhead_ms(runs: int = 5, image: str = IMAGE, concurrency: int = 1) -> float:
+    """Median wall time of a zero-length task in an already warm container, in ms.
+
+    As :func:`container_overhead_ms`: ``concurrency`` tasks at once in each of
+    ``runs`` rounds, after one uncounted round; each task gets limits different
+    from its container's last ones, so the ``docker update`` a task of new limits
+    pays is in the figure. The containers' own (cold) starts are not.
+    """
+    client = _client(runs, image, concurrency, "warm")
+    label = f"dodoor-overhead-{uuid.uuid4().hex[:8]}"
+    runtime = DockerWarmRuntime(client, DockerSettings(
+        agent_id=label, allowed_images=frozenset({image})))
+    boxes: list[str] = []
+
+    def one(box: str, memory: str) -> float:
+        t0 = time.perf_counter()
+        runtime.update(box, 1.0, memory)
+        code = runtime.run(box, uuid.uuid4().hex[:16], ["dodoor-task", "sleep", "0.000"], {},
+                           bytearray())
+        if code != 0:
+            raise RuntimeError(f"the warm probe task exited with {code} in {image}")
+        return (time.perf_counter() - t0) * 1000.0
+
+    times: list[float] = []
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            boxes += pool.map(lambda _: runtime.create(image, 1.0, "64m"), range(concurrency))
+            for i in range(runs + 1):
+                memory = f"{64 + (i % 2)}m"
+                batch = list(pool.map(lambda box: one(box, memory), boxes))
+                if i:
+                    times += batch
+    finally:
+        for box in boxes:
+            runtime.remove(box)
+        client.close()
+    median = statistics.median(times)
+    log.info("warm overhead: median %.1f ms over %d tasks, %d at a time", median, len(times),
+             concurrency)
+    return median
+
+
+def _client(runs: int, image: str, concurrency: int, what: str):
+    """A client to the engine, checked to hold ``image``; errors say what is missing."""
+    if runs < 1 or concurrency < 1:
+        raise ValueError(f"runs and concurrency must be >= 1, got {runs} and {concurrency}")
+    try:
+        import docker
+
+        client = docker.from_env(max_pool_size=concurrency + 4)
+        client.images.get(image)
+    except Exception as exc:  # the SDK raises several unrelated types
+        raise RuntimeError(f"cannot measure the {what} overhead with {image}: {exc} "
+                           "(is the engine up and were compose/build-images.sh's images built?)"
+                           ) from exc
+    return client

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import math
 import sys
@@ -20,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
 import aiohttp
-import msgpack
 
+from dodoor.service.auth_token import auth_headers
+from dodoor.client import AsyncClient, ClientError
 from dodoor.clock import Clock, WallClock
 from dodoor.errors import ValidationError
 from dodoor.resources import NodeSpec, Task
-from dodoor.service.auth_token import auth_headers
 # TERMINAL has cancelled: a cancelled task is done
 from dodoor.taskstates import FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from dodoor.sim.records import TaskRecords
@@ -37,10 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """urls: the schedulers (round-robin); agents/loadstore: metrics sources
-    (agents default to the scheduler's ``GET /v1/nodes``); batch_window_ms: tasks
-    due within this window of the first go in one request; poll_s: least time
-    between two status polls of one task (backing off to max_poll_s); max_resubmits: per task, one per loss."""
+    """urls: the schedulers (each id goes to its scheduler by the client's rendezvous
+    hashing); agents/loadstore: metrics sources (agents default to the scheduler's
+    ``GET /v1/nodes``); batch_window_ms: tasks due within this window of the first go
+    in one submission (one request per scheduler); poll_s: least time between two
+    status reads of one task (backing off to max_poll_s; the tasks due in one tick are
+    read with one batch status request per scheduler); max_resubmits: per task, one
+    per loss."""
 
     urls: tuple[str, ...]
     agents: tuple[str, ...] | None = None
@@ -50,7 +52,6 @@ class ReplaySettings:
     max_inflight: int = 16
     poll_s: float = 0.5
     max_poll_s: float = 2.0
-    poll_concurrency: int = 16
     max_resubmits: int = 3
     submit_retries: int = 20
     retry_s: float = 0.5
@@ -72,7 +73,6 @@ class _Track:
 
     state: str = "pending"  # pending, submitted, queued, running, or terminal
     submit_ms: float = math.nan
-    scheduler: str | None = None
     next_poll_ms: float = 0.0
     resubmits: int = 0
     retries: int = 0
@@ -139,11 +139,9 @@ class Replayer:
         self.index = {t.task_id: i for i, t in enumerate(self.tasks)}
         if len(self.index) != len(self.tasks):
             raise ValueError("task ids in a replay must be unique")
-        self._urls = itertools.cycle(settings.urls)
         self._gate = asyncio.Semaphore(settings.max_inflight)
-        self._poll_gate = asyncio.Semaphore(settings.poll_concurrency)
         self._submitted_all = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncClient | None = None
         self.t0 = 0.0
 
     # -- the run -----------------------------------------------------------------
@@ -151,8 +149,9 @@ class Replayer:
     async def run(self) -> ReplayResult:
         s = self.settings
         timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            self._session = session
+        async with (aiohttp.ClientSession(timeout=timeout) as session,
+                    AsyncClient(s.urls, s.token, timeout=60.0) as client):
+            self._client = client
             nodes, agent_urls = await fetch_nodes(session, s.urls[0], s.token)
             if s.agents is None:
                 skipped = [u for u in agent_urls if not is_loopback(u)]
@@ -190,51 +189,45 @@ class Replayer:
             if wait_ms > 0:
                 await asyncio.sleep(wait_ms / 1000.0)
             await self._gate.acquire()  # bounds requests in flight; released by _send
-            group.create_task(self._send(list(range(i, j)), next(self._urls)))
+            group.create_task(self._send(list(range(i, j))))
             i = j
         self._submitted_all.set()
 
-    async def _send(self, idxs: list[int], url: str) -> None:
-        """POST one batch; placed tasks are followed, unplaced ones retried later."""
-        assert self._session is not None
-        s = self.settings
+    async def _send(self, idxs: list[int]) -> None:
+        """Submit one batch (one attempt); placed tasks are followed, unplaced ones
+        retried later, refused ones fail."""
+        assert self._client is not None
         try:
             now = self.clock.now_ms()
             for i in idxs:
                 t = self.track[i]
                 if math.isnan(t.submit_ms):
                     t.submit_ms = now
-                t.state, t.scheduler = "submitted", url
-            body = msgpack.packb({"tasks": [self.tasks[i].to_dict() for i in idxs]},
-                                 use_bin_type=True)
-            try:
-                async with self._session.post(url + "/v1/tasks", data=body, headers={
-                        **auth_headers(s.token), "Content-Type": "application/msgpack"}) as resp:
-                    status = resp.status
-                    answer = await resp.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                log.warning("submitting %d task(s) to %s failed: %s", len(idxs), url, exc)
-                self._retry(idxs, f"{url}: {exc}")
-                return
+                t.state = "submitted"
+            placements = await self._client.submit_once(self.tasks[i].to_dict() for i in idxs)
+        except ClientError as exc:  # an answer that is not one: the same ids again later
+            log.warning("submitting %d task(s) failed: %s", len(idxs), exc)
+            self._retry(idxs, str(exc))
+            return
         finally:
             self._gate.release()
-        placements = {p["id"]: p for p in (answer or {}).get("placements", [])}
-        if status in (400, 413, 422):
-            reason = (answer or {}).get("error", {}).get("reason", f"HTTP {status}")
-            for i in idxs:
-                self._finish(i, FAILED, {"reason": reason})
-            return
         now = self.clock.now_ms()
         for i in idxs:
-            p = placements.get(self.tasks[i].task_id)
+            p = placements[self.tasks[i].task_id]
+            if p.get("status") in (400, 413, 422):
+                self._finish(i, "failed", {"reason": p["error"]})
+                continue
             # node None without an error: a Sparrow reservation not yet confirmed (it
             # will be placed by the first confirm; the status reads "queued" meanwhile)
-            if p is None or p.get("error"):
-                self._retry([i], (p or {}).get("error", f"HTTP {status}"))
+            if p.get("error"):
+                if p["status"] == 0:
+                    log.warning("submitting task %s failed: %s", self.tasks[i].task_id,
+                                p["error"])
+                self._retry([i], p["error"])
                 continue
             t = self.track[i]
-            t.state = QUEUED
-            t.next_poll_ms = now + max(self.tasks[i].duration_ms, s.poll_s * 1000.0)
+            t.state = "queued"
+            t.next_poll_ms = now + max(self.tasks[i].duration_ms, self.settings.poll_s * 1000.0)
 
     def _retry(self, idxs: list[int], reason: str) -> None:
         for i in idxs:
@@ -270,45 +263,50 @@ class Replayer:
             resend = [i for i in due if self.track[i].state == "retry"]
             for i in resend:
                 await self._gate.acquire()
-                group.create_task(self._send([i], next(self._urls)))
+                group.create_task(self._send([i]))
             polls = [i for i in due if self.track[i].state != "retry"]
             if polls:
-                await asyncio.gather(*(self._poll(i, group) for i in polls))
+                await self._poll(polls, group)
             await asyncio.sleep(tick)
 
-    async def _poll(self, i: int, group: asyncio.TaskGroup) -> None:
-        assert self._session is not None
-        s, t, task = self.settings, self.track[i], self.tasks[i]
-        async with self._poll_gate:
-            try:
-                async with self._session.get(f"{t.scheduler}/v1/tasks/{task.task_id}",
-                                             headers=auth_headers(s.token)) as resp:
-                    code = resp.status
-                    body = await resp.json(content_type=None) if code in (200, 404) else {}
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                log.debug("status of %s failed: %s", task.task_id, exc)
-                code, body = 0, {}
+    async def _poll(self, idxs: list[int], group: asyncio.TaskGroup) -> None:
+        """Read the status of the tasks due: one batch request per scheduler."""
+        assert self._client is not None
+        try:
+            answers = await self._client.statuses(self.tasks[i].task_id for i in idxs)
+        except ClientError as exc:  # read again at the next due time, like no answer
+            log.warning("status of %d task(s) not read: %s", len(idxs), exc)
+            answers = {}
         now = self.clock.now_ms()
-        state = body.get("state") if code == 200 else (LOST if code == 404 else None)
-        if state in (SUCCEEDED, FAILED):
+        for i in idxs:
+            self._absorb(i, answers.get(self.tasks[i].task_id), now, group)
+
+    def _absorb(self, i: int, body: dict | None, now: float, group: asyncio.TaskGroup) -> None:
+        """One task's status read (None: not answered), and when to read it next."""
+        s, t, task = self.settings, self.track[i], self.tasks[i]
+        body = body or {}
+        error = body.get("error") or {}
+        state = "lost" if error.get("status") == 404 else body.get("state")
+        if state in ("succeeded", "failed"):
             self._finish(i, state, body)
-        elif state == LOST:
-            self._lost(i, body or {"reason": f"{t.scheduler} does not know the task"}, group)
+        elif state == "lost":
+            self._lost(i, {"reason": error["reason"]} if error else body, group)
         else:
             if state in (QUEUED, RUNNING):
                 t.state, t.status = state, body
             remaining = task.duration_ms
             if state == RUNNING and body.get("started_ms") is not None:
                 remaining = body["started_ms"] + task.duration_ms - now
-            # a task waiting in a queue is polled less and less often: each poll is two
-            # requests on the cluster being measured (end times come from the agent anyway)
+            # a task waiting in a queue is read less and less often: each read is a status
+            # lookup at its agent, on the cluster being measured (end times come from the
+            # agent anyway)
             t.polls += 1
             backoff = min(s.poll_s * 1.5 ** (t.polls - 1), s.max_poll_s) * 1000.0
             t.next_poll_ms = now + max(backoff, remaining)
 
     def _lost(self, i: int, status: dict, group: asyncio.TaskGroup) -> None:
-        """Resubmit once per loss (same id), to another scheduler when there is one:
-        the one that placed it would answer with its remembered placement."""
+        """Resubmit once per loss (same id, to its scheduler again, which places a lost
+        id anew)."""
         t = self.track[i]
         if t.resubmits >= self.settings.max_resubmits:
             self._finish(i, LOST, status)
@@ -316,15 +314,12 @@ class Replayer:
         t.resubmits += 1
         log.info("task %s lost (%s); resubmitting (%d)", self.tasks[i].task_id,
                  status.get("reason"), t.resubmits)
-        url = next(self._urls)
-        if url == t.scheduler and len(self.settings.urls) > 1:
-            url = next(self._urls)
         t.state = "submitted"
-        group.create_task(self._resend(i, url))
+        group.create_task(self._resend(i))
 
-    async def _resend(self, i: int, url: str) -> None:
+    async def _resend(self, i: int) -> None:
         await self._gate.acquire()
-        await self._send([i], url)
+        await self._send([i])
 
     async def _show_progress(self, follower: asyncio.Task) -> None:
         assert self.progress is not None

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dodoor.service.auth_token import auth_headers
-from dodoor.service.cliargs import add_policy_list, bounded, comma_list, env_token, output_dir
+from dodoor.service.cliargs import (add_policy_list, add_priority_mix, bounded, comma_list,
+                                    env_token, output_dir)
 from dodoor.errors import ValidationError
 from dodoor.policies.lists import parse_policy_list, split_policy_list
 from dodoor.resources import Task
@@ -112,7 +113,8 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None,
                    help="function profile JSON, with --function-mix (default: the bundled one)")
     p.add_argument("--mix-seed", type=int, default=0,
-                   help="seed of the draw of each task's function class")
+                   help="seed of the draws of each task's function class and priority class")
+    add_priority_mix(p, "--mix-seed")
 
 
 def load_workload(args: argparse.Namespace) -> list[Task]:
@@ -133,6 +135,10 @@ def load_workload(args: argparse.Namespace) -> list[Task]:
 
         tasks = apply_function_mix(tasks, load_profile(args.profile),
                                    parse_mix(args.function_mix), seed=args.mix_seed)
+    if args.priority_mix is not None:
+        from dodoor.priority import apply_priority_mix
+
+        tasks = apply_priority_mix(tasks, args.priority_mix, args.mix_seed)
     return tasks
 
 

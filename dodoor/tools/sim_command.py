@@ -8,12 +8,15 @@ import sys
 import time
 from typing import Any, Sequence
 
-from dodoor.service.cliargs import add_policy_list, bounded, output_dir
+from dodoor.service.cliargs import add_policy_list, add_priority_mix, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies import DEFAULT_POLICY, POLICIES
 from dodoor.policies.lists import parse_policy_list
 from dodoor.settings import PolicySettings, key_values
+from dodoor.sim.conditions import add_condition_args, condition_settings
 from dodoor.sim.report import format_ratios, format_table
+from dodoor.packing import PackingSettings
+from dodoor.priority import DEFAULT_AGING_MS, apply_priority_mix
 from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import SimResult, simulate
 from dodoor.tools.inputs import file_part, load_inputs
@@ -53,9 +56,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start-overhead-ms", type=float, default=0.0,
                    help="slot time each task holds beyond its duration, e.g. a container's "
                         "start and removal (dodoor evaluate measures it for docker agents)")
+    p.add_argument("--warm-start-overhead-ms", type=float, default=None,
+                   help="model warm containers: a function task finding an idle one of its "
+                        "image on its node pays this instead (dodoor/tools/overhead.py "
+                        "warm_overhead_ms measures it; default: none, every start is cold)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy setting for every policy, e.g. d=8 or alpha=0.3 (repeatable)")
+    add_condition_args(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_priority_mix(p, "--seed")
+    p.add_argument("--aging-s", type=float, default=DEFAULT_AGING_MS / 1000.0,
+                   help="a waiting task's class rises by one per this many seconds (0: off; "
+                        "default %(default)s)")
+    p.add_argument("--preempt", action="store_true",
+                   help="agents stop and requeue lower-class running tasks for a newcomer "
+                        "(default: never)")
+    p.add_argument("--fallback", action="store_true",
+                   help="the CP-SAT packing fallback when sampled candidates have no room "
+                        "(default: off)")
+    p.add_argument("--fallback-time-s", type=float, default=1.0,
+                   help="the fallback solver's time limit per call (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -65,10 +85,16 @@ def run(args: argparse.Namespace) -> int:
     settings = SimSettings(
         delay_ms=args.delay_ms, report_interval_ms=args.report_interval_ms,
         schedulers=args.schedulers, seed=args.seed, start_overhead_ms=args.start_overhead_ms,
+        warm_start_overhead_ms=args.warm_start_overhead_ms,
         policy=PolicySettings.from_mapping(parse_params(args.param)),
+        **condition_settings(args),
+        aging_ms=args.aging_s * 1000.0, preempt=args.preempt,
+        fallback=PackingSettings(time_limit_s=args.fallback_time_s) if args.fallback else None,
     )
     out = output_dir(args.out)  # checked before a run that may take minutes
     tasks, nodes = load_inputs(args.trace, args.cluster, args.limit, load)
+    if args.priority_mix is not None:
+        tasks = apply_priority_mix(tasks, args.priority_mix, args.seed)
     results: list[SimResult] = []
     for name in policies:
         print(f"simulating {name}: {len(tasks)} tasks on {len(nodes)} nodes", file=sys.stderr)
@@ -78,6 +104,16 @@ def run(args: argparse.Namespace) -> int:
     summaries = [r.summary() for r in results]
     (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     print(format_table(summaries))
+    for summary in summaries:
+        for name, cls in summary.get("by_priority", {}).items():
+            span = cls["makespan_ms"]
+            print(f"{summary['policy']} {name}: {cls['tasks']} tasks, makespan mean "
+                  f"{span['mean']:.0f} ms, p99 {span['p99']:.0f} ms")
+        if "fallback" in summary:
+            fb = summary["fallback"]
+            print(f"{summary['policy']} fallback: {fb['calls']} tasks needed it, placed "
+                  f"{fb['placed']}, proven none {fb['none_proven']}, moves {fb['moves']}, "
+                  f"solver {fb['solve_s_mean'] * 1000:.1f} ms per call")
     ratio_text = format_ratios(summaries)
     if ratio_text:
         print(ratio_text)

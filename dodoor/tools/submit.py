@@ -1,127 +1,49 @@
-"""A client that submits tasks to schedulers and follows them to a terminal state."""
+"""What ``dodoor submit`` adds to :mod:`dodoor.client`: following with a progress line,
+and the outcomes as a table or JSON lines. Submitting and status calls are the client's."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
-import logging
 import math
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, Iterable, Sequence, TextIO
 
-import aiohttp
-import msgpack
+from dodoor.taskstates import CANCELLED, FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 
-from dodoor.errors import DodoorError
-from dodoor.resources import Task
-# TERMINAL has cancelled: a cancelled task is done
-from dodoor.taskstates import (CANCELLED, FAILED, LOST, QUEUED, RUNNING, SUCCEEDED, TERMINAL,
-                               UNKNOWN)
+if TYPE_CHECKING:  # the client is imported by the command that uses it, not by the daemons
+    from dodoor.client import AsyncClient, TaskHandle
 
-log = logging.getLogger(__name__)
+# the longest a round waits for a completion before the progress line is redrawn anyway
+REFRESH_S = 2.0
 
 
-class SubmitError(DodoorError):
-    """A scheduler refused a batch; carries its status and error body."""
+async def follow(client: "AsyncClient", handles: Sequence["TaskHandle"], timeout_s: float,
+                 progress: TextIO | None = sys.stderr) -> list[dict]:
+    """Follow ``handles`` to their end, or until ``timeout_s``, with the client's batch
+    status rounds (a long poll per scheduler, not a request per task), redrawing the
+    progress line after each round. Returns each task's last status, in order (state
+    ``unknown`` for one never answered). A task that ends ``lost`` is resubmitted by
+    the client; the client's errors (no scheduler answers) propagate."""
+    from dodoor.client import FIRST_COMPLETED
 
-    def __init__(self, url: str, status: int, body: str) -> None:
-        super().__init__(f"{url} answered {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-@dataclass(frozen=True)
-class Placed:
-    task_id: str
-    node: str
-    scheduler_url: str
-
-
-def auth_headers(token: str | None, content_type: str | None = None) -> dict[str, str]:
-    """Request headers: the bearer token when one is set, and a content type if given."""
-    out = {"Content-Type": content_type} if content_type else {}
-    if token:
-        out["Authorization"] = f"Bearer {token}"
-    return out
-
-
-async def submit(
-    session: aiohttp.ClientSession, urls: Sequence[str], tasks: Iterable[Task],
-    batch_size: int = 100, token: str | None = None,
-) -> list[Placed]:
-    """POST tasks in msgpack batches, spread round-robin over the scheduler URLs."""
-    placed: list[Placed] = []
-    url_cycle = itertools.cycle(urls)
-    batch: list[Task] = []
-
-    async def send(chunk: list[Task], url: str) -> None:
-        body = msgpack.packb({"tasks": [t.to_dict() for t in chunk]}, use_bin_type=True)
-        headers = auth_headers(token, "application/msgpack")
-        async with session.post(url + "/v1/tasks", data=body, headers=headers) as resp:
-            text = await resp.text()
-            if resp.status != 202:
-                raise SubmitError(url, resp.status, text)
-            answer = await resp.json(content_type=None)
-        placed.extend(Placed(p["id"], p["node"], url) for p in answer["placements"])
-
-    for task in tasks:
-        batch.append(task)
-        if len(batch) >= batch_size:
-            await send(batch, next(url_cycle))
-            batch = []
-    if batch:
-        await send(batch, next(url_cycle))
-    return placed
-
-
-async def status(session: aiohttp.ClientSession, url: str, task_id: str,
-                 token: str | None = None) -> dict:
-    async with session.get(f"{url}/v1/tasks/{task_id}", headers=auth_headers(token)) as resp:
-        if resp.status == 404:
-            return {"id": task_id, "state": UNKNOWN}
-        resp.raise_for_status()
-        return await resp.json(content_type=None)
-
-
-async def follow(
-    session: aiohttp.ClientSession, placed: Sequence[Placed], token: str | None = None,
-    timeout_s: float = 600.0, poll_s: float = 0.5, concurrency: int = 32,
-    progress: TextIO | None = sys.stderr,
-) -> dict[str, dict]:
-    """Poll every task until it is terminal (or the timeout); returns id → last status."""
-    final: dict[str, dict] = {}
-    pending = {p.task_id: p for p in placed}
-    last: dict[str, dict] = {}
-    gate = asyncio.Semaphore(concurrency)
+    shown = ProgressLine(progress, len(handles)) if progress is not None else None
     deadline = time.monotonic() + timeout_s
-    shown = ProgressLine(progress, len(placed)) if progress is not None else None
-
-    async def poll(p: Placed) -> None:
-        async with gate:
-            try:
-                last[p.task_id] = await status(session, p.scheduler_url, p.task_id, token)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.debug("status of %s failed: %s", p.task_id, exc)
-
-    while pending and time.monotonic() < deadline:
-        await asyncio.gather(*(poll(p) for p in pending.values()))
-        for task_id in [t for t in pending if last.get(t, {}).get("state") in TERMINAL]:
-            final[task_id] = last[task_id]
-            del pending[task_id]
+    pending = set(handles)
+    first = True
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        _, pending = await client.wait(pending, min(left, REFRESH_S), FIRST_COMPLETED,
+                                       pause_first=not first)
+        first = False
         if shown is not None:
-            shown.update(Counter(s.get("state", "?") for s in (final | last).values()),
-                         last=not pending)
-        if pending:
-            await asyncio.sleep(poll_s)
-    for task_id in pending:
-        final[task_id] = last.get(task_id, {"id": task_id, "state": UNKNOWN})
+            shown.update(Counter(h.last["state"] for h in handles if h.last), last=not pending)
     if shown is not None:
         shown.close()
-    return final
+    return [h.last or {"id": h.id, "state": "unknown"} for h in handles]
 
 
 class ProgressLine:

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dodoor.errors import DodoorError, ValidationError
 from dodoor.settings import key_values
@@ -44,6 +44,8 @@ class Cell:
     limit: int | None = None
     seed: int = 0
     schedulers: int = 1
+    # realistic conditions (dodoor.sim.conditions): SimSettings fields, as sorted items
+    conditions: tuple[tuple[str, Any], ...] = ()
 
     @property
     def spec(self) -> str:
@@ -90,7 +92,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
 
 def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[float | None],
                trace: str | None, cluster: str = "paper100", limit: int | None = None,
-               seed: int = 0, schedulers: int = 1) -> list[Cell]:
+               seed: int = 0, schedulers: int = 1,
+               conditions: Mapping[str, Any] | None = None) -> list[Cell]:
     """Every combination of the grid's values at every load; settings checked up front."""
     from dodoor.policies import make_policy_spec
 
@@ -99,7 +102,7 @@ def make_cells(policy: str, grid: Mapping[str, Sequence[str]], loads: Sequence[f
     for load in loads:
         for combo in itertools.product(*(grid[k] for k in keys)):
             cell = Cell(policy, tuple(zip(keys, combo)), load, trace, cluster, limit, seed,
-                        schedulers)
+                        schedulers, tuple(sorted((conditions or {}).items())))
             make_policy_spec(cell.spec)  # a bad key or value fails before any work starts
             cells.append(cell)
     return cells
@@ -118,7 +121,8 @@ def run_cell(cell: Cell) -> dict:
     tasks, nodes = _inputs(cell.trace, cell.cluster, cell.limit, cell.load)
     started = time.perf_counter()
     s = simulate(tasks, nodes, cell.spec,
-                 SimSettings(seed=cell.seed, schedulers=cell.schedulers)).summary()
+                 SimSettings(seed=cell.seed, schedulers=cell.schedulers,
+                             **dict(cell.conditions))).summary()
     row: dict = {"policy": cell.policy, "load": "own" if cell.load is None else cell.load}
     row.update(dict(cell.params))
     age = s["snapshots"]["mean_age_ms"]

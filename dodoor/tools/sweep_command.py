@@ -11,6 +11,7 @@ from typing import Any
 from dodoor.service.cliargs import add_policy_list, bounded, output_dir
 from dodoor.errors import ValidationError
 from dodoor.policies.lists import parse_policy_list
+from dodoor.sim.conditions import add_condition_args, condition_settings
 from dodoor.tools.inputs import file_part
 from dodoor.tools.sweep import (
     Cell, check_inputs, format_markdown, make_cells, parse_grid, parse_loads, plot_heatmaps,
@@ -42,6 +43,7 @@ def register(subparsers: Any) -> None:
                    help="schedulers sharing the arrivals round-robin")
     p.add_argument("--jobs", type=bounded(int, 1), default=2, help="worker processes")
     p.add_argument("--out", default="out/sweep", help="output directory, created if missing")
+    add_condition_args(p)
     p.add_argument("--no-plots", action="store_true", help="skip the heatmaps")
     p.set_defaults(func=run)
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     loads = parse_loads(args.load)
     cells = [cell for policy in policies
              for cell in make_cells(policy, grid, loads, args.trace, args.cluster, args.limit,
-                                    args.seed, args.schedulers)]
+                                    args.seed, args.schedulers, condition_settings(args))]
     out = output_dir(args.out)
     check_inputs(cells)
     print(f"sweep: {len(cells)} runs on {args.jobs} processes", file=sys.stderr)

@@ -265,7 +265,8 @@ async def node_state(request: web.Request) -> web.Response:
     if changed:
         ls.pusher.request()
     return wire_response(ReportAck(ls.pusher.load_wanted(), fenced=fenced,
-                                   lease_ms=ls.settings.dead_after_ms, instance=ls.instance))
+                                   lease_ms=ls.settings.dead_after_ms, instance=ls.instance,
+                                   kept=ls.store.kept(msg) if fenced else ()))
 
 
 async def lookup(request: web.Request) -> web.Response:
@@ -273,10 +274,11 @@ async def lookup(request: web.Request) -> web.Response:
     ls = request.app[LOADSTORE]
     msg, _ = await read_message(request, Lookup, field="lookup")
     ls.counter.received("lookup")
-    outcomes, nodes_, owners = ls.store.index.lookup(msg.task_ids, msg.scheduler_id, msg.claim,
-                                                      ls.store.is_dead,
-                                                      ls.store.index_complete())
-    return wire_response(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners)))
+    outcomes, nodes_, owners, states = ls.store.index.lookup(
+        msg.task_ids, msg.scheduler_id, msg.claim, ls.store.is_dead, ls.store.index_complete(),
+        ended=msg.ended)
+    return wire_response(LookupReply(tuple(outcomes), tuple(nodes_), tuple(owners),
+                                     tuple(states) if any(states) else ()))
 
 
 async def nodes(request: web.Request) -> web.Response:

@@ -130,6 +130,12 @@ class LoadStoreState:
         """Is this report from a node life that was declared dead?"""
         return self.membership.is_fenced(msg.node_id, msg.incarnation)
 
+    def kept(self, msg: NodeState) -> tuple[str, ...]:
+        """For a fenced report: its ended ids whose end this store heard before the
+        death (schedulers answer them with their state, so the agent keeps them)."""
+        ended = [t for t, s in zip(msg.task_ids, msg.task_states) if s]
+        return self.index.ended_at(msg.node_id, ended)
+
     def report(self, msg: NodeState) -> bool:
         """Install an agent's full state; True when the node is new, revived or resized."""
         capacity = np.asarray(msg.capacity, dtype=np.float64).reshape(-1)
@@ -147,7 +153,7 @@ class LoadStoreState:
                              f"declared dead (fenced)")
         now = self.clock.now_ms()
         if msg.task_ids:
-            self.index.placed(msg.node_id, msg.task_ids)
+            self.index.placed(msg.node_id, msg.task_ids, msg.task_states)
         indexed = msg.task_ids_complete
         url = msg.url.rstrip("/")
         if self.membership.members.get(msg.node_id) != (url, msg.incarnation):

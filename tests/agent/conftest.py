@@ -23,6 +23,7 @@ class GatedExecutor:
     """
 
     name = "gated"
+    outlives_agent = True
 
     def __init__(self) -> None:
         self.started: list[str] = []
@@ -96,6 +97,7 @@ class FakeLoadStore:
         self.status = 204
         self.wants_load: bool | None = None  # None: answer with an empty 204, as older stores did
         self.fenced: set[str] = set()  # incarnations answered ``fenced``
+        self.kept: set[str] = set()  # ended ids a fenced answer says the store heard
         self.instance = "store-1"
         self.app = web.Application()
         self.app.router.add_post("/internal/node_state", self._node_state)
@@ -104,9 +106,12 @@ class FakeLoadStore:
         self.states.append(decode(await request.read()))
         if self.wants_load is None or self.status >= 300:
             return web.Response(status=self.status)
-        fenced = self.states[-1].incarnation in self.fenced
+        msg = self.states[-1]
+        fenced = msg.incarnation in self.fenced
+        kept = tuple(t for t, s in zip(msg.task_ids, msg.task_states) if s and t in self.kept)
         return web.Response(body=encode(ReportAck(self.wants_load, fenced=fenced, lease_ms=60_000.0,
-                                                  instance=self.instance)),
+                                                  instance=self.instance,
+                                                  kept=kept if fenced else ())),
                             content_type=CONTENT_TYPE)
 
 

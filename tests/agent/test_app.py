@@ -33,6 +33,7 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     ex.release("a", TaskResult("succeeded", exit_code=0, log_tail="done\n"))
     await wait_for(lambda: state_of(client, "a"))
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # its end is on disk
     assert await status(client, "a") == (200, {
         "id": "a", "state": "succeeded", "node": "node-t", "queued_ms": 1000.0,
         "started_ms": 1000.0, "finished_ms": 1250.0, "exit_code": 0, "reason": None, "log_tail": "done\n"})
@@ -50,6 +51,7 @@ async def test_batch_status_answers_queued_running_finished_and_missing_ids(
     await wait_for(lambda: ex.started == ["a"])
     ex.release("a", TaskResult("failed", exit_code=2, reason="exit code 2"))
     await wait_for(lambda: ex.started == ["a", "b"])
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # a's end is on disk
     resp = await post(client, "/internal/status", Lookup("sched-0", ("c", "nope", "b", "a")))
     assert resp.status == 200
     got = decode(await resp.read(), TaskStatuses)
@@ -79,6 +81,7 @@ async def test_cancel_task_stops_a_running_one_and_a_queued_one_never_starts(
     ex.release("done")
     await wait_for(lambda: state_of(client, "done"))
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert (await cancel("done"))[1].state == "succeeded"  # ended: left as it was
     assert (await cancel("run"))[1].state == "cancelled"  # again: the same answer
     assert (await cancel("nope"))[0] == 404
@@ -107,6 +110,7 @@ async def test_failed_result_keeps_exit_code_and_reason(aiohttp_client, agent_se
     await wait_for(lambda: ex.started == ["f"])
     ex.release("f", TaskResult("failed", exit_code=3, reason="exit code 3"))
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     _, body = await status(client, "f")
     assert (body["state"], body["exit_code"], body["reason"]) == ("failed", 3, "exit code 3")
 
@@ -119,6 +123,7 @@ async def test_duplicate_id_accepted_but_run_once(aiohttp_client, agent_settings
     await wait_for(lambda: ex.started == ["dup"])
     ex.release("dup")
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert (await enqueue(client, make_task("dup"))).status == 202  # after it finished, too
     await asyncio.sleep(0.05)
     assert ex.started == ["dup"]
@@ -146,6 +151,7 @@ async def test_restart_resumes_queue_and_serves_old_results(aiohttp_client, agen
     await wait_for(lambda: ex2.started == ["b", "c"])
     ex2.release("c")
     await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
     assert [await state_of(client2, t) for t in "abc"] == ["failed", "succeeded", "succeeded"]
 
 
@@ -170,6 +176,7 @@ async def test_restart_adopts_tasks_the_executor_still_runs(aiohttp_client, agen
     ex2.release("live")
     await wait_for(lambda: state_of(client2, "live"))
     await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
     assert await state_of(client2, "live") == "succeeded"
     assert ex2.started == ["adopted:live"]  # neither was re-run
 
@@ -251,6 +258,7 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     assert (await status(client, "r1"))[0] == 404
     ex.release("r2")
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     assert await state_of(client, "r2") == "succeeded"
     counts = client.app[STATE].agent.counter.counts
     assert (counts["reserve"], counts["confirm"], counts["cancel"], counts["enqueue"]) == (3, 2, 1, 2)
@@ -321,6 +329,7 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
         await wait_for(lambda: ex.started[-1:] == [tid])
         ex.release(tid)
     await wait_for(lambda: agent.queue.n_running == 0)
+    await wait_for(lambda: not agent.committing)  # ends on disk
     assert ex.started == ["old", "b1", "b2"]
 
 

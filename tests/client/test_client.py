@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +120,56 @@ async def test_async_client_has_the_same_methods(sleep_cluster):
         assert (await client.status(handles[1].id))["state"] == "succeeded"
         done, _ = await client.wait(handles, timeout=5)
         assert len(done) == 30
+
+
+async def test_submit_once_and_statuses_are_single_rounds_for_callers_that_schedule(
+        sleep_cluster):
+    async with AsyncClient(urls(sleep_cluster), poll_interval=0.1) as client:
+        tasks = [dict(NOOP, id=f"once-{i}") for i in range(12)]
+        before = client.requests
+        placed = await client.submit_once(tasks)
+        assert client.requests - before <= 2  # one request per scheduler
+        assert sorted(placed) == sorted(t["id"] for t in tasks)
+        assert all(p["node"].startswith("node-") and not p.get("error")
+                   for p in placed.values())
+        refused = await client.submit_once([dict(NOOP, id="too-big", cores=512)])
+        assert refused["too-big"]["status"] == 422 and refused["too-big"]["node"] is None
+        assert "cores" in refused["too-big"]["error"]
+        with pytest.raises(ValueError, match=r"tasks\[1\]"):
+            await client.submit_once([dict(NOOP, id="named"), dict(NOOP)])
+
+        async def all_succeeded() -> dict:
+            while True:
+                before = client.requests
+                got = await client.statuses([*placed, "no-such-id"])
+                assert client.requests - before <= 2
+                if all(got[i]["state"] == "succeeded" for i in placed):
+                    return got
+                await asyncio.sleep(0.1)
+
+        got = await asyncio.wait_for(all_succeeded(), 30)
+        assert got["no-such-id"] == {"id": "no-such-id", "state": None,
+                                     "error": {"status": 404, "reason": got["no-such-id"]
+                                               ["error"]["reason"]}}
+        assert {got[i]["node"] for i in placed} == {p["node"] for p in placed.values()}
+    async with AsyncClient([f"http://127.0.0.1:{_closed_port()}"], timeout=1.0) as dead:
+        assert await dead.statuses(["a", "b"]) == {}  # not answered: absent, ask again
+        out = await dead.submit_once([dict(NOOP, id="a")])
+        assert out["a"]["status"] == 0 and "no scheduler answered" in out["a"]["error"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_daemons_never_load_the_client():
+    """Static imports are checked by the import-linter contracts (pyproject.toml); this checks
+    what actually loads: the tools import the client inside their functions."""
+    probe = ("import sys, dodoor.tools.cli, scheduler.app, scheduler.loadstore.app, node_agent.app; "
+             "dodoor.tools.cli.build_parser(); "
+             "print(any(m.startswith('dodoor.client') for m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=REPO, check=True).stdout.strip()
+    assert loaded == "False"
 
 
 def _closed_port() -> int:

@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -125,3 +126,36 @@ def test_trace_tasks_take_the_command_after_the_separator(tmp_path):
         )
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["state"] for line in done.stdout.splitlines()] == ["succeeded"] * 3
+
+
+def test_submit_to_an_unreachable_cluster_is_one_line_within_seconds():
+    with socket.socket() as hung:
+        # a listener that never accepts, its queue full: connections to it hang, like a
+        # host that drops packets (no address off loopback is ever contacted)
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(0)
+        filler = socket.create_connection(hung.getsockname(), timeout=2)
+        closed = f"http://127.0.0.1:{_closed_port()}"
+        hung_url = "http://127.0.0.1:%d" % hung.getsockname()[1]
+        try:
+            for url in (closed, hung_url):
+                started = time.monotonic()
+                done = subprocess.run(
+                    [sys.executable, "-m", "dodoor", "submit", "--url", url, "--count", "3"],
+                    capture_output=True, text=True, timeout=60,
+                )
+                took = time.monotonic() - started
+                assert done.returncode == 1, done.stderr
+                assert done.stdout == ""
+                assert len(done.stderr.splitlines()) == 1, done.stderr
+                assert done.stderr.startswith("dodoor submit: no scheduler answered POST /v1/tasks")
+                assert url in done.stderr
+                assert took < 10, f"{url}: {took:.1f} s"
+        finally:
+            filler.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

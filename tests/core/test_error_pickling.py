@@ -77,7 +77,7 @@ def raise_in_worker(cls_index: int) -> None:
 def test_the_scan_finds_the_error_types():
     names = {c.__name__ for c in EXCEPTIONS}
     assert {"DodoorError", "ValidationError", "NoFitError", "DecodeError", "TraceFormatError",
-            "BodyError", "SubmitError", "PeerError", "JournalError"} <= names
+            "BodyError", "RequestError", "PeerError", "JournalError"} <= names
 
 
 @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda c: f"{c.__module__}.{c.__qualname__}")

@@ -6,7 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dodoor.clock import ManualClock
-from dodoor.taskindex import BUSY, LOST, MINE, NEW, PLACED, UNKNOWN, TaskIndex
+import pytest
+
+from dodoor.taskindex import BUSY, ENDED, LOST, MINE, NEW, PLACED, UNKNOWN, TaskIndex
 
 ALIVE = lambda node: False  # noqa: E731  (no node declared dead)
 
@@ -14,11 +16,11 @@ ALIVE = lambda node: False  # noqa: E731  (no node declared dead)
 def test_first_claim_wins_and_the_node_report_settles_it():
     clock = ManualClock()
     index = TaskIndex(clock, claim_ttl_ms=1000)
-    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([NEW], [""], ["s1/a"])
-    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([BUSY], [""], ["s1/a"])
-    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([MINE], [""], ["s1/a"])
+    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([NEW], [""], ["s1/a"], [""])
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([BUSY], [""], ["s1/a"], [""])
+    assert index.lookup(["t"], "s1/a", True, ALIVE) == ([MINE], [""], ["s1/a"], [""])
     index.placed("n1", ["t"])
-    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([PLACED], ["n1"], ["s1/a"])
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([PLACED], ["n1"], ["s1/a"], [""])
     assert index.lookup(["t"], "s2/b", False, ALIVE)[0] == [PLACED]
 
 
@@ -29,7 +31,7 @@ def test_an_unreported_claim_expires_after_the_ttl_and_only_then():
     clock.advance(1000)
     assert index.lookup(["t"], "s2/b", True, ALIVE)[0] == [BUSY]
     clock.advance(1)
-    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([NEW], [""], ["s2/b"])
+    assert index.lookup(["t"], "s2/b", True, ALIVE) == ([NEW], [""], ["s2/b"], [""])
     assert index.lookup(["t"], "s1/a", True, ALIVE)[0] == [BUSY]
 
 
@@ -37,8 +39,8 @@ def test_ids_of_a_dead_node_read_lost_and_a_claim_places_them_again():
     index = TaskIndex(ManualClock())
     index.placed("n1", ["t"])
     dead = lambda node: node == "n1"  # noqa: E731
-    assert index.lookup(["t", "u"], "s/a", False, dead) == ([LOST, UNKNOWN], ["n1", ""], ["", ""])
-    assert index.lookup(["t"], "s/a", True, dead) == ([NEW], [""], ["s/a"])
+    assert index.lookup(["t", "u"], "s/a", False, dead) == ([LOST, UNKNOWN], ["n1", ""], ["", ""], ["", ""])
+    assert index.lookup(["t"], "s/a", True, dead) == ([NEW], [""], ["s/a"], [""])
     assert index.node_of("t") is None
 
 
@@ -62,7 +64,7 @@ def test_each_id_is_claimed_new_once_while_its_claims_are_fresh(steps):
     winners: dict[str, str] = {}
     for scheduler, ids, advance in steps:
         clock.advance(advance)
-        outcomes, _, owners = index.lookup(ids, scheduler, True, ALIVE)
+        outcomes, _, owners, _ = index.lookup(ids, scheduler, True, ALIVE)
         for task_id, outcome, owner in zip(ids, outcomes, owners):
             if outcome == NEW:
                 assert task_id not in winners or winners[task_id] == scheduler
@@ -74,8 +76,44 @@ def test_each_id_is_claimed_new_once_while_its_claims_are_fresh(steps):
 
 def test_while_a_node_has_not_resent_its_ids_an_unseen_id_is_busy_not_new():
     index = TaskIndex(ManualClock())
-    assert index.lookup(["t"], "s/a", True, ALIVE, complete=False) == ([BUSY], [""], [""])
+    assert index.lookup(["t"], "s/a", True, ALIVE, complete=False) == ([BUSY], [""], [""], [""])
     assert index.lookup(["t"], "s/a", False, ALIVE, complete=False)[0] == [BUSY]
     index.placed("n1", ["t"])  # the node's resend arrives
     assert index.lookup(["t"], "s/a", True, ALIVE, complete=False)[0] == [PLACED]
     assert index.lookup(["u"], "s/a", True, ALIVE, complete=True)[0] == [NEW]
+
+
+def test_a_dead_nodes_reported_ends_keep_their_state_and_only_unfinished_ids_are_lost():
+    index = TaskIndex(ManualClock())
+    # accepted, then (next report) two ended; "r" ended lost in an earlier fence
+    index.placed("n1", ["done", "bad", "run", "r"], ["", "", "", ""])
+    index.placed("n1", ["done", "bad", "r"], ["succeeded", "failed", "lost"])
+    dead = lambda node: node == "n1"  # noqa: E731
+    ids = ["done", "bad", "run", "r"]
+    assert index.lookup(ids, "s/a", False, dead, ended=True) == (
+        [ENDED, ENDED, LOST, LOST], ["n1"] * 4, [""] * 4, ["succeeded", "failed", "", ""])
+    # an older scheduler (no ``ended``) reads lost, as before
+    assert index.lookup(["done"], "s/a", False, dead)[0] == [LOST]
+    # a claim takes the unfinished ids only: an ended one is never placed again
+    assert index.lookup(ids, "s/a", True, dead, ended=True)[0] == [ENDED, ENDED, NEW, NEW]
+    # the fenced life is told which of its reported ends the store holds
+    assert index.ended_at("n1", ["done", "bad", "run", "nope"]) == ("done", "bad")
+    # the same node alive again answers for all of them itself
+    assert index.lookup(["done"], "s/a", False, ALIVE, ended=True)[0] == [PLACED]
+
+
+def test_a_resubmitted_id_accepted_again_is_unfinished_until_its_new_end_is_reported():
+    index = TaskIndex(ManualClock())
+    index.placed("n1", ["t"], ["succeeded"])
+    index.placed("n2", ["t"], [""])  # re-run elsewhere: the old end no longer stands
+    dead = lambda node: True  # noqa: E731
+    assert index.lookup(["t"], "s", False, dead, ended=True)[0] == [LOST]
+    assert index.ended_at("n1", ["t"]) == ()
+
+
+def test_bad_reported_states_are_refused_naming_the_value():
+    index = TaskIndex(ManualClock())
+    with pytest.raises(ValueError, match="'running'"):
+        index.placed("n1", ["t"], ["running"])
+    with pytest.raises(ValueError, match="2 task states for 1 task ids"):
+        index.placed("n1", ["t"], ["", ""])

@@ -48,7 +48,12 @@ def test_missing_id_is_generated_when_a_factory_is_given():
         ({"command": ["ok", 3]}, "command[1]", "must be a string"),
         ({"env": {"A": 1}}, "env.A", "must be a string"),
         ({"labels": ["x"]}, "labels", "must be an object"),
-        ({"priority": 3}, "priority", "unknown field"),
+        ({"nice": 3}, "nice", "unknown field"),
+        ({"priority": 4}, "priority", "must be in 0..3, got 4"),
+        ({"priority": -1}, "priority", "must be in 0..3, got -1"),
+        ({"priority": 1.5}, "priority", "must be a whole number, got 1.5"),
+        ({"priority": "high"}, "priority", "must be a number, got str"),
+        ({"priority": True}, "priority", "must be a number, got bool"),
     ],
 )
 def test_bad_fields_are_named(change, field, reason):
@@ -90,3 +95,17 @@ def test_fitting_demand_passes_and_empty_cluster_fails():
     check_fits_somewhere(np.array([8.0, 65536.0, 1000.0]), CAP)
     with pytest.raises(NoFitError, match="no live nodes"):
         check_fits_somewhere(np.array([1.0, 1.0, 0.0]), np.zeros((0, 3)))
+
+
+def test_priority_defaults_and_round_trips_through_the_wire():
+    from dodoor.priority import DEFAULT_PRIORITY
+    from dodoor.wire import Enqueue, decode, encode
+
+    assert parse_task(OK).priority == DEFAULT_PRIORITY
+    assert parse_task({**OK, "priority": None}).priority == DEFAULT_PRIORITY
+    assert "priority" not in parse_task(OK).to_dict()  # absent on the wire = the default
+    task = parse_task({**OK, "priority": 3})
+    assert task.to_dict()["priority"] == 3
+    assert parse_task({**OK, "priority": 2.0}).priority == 2
+    message = decode(encode(Enqueue(task=task, scheduler_id="s1")))
+    assert message.task.priority == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dodoor.tools.overhead import container_overhead_ms
+from dodoor.tools.overhead import container_overhead_ms, warm_overhead_ms
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -32,3 +32,12 @@ def test_concurrent_containers_are_measured_each(docker_client, images):
 def test_runs_and_concurrency_must_be_positive(runs, concurrency):
     with pytest.raises(ValueError, match="must be >= 1"):
         container_overhead_ms(runs=runs, concurrency=concurrency)
+
+
+def test_the_warm_figure_is_measured_leaves_no_container_and_beats_the_cold_one(docker_client,
+                                                                                images):
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    warm = warm_overhead_ms(runs=3, concurrency=2)
+    cold = container_overhead_ms(runs=1)
+    assert 0.1 < warm < cold
+    assert {c.id for c in docker_client.containers.list(all=True)} == before

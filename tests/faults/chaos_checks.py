@@ -8,7 +8,9 @@
     provably alive, see :mod:`tests.faults.chaos_ledger`);
 (c) an id runs more than once only because its agent was SIGKILLed while it ran:
     every copy but the last started on a node that was then SIGKILLed before
-    the copy wrote ``end``;
+    the copy wrote ``end`` — or, docs/guarantees.md "The unheard end", after it
+    (the store had not heard the end), and the id was then answered ``lost`` and
+    resubmitted (the ledger cannot see report answers, so any later kill counts);
 (e) an id a scheduler calls ``succeeded`` has a copy in the ledger that wrote ``end``.
 
 Each violation names the id, what happened to it, and the fault that most
@@ -67,6 +69,18 @@ def _interrupted_by(copy: Copy, faults: list[Fault]) -> Fault | None:
     for f in _kills_of(copy.node, faults):
         started_by = max(f.lines0, f.lines_hit)
         if copy.start_line <= started_by and (copy.end_line is None or copy.end_line > f.lines0):
+            return f
+    return None
+
+
+def _unheard_end(copy: Copy, record: TaskRecord | None, faults: list[Fault]) -> Fault | None:
+    """The SIGKILL of the copy's node after its end that left the end unheard: the id
+    was answered ``lost`` and resubmitted after that kill (docs/guarantees.md)."""
+    if record is None or copy.end_line is None:
+        return None
+    resubmits = [a.ledger0 for a in record.attempts if a.kind == "resubmit-lost"]
+    for f in _kills_of(copy.node, faults):
+        if f.lines0 >= copy.end_line and any(at >= f.ledger0 for at in resubmits):
             return f
     return None
 
@@ -209,6 +223,9 @@ def check_a(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | N
             code, body = answers[m.sched]
             if m.sched in flagged or code != 200 or body.get("state") not in TERMINAL:
                 continue  # the final answer is wrong already (reported above)
+            if m.state == "lost" and any(
+                    a.kind == "resubmit-lost" and a.ledger0 >= m.ledger for a in rec.attempts):
+                continue  # the client resubmitted it: the new run's end is the answer
             if (m.state, m.node) == (body.get("state"), body.get("node")):
                 continue
             flagged.add(m.sched)
@@ -258,7 +275,8 @@ def check_c(view: LedgerView, records: dict[str, TaskRecord],
         if len(copies) < 2:
             continue
         for copy in copies[:-1]:
-            if _interrupted_by(copy, faults) is not None:
+            if (_interrupted_by(copy, faults) is not None
+                    or _unheard_end(copy, records.get(tid), faults) is not None):
                 continue
             kills = ", ".join(f"{f.lines0}..{f.lines_hit}" for f in _kills_of(copy.node, faults))
             found = causes(records.get(tid), copies, copy, faults)

@@ -33,6 +33,7 @@ async def test_failing_journal_refuses_new_tasks_and_keeps_results_in_memory(
     assert (await resp.json())["error"]["field"] == "journal"
     ex.release("before")
     await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
+    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
     code, body = await _status(client, "before")
     # the result could not be journaled, yet it is not stuck at ``running``
     assert (code, body["state"], body["exit_code"]) == (200, "succeeded", 0)

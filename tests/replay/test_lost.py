@@ -29,12 +29,14 @@ class FakeScheduler:
         self.placed: dict[str, dict] = {}
         self.submissions: Counter[str] = Counter()
         self.placements: Counter[str] = Counter()
+        self.status_reads: Counter[str] = Counter()
+        self.status_requests = 0
         self.url = ""
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/tasks", self.submit)
-        app.router.add_get("/v1/tasks/{task_id}", self.status)
+        app.router.add_post("/v1/tasks/status", self.statuses)
         app.router.add_get("/v1/nodes", self.nodes)
         app.router.add_get("/metrics", self.metrics)
         return app
@@ -58,18 +60,25 @@ class FakeScheduler:
             out.append({"id": tid, "node": None if tid in self.reserved else "node-0"})
         return web.json_response({"placements": out}, status=503 if failed else 202)
 
-    async def status(self, request: web.Request) -> web.Response:
-        tid = request.match_info["task_id"]
-        if tid not in self.placed:
-            return web.json_response({"error": {"field": "id", "reason": "unknown"}}, status=404)
-        if tid in self.lose_always or tid in self.lose_once:
-            self.lose_once.discard(tid)
-            del self.placed[tid]
-            return web.json_response({"id": tid, "state": "lost", "node": "node-0",
-                                      "reason": "node node-0 is gone"})
-        times = self.placed[tid]
-        state = "succeeded" if time.time() * 1000.0 >= times["finished_ms"] else "running"
-        return web.json_response({"id": tid, "state": state, "node": "node-0", **times})
+    async def statuses(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        assert body["wait_s"] == 0  # replay schedules its own reads: no long poll
+        self.status_requests += 1
+        tasks, errors = [], []
+        for tid in body["ids"]:
+            self.status_reads[tid] += 1
+            if tid not in self.placed:
+                errors.append({"id": tid, "status": 404, "reason": "unknown"})
+            elif tid in self.lose_always or tid in self.lose_once:
+                self.lose_once.discard(tid)
+                del self.placed[tid]
+                tasks.append({"id": tid, "state": "lost", "node": "node-0",
+                              "reason": "node node-0 is gone"})
+            else:
+                times = self.placed[tid]
+                state = "succeeded" if time.time() * 1000.0 >= times["finished_ms"] else "running"
+                tasks.append({"id": tid, "state": state, "node": "node-0", **times})
+        return web.json_response({"tasks": tasks, "errors": errors})
 
     async def nodes(self, request: web.Request) -> web.Response:
         return web.json_response({"nodes": [{
@@ -144,3 +153,14 @@ def test_reservation_without_a_node_yet_is_followed_not_resent():
     result = asyncio.run(_run(fake, _tasks(3)))
     assert result.states == {"succeeded": 3}
     assert fake.submissions == {"t0": 1, "t1": 1, "t2": 1}
+
+
+def test_tasks_due_together_are_read_in_one_batch_status_request():
+    fake = FakeScheduler()
+    tasks = [Task(f"t{i}", 1.0, 128.0, duration_ms=20.0, arrival_ms=0.0) for i in range(20)]
+    result = asyncio.run(_run(fake, tasks))
+    assert result.states == {"succeeded": 20}
+    # one submission and one status request for all twenty, each id read once
+    assert sum(fake.submissions.values()) == 20
+    assert fake.status_requests == 1
+    assert fake.status_reads == {f"t{i}": 1 for i in range(20)}

@@ -19,7 +19,7 @@ from dodoor.sim.settings import SimSettings
 from dodoor.sim.simulation import simulate
 from dodoor.sim.summary import utilization_curves
 
-ALL = [*POLICIES, DEFAULT_POLICY]  # what `dodoor simulate` runs by default: ten policies
+ALL = [*POLICIES, DEFAULT_POLICY]  # what `dodoor simulate` runs by default: twelve policies
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,10 @@ def test_makespan_cdf_draws_every_policy_in_its_own_style(overloaded):
     cdf, tail = fig.axes
     for ax in (cdf, tail):
         lines = _data_lines(ax)
-        assert len(lines) == len(ALL) == 10
+        assert len(lines) == len(ALL) == 12
         others = [line for line in lines if BOUND_LABEL not in line.get_label()]
-        assert len({line.get_color() for line in others}) == 9
-        assert len({line.get_marker() for line in others}) == 9
+        assert len({line.get_color() for line in others}) == 11
+        assert len({line.get_marker() for line in others}) == 11
     bound = next(line for line in _data_lines(cdf) if BOUND_LABEL in line.get_label())
     best = next(line for line in _data_lines(cdf) if line.get_label().startswith(DEFAULT_POLICY))
     assert bound.get_linewidth() > best.get_linewidth() and bound.get_zorder() < best.get_zorder()
@@ -87,7 +87,7 @@ def test_makespan_legend_is_outside_the_data_and_ranked_by_mean(overloaded):
         assert not box.overlaps(_extent(ax, fig))
     labels = [t.get_text() for t in legend.get_texts()]
     means = [float(label.rsplit("mean ", 1)[1].split(" s")[0].replace(",", "")) for label in labels]
-    assert len(labels) == 10 and means == sorted(means)
+    assert len(labels) == 12 and means == sorted(means)
     assert any(BOUND_LABEL in label for label in labels)
 
 
@@ -103,7 +103,7 @@ def test_utilization_shows_slots_beside_cores_and_memory(overloaded):
     assert "slots" in slots.get_ylabel() and "cores" in cores.get_ylabel()
     assert "memory" in memory.get_ylabel()
     for ax in fig.axes:
-        assert len(_data_lines(ax)) == 10
+        assert len(_data_lines(ax)) == 12
     fig.canvas.draw()
     (legend,) = fig.legends
     assert not any(_extent(legend, fig).overlaps(_extent(ax, fig)) for ax in fig.axes)

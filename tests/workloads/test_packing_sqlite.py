@@ -61,6 +61,19 @@ def test_demands_durations_and_default_rate(db):
     assert t11.labels == {"source": "azure-packing2020", "vm_type": "1"}
 
 
+def test_the_priority_column_gives_the_classes(tmp_path, db):
+    # 0 (low) -> low, 1 (high) -> high, NULL -> the default normal (docs/workloads.md)
+    with_null = VMS[:3] + [(13, 8, 2, None, 0.25, 0.25)]
+    assert {t.task_id: t.priority for t in load_packing_sqlite(db)} == {
+        "10": 0, "11": 2, "12": 0, "13": 0}
+    path = make_db(tmp_path / "null.sqlite", vms=with_null)
+    assert {t.task_id: t.priority for t in load_packing_sqlite(path)}["13"] == 1
+    without = make_db(tmp_path / "none.sqlite",
+                      vms=[(v, t, ty, s, e) for v, t, ty, _, s, e in VMS],
+                      vm_columns="vmId, tenantId, vmTypeId, starttime, endtime")
+    assert {t.priority for t in load_packing_sqlite(without)} == {1}
+
+
 def test_original_timing_and_cap(db):
     tasks = load_packing_sqlite(db, rate=None, cap_ms=20000)
     assert [t.arrival_ms for t in tasks] == [0.0, 0.0, 21_600_000.0, 43_200_000.0]
@@ -89,6 +102,8 @@ def test_rate_window_limit_and_host(db):
         ({"vm_types": VM_TYPES[:2] + [(2, 3, -0.5, 0.25, 0, 0, 0)]}, "vmType.core", 3),
         ({"vm_types": VM_TYPES[:2] + [(2, 3, 0.5, "lots", 0, 0, 0)]}, "vmType.memory", 3),
         ({"vm_types": VM_TYPES[:2] + [(2, 3, 0.0, 0.25, 0, 0, 0)]}, "vmType.core", 3),
+        ({"vms": VMS[:1] + [(11, 7, 1, 2, 0.25, None)]}, "vm.priority", 2),
+        ({"vms": [(11, 7, 1, "high", 0.25, None)]}, "vm.priority", 1),
     ],
 )
 def test_bad_databases_name_file_line_and_column(tmp_path, kwargs, column, line):
