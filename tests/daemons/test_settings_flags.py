@@ -38,6 +38,7 @@ BEFORE = {
               "--journal-keep-finished": 0, "--journal-retention-s": None,
               "--report-interval-ms": 100.0, "--heartbeat-ms": 1000.0, "--sleep-scale": 1.0,
               "--task-timeout-ms": None, "--docker-network": None, "--docker-allow-image": [],
+              "--docker-warm-image": [], "--docker-warm-per-image": 2, "--docker-warm-idle-s": 60.0,
               "--max-body-bytes": 4194304},
 }
 
