@@ -77,22 +77,14 @@ class ChunkScores:
         self._d = 0
         self._nodes: np.ndarray | None = None  # (run, d) when every task has d candidates
         self._demand_rows: np.ndarray | None = None  # (run or 1, 1, R)
-        self._classes: Sequence[int] = []  # each position's priority class
-        self._class_rows: int | np.ndarray = 0  # the one class of the run, or (run,)
 
-    def reset(self, cands: list[list[int]], demands: Sequence[np.ndarray],
-              classes: Sequence[int] | None = None) -> None:
-        """Start a new run: ``cands[p]``, ``demands[p]`` and ``classes[p]`` (the task's
-        priority, whose view of the cache it is scored on; default 0, every entry) of
-        each position ``p``.
+    def reset(self, cands: list[list[int]], demands: Sequence[np.ndarray]) -> None:
+        """Start a new run: ``cands[p]`` and ``demands[p]`` of each position ``p``.
 
         The first window is the whole run (no placement has changed the cache yet).
         """
         self.cands = cands
         self._demands = demands
-        self._classes = classes = classes if classes is not None else [0] * len(cands)
-        self._class_rows = (classes[0] if len(set(classes)) <= 1 and len(classes)
-                            else np.asarray(classes, dtype=np.intp))
         self._scores = [None] * len(cands)
         d = self._d = max(map(len, cands), default=0)  # the candidates of a full sample
         self._window = max(len(cands), MIN_WINDOW)
@@ -128,9 +120,7 @@ class ChunkScores:
             demand = self._demand_rows
             if demand.shape[0] > 1:
                 demand = demand[first:stop]
-            rows = self._class_rows
-            view = self.cache.view(self._nodes[first:stop],
-                                   rows if isinstance(rows, int) else rows[first:stop])
+            view = self.cache.view(self._nodes[first:stop])
             self._scores[first:stop] = self.policy.decision_keys(demand, view).tolist()
             return
         full = [p for p in range(first, stop) if len(cands[p]) == d]
@@ -140,9 +130,7 @@ class ChunkScores:
         nodes = np.array([cands[p] for p in full], dtype=np.intp)
         demands = self._demands
         demand = np.array([demands[p] for p in full])
-        classes = np.asarray([self._classes[p] for p in full], dtype=np.intp)
-        rows = self.policy.decision_keys(demand[:, None, :],
-                                         self.cache.view(nodes, classes)).tolist()
+        rows = self.policy.decision_keys(demand[:, None, :], self.cache.view(nodes)).tolist()
         for p, row in zip(full, rows):
             self._scores[p] = row
 
@@ -164,8 +152,8 @@ class ChunkScores:
                 self.rescore_from(pos)
             scores = self._scores[pos]
             if scores is None:
-                scores = self.policy.decision_keys(
-                    self._demands[pos], self.cache.view(cands, self._classes[pos])).tolist()
+                scores = self.policy.decision_keys(self._demands[pos],
+                                            self.cache.view(cands)).tolist()
             best = min(scores)
             if scores.count(best) == 1:  # the usual case: no tie, no random draw
                 node = cands[scores.index(best)]

@@ -15,22 +15,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dodoor.errors import NoFitError
-from dodoor.priority import DEFAULT_PRIORITY, N_CLASSES
+from dodoor.priority import DEFAULT_PRIORITY
 
 RESOURCES: tuple[str, ...] = ("cores", "memory_mb", "disk_mb")
 N_RESOURCES = len(RESOURCES)
 
-# What a score sees of a node for a task of class p (docs/design.md §12): the committed
-# demand per resource (queued and running), the task count and the pending duration in
-# ms of the entries of class p or above. The one definition of that order (built by
-# ``dodoor.cache.state_row``).
+# A node's state row, as agents report it and schedulers cache it: committed demand
+# per resource (queued and running), the task count, and the pending duration in ms.
+# The one definition of that order (built by ``dodoor.cache.state_row``).
 STATE_COLUMNS: tuple[str, ...] = RESOURCES + ("tasks", "pending_ms")
-N_VIEW = len(STATE_COLUMNS)
+N_STATE = len(STATE_COLUMNS)
 TASKS = N_RESOURCES
 PENDING = N_RESOURCES + 1
-# A node's state row, as agents report it and schedulers cache it: the view of each
-# class, lowest first, so its first N_VIEW columns (class 0's view) count every entry.
-N_STATE = N_CLASSES * N_VIEW
 
 # How far a demand may exceed the room and still fit, in each resource's unit: the
 # one tolerance of every fit test (scheduler, simulator, agent). Room is kept by

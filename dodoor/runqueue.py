@@ -26,8 +26,7 @@ from __future__ import annotations
 from typing import Generic, Sequence, TypeVar
 
 from dodoor.cache import state_row
-from dodoor.priority import (DEFAULT_AGING_MS, DEFAULT_PRIORITY, MAX_PRIORITY, N_CLASSES,
-                             effective_priority)
+from dodoor.priority import DEFAULT_AGING_MS, DEFAULT_PRIORITY, effective_priority
 from dodoor.resources import N_RESOURCES, fits_free
 
 Demand = tuple[float, float, float]
@@ -79,7 +78,6 @@ class RunQueue(Generic[E]):
         self.waiting_ms = 0.0  # duration estimates of the waiting entries
         self._seq = 0
         self._classes: dict[int, int] = {}  # priority -> waiting entries of that class
-        self._committed_classes: dict[int, int] = {}  # priority -> waiting and running entries
         # a waiting entry may fit the room now (room was freed, or it was pushed
         # unchecked since the last backfill), so a newcomer must not take it first
         self._unchecked = False
@@ -124,8 +122,6 @@ class RunQueue(Generic[E]):
         self._start(entry, started_ms)
 
     def _commit(self, entry: E) -> None:
-        counts = self._committed_classes
-        counts[entry.priority] = counts.get(entry.priority, 0) + 1
         c, m, d = entry.demand
         com = self.committed
         com[0] += c
@@ -246,7 +242,6 @@ class RunQueue(Generic[E]):
         """A running entry ended (or a held reservation was released): its room is free."""
         running = self.running
         del running[entry]  # KeyError names an entry that was not running
-        self._uncommit_class(entry)
         c, m, d = entry.demand
         com = self.committed
         free = self.free
@@ -275,7 +270,6 @@ class RunQueue(Generic[E]):
             self.waiting.remove(entry)
         except ValueError:
             return False
-        self._uncommit_class(entry)
         c, m, d = entry.demand
         com = self.committed
         com[0] -= c
@@ -331,42 +325,7 @@ class RunQueue(Generic[E]):
                 pending += left
         return pending if pending > 0.0 else 0.0
 
-    def _uncommit_class(self, entry: E) -> None:
-        counts = self._committed_classes
-        left = counts[entry.priority] - 1
-        if left:
-            counts[entry.priority] = left
-        else:
-            del counts[entry.priority]
-
     def state_row(self, now_ms: float) -> list[float]:
-        """The node's row (``dodoor.cache.state_row``): each class's view of its entries."""
-        tasks = float(len(self.waiting) + len(self.running))
-        pending = self.pending_ms(now_ms)
-        counts = self._committed_classes
-        if len(counts) <= 1:  # one class (the usual case) or none: no sums per class
-            return state_row(self.committed, tasks, pending, next(iter(counts), MAX_PRIORITY))
-        return state_row(self.committed, tasks, pending, above=self._class_views(now_ms))
-
-    def _class_views(self, now_ms: float) -> list[list[float]]:
-        """The views of classes 1.. (entries of that class or above), summed afresh."""
-        per = [[0.0] * (N_RESOURCES + 2) for _ in range(N_CLASSES)]
-        for entry in self.waiting:
-            view = per[entry.priority]
-            for i in range(N_RESOURCES):
-                view[i] += entry.demand[i]
-            view[N_RESOURCES] += 1.0
-            view[N_RESOURCES + 1] += entry.duration_ms
-        for entry in self.running:
-            view = per[entry.priority]
-            for i in range(N_RESOURCES):
-                view[i] += entry.demand[i]
-            view[N_RESOURCES] += 1.0
-            view[N_RESOURCES + 1] += max(0.0, entry.end_ms - now_ms)
-        above: list[list[float]] = []
-        acc = [0.0] * (N_RESOURCES + 2)
-        for cls in range(MAX_PRIORITY, 0, -1):
-            acc = [a + v for a, v in zip(acc, per[cls])]
-            above.append(acc)
-        above.reverse()
-        return above
+        """The node's state in ``dodoor.cache.STATE_COLUMNS`` order."""
+        return state_row(self.committed, float(len(self.waiting) + len(self.running)),
+                         self.pending_ms(now_ms))

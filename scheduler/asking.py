@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import numpy as np
 
-from dodoor.cache import rows_view
+from dodoor.cache import CandidateView
 from dodoor.clock import Clock
 from dodoor.resources import Task
 from dodoor.taskindex import BUSY, PLACED
@@ -68,9 +68,9 @@ class AskingPaths:
             return await self._forward(task, [], recorded=False)
         nodes = np.array(idx, dtype=np.intp)
         cache = self.view.cache
-        candidate_view = rows_view(nodes, cache.capacity[nodes],
-                                   np.stack([r.state for _, r in answered]), cache.slots[nodes],
-                                   task.priority)
+        candidate_view = CandidateView(nodes, cache.capacity[nodes],
+                                       np.stack([r.state for _, r in answered]),
+                                       cache.slots[nodes])
         chosen = self.policy.choose(task, demand, candidate_view, self.rng)
         chosen_target = self._target(chosen)
         prefs = [chosen_target] + [t for t, _ in answered if t != chosen_target]

@@ -395,7 +395,7 @@ class Placer(AskingPaths):
             return (self.policy.place_from_pool(task, demand, view.sampler,
                                                 self.clock.now_ms(), self.rng),)
         cands = self.policy.candidates(task, demand, view.sampler, self.rng)
-        chosen = self.policy.choose(task, demand, view.cache.view(cands, task.priority), self.rng)
+        chosen = self.policy.choose(task, demand, view.cache.view(cands), self.rng)
         if self.kind is PolicyKind.CACHED:
             self._record_at(chosen, task)
         return (chosen, *(c for c in cands if c != chosen))
@@ -416,7 +416,7 @@ class Placer(AskingPaths):
         cands = [policy.candidates(task, demand, sampler, rng) for _, task, demand in chunk]
         demands = [demand for _, _, demand in chunk]
         scores = ChunkScores(policy, view.cache)
-        scores.reset(cands, demands, [task.priority for _, task, _ in chunk])
+        scores.reset(cands, demands)
         decide, record = scores.decide, self._record_at
         for pos, (i, task, _) in enumerate(chunk):
             chosen = decide(pos, rng)

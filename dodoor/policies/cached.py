@@ -47,9 +47,7 @@ class ExpectedWaitPolicy(SampledPolicy):
     def decision_keys(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
         """The load score among the least-wait candidates (scored among themselves),
         +inf for the others. Waits within the fit tolerance of the least tie."""
-        # room and wait on every entry: a lower class's task holds its resources until it
-        # ends (no preemption by default); the load score below reads the class's view
-        waits = expected_wait(demand, view.capacity, view.totals, view.slots)
+        waits = expected_wait(demand, view.capacity, view.state, view.slots)
         if demand.ndim == 1:  # one task: score only the least-wait candidates
             return self.keys_among(demand, view, np.flatnonzero(waits <= waits.min() + FIT_TOLERANCE))
         among = waits <= waits.min(axis=-1, keepdims=True) + FIT_TOLERANCE

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dodoor.cache import N_STATE, TASKS, LoadCache
+from dodoor.cache import TASKS, LoadCache
 from dodoor.packing import PackingProblem, PackingSettings, select_nodes, solve
 from dodoor.resources import FIT_TOLERANCE, N_RESOURCES, Task
 from dodoor.sim.network import Network
@@ -78,7 +78,7 @@ class SimFallback:
                               cache.state[:, TASKS], demand[None, :], self.settings.max_nodes)
         self.net.count_only("probe", len(chosen))
         self.net.count_only("probe_reply", len(chosen))
-        rows = np.array([self.nodes[j].state_row() for j in chosen.tolist()]).reshape(-1, N_STATE)
+        rows = np.array([self.nodes[j].state_row() for j in chosen.tolist()]).reshape(-1, 5)
         movable: list[tuple[int, Entry]] = []
         for pos, j in enumerate(chosen.tolist()):
             for entry in self.nodes[j].rq.waiting:

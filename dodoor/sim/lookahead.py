@@ -89,8 +89,7 @@ class Lookahead:
         last = min(len(self.tasks), index + self.size * self.step)
         batch = range(index, last, self.step)
         cands = [self._sample(j) for j in batch]
-        self.chunk.reset(cands, [self.demands[j] for j in batch],
-                         [self.tasks[j].priority for j in batch])
+        self.chunk.reset(cands, [self.demands[j] for j in batch])
 
     def _score(self, first: int) -> None:
         """Score the batch's tasks from position ``first`` on in one call."""

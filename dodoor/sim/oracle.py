@@ -65,7 +65,7 @@ class Oracle:
         """The node's state with the enqueues in flight to it already counted."""
         row = node.state_row()
         for _, entry in node.inbound:
-            for i, v in enumerate(delta_row(entry.demand, entry.duration_ms, entry.priority)):
+            for i, v in enumerate(delta_row(entry.demand, entry.duration_ms)):
                 row[i] += v
         return row
 

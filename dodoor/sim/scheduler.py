@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dodoor.cache import LoadCache, rows_view
+from dodoor.cache import CandidateView, LoadCache
 from dodoor.estimates import DurationLearner, duration_key
 from dodoor.policies import PlacementPolicy, PolicyKind
 from dodoor.resources import Task
@@ -159,7 +159,7 @@ class SimScheduler:
     def _submit_local(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
         policy = self.policy
         cands = policy.candidates(task, demand, self.sampler, self.rng)
-        node = policy.choose(task, demand, self.cache.view(cands, task.priority), self.rng)
+        node = policy.choose(task, demand, self.cache.view(cands), self.rng)
         self._enqueue(index, node, dt, task.duration_ms)
 
     def _submit_cached(self, index: int, task: Task, demand: np.ndarray, dt: Demand) -> None:
@@ -168,7 +168,7 @@ class SimScheduler:
         else:
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
-            node = policy.choose(task, demand, self.cache.view(cands, task.priority), self.rng)
+            node = policy.choose(task, demand, self.cache.view(cands), self.rng)
             fallback = self.fallback
             if fallback is not None and not has_room(self.cache, cands, demand):
                 packed = fallback.place(index, task, demand)
@@ -200,8 +200,8 @@ class SimScheduler:
         if rnd.missing:
             return
         idx = np.asarray(rnd.nodes, dtype=np.intp)
-        view = rows_view(idx, self.cache.capacity[idx], np.vstack(rnd.states),
-                         self.cache.slots[idx], rnd.task.priority)
+        view = CandidateView(idx, self.cache.capacity[idx], np.vstack(rnd.states),
+                             self.cache.slots[idx])
         chosen = self.policy.choose(rnd.task, rnd.demand, view, self.rng)
         self._enqueue(rnd.index, chosen, rnd.dt, rnd.task.duration_ms)
 
@@ -244,8 +244,7 @@ class SimScheduler:
         starts = np.array([self.oracle.earliest_start(nodes[j], dt, arrival) for j in cands])
         idx = np.asarray(cands, dtype=np.intp)
         state = np.array([self.oracle.true_state(nodes[j]) for j in cands], dtype=np.float64)
-        view = rows_view(idx, self.cache.capacity[idx], state, self.cache.slots[idx],
-                         task.priority, starts)
+        view = CandidateView(idx, self.cache.capacity[idx], state, self.cache.slots[idx], starts)
         chosen = self.policy.choose(task, demand, view, self.rng)
         entry = self._enqueue(index, chosen, dt, task.duration_ms)
         nodes[chosen].inbound.append((arrival, entry))

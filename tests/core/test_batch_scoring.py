@@ -9,7 +9,6 @@ import pytest
 
 from dodoor.batch_scoring import ChunkScores, worth_stacking
 from dodoor.cache import LoadCache
-from dodoor.priority import N_CLASSES
 from dodoor.policies import make_policy_spec
 from dodoor.score import load_score
 
@@ -19,7 +18,7 @@ def _cache(nodes: int, seed: int) -> LoadCache:
     capacity = gen.choice([4.0, 8.0, 16.0], size=(nodes, 3)) * [1.0, 1024.0, 50.0]
     capacity[0, 2] = 0.0  # a zero capacity scores zero there
     cache = LoadCache(capacity, np.full(nodes, 4.0))
-    cache.replace(np.abs(gen.normal(size=cache.state.shape)) * ([2, 2048, 10, 3, 500] * N_CLASSES))
+    cache.replace(np.abs(gen.normal(size=cache.state.shape)) * [2, 2048, 10, 3, 500])
     return cache
 
 
@@ -32,16 +31,13 @@ def test_stacked_keys_equal_scoring_each_task_alone(d, name):
     cands = [rng.sample(range(40), d) for _ in range(50)]
     demands = [np.array([rng.choice([0.5, 1.0, 2.0]), rng.choice([256.0, 1024.0]), 1.0])
                for _ in cands]
-    classes = [rng.randrange(N_CLASSES) for _ in cands]  # each scored on its class's view
     chunk = ChunkScores(policy, cache)
-    chunk.reset(cands, demands, classes)
+    chunk.reset(cands, demands)
     for pos, (c, demand) in enumerate(zip(cands, demands)):
-        assert chunk._scores[pos] == policy.decision_keys(demand,
-                                                          cache.view(c, classes[pos])).tolist()
+        assert chunk._scores[pos] == policy.decision_keys(demand, cache.view(c)).tolist()
         keys = chunk._scores[pos]
         if keys.count(min(keys)) == 1:  # the keys' argmin is the policy's own choice
-            assert c[keys.index(min(keys))] == policy.choose(None, demand,
-                                                             cache.view(c, classes[pos]),
+            assert c[keys.index(min(keys))] == policy.choose(None, demand, cache.view(c),
                                                              random.Random(0))
 
 
@@ -106,8 +102,8 @@ def test_walk_decides_as_one_at_a_time_in_few_calls(nodes):
         node = chunk.decide(pos, walk_rng)
         expected = policy.choose(None, demand, plain.view(c), plain_rng)
         assert node == expected, pos
-        for cache in (walked, plain):  # what record_placement adds (class 0's view)
-            cache.state[node, :5] += [*demand, 1.0, duration]
+        for cache in (walked, plain):  # what record_placement adds
+            cache.state[node] += [*demand, 1.0, duration]
     # a window per few tasks on a small cluster, one call on a large one
     assert chunk.calls <= {5: 160, 16: 96, 300: 24}[nodes]
 

@@ -71,7 +71,7 @@ def test_replace_rejects_a_snapshot_of_another_shape():
     try:
         cache.replace(np.zeros((2, N_STATE)))
     except ValueError as exc:
-        assert f"(2, {N_STATE})" in str(exc)
+        assert "(2, 5)" in str(exc)
     else:
         raise AssertionError("a wrong-shaped snapshot was accepted")
 

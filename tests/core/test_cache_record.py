@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from dodoor.cache import N_STATE, CandidateView, LoadCache, class_view, task_delta
+from dodoor.cache import CandidateView, LoadCache, task_delta
 from dodoor.resources import Task
 
 
@@ -17,11 +17,11 @@ def _cache(n: int = 6, k: int = 5) -> LoadCache:
 def test_record_matches_numpy_row_adds_bit_for_bit():
     rng = random.Random(7)
     cache = _cache()
-    cache.replace(np.array([[rng.random() * 3 for _ in range(N_STATE)] for _ in range(6)]))
+    cache.replace(np.array([[rng.random() * 3 for _ in range(5)] for _ in range(6)]))
     expected = cache.state.copy()
     for i in range(400):
         task = Task(f"t{i}", rng.random() / 3, float(rng.randrange(1, 900)),
-                    float(rng.randrange(0, 5)), rng.random() * 1e4, priority=rng.randrange(4))
+                    float(rng.randrange(0, 5)), rng.random() * 1e4)
         node = rng.randrange(-6, 6)
         if i % 3 == 0:
             node = np.intp(node)
@@ -42,10 +42,10 @@ def test_record_outside_the_cache_raises_and_changes_nothing(node):
 
 def test_snapshot_after_records_keeps_own_deltas():
     cache = _cache(k=100)
-    cache.record_placement(2, Task("t", 0.5, 10.0, 1.0, 20.0))  # class 1: views 0 and 1
-    cache.replace(np.ones((6, N_STATE)))
-    assert cache.state[2].tolist() == [1.5, 11.0, 2.0, 2.0, 21.0] * 2 + [1.0] * 10
-    assert cache.state[1].tolist() == [1.0] * N_STATE
+    cache.record_placement(2, Task("t", 0.5, 10.0, 1.0, 20.0))
+    cache.replace(np.ones((6, 5)))
+    assert cache.state[2].tolist() == [1.5, 11.0, 2.0, 2.0, 21.0]
+    assert cache.state[1].tolist() == [1.0] * 5
 
 
 def test_an_empty_cache_builds_and_refuses_records():
@@ -57,12 +57,11 @@ def test_an_empty_cache_builds_and_refuses_records():
 def test_undo_matches_numpy_and_joins_the_batch_bit_for_bit():
     rng = random.Random(3)
     cache = _cache(k=10_000)
-    cache.replace(np.array([[rng.random() * 3 for _ in range(N_STATE)] for _ in range(6)]))
+    cache.replace(np.array([[rng.random() * 3 for _ in range(5)] for _ in range(6)]))
     expected = cache.state.copy()
     sums: dict[int, np.ndarray] = {}
     for i in range(300):
-        task = Task(f"t{i}", rng.random(), float(rng.randrange(1, 900)), 0.0, rng.random() * 50,
-                    priority=rng.randrange(4))
+        task = Task(f"t{i}", rng.random(), float(rng.randrange(1, 900)), 0.0, rng.random() * 50)
         node = rng.randrange(6)
         delta = task_delta(task)
         if i % 4 == 3:
@@ -81,17 +80,11 @@ def test_undo_matches_numpy_and_joins_the_batch_bit_for_bit():
 
 def test_view_equals_the_dataclass_built_view():
     cache = _cache()
-    cache.replace(np.arange(6 * N_STATE, dtype=np.float64).reshape(6, N_STATE))
-    cases = [([1, 4], 0), ([[0, 5], [2, 3]], 2), (np.array([3], dtype=np.intp), 3),
-             ([[0, 5], [2, 3]], np.array([3, 1]))]  # a class per stacked task
-    for nodes, cls in cases:
-        view = cache.view(nodes, cls)
+    cache.replace(np.arange(30, dtype=np.float64).reshape(6, 5))
+    for nodes in ([1, 4], [[0, 5], [2, 3]], np.array([3], dtype=np.intp)):
+        view = cache.view(nodes)
         idx = np.asarray(nodes, dtype=np.intp)
-        if isinstance(cls, np.ndarray):
-            state = np.stack([class_view(cache.state[row], c) for row, c in zip(idx, cls)])
-        else:
-            state = class_view(cache.state[idx], cls)
-        ref = CandidateView(idx, cache.capacity[idx], state, cache.slots[idx], None,
+        ref = CandidateView(idx, cache.capacity[idx], cache.state[idx], cache.slots[idx], None,
                             cache.sq_capacity[idx])
         assert type(view) is CandidateView
         for name in ("nodes", "capacity", "state", "slots", "sq_capacity"):

@@ -56,12 +56,12 @@ def test_pushes_are_due_every_b_and_versions_only_grow(counts, b, adaptive):
 
 def test_grow_keeps_rows_and_adds_zeros():
     state = LoadState(2, b=80)
-    state.report([0, 1], [[1, 2, 3, 4, 5] * 4, [6, 7, 8, 9, 10] * 4])
+    state.report([0, 1], [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
     for _ in range(40):  # one join at a time, past the buffers' room
         state.grow()
     assert state.n_rows == 42
     np.testing.assert_array_equal(state.view([1, 0, 41]),
-                                  [[6, 7, 8, 9, 10] * 4, [1, 2, 3, 4, 5] * 4, [0] * 20])
+                                  [[6, 7, 8, 9, 10], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
 
 
 def test_b_below_one_is_named():

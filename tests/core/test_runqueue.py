@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dodoor.resources import FIT_TOLERANCE
-from dodoor.cache import N_STATE
 from dodoor.runqueue import QueueEntry, RunQueue
 
 CAPACITY = (4.0, 1000.0, 10.0)
@@ -135,13 +134,12 @@ def test_state_row_commits_every_entry_and_pends_what_remains():
     a, b = QueueEntry((1.0, 100.0, 5.0), 1000.0), QueueEntry((2.0, 200.0, 0.0), 500.0)
     assert rq.admit(a, 10_000.0) and not rq.admit(b, 10_000.0)
     # a: 1000 + 40 overhead from 10,000, so 740 left at 10,300; b waits with its 500
-    # both of the default class 1: the views of classes 0 and 1 count both, 2 and 3 none
-    assert rq.state_row(10_300.0) == [3.0, 300.0, 5.0, 2.0, 740.0 + 500.0] * 2 + [0.0] * 10
-    assert rq.state_row(20_000.0)[:5] == [3.0, 300.0, 5.0, 2.0, 500.0]  # an overrun adds 0
+    assert rq.state_row(10_300.0) == [3.0, 300.0, 5.0, 2.0, 740.0 + 500.0]
+    assert rq.state_row(20_000.0) == [3.0, 300.0, 5.0, 2.0, 500.0]  # an overrun adds 0
     rq.finish(a)
     assert rq.backfill(20_000.0) == [b]
     rq.finish(b)
-    assert rq.state_row(0.0) == [0.0] * N_STATE
+    assert rq.state_row(0.0) == [0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_restart_moves_the_held_room_to_the_task():

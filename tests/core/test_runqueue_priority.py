@@ -107,17 +107,3 @@ def test_run_queue_properties(script, aging_ms):
             seqs = [e.seq for e in starts if e.priority == p and e.demand[0] == size
                     and e.duration_ms >= 0]
             assert seqs == sorted(seqs)
-
-
-def test_state_row_gives_each_class_the_load_at_or_above_it():
-    # docs/design.md §12: a task of class p is scored on the entries of class p or above
-    rq: RunQueue[QueueEntry] = RunQueue((4.0, 4096.0, 100.0), 1)
-    low, high = QueueEntry((1.0, 100.0, 5.0), 1000.0, 0), QueueEntry((2.0, 200.0, 0.0), 500.0, 2)
-    assert rq.admit(low, 0.0) and not rq.admit(high, 0.0)
-    row = rq.state_row(300.0)  # low runs, 700 ms left; high waits with its 500
-    assert row == ([3.0, 300.0, 5.0, 2.0, 1200.0]  # class 0: every entry
-                   + [2.0, 200.0, 0.0, 1.0, 500.0] * 2  # classes 1 and 2: the high one
-                   + [0.0] * 5)  # class 3: none
-    rq.finish(low)
-    assert rq.backfill(1000.0) == [high]
-    assert rq.state_row(1000.0) == [2.0, 200.0, 0.0, 1.0, 500.0] * 3 + [0.0] * 5
