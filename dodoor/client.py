@@ -35,7 +35,7 @@ from typing import Any, Awaitable, Iterable, Iterator, Sequence, TypeVar
 from dodoor.client_async import MAX_IDS_PER_REQUEST, AsyncClient  # noqa: F401
 from dodoor.client_handles import (ClientError, NoSchedulerError, RequestError,  # noqa: F401
                                    TaskCancelled, TaskError, TaskFailed, TaskHandle, TaskLost,
-                                   rendezvous)
+                                   rendezvous, time_left)
 
 T = TypeVar("T")
 
@@ -104,9 +104,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         first = True
         while pending:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"{len(pending)} task(s) not done within {timeout} s")
+            left = time_left(deadline, pending, timeout)
             done, pending = self._run(self.aio.wait(pending, left, FIRST_COMPLETED,
                                                     pause_first=not first))
             first = False

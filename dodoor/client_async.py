@@ -14,8 +14,10 @@ import aiohttp
 import msgpack
 
 from dodoor.service.auth_token import auth_headers
+from dodoor.taskstates import LOST, QUEUED, SUCCEEDED
 from dodoor.client_handles import (TERMINAL, ClientError, NoSchedulerError, RequestError,
-                                   TaskHandle, final_result, rendezvous, route_chunks)
+                                   TaskHandle, final_result, rendezvous, route_chunks,
+                                   time_left)
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +197,13 @@ class AsyncClient:
     async def _absorb(self, handle: TaskHandle, status: dict) -> None:
         """Take a status in; a ``lost`` task with resubmissions left is submitted again."""
         handle.last = status
-        if (status.get("state") == "lost" and handle.resubmits < self.max_retries
+        if (status.get("state") == LOST and handle.resubmits < self.max_retries
                 and len(handle.task) > 1):  # a handle made from a bare id has no body to send
             handle.resubmits += 1
             log.info("task %s was lost; resubmitting it (%d of %d)", handle.id,
                      handle.resubmits, self.max_retries)
             await self._submit_batch([handle])
-            handle.last = {"id": handle.id, "state": "queued", "reason": "resubmitted"}
+            handle.last = {"id": handle.id, "state": QUEUED, "reason": "resubmitted"}
 
     async def status(self, id_or_handle: str | TaskHandle) -> dict:
         """The task's status (``GET /v1/tasks/{id}``); RequestError for an unknown id."""
@@ -287,7 +289,7 @@ class AsyncClient:
         while True:
             done = {h for h in handles if h.done}
             pending = [h for h in handles if not h.done]
-            failed = any(h.last and h.last["state"] != "succeeded" for h in done)
+            failed = any(h.last and h.last["state"] != SUCCEEDED for h in done)
             if (not pending or (return_when == FIRST_COMPLETED and done)
                     or (return_when == FIRST_EXCEPTION and failed)):
                 return done, set(pending)
@@ -309,9 +311,7 @@ class AsyncClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         first = True
         while pending:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"{len(pending)} task(s) not done within {timeout} s")
+            left = time_left(deadline, pending, timeout)
             done, _ = await self.wait(pending, left, FIRST_COMPLETED, pause_first=not first)
             first = False
             for h in done:

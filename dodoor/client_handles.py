@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Sized, TypeVar
 
 from dodoor.errors import DodoorError
+from dodoor.taskstates import CANCELLED, FAILED, LOST, TERMINAL
 
 if TYPE_CHECKING:
     from dodoor.client import Client
     from dodoor.client_async import AsyncClient
 
 T = TypeVar("T")
-TERMINAL = frozenset({"succeeded", "failed", "lost", "cancelled"})
 
 
 class ClientError(DodoorError):
@@ -52,7 +53,7 @@ class TaskCancelled(TaskError):
     """The task was cancelled."""
 
 
-_RAISES = {"failed": TaskFailed, "lost": TaskLost, "cancelled": TaskCancelled}
+_RAISES = {FAILED: TaskFailed, LOST: TaskLost, CANCELLED: TaskCancelled}
 
 
 def rendezvous(urls: Sequence[str], key: str) -> list[str]:
@@ -113,3 +114,14 @@ def final_result(handle: TaskHandle) -> dict:
     if error is not None:
         raise error(handle.last)
     return handle.last
+
+
+def time_left(deadline: float | None, pending: Sized, timeout: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``time.monotonic()`` value; None: no deadline) for
+    :func:`as_completed`-style loops; ``TimeoutError`` naming what is left once it passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"{len(pending)} task(s) not done within {timeout} s")
+    return left

@@ -32,7 +32,7 @@ from dodoor.taskstates import LOST as LOST_STATE, TERMINAL
 NEW = "new"          # claimed for the asking scheduler just now: place it
 MINE = "mine"        # already claimed by the asking scheduler, no node reported yet
 PLACED = "placed"    # a node reported it (nodes[i]); that node answers for it
-LOST = "lost"        # the node that reported it was declared dead (lookup only)
+LOST = LOST_STATE     # the node that reported it was declared dead (lookup only)
 BUSY = "busy"        # claimed by another scheduler moments ago, no node reported yet
 UNKNOWN = "unknown"  # never seen (lookup only)
 ENDED = "ended"      # its node was declared dead after reporting its end (states[i])

@@ -215,7 +215,7 @@ class Replayer:
         for i in idxs:
             p = placements[self.tasks[i].task_id]
             if p.get("status") in (400, 413, 422):
-                self._finish(i, "failed", {"reason": p["error"]})
+                self._finish(i, FAILED, {"reason": p["error"]})
                 continue
             # node None without an error: a Sparrow reservation not yet confirmed (it
             # will be placed by the first confirm; the status reads "queued" meanwhile)
@@ -226,7 +226,7 @@ class Replayer:
                 self._retry([i], p["error"])
                 continue
             t = self.track[i]
-            t.state = "queued"
+            t.state = QUEUED
             t.next_poll_ms = now + max(self.tasks[i].duration_ms, self.settings.poll_s * 1000.0)
 
     def _retry(self, idxs: list[int], reason: str) -> None:
@@ -286,10 +286,10 @@ class Replayer:
         s, t, task = self.settings, self.track[i], self.tasks[i]
         body = body or {}
         error = body.get("error") or {}
-        state = "lost" if error.get("status") == 404 else body.get("state")
-        if state in ("succeeded", "failed"):
+        state = LOST if error.get("status") == 404 else body.get("state")
+        if state in (SUCCEEDED, FAILED):
             self._finish(i, state, body)
-        elif state == "lost":
+        elif state == LOST:
             self._lost(i, {"reason": error["reason"]} if error else body, group)
         else:
             if state in (QUEUED, RUNNING):
