@@ -161,12 +161,22 @@ def test_a_component_that_dies_later_is_reported_and_reaped(tmp_path):
 
 
 def _post_task(url: str, task_id: str) -> None:
+    """Submit as a client does: a 503 ("retry later", e.g. while a new load store hears
+    every agent's ids, docs/guarantees.md) is retried with the same id."""
     body = json.dumps({"tasks": [{"id": task_id, "cores": 1, "memory_mb": 64,
                                   "duration_ms": 20}]}).encode()
-    request = urllib.request.Request(url + "/v1/tasks", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        assert resp.status == 202
+    deadline = time.monotonic() + 10
+    while True:
+        request = urllib.request.Request(url + "/v1/tasks", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert resp.status == 202
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def _state(url: str, task_id: str) -> str:
