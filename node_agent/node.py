@@ -79,11 +79,12 @@ class NodeAgent:
         # how long a held reservation asks for a verdict before it frees its slot and
         # waits at the tail of the queue again
         self.confirm_patience_s = 10.0
-        # Results not in the journal: on their way to its next commit (the slot is free
-        # meanwhile), or refused by it (disk full). Served from memory so such a task
-        # never reads ``queued`` again; a refused one's row makes a restart run it again.
+        # Results not in the journal, served from memory so such a task never reads
+        # ``queued`` again: ends on their way to its next commit (the slot is free
+        # meanwhile; they read ``running`` until on disk), and ends it refused (disk full;
+        # read as ended, and their row makes a restart run them again).
+        self.committing: dict[str, tuple[TaskStatus, str]] = {}
         self.unjournaled: dict[str, tuple[TaskStatus, str]] = {}
-        self.committing: set[str] = set()  # those of them on their way to the next commit
         # start permission from the load store (node_agent.lease); none needed without one
         self.lease = lease if lease is not None else Lease(clock, required=False)
         self.incarnation = ""  # set by resume(); renewed by fence()
@@ -144,14 +145,14 @@ class NodeAgent:
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
                               queued_ms=entry.queued_ms,
                               started_ms=entry.started_ms if running else None), ""
-        ended = self.unjournaled.get(task_id)
-        if ended is not None and task_id in self.committing:
+        ending = self.committing.get(task_id)
+        if ending is not None:
             # not durable yet: a crash now would run it again (sleep) or re-read its exit
             # status, so it reads ``running`` until its end is on disk (docs/guarantees.md)
-            st = ended[0]
+            st = ending[0]
             return TaskStatus(task_id, RUNNING, self.node_id, queued_ms=st.queued_ms,
                               started_ms=st.started_ms), ""
-        return ended
+        return self.unjournaled.get(task_id)
 
     def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
         task_id = record.task_id
@@ -533,10 +534,9 @@ class NodeAgent:
         self.finished[state] += 1
         now = self.clock.now_ms()
         started = entry.started_ms if entry else None
-        self.unjournaled[task_id] = (TaskStatus(
+        self.committing[task_id] = (TaskStatus(
             task_id, state, self.node_id, entry.queued_ms if entry else None, started, now,
             result.exit_code, result.reason), result.log_tail)
-        self.committing.add(task_id)
         self.unreported.ending(task_id)  # a fence before the commit voids it
         log.debug("task %s %s (exit %s)", task_id, state, result.exit_code)
         # a start journaled on its own is not written again
@@ -545,7 +545,8 @@ class NodeAgent:
                                         None if self.executor.outlives_agent else started)
 
     async def _settle_end(self, task_id: str, committed: asyncio.Future) -> None:
-        state, life = self.unjournaled[task_id][0].state, self.incarnation
+        ending, life = self.committing[task_id], self.incarnation
+        state = ending[0].state
         try:
             await committed
             if self.incarnation == life:  # else a fence meanwhile voided this end
@@ -553,10 +554,11 @@ class NodeAgent:
         except JournalError as exc:
             self.unreported.ended(task_id, None)
             log.error("could not journal the result of %s: %s", task_id, exc)
-            self.committing.discard(task_id)
-            return  # kept in ``unjournaled``, read as ended: a restart runs it again
-        self.committing.discard(task_id)
-        self.unjournaled.pop(task_id, None)
+            # read as ended from now on: its row makes a restart run it again
+            self.committing.pop(task_id, None)
+            self.unjournaled[task_id] = ending
+            return
+        self.committing.pop(task_id, None)
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
         if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):
