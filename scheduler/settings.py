@@ -83,7 +83,8 @@ class SchedulerSettings:
                 f"live policies: {', '.join(LIVE_POLICIES)} (optionally name:key=value,...)"
             )
         # a bad setting fails here, named; so does one only the load store applies
-        stray = make_policy_spec(self.policy, self.policy_settings).settings.loadstore_keys_set()
+        knobs = make_policy_spec(self.policy, self.policy_settings).settings
+        stray = knobs.loadstore_keys_set()
         if stray:
             own = self.policy.partition(":")[2]
             in_spec = [k for k in key_values(own.split(","), "policy") if k in LOADSTORE_KEYS] \
@@ -93,7 +94,7 @@ class SchedulerSettings:
                                   f"applies it; give it to `dodoor loadstore` (--b, "
                                   f"--adaptive-b-target-ms, --delta-snapshots) or to "
                                   f"`dodoor cluster up --b`")
-        if make_policy_spec(self.policy, self.policy_settings).settings.learn_durations:
+        if knobs.learn_durations:
             # only the simulator learns durations so far (docs/simulator.md): accepting it
             # here would promise what the daemon does not do
             raise ValidationError("learn_durations", "is simulator-only: the live scheduler "
