@@ -89,6 +89,12 @@ async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.005):
         await asyncio.sleep(interval)
 
 
+async def all_ended(agent) -> None:
+    """Wait until nothing runs on ``agent`` and every end is committed to its journal
+    (a task's end frees its slot before its commit; docs/throughput.md)."""
+    await wait_for(lambda: agent.queue.n_running == 0 and not agent.committing)
+
+
 class FakeLoadStore:
     """Records every NodeState it receives; can be told to fail."""
 

@@ -8,7 +8,7 @@ from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Enqueue, Lookup, Node
                          TaskStatus, TaskStatuses, decode, encode)
 from node_agent.app import STATE, create_app
 from node_agent.executor import TaskResult
-from tests.agent.conftest import GatedExecutor, enqueue, make_task, post, wait_for
+from tests.agent.conftest import GatedExecutor, all_ended, enqueue, make_task, post, wait_for
 
 
 async def status(client, tid):
@@ -32,8 +32,7 @@ async def test_enqueue_running_succeeded_with_times(aiohttp_client, agent_settin
     clock.advance(250.0)
     ex.release("a", TaskResult("succeeded", exit_code=0, log_tail="done\n"))
     await wait_for(lambda: state_of(client, "a"))
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # its end is on disk
+    await all_ended(client.app[STATE].agent)
     assert await status(client, "a") == (200, {
         "id": "a", "state": "succeeded", "node": "node-t", "queued_ms": 1000.0,
         "started_ms": 1000.0, "finished_ms": 1250.0, "exit_code": 0, "reason": None, "log_tail": "done\n"})
@@ -80,8 +79,7 @@ async def test_cancel_task_stops_a_running_one_and_a_queued_one_never_starts(
     assert "wait" not in ex.started
     ex.release("done")
     await wait_for(lambda: state_of(client, "done"))
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client.app[STATE].agent)
     assert (await cancel("done"))[1].state == "succeeded"  # ended: left as it was
     assert (await cancel("run"))[1].state == "cancelled"  # again: the same answer
     assert (await cancel("nope"))[0] == 404
@@ -109,8 +107,7 @@ async def test_failed_result_keeps_exit_code_and_reason(aiohttp_client, agent_se
     await enqueue(client, make_task("f"))
     await wait_for(lambda: ex.started == ["f"])
     ex.release("f", TaskResult("failed", exit_code=3, reason="exit code 3"))
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client.app[STATE].agent)
     _, body = await status(client, "f")
     assert (body["state"], body["exit_code"], body["reason"]) == ("failed", 3, "exit code 3")
 
@@ -122,8 +119,7 @@ async def test_duplicate_id_accepted_but_run_once(aiohttp_client, agent_settings
     assert [r.status for r in codes] == [202] * 5
     await wait_for(lambda: ex.started == ["dup"])
     ex.release("dup")
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client.app[STATE].agent)
     assert (await enqueue(client, make_task("dup"))).status == 202  # after it finished, too
     await asyncio.sleep(0.05)
     assert ex.started == ["dup"]
@@ -150,8 +146,7 @@ async def test_restart_resumes_queue_and_serves_old_results(aiohttp_client, agen
     ex2.release("b")
     await wait_for(lambda: ex2.started == ["b", "c"])
     ex2.release("c")
-    await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client2.app[STATE].agent)
     assert [await state_of(client2, t) for t in "abc"] == ["failed", "succeeded", "succeeded"]
 
 
@@ -175,8 +170,7 @@ async def test_restart_adopts_tasks_the_executor_still_runs(aiohttp_client, agen
     assert await state_of(client2, "live") == "running"
     ex2.release("live")
     await wait_for(lambda: state_of(client2, "live"))
-    await wait_for(lambda: client2.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client2.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client2.app[STATE].agent)
     assert await state_of(client2, "live") == "succeeded"
     assert ex2.started == ["adopted:live"]  # neither was re-run
 
@@ -257,8 +251,7 @@ async def test_sparrow_reserve_confirm_409_release_and_cancel(aiohttp_client, ai
     assert (r2["state"], r2["queued_ms"], r2["started_ms"]) == ("running", 500.0, 500.0)
     assert (await status(client, "r1"))[0] == 404
     ex.release("r2")
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client.app[STATE].agent)
     assert await state_of(client, "r2") == "succeeded"
     counts = client.app[STATE].agent.counter.counts
     assert (counts["reserve"], counts["confirm"], counts["cancel"], counts["enqueue"]) == (3, 2, 1, 2)
@@ -328,8 +321,7 @@ async def test_enqueue_batch_is_all_or_nothing_and_skips_duplicates(aiohttp_clie
     for tid in ("old", "b1", "b2"):
         await wait_for(lambda: ex.started[-1:] == [tid])
         ex.release(tid)
-    await wait_for(lambda: agent.queue.n_running == 0)
-    await wait_for(lambda: not agent.committing)  # ends on disk
+    await all_ended(agent)
     assert ex.started == ["old", "b1", "b2"]
 
 

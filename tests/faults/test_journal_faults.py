@@ -9,7 +9,8 @@ import pytest
 
 from dodoor.wire import CONTENT_TYPE, Enqueue, encode
 from node_agent.app import STATE, create_app
-from tests.agent.conftest import GatedExecutor, agent_settings, enqueue, make_task, wait_for  # noqa: F401
+from tests.agent.conftest import (GatedExecutor, agent_settings, all_ended, enqueue,  # noqa: F401
+                                  make_task, wait_for)
 from tests.daemons.conftest import http_json
 from tests.faults.conftest import count, sleep_tasks
 
@@ -32,8 +33,7 @@ async def test_failing_journal_refuses_new_tasks_and_keeps_results_in_memory(
     assert resp.status == 503
     assert (await resp.json())["error"]["field"] == "journal"
     ex.release("before")
-    await wait_for(lambda: client.app[STATE].agent.queue.n_running == 0)
-    await wait_for(lambda: not client.app[STATE].agent.committing)  # ends on disk
+    await all_ended(client.app[STATE].agent)
     code, body = await _status(client, "before")
     # the result could not be journaled, yet it is not stuck at ``running``
     assert (code, body["state"], body["exit_code"]) == (200, "succeeded", 0)
