@@ -138,7 +138,17 @@ def test_any_scheduler_answers_for_any_task_including_a_restarted_one(cluster):
     assert {t: c.status(1, t)["node"] for t in ids} == placed
     c.kill(c.schedulers[0])
     c.restart_scheduler(0)
-    assert c.states(0, ids) == done  # a new process, no memory of placing them
+    # a new process, no memory of placing them: `unknown` at most while its first
+    # snapshot arrives (docs/guarantees.md), never another state
+    seen: list[str] = []
+
+    def answers() -> bool:
+        states = c.states(0, ids)
+        seen.extend(states.values())
+        return states == done
+
+    poll(answers, 10, interval=0.1, what="the restarted scheduler answers for every task")
+    assert set(seen) <= {"succeeded", "unknown"}, count(seen)
 
 
 def test_sparrow_reservation_survives_agent_restarts(cluster):
