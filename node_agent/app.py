@@ -125,7 +125,8 @@ async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
     # without a load store nobody can declare this node dead, so no lease is needed
     lease = Lease(state.lease_clock, required=bool(settings.loadstore_url))
     agent = NodeAgent(settings.node_id, settings.capacity, settings.slots, state.executor,
-                      journal, state.clock, state.counter, settings.journal_keep_finished, lease)
+                      journal, state.clock, state.counter, settings.journal_keep_finished, lease,
+                      settings.preempt)
     agent.confirm = lambda url, node, task: _confirm(state, url, node, task)
     state.agent = agent
     log.info("agent %s starting: capacity cores=%g memory_mb=%g disk_mb=%g slots=%d executor=%s",
@@ -405,6 +406,7 @@ async def handle_healthz(request: web.Request) -> web.StreamResponse:
         RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
         "executor": state.executor.name, "incarnation": agent.incarnation,
         "lease": agent.lease.valid(), "fences": agent.fences,
+        "preempted": agent.preemption.count,
         # ends not yet in a report the store answered (a fence now would void them)
         "unheard_ends": agent.unreported.unanswered_ends(),
     })

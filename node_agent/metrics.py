@@ -82,6 +82,8 @@ class AgentCollector(Collector):
         yield ended
         yield self._counter("dodoor_agent_fences", "Times this node's life was declared dead "
                             "and fenced", agent.fences)
+        yield self._counter("dodoor_agent_preemptions", "Running tasks stopped and requeued "
+                            "for a higher-class task (--preempt)", agent.preemption.count)
         yield self._histogram("dodoor_agent_queue_wait_seconds",
                               "From a task's arrival to its start", agent.queue_wait)
         yield self._histogram("dodoor_agent_task_run_seconds", "From a task's start to its end",

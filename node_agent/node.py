@@ -28,6 +28,7 @@ from dodoor.taskstates import CANCELLED, LOST
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
+from node_agent.preemption import Preemption
 from node_agent.ledger import ReportLedger, resend_rows, void_unheard
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
@@ -53,7 +54,7 @@ class NodeAgent:
 
     def __init__(self, node_id: str, capacity: np.ndarray, slots: int, executor: Executor,
                  journal: Journal, clock: Clock, counter: MessageCounter | None = None,
-                 keep_finished: int = 0, lease: Lease | None = None) -> None:
+                 keep_finished: int = 0, lease: Lease | None = None, preempt: bool = False) -> None:
         self.node_id = node_id
         self.queue = TaskQueue(capacity, slots)
         self.executor = executor
@@ -95,6 +96,7 @@ class NodeAgent:
         self._store_instance = ""
         # called when a start waits for the lease: report now
         self.want_report: Callable[[], None] = lambda: None
+        self.preemption = Preemption(self, preempt)  # off by default (node_agent.preemption)
 
     # -- observation ------------------------------------------------------
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -185,6 +187,7 @@ class NodeAgent:
         # Before anything re-runs: the executor ends or adopts what the last run left.
         interrupted = [Interrupted(r.task, r.state, r.handle) for r in records]
         adopted = {a.task_id: a for a in await self.executor.reconcile(interrupted)}
+        await self.preemption.recover(records, adopted)
         now = self.clock.now_ms()
         for rec in records:
             found = adopted.get(rec.task.task_id)
@@ -215,6 +218,7 @@ class NodeAgent:
 
     async def close(self) -> None:
         self._closing = True
+        await self.preemption.close()
         jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel()
@@ -403,6 +407,7 @@ class NodeAgent:
                 self._spawn(entry, self._confirm_then_run(entry))
             else:
                 self._spawn(entry, self._run(entry))
+        self.preemption.consider()
 
     def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
         # created here, not in the supervisor, so a cancel right after the start finds it
@@ -428,6 +433,8 @@ class NodeAgent:
             self._jobs.pop(task_id, None)
             self._runs.pop(task_id, None)
             self._cancels.pop(task_id, None)
+        if result is not None and self.preemption.took(task_id, result):
+            return  # stopped for a higher class: node_agent.preemption requeues it
         committed = None
         if result is not None:
             if entry.started_ms is not None:

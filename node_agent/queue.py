@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from dodoor.cache import N_STATE
+from dodoor.priority import effective_priority
 from dodoor.resources import N_RESOURCES, Task, fits
 from dodoor.runqueue import QueueEntry, RunQueue
 
@@ -28,7 +29,9 @@ class Entry(QueueEntry):
 
     def __init__(self, task: Task, kind: str = TASK, scheduler_id: str = "", reply_url: str = "",
                  queued_ms: float = 0.0, started_ms: float | None = None) -> None:
-        super().__init__((task.cores, task.memory_mb, task.disk_mb), task.duration_ms)
+        super().__init__((task.cores, task.memory_mb, task.disk_mb), task.duration_ms,
+                         task.priority)
+        self.since_ms = queued_ms  # aging counts from the arrival, on the agent's clock
         self.task = task
         self.kind = kind
         self.scheduler_id = scheduler_id
@@ -170,4 +173,30 @@ class TaskQueue:
                          start)
         entry.task = task
         entry.kind = TASK
+        entry.priority = task.priority  # running: no waiting class count to keep in step
+        return entry
+
+    # -- preemption (node_agent.preemption) ---------------------------------
+    def head(self, now_ms: float) -> Entry | None:
+        """The waiting entry the next start goes to, or None when nothing waits."""
+        ranked = self._rq.ranked(now_ms)
+        return ranked[0] if ranked else None
+
+    def rank(self, entry: Entry, now_ms: float) -> int:
+        """``entry``'s class after aging (:func:`dodoor.priority.effective_priority`)."""
+        return effective_priority(entry.priority, now_ms - entry.since_ms, self._rq.aging_ms)
+
+    def victims(self, entry: Entry) -> list[Entry] | None:
+        """The running entries to stop so ``entry`` starts: the core's choice
+        (:meth:`dodoor.runqueue.RunQueue.victims`, as in the simulator)."""
+        return self._rq.victims(entry.demand, entry.priority)
+
+    def requeue(self, task_id: str) -> Entry:
+        """A stopped running entry waits again, keeping its aging clock
+        (:meth:`dodoor.runqueue.RunQueue.requeue`)."""
+        entry = self._by_id.get(task_id)
+        if entry is None or entry not in self._rq.running:
+            raise QueueError(f"task {task_id!r} is not running")
+        self._rq.requeue(entry)
+        entry.started_ms = None
         return entry

@@ -60,6 +60,10 @@ class AgentSettings:
     task_timeout_ms: float | None = setting(
         None, "process executor: wall limit (default max(60 s, 10 × duration))")
     confirm_timeout_ms: float = 5000.0
+    preempt: bool = setting(
+        False, "stop lower-class running tasks when a higher-class task cannot start "
+               "otherwise; they wait again and later re-run from the start (default off; "
+               "docs/agent.md)")
     journal_keep_finished: int = setting(  # 0: keep every finished task's result
         0, "keep only the newest N finished results in the journal (default 0: all)",
         type=bounded(int, 0), metavar="N")
