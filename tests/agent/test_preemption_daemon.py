@@ -1,0 +1,120 @@
+"""A real ``dodoor agent --preempt --executor process`` SIGKILLed right after a preemption.
+
+The low-class task was stopped and waits again, the high-class one runs (its
+processes outlive the agent: the executor's exit files). The restarted agent
+adopts the high task (or records the exit status it left), runs the low one again once there is room, and both end
+``succeeded`` once; neither ever reads ``lost`` or ``failed``, and the low
+task's processes never ran as two copies at once.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from dodoor.wire import CONTENT_TYPE, Enqueue, encode
+from tests.agent.conftest import make_task, wait_for
+from tests.agent.test_daemon import AUTH, TOKEN, free_port
+
+
+def spawn(port: int, loadstore: str, journal: str, log_path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dodoor", "agent", "--host", "127.0.0.1", "--port", str(port),
+           "--id", "node-p", "--loadstore", loadstore, "--executor", "process", "--preempt",
+           "--cores", "2", "--memory-mb", "1000", "--disk-mb", "0", "--slots", "2",
+           "--journal", journal, "--report-interval-ms", "50"]
+    return subprocess.Popen(cmd, env={**os.environ, "DODOOR_TOKEN": TOKEN},
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"),
+                            cwd=os.getcwd())
+
+
+def _lines(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.slow
+async def test_sigkill_right_after_a_preemption_recovers_one_consistent_state(
+        aiohttp_server, tmp_path):
+    async def node_state(request):
+        await request.read()
+        return web.Response(status=204)
+
+    store_app = web.Application()
+    store_app.router.add_post("/internal/node_state", node_state)
+    store = await aiohttp_server(store_app, host="127.0.0.1", port=free_port())
+    loadstore = str(store.make_url("")).rstrip("/")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    journal, log_path = str(tmp_path / "agent.sqlite"), tmp_path / "agent.log"
+    low_runs, high_runs = tmp_path / "low-runs", tmp_path / "high-runs"
+    low = make_task("low", cores=2.0, duration_ms=1500.0, priority=0,
+                    command=("sh", "-c", f"echo $$ >> {low_runs}; exec sleep 1.5"))
+    high = make_task("high", cores=1.0, duration_ms=1500.0, priority=2,
+                     command=("sh", "-c", f"echo $$ >> {high_runs}; exec sleep 1.5"))
+    seen: dict[str, set] = {"low": set(), "high": set()}
+
+    async with aiohttp.ClientSession() as http:
+        async def healthy():
+            try:
+                async with http.get(base + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        async def states():
+            out = {}
+            for tid in seen:
+                async with http.get(f"{base}/v1/tasks/{tid}", headers=AUTH) as r:
+                    out[tid] = (await r.json())["state"] if r.status == 200 else None
+                seen[tid].add(out[tid])
+            return out
+
+        async def submit(task):
+            async with http.post(base + "/internal/enqueue",
+                                 data=encode(Enqueue(task, "sched-0")),
+                                 headers={**AUTH, "Content-Type": CONTENT_TYPE}) as r:
+                assert r.status == 202
+
+        async def preempted():
+            s = await states()
+            return s == {"low": "queued", "high": "running"} and len(_lines(high_runs)) == 1
+
+        proc = spawn(port, loadstore, journal, log_path)
+        try:
+            await wait_for(healthy, timeout=20)
+            await submit(low)
+            await wait_for(lambda: len(_lines(low_runs)) == 1, timeout=10)
+            await submit(high)
+            await wait_for(preempted, timeout=10, interval=0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+        proc = spawn(port, loadstore, journal, log_path)
+        try:
+            await wait_for(healthy, timeout=20)
+            async def done():
+                s = await states()
+                return s if all(v in ("succeeded", "failed", "lost") for v in s.values()) else None
+            final = await wait_for(done, timeout=30, interval=0.05)
+            assert final == {"low": "succeeded", "high": "succeeded"}
+            async with http.get(base + "/healthz") as r:
+                assert (await r.json())["queued"] == 0
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    # the high task was adopted, never re-run; the low one ran twice, one copy at a time
+    assert len(_lines(high_runs)) == 1 and len(_lines(low_runs)) == 2
+    assert seen["low"] <= {"running", "queued", "succeeded"}
+    assert seen["high"] <= {"queued", "running", "succeeded"}
+    log_text = log_path.read_text()
+    assert "preempting low for high (class 2)" in log_text
+    # adopted while it ran, or its exit status recorded if it ended during the restart
+    assert "adopting it" in log_text or "task high ended (status 0)" in log_text
