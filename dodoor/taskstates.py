@@ -1,6 +1,7 @@
 """The states a task can be in, as every component and client sees them (docs/guarantees.md).
 
-``queued`` and ``running`` are held by an agent; ``succeeded``, ``failed``,
+``queued`` and ``running`` are held by an agent (a task an agent preempted,
+``--preempt``, reads ``queued`` again until it re-runs); ``succeeded``, ``failed``,
 ``lost`` and ``cancelled`` are terminal (``cancelled``: a client's
 ``DELETE /v1/tasks/{id}`` stopped it, before or while it ran). ``lost`` is said only of a task whose node the load
 store declared dead (its agent then ends the task ``lost`` too, never runs it
