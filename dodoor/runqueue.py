@@ -168,6 +168,8 @@ class RunQueue(Generic[E]):
     def backfill(self, now_ms: float) -> list[E]:
         """Start, in order, every waiting entry that fits; return them in start order."""
         self._unchecked = False
+        if self.free_slots <= 0 and self.waiting:
+            return []  # nothing can start: spare the ranking (a sort, with several classes)
         if len(self._classes) > 1 and self.aging_ms > 0.0:
             return self._backfill_ranked(now_ms)
         waiting = self.waiting

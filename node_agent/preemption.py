@@ -1,8 +1,9 @@
 """Live preemption: an agent stops lower-class running tasks for a higher-class one.
 
 Off unless the agent runs with ``--preempt`` (``AgentSettings.preempt``). After
-every pump, when the task the queue would start next (its *head*, ranked by
-class after aging) does not fit, the core's rule
+every pump, when the first waiting task of the highest class (the *head*, as
+Kubernetes' scheduling queue orders pods by priority, then arrival) does not
+fit, the core's rule
 (:meth:`dodoor.runqueue.RunQueue.victims`, the one the simulator's
 ``--preempt`` uses) names the fewest lower-class running tasks, lowest class and
 latest started first, whose room lets it start. One round of stops runs at a
@@ -64,17 +65,21 @@ class Preemption:
 
     # -- hooks of the agent ----------------------------------------------------
     def consider(self) -> None:
-        """After a pump: start a round when the head waits for room lower classes hold."""
+        """After a pump: start a round when the head waits for room lower classes hold.
+
+        O(running entries): it never ranks the queue, so it costs next to nothing
+        beside the pump's own backfill."""
         agent = self.agent
         if not self.enabled or self._round is not None or agent.fencing or agent._closing:
             return
-        queue, now = agent.queue, agent.clock.now_ms()
-        head = queue.head(now)
+        queue = agent.queue
+        head = queue.top()
         if head is None or head.kind != TASK:
             return
         victims = queue.victims(head)
         if not victims:
             return  # it fits already, or even every lower class would not make room
+        now = agent.clock.now_ms()
         top = queue.rank(head, now)
         for victim in victims:
             # a held reservation is not a task yet; an outranking victim would restart first

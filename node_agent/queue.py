@@ -177,10 +177,12 @@ class TaskQueue:
         return entry
 
     # -- preemption (node_agent.preemption) ---------------------------------
-    def head(self, now_ms: float) -> Entry | None:
-        """The waiting entry the next start goes to, or None when nothing waits."""
-        ranked = self._rq.ranked(now_ms)
-        return ranked[0] if ranked else None
+    def top(self) -> Entry | None:
+        """The first waiting entry of the highest class (before aging), or None.
+
+        Kept first by the run queue's order, so this is O(1)."""
+        waiting = self._rq.waiting
+        return waiting[0] if waiting else None
 
     def rank(self, entry: Entry, now_ms: float) -> int:
         """``entry``'s class after aging (:func:`dodoor.priority.effective_priority`)."""
