@@ -28,8 +28,8 @@ from dodoor.taskstates import CANCELLED, LOST
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
 from node_agent.lease import Lease
-from node_agent.preemption import Preemption
 from node_agent.ledger import ReportLedger, resend_rows, void_unheard
+from node_agent.preemption import Preemption
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
 log = logging.getLogger(__name__)

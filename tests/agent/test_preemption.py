@@ -211,11 +211,13 @@ class SlowStop(SleepExecutor):
     """A sleep whose stop takes a while (as a container's does), so a client's
     cancel can arrive while the preemption's stop is under way."""
 
+    stop_s = 0.3
+
     async def run(self, task, on_start=None):
         try:
             return await super().run(task, on_start)
         except asyncio.CancelledError:
-            await asyncio.shield(asyncio.sleep(0.3))
+            await asyncio.shield(asyncio.sleep(self.stop_s))
             raise
 
 
@@ -278,3 +280,31 @@ async def test_a_restart_mid_stop_recovers_one_consistent_state(
     st = await agent.status("low")
     assert st.state == state and sum(agent.finished.values()) == 1
     assert len([s for s in ex.started if s.endswith("low")]) == (1 if reruns or found.running else 0)
+
+
+async def test_a_fence_during_the_stop_ends_everything_lost_and_requeues_nothing(
+        aiohttp_client, aiohttp_server, agent_settings):
+    from tests.agent.conftest import FakeLoadStore
+
+    store = FakeLoadStore()
+    store.wants_load = True
+    server = await aiohttp_server(store.app)
+    slow = SlowStop()
+    slow.stop_s = 2.0
+    ex = Logged(slow)
+    client = await aiohttp_client(create_app(agent_settings(
+        cores=2.0, slots=2, preempt=True, loadstore_url=str(server.make_url("")),
+        report_interval_ms=10.0, heartbeat_ms=30.0), executor=ex))
+    agent = client.app[STATE].agent
+    await _low_then_high(client, ex, low_ms=5000.0)
+    await wait_for(lambda: agent.preemption._notes)  # the low one's stop is under way
+    await wait_for(lambda: {"low", "high"} <= {t for s in store.states for t in s.task_ids})
+    assert agent.preemption._notes  # still stopping: the fence comes mid-stop
+    store.fenced.add(agent.incarnation)
+    await wait_for(lambda: agent.fences == 1)
+    await wait_for(lambda: agent.preemption._round is None)
+    for tid in ("low", "high"):
+        assert (await agent.status(tid)).state == "lost"
+    assert (await agent.journal.counts()) == {"lost": 2}
+    assert agent.preemption.count == 0 and len(agent.queue) == 0
+    assert ex.log == [("start", "low"), ("stopped", "low")]
