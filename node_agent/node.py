@@ -145,7 +145,7 @@ class NodeAgent:
         if entry is not None and entry.kind == TASK:
             running = self.queue.is_running(task_id)
             return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
-                              queued_ms=entry.queued_ms,
+                              queued_ms=entry.queued_ms, reason=None if running else entry.note,
                               started_ms=entry.started_ms if running else None), ""
         ending = self.committing.get(task_id)
         if ending is not None:

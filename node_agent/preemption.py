@@ -167,8 +167,9 @@ class Preemption:
             again = True
             if not stopped:
                 return
+            why = REQUEUED.format(by=head.task_id)
             try:
-                await _journal_rows(agent.journal, stopped, REQUEUED.format(by=head.task_id))
+                await _journal_rows(agent.journal, stopped, why)
             except JournalError as exc:
                 # it runs again all the same; a crash first finds STOPPING and requeues it
                 log.warning("could not journal the requeue of %s: %s", ", ".join(stopped), exc)
@@ -176,7 +177,7 @@ class Preemption:
                 return  # the journal says where each one is; the next life reads it
             for task_id in stopped:
                 if agent.queue.is_running(task_id):
-                    agent.queue.requeue(task_id)
+                    agent.queue.requeue(task_id, why)
                     self.count += 1
             agent._changed()
         finally:

@@ -25,7 +25,7 @@ RESERVATION = "reservation"
 class Entry(QueueEntry):
     """One queued or running unit of work. ``kind`` is ``task`` or ``reservation``."""
 
-    __slots__ = ("task", "kind", "scheduler_id", "reply_url", "queued_ms", "started_ms")
+    __slots__ = ("task", "kind", "scheduler_id", "reply_url", "queued_ms", "started_ms", "note")
 
     def __init__(self, task: Task, kind: str = TASK, scheduler_id: str = "", reply_url: str = "",
                  queued_ms: float = 0.0, started_ms: float | None = None) -> None:
@@ -38,6 +38,7 @@ class Entry(QueueEntry):
         self.reply_url = reply_url
         self.queued_ms = queued_ms
         self.started_ms = started_ms
+        self.note: str | None = None  # why it waits again (a preempted task), for its status
 
     @property
     def task_id(self) -> str:
@@ -193,12 +194,13 @@ class TaskQueue:
         (:meth:`dodoor.runqueue.RunQueue.victims`, as in the simulator)."""
         return self._rq.victims(entry.demand, entry.priority)
 
-    def requeue(self, task_id: str) -> Entry:
+    def requeue(self, task_id: str, note: str | None = None) -> Entry:
         """A stopped running entry waits again, keeping its aging clock
-        (:meth:`dodoor.runqueue.RunQueue.requeue`)."""
+        (:meth:`dodoor.runqueue.RunQueue.requeue`); ``note`` says why in its status."""
         entry = self._by_id.get(task_id)
         if entry is None or entry not in self._rq.running:
             raise QueueError(f"task {task_id!r} is not running")
         self._rq.requeue(entry)
         entry.started_ms = None
+        entry.note = note
         return entry

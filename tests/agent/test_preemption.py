@@ -93,7 +93,10 @@ async def test_a_high_task_stops_the_low_one_which_waits_then_runs_again_once(
     agent = client.app[STATE].agent
     await _low_then_high(client, ex, low_ms=5000.0)
     await wait_for(lambda: ("start", "high") in ex.log)
-    assert await _state(client, "low") == "queued"  # a preempted task waits (taskstates.QUEUED)
+    async with client.get("/v1/tasks/low") as r:  # a preempted task waits (taskstates.QUEUED)
+        body = await r.json()
+    assert (body["state"], body["reason"]) == (
+        "queued", "preempted for task high; waits to run again from the start")
     assert await _state(client, "high") == "running"
     await wait_for(lambda: ("succeeded", "high") in ex.log)
     # the low one starts again only now, from the start (a full 5 s sleep is not awaited)
