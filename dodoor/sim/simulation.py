@@ -136,7 +136,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
     schedulers = [
-        SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k), sampler, sim_nodes,
+        SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k, knobs.echo), sampler, sim_nodes,
                      store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle,
                      true_ms)
         for i, own_policy in enumerate(policies)
