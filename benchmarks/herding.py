@@ -38,6 +38,10 @@ VARIANTS: tuple[tuple[str, Callable[[int], str]], ...] = (
     ("echo (M−1)/2", lambda m: BASE + f",echo={(m - 1) / 2:g}"),
     ("echo M−1", lambda m: BASE + f",echo={m - 1}"),
     ("echo M−1, tol 1 s", lambda m: BASE + f",echo={m - 1},tolerance_ms=1000"),
+    ("others (M−1)/2", lambda m: BASE + f",others={(m - 1) / 2:g}"),
+    ("others M−1", lambda m: BASE + f",others={m - 1}"),
+    ("others M−1, tol 0", lambda m: BASE + f",others={m - 1},tolerance_ms=0"),
+    ("others M−1, d=8", lambda m: f"dodoor-wait:d=8,others={m - 1}"),
 )
 SCHEDULERS = (1, 4, 16)
 SIGMAS = (0.0, 2.0)
@@ -50,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="first N tasks of the trace")
     p.add_argument("--held-out", action="store_true", help="azure_data_600.csv instead")
-    p.add_argument("--only", default=None, help="comma-separated labels to run (and ideal)")
+    p.add_argument("--only", default=None, help="labels to run (and ideal), separated by ';'")
     p.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = p.parse_args(argv)
     trace = str(bundled_trace("azure_data_600.csv" if args.held_out else "azure_data_60.csv"))
-    chosen = [v for v in VARIANTS if args.only is None or v[0] in args.only.split(",")]
+    chosen = [v for v in VARIANTS if args.only is None or v[0] in args.only.split(";")]
     keys, cells = [], []
     for m in SCHEDULERS:
         for seed in range(args.seeds):

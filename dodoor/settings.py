@@ -78,6 +78,9 @@ class PolicySettings:
     # guess of the others' placements from the same view (0 = off).
     tolerance_ms: float = -1.0
     echo: float = 0.0
+    # and (dodoor.projection) the placements of this many other schedulers since the
+    # snapshot, projected into the cache where they most probably went (0 = off)
+    others: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,8 +105,10 @@ class PolicySettings:
                                   f"must be finite and >= 0, got {self.adaptive_b_target_ms}")
         if not math.isfinite(self.tolerance_ms):
             raise ValidationError("tolerance_ms", f"must be finite, got {self.tolerance_ms}")
-        if not (math.isfinite(self.echo) and self.echo >= 0.0):
-            raise ValidationError("echo", f"must be finite and >= 0, got {self.echo}")
+        for name in ("echo", "others"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValidationError(name, f"must be finite and >= 0, got {value}")
         if self.pool_size < 1:
             raise ValidationError("pool_size", f"must be >= 1, got {self.pool_size}")
 

@@ -86,3 +86,73 @@ def test_echoes_show_locally_but_never_reach_the_store_and_a_snapshot_drops_them
     cache.replace(sent.copy())
     plain.replace(sent_plain.copy())
     np.testing.assert_array_equal(cache.state, plain.state)
+
+
+# -- projection of the others' placements (dodoor.projection) ----------------------
+
+from dodoor.projection import Projection  # noqa: E402
+
+SMALL = Task("s", 1.0, 100.0, 0.0, 1000.0)
+
+
+def _projected_cache(others: float, k: int = 100):
+    # 3 nodes of 2 slots: node 0 full (4000 ms pending), node 1 one task, node 2 empty
+    cache = LoadCache(np.array([[4.0, 4096.0, 0.0]] * 3), np.full(3, 2.0), k=k)
+    cache.replace(np.array([[2.0, 200.0, 0.0, 2.0, 4000.0], [1.0, 100.0, 0.0, 1.0, 1000.0],
+                            [0.0, 0.0, 0.0, 0.0, 0.0]]))
+    return cache, Projection(cache, others)
+
+
+def test_nothing_is_projected_before_an_own_placement():
+    cache, projection = _projected_cache(3)
+    before = cache.state.copy()
+    projection.advance()
+    np.testing.assert_array_equal(cache.state, before)
+
+
+def test_the_others_fill_the_least_waits_first_as_many_as_own_placements_times_others():
+    cache, projection = _projected_cache(2)
+    cache.record_placement(2, SMALL)
+    projection.on_placement(SMALL)  # own: node 2 now 1 task; others place 2 more
+    projection.advance()
+    # free slots first, the fewest tasks per slot first: node 1 (1 of 2)... then node 2
+    np.testing.assert_array_equal(cache.state[:, 3], [2.0, 2.0, 2.0])
+    assert projection.projected == 2
+    cache.record_placement(1, SMALL)
+    projection.on_placement(SMALL)
+    # every node is full now: the least pending per slot waits least — node 2 (1000 ms),
+    # then nodes 1 and 2 tie at 1500 ms and 1.5 tasks per slot: the lower index
+    projection.advance()
+    np.testing.assert_array_equal(cache.state[:, 3], [2.0, 4.0, 3.0])
+    np.testing.assert_array_equal(cache.state[:, 4], [4000.0, 4000.0, 3000.0])
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), tasks), min_size=1, max_size=20),
+       st.sampled_from([0.5, 1.0, 3.0]))
+def test_projections_never_reach_the_deltas_and_a_snapshot_drops_them(plan, others):
+    cache, projection = _projected_cache(others, k=3)
+    plain, _ = _projected_cache(others, k=3)
+    sent, sent_plain = [], []
+    for node, task in plan:
+        projection.advance()
+        for c, into in ((cache, sent), (plain, sent_plain)):
+            batch = c.record_placement(node, task)
+            if batch is not None:
+                into.append((batch.nodes, batch.deltas.tolist()))
+        projection.on_placement(task)
+    projection.advance()
+    assert sent == sent_plain
+    assert projection.projected == int(others * len(plan))
+    assert cache.state[:, 3].sum() == pytest.approx(plain.state[:, 3].sum() + projection.projected)
+    snapshot = plain.state.copy()
+    cache.replace(snapshot)
+    plain.replace(snapshot)
+    projection.on_snapshot()
+    np.testing.assert_array_equal(cache.state, plain.state)
+    projection.advance()  # no own placement since the snapshot: nothing projected
+    np.testing.assert_array_equal(cache.state, plain.state)
+
+
+def test_projecting_needs_other_schedulers():
+    with pytest.raises(ValueError, match="others must be > 0"):
+        Projection(LoadCache(CAP, np.ones(4)), 0.0)

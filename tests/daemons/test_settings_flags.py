@@ -116,6 +116,18 @@ def test_the_scheduler_accepts_learned_durations(given):
     assert make_policy_spec(settings.policy, settings.policy_settings).settings.learn_durations
 
 
+@pytest.mark.parametrize("given, field", [(["--param", "others=3"], "others"),
+                                          (["--policy", "dodoor-wait:d=16,echo=3"], "echo")])
+def test_a_simulator_only_herding_setting_is_refused_by_the_scheduler(given, field):
+    from scheduler.command import scheduler_settings
+
+    args = _parser("scheduler", "scheduler.command").parse_args(
+        ["--loadstore", "http://ls:1", *given])
+    with pytest.raises(ValidationError, match="simulator-only") as err:
+        scheduler_settings(args, environ={})
+    assert err.value.field == field
+
+
 def test_cluster_up_refuses_the_load_store_setting_as_a_scheduler_param():
     with pytest.raises(ValidationError, match="'b' does nothing at a scheduler"):
         ClusterSettings(params=("b=40",))
