@@ -3,7 +3,8 @@
 A grid of σ (log-normal error of declared durations) × M (schedulers) × arrivals
 (steady, or on/off bursts with the mean load held) at 0.9 load on paper100, for
 every baseline, ``dodoor``, the default ``dodoor-wait:d=16`` and its variants with
-rebalancing (``--rebalance steal``) and learned durations (``learn_durations=1``).
+rebalancing (``--rebalance steal``), learned durations (``learn_durations=1``) and
+the projection of the other schedulers' placements (``others=M−1``, dodoor.projection).
 Each row: mean and p99 makespan as a ratio to the ideal bound of the same cell
 (the ideal knows true durations, so σ does not change it: it runs once per M and
 arrivals and serves every σ), and scheduling messages per task.
@@ -54,6 +55,10 @@ POLICIES: tuple[tuple[str, str, str], ...] = (
     (DEFAULT + " +rebalance", DEFAULT, "steal"),
     (DEFAULT + " +learn", LEARN, "none"),
     (DEFAULT + " +rebalance +learn", LEARN, "steal"),
+    # herding (docs/evaluation.md, "Herding"): the others' placements projected, M − 1
+    (DEFAULT + " +others", DEFAULT + ",others={others}", "none"),
+    (DEFAULT + " +others +learn", LEARN + ",others={others}", "none"),
+    (DEFAULT + " +others +rebalance +learn", LEARN + ",others={others}", "steal"),
 )
 QUICK_POLICIES = ("power-of-two", DEFAULT, DEFAULT + " +rebalance +learn")
 SIGMAS, QUICK_SIGMAS = (0.0, 0.5, 1.0, 2.0), (0.0, 2.0)
@@ -79,7 +84,7 @@ def cells_for(trace: str, policies, sigmas, schedulers, seeds: int, limit: int |
                         conditions = (("bursts", bursts), ("estimate_sigma", sigma),
                                       ("rebalance", rebalance))
                         out.append(((label, sigma, m, arrivals, seed),
-                                    Cell(spec, (), LOAD, trace, limit=limit, seed=seed,
+                                    Cell(spec.format(others=m - 1), (), LOAD, trace, limit=limit, seed=seed,
                                          schedulers=m, conditions=conditions)))
     return out
 
