@@ -172,8 +172,8 @@ def goals(table: dict, labels) -> list[str]:
                 and table[(label, *c)]["p99"] < table[(DEFAULT, *c)]["p99"] for c in cells]
         within = sum(table[(label, *c)]["mean_ratio"] <= GOAL_RATIO
                      and table[(label, *c)]["p99_ratio"] <= GOAL_RATIO for c in cells)
-        msgs = max(table[(label, *c)]["msgs"] / table[("power-of-two", *c)]["msgs"]
-                   for c in cells if ("power-of-two", *c) in table)
+        msgs = max((table[(label, *c)]["msgs"] / table[("power-of-two", *c)]["msgs"]
+                    for c in cells if ("power-of-two", *c) in table), default=float("nan"))
         lines.append(f"- {label}: beats the default in {sum(wins)} of {len(cells)} cells"
                      f"{' (everywhere)' if all(wins) else ''}; within 1.3x in {within}; "
                      f"messages at most {msgs:.3f}x power-of-two")
