@@ -6,6 +6,12 @@ the matrix with each pushed snapshot and re-applies the deltas it has not yet
 flushed — the snapshot cannot contain those — so its own recent placements are
 never forgotten. Every placement is applied locally at once and batched; each
 k placements yield one :class:`DeltaBatch` for the load store.
+
+With ``echo`` > 0 (docs/evaluation.md, "Herding") each own placement also adds
+``echo`` copies of itself to the local view only — never to the deltas — as a
+guess of what the other schedulers, working from the same snapshot, placed
+there meanwhile; the next snapshot of a row drops its echoes, since it holds
+the others' real placements.
 """
 
 from __future__ import annotations
@@ -76,7 +82,8 @@ class DeltaBatch:
 class LoadCache:
     """A scheduler's cached view of the cluster (see module docstring)."""
 
-    def __init__(self, capacity: np.ndarray, slots: np.ndarray, k: int = 8) -> None:
+    def __init__(self, capacity: np.ndarray, slots: np.ndarray, k: int = 8,
+                 echo: float = 0.0) -> None:
         self.capacity = np.asarray(capacity, dtype=np.float64)
         self.slots = np.asarray(slots, dtype=np.float64)
         self.sq_capacity = squared_capacity(self.capacity)  # once, not per scored task
@@ -92,6 +99,7 @@ class LoadCache:
         self._unflushed: dict[int, list[float]] = {}  # node -> summed own deltas
         self._placements = 0
         self.snapshots_applied = 0
+        self.echo = echo  # kept out of _unflushed, so a snapshot's copy drops the echoes
 
     @property
     def n_nodes(self) -> int:
@@ -135,7 +143,10 @@ class LoadCache:
 
     def record_placement(self, node: int, task: Task) -> DeltaBatch | None:
         """Apply a placement locally; every k placements return the batch to send."""
-        self._add(node, delta_row((task.cores, task.memory_mb, task.disk_mb), task.duration_ms))
+        delta = delta_row((task.cores, task.memory_mb, task.disk_mb), task.duration_ms)
+        self._add(node, delta)
+        if self.echo > 0.0:
+            self.state[node] += np.asarray(delta) * self.echo
         self._placements += 1
         if self._placements >= self.k:
             return self.flush()

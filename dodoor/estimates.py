@@ -96,6 +96,15 @@ class DurationLearner:
         corrected = math.log(declared_ms) - bias
         return math.exp((spread * corrected + noise * kind.true_log.mean) / (spread + noise))
 
+    def kinds(self) -> list[Hashable]:
+        """Every kind seen so far, in the order first seen."""
+        return list(self._kinds)
+
+    def typical_declared(self, key: Hashable) -> float:
+        """The kind's typical declaration: exp of the mean log declared duration."""
+        kind = self._kinds[key]
+        return math.exp(kind.true_log.mean + kind.error_log.mean)
+
     def observed(self, key: Hashable) -> int:
         """How many completions of kind ``key`` have been seen."""
         kind = self._kinds.get(key)

@@ -70,6 +70,17 @@ class PolicySettings:
     # Beyond the paper (dodoor.estimates): score with durations learned per kind of
     # task from completions instead of the declared ones (the simulator's schedulers).
     learn_durations: bool = False
+    # Beyond the paper, against herding of many schedulers on one stale snapshot
+    # (docs/evaluation.md, "Herding"): ``dodoor-wait`` picks uniformly at random among
+    # the candidates whose expected wait is within ``tolerance_ms`` of the least
+    # (negative = off: the least wait, ties by the load score); and a scheduler's cache
+    # counts each own placement ``1 + echo`` times until the next snapshot, as a
+    # guess of the others' placements from the same view (0 = off).
+    tolerance_ms: float = -1.0
+    echo: float = 0.0
+    # and (dodoor.projection) the placements of this many other schedulers since the
+    # snapshot, projected into the cache where they most probably went (0 = off)
+    others: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,6 +103,12 @@ class PolicySettings:
         if not (math.isfinite(self.adaptive_b_target_ms) and self.adaptive_b_target_ms >= 0):
             raise ValidationError("adaptive_b_target_ms",
                                   f"must be finite and >= 0, got {self.adaptive_b_target_ms}")
+        if not math.isfinite(self.tolerance_ms):
+            raise ValidationError("tolerance_ms", f"must be finite, got {self.tolerance_ms}")
+        for name in ("echo", "others"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValidationError(name, f"must be finite and >= 0, got {value}")
         if self.pool_size < 1:
             raise ValidationError("pool_size", f"must be >= 1, got {self.pool_size}")
 

@@ -71,6 +71,8 @@ class SchedulerState:
             "snapshot_seq": self.view.snapshot_seq,
             "snapshot_age_ms": age,
             "nodes": self.view.n_nodes,
+            **({"durations": self.placer.learned.summary()}
+               if self.placer is not None and self.placer.learned is not None else {}),
         }
 
 

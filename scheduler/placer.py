@@ -27,6 +27,7 @@ from dodoor.service.peers import PeerClient
 from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas, Enqueue
 from scheduler.claims import Claims
+from scheduler.learning import LearnedDurations
 from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
 from scheduler.paths.forwarder import Forwarder, Sent
@@ -65,7 +66,12 @@ class Placer:
         # this process, for the store's claims: a restarted scheduler is another claimer
         self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
         self.claims = Claims(peers, settings, view, self.instance)
-        deltas = CachedDeltas(view, emit_deltas, self.kind is PolicyKind.CACHED)
+        # learned durations (dodoor.estimates), fed by the ends of this scheduler's tasks
+        # that scheduler.status resolves; only a cache-based policy counts pending work
+        self.learned = (LearnedDurations(settings.idempotency_entries)
+                        if policy.settings.learn_durations and self.kind is PolicyKind.CACHED
+                        else None)
+        deltas = CachedDeltas(view, emit_deltas, self.kind is PolicyKind.CACHED, self.learned)
         self.forwarder = Forwarder(settings, view, self.sender, self.placed, self.counters,
                                    deltas, rng)
         # confirms are answered whatever the kind: an agent may hold an older reservation

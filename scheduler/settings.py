@@ -94,11 +94,12 @@ class SchedulerSettings:
                                   f"applies it; give it to `dodoor loadstore` (--b, "
                                   f"--adaptive-b-target-ms, --delta-snapshots) or to "
                                   f"`dodoor cluster up --b`")
-        if knobs.learn_durations:
-            # only the simulator learns durations so far (docs/simulator.md): accepting it
-            # here would promise what the daemon does not do
-            raise ValidationError("learn_durations", "is simulator-only: the live scheduler "
-                                  "scores with the declared durations; drop it")
+        sim_only = [k for k in ("echo", "others") if getattr(knobs, k)]
+        if sim_only:
+            # herding variants measured in the simulator only (docs/evaluation.md,
+            # "Herding"); accepting them would promise what the daemon does not do
+            raise ValidationError(sim_only[0], "is simulator-only: the live scheduler's cache "
+                                  "does not project other schedulers' placements; drop it")
         if not self.scheduler_id:
             raise ValidationError("id", "must not be empty")
         check_positive(self, ("max_body_bytes", "agent_timeout_ms", "idempotency_entries",

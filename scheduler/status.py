@@ -148,7 +148,10 @@ async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: 
             out.found[task_id] = status_body(task_id, UNKNOWN, node,
                                              f"agent {node} unreachable: {exc}")
         return
+    learned = state.placer.learned if state.placer is not None else None
     for st in reply.statuses:
+        if learned is not None:
+            learned.saw(st)
         out.nodes[st.task_id] = node
         out.found[st.task_id] = {
             "id": st.task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,

@@ -10,6 +10,7 @@ from dodoor.cache import CandidateView
 from dodoor.policies.base import PolicyKind, SampledPolicy
 from dodoor.resources import FIT_TOLERANCE, Task
 from dodoor.score import argmin_random, expected_wait, load_score
+from dodoor.settings import PolicySettings
 
 
 class DodoorPolicy(SampledPolicy):
@@ -43,6 +44,27 @@ class ExpectedWaitPolicy(SampledPolicy):
     kind = PolicyKind.CACHED
     default_name = "dodoor-wait"
     scores_decide = True  # see decision_keys
+
+    def __init__(self, settings: PolicySettings, name: str | None = None) -> None:
+        super().__init__(settings, name)
+        # a random pick among the near-least waits is no argmin of keys: hosts must
+        # call choose (dodoor.batch_scoring stacks only policies deciding by scores)
+        self.scores_decide = settings.tolerance_ms < 0.0
+
+    def choose(
+        self, task: Task, demand: np.ndarray, view: CandidateView, rng: random.Random
+    ) -> int:
+        """The least expected wait, ties by the load score; or, with ``tolerance_ms``
+        set, any candidate whose wait is within it of the least, uniformly at random
+        — schedulers sharing one stale snapshot then spread instead of all taking
+        the few nodes that look emptiest in it."""
+        tolerance = self.settings.tolerance_ms
+        if tolerance < 0.0 or view.nodes.size == 1:
+            return super().choose(task, demand, view, rng)
+        waits = expected_wait(demand, view.capacity, view.state, view.slots).tolist()
+        bound = min(waits) + max(tolerance, FIT_TOLERANCE)
+        near = [i for i, w in enumerate(waits) if w <= bound]
+        return int(view.nodes[near[rng.randrange(len(near))] if len(near) > 1 else near[0]])
 
     def decision_keys(self, demand: np.ndarray, view: CandidateView) -> np.ndarray:
         """The load score among the least-wait candidates (scored among themselves),

@@ -24,6 +24,7 @@ import numpy as np
 from dodoor.cache import CandidateView, LoadCache
 from dodoor.estimates import DurationLearner, duration_key
 from dodoor.policies import PlacementPolicy, PolicyKind
+from dodoor.projection import Projection
 from dodoor.resources import Task
 from dodoor.sampling import FeasibleSampler
 from dodoor.snapshots import DeltaReceiver, Outcome, SnapshotUpdate
@@ -88,6 +89,9 @@ class SimScheduler:
         # durations learned from this scheduler's completions (cache-based policies)
         self.learner = (DurationLearner() if policy.settings.learn_durations
                         and policy.kind is PolicyKind.CACHED else None)
+        # the others' placements since the snapshot, projected into the cache
+        self.projection = (Projection(cache, policy.settings.others) if policy.settings.others
+                           and policy.kind is PolicyKind.CACHED else None)
         # snapshot age: when the store built the snapshot in the cache (the
         # empty start state is exact at the start), summed over decisions
         self.snapshot_made_ms = loop.now
@@ -131,6 +135,8 @@ class SimScheduler:
             self.cache.replace(update.rows)
         else:
             self.cache.replace_rows(update.nodes, update.rows)
+        if self.projection is not None:
+            self.projection.on_snapshot()
         if self.lookahead is not None:
             self.lookahead.invalidate()
         self.snapshot_made_ms = update.made_ms
@@ -166,6 +172,8 @@ class SimScheduler:
         if self.lookahead is not None:
             node = self.lookahead.decide(index)
         else:
+            if self.projection is not None:
+                self.projection.advance()
             policy = self.policy
             cands = policy.candidates(task, demand, self.sampler, self.rng)
             node = policy.choose(task, demand, self.cache.view(cands), self.rng)
@@ -182,6 +190,8 @@ class SimScheduler:
         self.age_sum_ms += self.loop.now - self.snapshot_made_ms
         self.decisions += 1
         batch = self.cache.record_placement(node, task)
+        if self.projection is not None:
+            self.projection.on_placement(task)
         if batch is not None:
             base, per_row = self._delta_size
             self.net.send_sized("deltas", base + per_row * len(batch.nodes),

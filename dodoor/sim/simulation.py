@@ -136,7 +136,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
     oracle = Oracle() if kind is PolicyKind.ORACLE else None
     sampler = FeasibleSampler(capacity)
     schedulers = [
-        SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k), sampler, sim_nodes,
+        SimScheduler(i, own_policy, LoadCache(capacity, slots, knobs.k, knobs.echo), sampler, sim_nodes,
                      store, net, loop, random.Random(f"{settings.seed}/scheduler/{i}"), oracle,
                      true_ms)
         for i, own_policy in enumerate(policies)
@@ -159,7 +159,7 @@ def simulate(tasks: Sequence[Task], nodes: Sequence[NodeSpec], policy: str,
             raise ValueError(f"the packing fallback needs a cache-based policy, not {policy!r}")
         for s in schedulers:
             s.fallback = SimFallback(settings.fallback, s.cache, sim_nodes, net, stats)
-    elif settings.lookahead and worth_stacking(policies[0], len(nodes)):
+    elif settings.lookahead and not knobs.others and worth_stacking(policies[0], len(nodes)):
         arrays = [arr for arr, _ in demands]
         for s in schedulers:
             s.use_lookahead(seen, arrays, len(schedulers))

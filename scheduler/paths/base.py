@@ -17,6 +17,7 @@ import numpy as np
 
 from dodoor.resources import Task
 from dodoor.wire import Deltas
+from scheduler.learning import LearnedDurations
 from scheduler.placements import Placement
 from scheduler.view import ClusterView
 
@@ -98,13 +99,17 @@ class CachedDeltas:
     """The cached load deltas of this scheduler's own placements (only a CACHED policy
     keeps them): recorded when placing, taken back when an enqueue fails."""
 
-    def __init__(self, view: ClusterView, emit: Callable[[Deltas], None], active: bool) -> None:
+    def __init__(self, view: ClusterView, emit: Callable[[Deltas], None], active: bool,
+                 learned: LearnedDurations | None = None) -> None:
         self.view = view
         self.emit = emit
         self.active = active
+        self.learned = learned  # learn_durations: pending work counted as learned
 
     def record_at(self, idx: int, task: Task) -> None:
         """Record ``task`` on node index ``idx``; a full batch of deltas goes to the store."""
+        if self.learned is not None:
+            task = self.learned.scored(task)
         batch = self.view.cache.record_placement(idx, task)
         if batch is not None:
             deltas = self.view.take_deltas(batch)
@@ -117,6 +122,8 @@ class CachedDeltas:
 
     def undo(self, node_id: str, task: Task) -> None:
         if self.active and (idx := self.view.index.get(node_id)) is not None:
+            if self.learned is not None:  # take back what record_at counted
+                task = self.learned.scored(task)
             self.view.cache.undo_placement(idx, task)
 
 

@@ -105,14 +105,27 @@ def test_a_setting_only_the_load_store_applies_is_refused_by_the_scheduler(given
 
 @pytest.mark.parametrize("given", [["--param", "learn_durations=1"],
                                    ["--policy", "dodoor-wait:d=16,learn_durations=1"]])
-def test_a_simulator_only_setting_is_refused_by_the_scheduler(given):
+def test_the_scheduler_accepts_learned_durations(given):
+    # the live scheduler learns them (scheduler.learning), so the setting is no longer refused
+    from scheduler.command import scheduler_settings
+
+    args = _parser("scheduler", "scheduler.command").parse_args(
+        ["--loadstore", "http://ls:1", *given])
+    settings = scheduler_settings(args, environ={})
+    from dodoor.policies import make_policy_spec
+    assert make_policy_spec(settings.policy, settings.policy_settings).settings.learn_durations
+
+
+@pytest.mark.parametrize("given, field", [(["--param", "others=3"], "others"),
+                                          (["--policy", "dodoor-wait:d=16,echo=3"], "echo")])
+def test_a_simulator_only_herding_setting_is_refused_by_the_scheduler(given, field):
     from scheduler.command import scheduler_settings
 
     args = _parser("scheduler", "scheduler.command").parse_args(
         ["--loadstore", "http://ls:1", *given])
     with pytest.raises(ValidationError, match="simulator-only") as err:
         scheduler_settings(args, environ={})
-    assert err.value.field == "learn_durations"
+    assert err.value.field == field
 
 
 def test_cluster_up_refuses_the_load_store_setting_as_a_scheduler_param():
