@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import time
-from collections import deque
 from typing import Sequence
 
 from dodoor.resources import Task
@@ -50,10 +49,12 @@ from node_agent import process_group
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
 from node_agent.launch_client import Launched, LaunchClient, LauncherGone
 from node_agent.process_group import GroupHandle
+from node_agent.task_output import LOG_TAIL_BYTES, OutputTail, output_pipe
+
+__all__ = ["LOG_TAIL_BYTES", "ProcessExecutor"]  # the tail's bound is part of its contract
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_BYTES = 4096
 # $0: the exit file; the rest: the command. Builtins only (no extra process); a torn
 # write reads as no status, and the task runs again, as without a file.
 _SHIM = '"$@"; s=$?; printf %s "$s" > "$0"; exit "$s"'
@@ -110,7 +111,7 @@ class ProcessExecutor:
         env.update({"DODOOR_TASK_ID": task.task_id, "DODOOR_CORES": f"{task.cores:g}",
                     "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
         memory_bytes = int(task.memory_mb) * 1024 * 1024 if self.limit_memory else None
-        transport, proto = await _output_pipe()
+        transport, proto = await output_pipe()
         try:
             try:
                 leader, group = await self._spawn(task, env, memory_bytes, proto)
@@ -287,7 +288,7 @@ class ProcessExecutor:
             return self._launcher
 
     async def _spawn(self, task: Task, env: dict[str, str], memory_bytes: int | None,
-                     proto: "_OutputTail") -> tuple[Launched, GroupHandle]:
+                     proto: OutputTail) -> tuple[Launched, GroupHandle]:
         """Start the task's leader in a new session; OSError or LauncherGone if it cannot."""
         spawned_after = time.time()
         exit_file = self._exit_file(task.task_id)
@@ -350,61 +351,6 @@ class _LeaderEnd:
         while await asyncio.to_thread(process_group.members, self._group):
             await asyncio.sleep(_ADOPTED_POLL_S)
         self.code = await asyncio.to_thread(self._executor._recorded_exit, self._task_id)
-
-
-class _OutputTail(asyncio.Protocol):
-    """Reads the task's output pipe, keeping the last LOG_TAIL_BYTES."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, write_fd: int) -> None:
-        self.write_fd = write_fd
-        self._closed: asyncio.Future[None] = loop.create_future()
-        self._tail: deque[bytes] = deque()
-        self._size = 0
-
-    def close_write_end(self) -> None:
-        """The task holds its own copy once launched; ours would keep the pipe open."""
-        if self.write_fd >= 0:
-            os.close(self.write_fd)
-            self.write_fd = -1
-
-    def data_received(self, data: bytes) -> None:
-        self._tail.append(data)
-        self._size += len(data)
-        while self._size - len(self._tail[0]) >= LOG_TAIL_BYTES:
-            self._size -= len(self._tail.popleft())
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.close_write_end()
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    async def output_closed_within(self, seconds: float) -> None:
-        """Wait for the last output; a process that left the group may hold the pipe."""
-        try:
-            async with asyncio.timeout(seconds):
-                await asyncio.shield(self._closed)
-        except TimeoutError:
-            log.debug("output pipe still open %g s after the task ended", seconds)
-
-    def tail_text(self) -> str:
-        data = b"".join(self._tail)[-LOG_TAIL_BYTES:]
-        return data.decode("utf-8", errors="replace")
-
-
-async def _output_pipe() -> tuple[asyncio.ReadTransport, _OutputTail]:
-    """A pipe for the task's stdout and stderr: its read end on the event loop."""
-    loop = asyncio.get_running_loop()
-    read_fd, write_fd = os.pipe()
-    try:
-        return await loop.connect_read_pipe(lambda: _OutputTail(loop, write_fd),
-                                            os.fdopen(read_fd, "rb", buffering=0))
-    except BaseException:
-        os.close(read_fd)
-        os.close(write_fd)
-        raise
 
 
 def _unlink(path: str) -> None:
