@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _LAUNCHER_PATH = os.path.abspath(launcher.__file__)
 _CLOSE_WAIT_S = 5.0
+_REPLY_MAX = 4096  # the launcher's replies are small; a larger buffer costs every read
 
 
 class LauncherGone(Exception):
@@ -131,7 +132,7 @@ class LaunchClient:
     def _readable(self) -> None:
         while self._gone is None:
             try:
-                data = self._sock.recv(launcher.MAX_PACKET)
+                data = self._sock.recv(_REPLY_MAX)
             except BlockingIOError:
                 return
             except OSError as exc:
