@@ -138,6 +138,7 @@ class ProcessExecutor:
             await self._end_group(task.task_id, group, ending)
             await proto.output_closed_within(1.0)
         finally:
+            proto.close_write_end()  # already closed unless the launch itself failed
             transport.close()
         code = ending.code
         tail = proto.tail_text()
