@@ -25,13 +25,12 @@ lost when the launcher dies. It exits when the agent's end of the socket closes
 (the agent exited or was killed); leaders started with ``pdeath`` then get
 SIGKILL from the kernel, the others run on and are adopted by the restarted agent.
 
-Run as ``python launcher.py FD`` (FD: the launcher's end of the socketpair); it
+Run as ``python -I -S launcher.py FD`` (FD: the launcher's end of the socketpair); it
 imports nothing of the project, so it runs by path from any directory.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -46,24 +45,46 @@ MAX_PACKET = 1 << 20  # a request carries the task's whole environment
 _ERRNO = struct.Struct("i")
 
 
-def _prctl():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+class _Prctl:
+    """prctl(2), looked up on first use: ctypes is a good part of the launcher's start-up,
+    and only tasks that die with their launcher need it."""
+
+    def __init__(self) -> None:
+        self._fn = None
+        self._looked = False
+
+    def pdeathsig_kill(self) -> bool:
+        """In the child: ask for SIGKILL when the launcher dies; False if there is no prctl."""
+        if self._fn is None:
+            return False
+        import ctypes  # already imported by lookup(), in the launcher
+
+        self._fn(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
+        return True
+
+    def lookup(self) -> None:
+        """In the launcher, before the fork: the child should only call it."""
+        if self._looked:
+            return
+        self._looked = True
+        if not sys.platform.startswith("linux"):
+            return
+        try:
+            import ctypes
+
+            self._fn = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError, ImportError):
+            self._fn = None
 
 
-def _exec_child(req: dict, out_fd: int, err_w: int, prctl, parent: int) -> None:
+def _exec_child(req: dict, out_fd: int, err_w: int, prctl: _Prctl, parent: int) -> None:
     """In the forked child: set the task's limits and exec it; never returns."""
     try:
         os.setsid()
         memory = req.get("memory")
         if memory:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        if req.get("pdeath") and prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
+        if req.get("pdeath") and prctl.pdeathsig_kill():
             if os.getppid() != parent:  # the launcher died before the prctl
                 os._exit(137)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -81,7 +102,9 @@ def _exec_child(req: dict, out_fd: int, err_w: int, prctl, parent: int) -> None:
             os._exit(127)
 
 
-def _launch(req: dict, out_fd: int, prctl) -> dict:
+def _launch(req: dict, out_fd: int, prctl: _Prctl) -> dict:
+    if req.get("pdeath"):
+        prctl.lookup()
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the exec succeeded
     try:
         pid = os.fork()
@@ -121,7 +144,7 @@ def _send(sock: socket.socket, msg: dict) -> None:
 
 def serve(sock: socket.socket) -> None:
     """Launch what the agent asks until it closes its end of ``sock``."""
-    prctl = _prctl()
+    prctl = _Prctl()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
