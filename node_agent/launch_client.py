@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _LAUNCHER_PATH = os.path.abspath(launcher.__file__)
 _CLOSE_WAIT_S = 5.0
+# A launch is a fork and an exec: a launcher that has not answered one in this long is
+# stuck, and is killed rather than left to hold every task's start.
+LAUNCH_REPLY_S = 30.0
 _REPLY_MAX = 4096  # the launcher's replies are small; a larger buffer costs every read
 
 
@@ -111,7 +114,13 @@ class LaunchClient:
         self._pending[rid] = reply
         self._outbox.append((msg, os.dup(output_fd)))  # ours until sent
         self._flush()
-        return await reply
+        try:
+            async with asyncio.timeout(LAUNCH_REPLY_S):
+                return await asyncio.shield(reply)
+        except TimeoutError:
+            self._proc.kill()
+            self._die(f"no answer to a launch within {LAUNCH_REPLY_S:g} s; killed it")
+            raise LauncherGone(self._gone) from None
 
     def _flush(self) -> None:
         while self._outbox and self._gone is None:

@@ -177,3 +177,22 @@ async def test_a_cancel_at_any_point_of_the_launch_leaves_nothing_running(tmp_pa
             assert live_children(launcher) == []
     finally:
         await ex.close()
+
+
+async def test_a_stuck_launcher_is_killed_and_replaced(monkeypatch):
+    from node_agent import launch_client
+
+    monkeypatch.setattr(launch_client, "LAUNCH_REPLY_S", 0.5)
+    ex = ProcessExecutor()
+    try:
+        assert (await ex.run(sh_task("first", "true"))).state == "succeeded"
+        [stuck] = launchers()
+        stuck.send_signal(signal.SIGSTOP)
+        result = await asyncio.wait_for(ex.run(sh_task("stuck", "true")), 10)
+        assert result.state == "failed"
+        assert result.reason.startswith("cannot start 'sh': no answer to a launch within 0.5 s")
+        await wait_for(lambda: gone(stuck.pid))
+        assert (await ex.run(sh_task("after", "echo ok"))).log_tail == "ok\n"
+        assert stuck.pid not in {p.pid for p in launchers()}  # reaped
+    finally:
+        await ex.close()
