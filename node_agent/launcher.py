@@ -91,8 +91,11 @@ def _exec_child(req: dict, out_fd: int, err_w: int, prctl: _Prctl, parent: int) 
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        if out_fd > 2:
+            os.close(out_fd)  # received without close-on-exec: the task needs only 1 and 2
+        # Python ignores these at start-up; an ignored signal stays ignored across exec
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
         os.execvpe(req["argv"][0], req["argv"], req["env"])
     except BaseException as exc:  # noqa: BLE001 - reported to the launcher, then exit
         code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
@@ -106,11 +109,12 @@ def _launch(req: dict, out_fd: int, prctl: _Prctl) -> dict:
     if req.get("pdeath"):
         prctl.lookup()
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the exec succeeded
+    me = os.getpid()
     try:
         pid = os.fork()
         if pid == 0:
             os.close(err_r)
-            _exec_child(req, out_fd, err_w, prctl, os.getppid())
+            _exec_child(req, out_fd, err_w, prctl, me)
         os.close(err_w)
         err_w = -1
         chunks = []

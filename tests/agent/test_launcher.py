@@ -196,3 +196,15 @@ async def test_a_stuck_launcher_is_killed_and_replaced(monkeypatch):
         assert stuck.pid not in {p.pid for p in launchers()}  # reaped
     finally:
         await ex.close()
+
+
+async def test_a_task_gets_only_stdin_stdout_and_stderr_and_no_ignored_signals():
+    ex = ProcessExecutor()
+    try:
+        fds = await ex.run(Task("fds", 1.0, 256.0, 0.0, 1000.0, command=("ls", "/proc/self/fd")))
+        assert fds.log_tail.split() == ["0", "1", "2", "3"]  # 3: ls's own directory handle
+        sigs = await ex.run(Task("sig", 1.0, 256.0, 0.0, 1000.0,
+                                 command=("grep", "SigIgn", "/proc/self/status")))
+        assert sigs.log_tail.split() == ["SigIgn:", "0" * 16]
+    finally:
+        await ex.close()
