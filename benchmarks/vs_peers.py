@@ -86,15 +86,21 @@ def _wait_for_views(urls: list[str], agents: int, timeout_s: float = 60.0) -> No
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far per process kind; an agent's reaped children (its tasks) count."""
+    """CPU seconds so far per process kind; an agent's children count, reaped (its tasks)
+    or alive (its task launcher, with the tasks that one reaped)."""
     import psutil
 
     out = dict.fromkeys(KINDS, 0.0)
     for name, pid in pids.items():
         kind = ("agents" if name.startswith("agent") else
                 "schedulers" if name.startswith("scheduler") else "loadstore")
-        t = psutil.Process(pid).cpu_times()
-        out[kind] += t.user + t.system + t.children_user + t.children_system
+        proc = psutil.Process(pid)
+        for member in [proc, *proc.children(recursive=True)]:
+            try:
+                t = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue  # a task that ended meanwhile: counted once reaped
+            out[kind] += t.user + t.system + t.children_user + t.children_system
     t = psutil.Process().cpu_times()
     out["client"] = t.user + t.system
     return out

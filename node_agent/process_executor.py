@@ -7,6 +7,10 @@ as ``DODOOR_CORES`` and the usual thread-count variables), since a plain
 process cannot be held to a CPU share. Output (stdout and stderr together) is
 kept as a bounded tail for the result.
 
+Tasks are forked by a launcher process (:mod:`node_agent.launcher`) that the
+executor starts on first use and again whenever it has died, so the agent
+itself never forks.
+
 Each task leads its own session and process group. However the task ends (its
 leader exits, the wall limit passes, the agent cancels it) the whole group is
 killed and waited for before ``run`` returns, so nothing it forked outlives it.
@@ -14,7 +18,8 @@ The group's handle (:mod:`node_agent.process_group`) goes to the agent's
 journal through ``on_start``; an agent restarted after a crash kills what is
 left of each interrupted task's group in ``reconcile`` before the task re-runs.
 On Linux the leader also gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with
-the agent (its own children only by the restart's ``reconcile``).
+its launcher, which exits with the agent (its own children go only by the
+restart's ``reconcile``).
 
 With an ``exit_dir`` the leader is a small ``sh`` that runs the command and
 writes its exit status to a file there before it exits: the status outlives the
@@ -22,36 +27,34 @@ agent, as a container's does in the engine. Then, as with containers, a task
 outlives its agent's crash instead of dying with it (no parent-death signal): the
 restarted agent adopts a task still running (waits for its group to end, keeps
 its original wall limit) and records the status it left, so the task never runs
-twice for an agent crash; only its output is lost.
+twice for an agent crash; only its output is lost. A launcher that dies under a
+running agent is treated the same way: its tasks run on, and the agent waits for
+their groups to end and records their exit files (without an ``exit_dir`` they
+die with the launcher and fail).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import functools
 import hashlib
 import logging
 import math
 import os
-import resource
-import signal
-import subprocess
-import sys
 import time
-from collections import deque
-from typing import Callable, Sequence
+from typing import Sequence
 
 from dodoor.resources import Task
 from dodoor.taskstates import FAILED, RUNNING, SUCCEEDED
 from node_agent import process_group
 from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+from node_agent.launch_client import Launched, LaunchClient, LauncherGone
 from node_agent.process_group import GroupHandle
+from node_agent.task_output import LOG_TAIL_BYTES, OutputTail, output_pipe
+
+__all__ = ["LOG_TAIL_BYTES", "ProcessExecutor"]  # the tail's bound is part of its contract
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_BYTES = 4096
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # $0: the exit file; the rest: the command. Builtins only (no extra process); a torn
 # write reads as no status, and the task runs again, as without a file.
 _SHIM = '"$@"; s=$?; printf %s "$s" > "$0"; exit "$s"'
@@ -82,10 +85,12 @@ class ProcessExecutor:
         self.exit_dir = exit_dir
         if exit_dir is not None:
             os.makedirs(exit_dir, exist_ok=True)
-        # Looked up here, in the agent: the forked child should only call it.
         # with an exit file tasks outlive the agent and are adopted (module docstring)
-        self._prctl = _find_prctl() if exit_dir is None else None
+        self._die_with_agent = exit_dir is None
         self._adopted: dict[str, tuple[Task, GroupHandle]] = {}
+        self._launcher: LaunchClient | None = None
+        # an executor may be used from more than one event loop (tests): a lock per loop
+        self._launcher_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def wall_limit_ms(self, task: Task) -> float:
         if self.timeout_ms is not None:
@@ -106,11 +111,13 @@ class ProcessExecutor:
         env.update({"DODOOR_TASK_ID": task.task_id, "DODOOR_CORES": f"{task.cores:g}",
                     "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
         memory_bytes = int(task.memory_mb) * 1024 * 1024 if self.limit_memory else None
+        transport, proto = await output_pipe()
         try:
-            transport, proto, group = await self._spawn(task, env, memory_bytes)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return TaskResult(FAILED, reason=f"cannot start {task.command[0]!r}: {exc}")
-        try:
+            try:
+                leader, group = await self._spawn(task, env, memory_bytes, proto)
+            except (OSError, LauncherGone) as exc:
+                return TaskResult(FAILED, reason=f"cannot start {task.command[0]!r}: {exc}")
+            ending = _LeaderEnd(self, task.task_id, leader, group)
             limit_ms = self.wall_limit_ms(task)
             timed_out = False
             try:
@@ -118,26 +125,31 @@ class ProcessExecutor:
                     async with asyncio.timeout(limit_ms / 1000.0):
                         if on_start is not None:
                             await on_start(group.encode())
-                        # Shielded: a cancel or timeout here must not cancel the future itself.
-                        await asyncio.shield(proto.exited)
+                        # Shielded: a cancel or timeout here must not cancel the wait itself.
+                        await asyncio.shield(ending.done)
                 except TimeoutError:
                     timed_out = True
             except BaseException:
                 # Cancelled (agent shutdown) or a failing hook: the group goes all the same,
                 # shielded so a second cancel cannot leave it running.
-                await asyncio.shield(self._end_group(task.task_id, group, proto))
+                await asyncio.shield(self._end_group(task.task_id, group, ending))
                 raise
             # However the leader ended, the rest of its group ends with it.
-            await self._end_group(task.task_id, group, proto)
+            await self._end_group(task.task_id, group, ending)
             await proto.output_closed_within(1.0)
         finally:
+            proto.close_write_end()  # already closed unless the launch itself failed
             transport.close()
-        code = transport.get_returncode()
+        code = ending.code
         tail = proto.tail_text()
         if timed_out:
             return TaskResult(FAILED, exit_code=code,
                               reason=f"timed out after {limit_ms:g} ms", log_tail=tail)
-        return self._result(code, tail)
+        if ending.launcher_lost is not None and code is None:
+            return TaskResult(FAILED, reason=f"its launcher died ({ending.launcher_lost}) and "
+                              "it left no exit status", log_tail=tail)
+        note = "" if ending.launcher_lost is None else " (its launcher died while it ran)"
+        return self._result(code, tail, note)
 
     def _result(self, code: int | None, tail: str, note: str = "") -> TaskResult:
         if code == 0:
@@ -254,111 +266,92 @@ class ProcessExecutor:
         return self._result(code, "", " (adopted after an agent restart; its output is lost)")
 
     async def close(self) -> None:
-        return None
+        launcher, self._launcher = self._launcher, None
+        if launcher is not None:
+            await launcher.close()
 
-    async def _spawn(self, task: Task, env: dict[str, str], memory_bytes: int | None
-                     ) -> tuple[asyncio.SubprocessTransport, "_TaskProtocol", GroupHandle]:
-        """Start the task's leader in a new session; OSError or SubprocessError if it cannot."""
-        spawned_after = time.time()
+    async def _launch_client(self) -> LaunchClient:
+        """The live launcher for this event loop, started (again) if there is none."""
         loop = asyncio.get_running_loop()
-        # A bare protocol rather than asyncio's Process: Process.wait() also waits for the
-        # output pipe to close, which a background child may hold for as long as it
-        # likes; the task has ended when its leader exits.
+        current = self._launcher
+        if current is not None and current.alive and current.loop is loop:
+            return current
+        if self._launcher_lock is None or self._launcher_lock[0] is not loop:
+            self._launcher_lock = (loop, asyncio.Lock())
+        async with self._launcher_lock[1]:
+            current = self._launcher
+            if current is not None and current.alive and current.loop is loop:
+                return current
+            if current is not None and current.loop is loop:
+                await current.close()  # reap the dead one
+                log.warning("starting a new task launcher")
+            self._launcher = await LaunchClient.start()
+            return self._launcher
+
+    async def _spawn(self, task: Task, env: dict[str, str], memory_bytes: int | None,
+                     proto: OutputTail) -> tuple[Launched, GroupHandle]:
+        """Start the task's leader in a new session; OSError or LauncherGone if it cannot."""
+        spawned_after = time.time()
         exit_file = self._exit_file(task.task_id)
         argv = list(task.command or ())
         if exit_file is not None:
             _unlink(exit_file)  # a status from an earlier run of this id is not this run's
             argv = ["/bin/sh", "-c", _SHIM, exit_file, *argv]
-        spawning = asyncio.ensure_future(loop.subprocess_exec(
-            lambda: _TaskProtocol(loop),
-            *argv,  # type: ignore[misc]
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group, so a kill reaches grandchildren
-            preexec_fn=functools.partial(_child_setup, memory_bytes, os.getpid(), self._prctl),
-        ))
+        client = await self._launch_client()
+        spawning = asyncio.ensure_future(client.launch(
+            argv, env, memory_bytes, self._die_with_agent, proto.write_fd))
         try:
-            # The process exists before its pipes are connected: a cancel in between
-            # must still find it, so the spawn itself is never cancelled.
-            transport, proto = await asyncio.shield(spawning)
+            # The process may exist before the launcher's reply arrives: a cancel in
+            # between must still find it, so the launch itself is never cancelled.
+            leader = await asyncio.shield(spawning)
         except asyncio.CancelledError:
             try:
-                transport, proto = await spawning
+                leader = await spawning
             except Exception:  # noqa: BLE001 - nothing was started
                 raise asyncio.CancelledError from None
-            group = GroupHandle.of_leader(transport.get_pid(), spawned_after)
-            try:
-                await asyncio.shield(self._end_group(task.task_id, group, proto))
-            finally:
-                transport.close()
+            group = GroupHandle.of_leader(leader.pid, spawned_after)
+            await asyncio.shield(self._end_group(task.task_id, group,
+                                                 _LeaderEnd(self, task.task_id, leader, group)))
             raise
-        return transport, proto, GroupHandle.of_leader(transport.get_pid(), spawned_after)
+        finally:
+            proto.close_write_end()
+        return leader, GroupHandle.of_leader(leader.pid, spawned_after)
 
-    async def _end_group(self, task_id: str, group: GroupHandle, proto: "_TaskProtocol") -> None:
-        _, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
-        if left:
-            log.error("task %s: processes %s survive SIGKILL", task_id, left)
-        await asyncio.shield(proto.exited)  # the leader, killed if it was still running, is reaped
+    async def _end_group(self, task_id: str, group: GroupHandle, ending: "_LeaderEnd") -> None:
+        if not (ending.done.done() and process_group.empty(group)):  # the usual end: no thread
+            _, left = await asyncio.to_thread(process_group.end, group, self.kill_wait_s)
+            if left:
+                log.error("task %s: processes %s survive SIGKILL", task_id, left)
+        await asyncio.shield(ending.done)  # the leader, killed if it was still running, is reaped
 
 
-class _TaskProtocol(asyncio.SubprocessProtocol):
-    """Keeps the last LOG_TAIL_BYTES of the output; ``exited`` resolves when the leader exits."""
+class _LeaderEnd:
+    """How a task's leader ended: ``done`` resolves once the launcher has reaped it
+    (``code``: its returncode) or, if the launcher died, once nothing of its group is
+    left (``code``: the exit file's status, or None; ``launcher_lost``: why)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self._closed: asyncio.Future[None] = loop.create_future()
-        self._tail: deque[bytes] = deque()
-        self._size = 0
+    def __init__(self, executor: ProcessExecutor, task_id: str, leader: Launched,
+                 group: GroupHandle) -> None:
+        self.code: int | None = None
+        self.launcher_lost: str | None = None
+        self._executor = executor
+        self._task_id = task_id
+        self._leader = leader
+        self._group = group
+        self.done: asyncio.Future[None] = asyncio.ensure_future(self._wait())
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self._tail.append(data)
-        self._size += len(data)
-        while self._size - len(self._tail[0]) >= LOG_TAIL_BYTES:
-            self._size -= len(self._tail.popleft())
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    async def output_closed_within(self, seconds: float) -> None:
-        """Wait for the last output; a process that left the group may hold the pipe."""
+    async def _wait(self) -> None:
         try:
-            async with asyncio.timeout(seconds):
-                await asyncio.shield(self._closed)
-        except TimeoutError:
-            log.debug("output pipe still open %g s after the task ended", seconds)
-
-    def tail_text(self) -> str:
-        data = b"".join(self._tail)[-LOG_TAIL_BYTES:]
-        return data.decode("utf-8", errors="replace")
-
-
-def _find_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError) as exc:
-        log.warning("no prctl(2): a task leader will not die with its agent: %s", exc)
-        return None
-
-
-def _child_setup(memory_bytes: int | None, agent_pid: int,
-                 prctl: Callable[..., int] | None) -> None:
-    # Runs in the forked child before exec: only async-signal-safe-ish work here.
-    if memory_bytes:
-        _limit_memory(memory_bytes)
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
-        # The agent may have died between the fork and the prctl: then no signal comes.
-        if os.getppid() != agent_pid:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.code = await self._leader.exited
+            return
+        except LauncherGone as exc:
+            self.launcher_lost = str(exc)
+        log.warning("task %s: its launcher died; waiting for its process group %d to end",
+                    self._task_id, self._group.pgid)
+        # Not our child, nor the new launcher's: its end can only be polled.
+        while await asyncio.to_thread(process_group.members, self._group):
+            await asyncio.sleep(_ADOPTED_POLL_S)
+        self.code = await asyncio.to_thread(self._executor._recorded_exit, self._task_id)
 
 
 def _unlink(path: str) -> None:
@@ -366,8 +359,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _limit_memory(nbytes: int) -> None:
-    # Runs in the forked child before exec: only async-signal-safe-ish work here.
-    resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))

@@ -78,8 +78,22 @@ class GroupHandle:
             raise ValueError(f"not a process group handle: {text!r}") from exc
 
 
+def empty(group: GroupHandle) -> bool:
+    """True when no process at all (not even a zombie) has ``group``'s pgid: one system
+    call, so a task's usual end needs neither a scan of every process nor a thread."""
+    try:
+        os.killpg(group.pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's group has that number now: members() tells
+    return False
+
+
 def members(group: GroupHandle) -> list[psutil.Process]:
     """The live processes of ``group`` (zombies excluded: they run nothing and hold nothing)."""
+    if empty(group):
+        return []
     if abs(psutil.boot_time() - group.boot) > SLACK_S:
         return []  # the host rebooted since: nothing of the task survived
     if group.leader_started is not None and _pid_reused(group.pgid, group.leader_started):

@@ -40,7 +40,7 @@ from dodoor.taskstates import SUCCEEDED
 from workloads.clusters import scaled
 
 log = logging.getLogger(__name__)
-COMPOSE_FILE = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.yml"
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 COMPOSE_SCHEDULERS = ("http://127.0.0.1:8101", "http://127.0.0.1:8102")
 COMPOSE_LOADSTORE = "http://127.0.0.1:8090"
 COMPOSE_AGENTS = 6  # agent-0..5 in compose/docker-compose.yml

@@ -9,6 +9,7 @@ import math
 import shlex
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,9 @@ def register(subparsers: Any) -> None:
                          "P+100.. (default: a free block of ports)")
     ev.add_argument("--executor", default="sleep", choices=("sleep", "process", "docker"),
                     help="executor of the --live local agents (docker runs --function-mix)")
+    ev.add_argument("--warm", action="store_true",
+                    help="every task opts in to its docker agent's warm containers (task "
+                         "label warm=true; docs/docker.md); the simulation stays cold")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first simulated run")
     ev.add_argument("--start-overhead-ms", type=float, default=None,
                     help="slot time each task holds beyond its duration in the simulation "
@@ -204,7 +208,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         timeout_s=args.timeout, token=env_token(),
         command="dodoor " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
-    path = evaluate(load_workload(args), settings)
+    tasks = load_workload(args)
+    if args.warm:
+        # the agent's task label for its warm pool (node_agent/docker_spec.py, docs/docker.md)
+        tasks = [replace(t, labels={**t.labels, "warm": "true"}) for t in tasks]
+    path = evaluate(tasks, settings)
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}", file=sys.stderr)
     return 0
