@@ -33,7 +33,6 @@ from dodoor.packing import (PackingProblem, PackingResult, PackingSettings, free
 from dodoor.resources import N_RESOURCES, TASKS, Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.metrics import Histogram
-from scheduler.paths.base import Target
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,7 @@ SOLVE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 PROVEN_NONE = ("packing fallback: proven that no node has room for the task now by this "
                "scheduler's view (beside the other tasks of its window); queued on its "
                "policy's choice")
+Target = tuple[str, str]  # (node id, agent url), as scheduler.paths.base names it
 Solver = Callable[[PackingProblem, PackingSettings], PackingResult]
 # waits until the event is set or the seconds have passed (a seam for tests' fake time)
 Timer = Callable[[asyncio.Event, float], Awaitable[None]]
