@@ -171,6 +171,18 @@ def view_has_room(view: Any, demand: np.ndarray) -> bool:
     return bool(np.any(room & (state[..., TASKS] < view.slots)))
 
 
+def node_has_room(capacity: np.ndarray, state: np.ndarray, slots: np.ndarray, node: int,
+                  demand: np.ndarray) -> bool:
+    """:func:`view_has_room` for one node of a cache's arrays, in plain floats: a host
+    asks it first of the candidate its policy chose, which usually has room, and
+    builds the candidates' view only when it has not."""
+    row = state[node].tolist()
+    if not row[TASKS] < slots[node]:
+        return False
+    cap = capacity[node].tolist()
+    return all(row[r] + d <= cap[r] + FIT_TOLERANCE for r, d in enumerate(demand.tolist()))
+
+
 def free_room_problem(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray,
                       demands: np.ndarray, priorities: np.ndarray,
                       work: np.ndarray) -> PackingProblem:

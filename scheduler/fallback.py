@@ -185,7 +185,7 @@ class FallbackWindow:
         work = np.array([w.task.cores * w.task.duration_ms / 1000.0 for w in window])
         started = time.perf_counter()
         chosen, result = await asyncio.to_thread(
-            _select_and_solve, capacity, slots, state, demands, priorities, work,
+            select_and_solve, capacity, slots, state, demands, priorities, work,
             self.settings, self.solver)
         stats = self.stats
         stats.calls += 1
@@ -214,7 +214,7 @@ class FallbackWindow:
         return verdicts
 
 
-def _select_and_solve(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray,
+def select_and_solve(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray,
                       demands: np.ndarray, priorities: np.ndarray, work: np.ndarray,
                       settings: PackingSettings, solver: Solver
                       ) -> tuple[np.ndarray, PackingResult]:

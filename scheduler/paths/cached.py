@@ -20,7 +20,7 @@ from typing import Any, Awaitable
 import numpy as np
 
 from dodoor.batch_scoring import ChunkScores, worth_stacking
-from dodoor.packing import view_has_room
+from dodoor.packing import node_has_room, view_has_room
 from dodoor.policies import PolicyKind
 from dodoor.resources import Task
 from scheduler.fallback import FallbackWindow
@@ -63,7 +63,7 @@ class CachedPath:
         candidate_view = view.cache.view(cands)
         chosen = policy.choose(task, demand, candidate_view, self.rng)
         prefs = (chosen, *(c for c in cands if c != chosen))
-        if not view_has_room(candidate_view, demand):
+        if not self._room(chosen, cands, demand, candidate_view):
             return self._packed(task, demand, prefs)
         self.deltas.record_at(chosen, task)
         decisions.add(i, task, prefs)
@@ -97,16 +97,25 @@ class CachedPath:
         scores = ChunkScores(policy, self.view.cache)
         scores.reset(cands, [demand for _, _, demand in chunk])
         decide, record, add = scores.decide, self.deltas.record_at, decisions.add
-        fallback, cache = self.fallback, self.view.cache
+        fallback = self.fallback
         for pos, (i, task, demand) in enumerate(chunk):
             chosen = decide(pos, rng)
             prefs = (chosen, *[c for c in cands[pos] if c != chosen])
-            if fallback is not None and not view_has_room(cache.view(cands[pos]), demand):
+            if fallback is not None and not self._room(chosen, cands[pos], demand):
                 decisions.alone.append((i, self._packed(task, demand, prefs)))
                 continue
             record(chosen, task)
             add(i, task, prefs)
         chunk.clear()
+
+    def _room(self, chosen: int, cands, demand: np.ndarray, candidate_view=None) -> bool:
+        """Whether some candidate has room for ``demand`` by the cache (the chosen one
+        is asked first: when it has room, no view is built)."""
+        cache = self.view.cache
+        if node_has_room(cache.capacity, cache.state, cache.slots, chosen, demand):
+            return True
+        return view_has_room(cache.view(cands) if candidate_view is None else candidate_view,
+                             demand)
 
     async def _packed(self, task: Task, demand: np.ndarray, prefs: Prefs) -> Placement:
         """Place ``task`` through the fallback's window: the solver's node first, then its
