@@ -117,11 +117,15 @@ class CachedPath:
         return view_has_room(cache.view(cands) if candidate_view is None else candidate_view,
                              demand)
 
-    async def _packed(self, task: Task, demand: np.ndarray, prefs: Prefs) -> Placement:
+    def _packed(self, task: Task, demand: np.ndarray, prefs: Prefs) -> Awaitable[Placement]:
         """Place ``task`` through the fallback's window: the solver's node first, then its
         policy's choice and candidates, by the forwarder's usual enqueue and failover."""
+        # node indices as targets now: the coroutine runs after a yield, when a snapshot
+        # may have replaced the node table
+        return self._pack(task, demand, [target(self.view, c) for c in prefs])
+
+    async def _pack(self, task: Task, demand: np.ndarray, policy_order: list) -> Placement:
         assert self.fallback is not None and self.forwarder is not None
-        policy_order = [target(self.view, c) for c in prefs]  # before the wait: indices age
         verdict = await self.fallback.place(task, demand)
         order = policy_order if verdict.target is None else (
             [verdict.target] + [t for t in policy_order if t != verdict.target])
