@@ -152,7 +152,12 @@ class FallbackWindow:
         return await fut
 
     async def _close_and_solve(self, full: asyncio.Event) -> None:
-        await self.timer(full, self.window_s)
+        try:
+            await self.timer(full, self.window_s)
+        except asyncio.CancelledError:  # shutting down: nobody waits for a verdict forever
+            self._answer_all([fut for _, fut in self._open], "the scheduler is stopping")
+            self._open = []
+            raise
         limit = self.settings.window
         window, self._open = self._open[:limit], self._open[limit:]
         self._full = asyncio.Event()
@@ -164,17 +169,21 @@ class FallbackWindow:
             async with self._solving:
                 verdicts = await self._solve([w for w, _ in window])
         except BaseException as exc:
-            failed = Verdict(None, f"packing fallback failed ({exc!r}); queued on its "
-                             "policy's choice")
-            for _, fut in window:
-                if not fut.done():
-                    fut.set_result(failed)
+            self._answer_all([fut for _, fut in window], repr(exc))
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("packing fallback call failed")
             raise
         for (_, fut), verdict in zip(window, verdicts):
             if not fut.done():
                 fut.set_result(verdict)
+
+    @staticmethod
+    def _answer_all(futures: list[asyncio.Future], why: str) -> None:
+        failed = Verdict(None, f"packing fallback failed ({why}); queued on its policy's "
+                         "choice")
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(failed)
 
     async def _solve(self, window: list[_Waiting]) -> list[Verdict]:
         """One solver call for ``window`` over a copy of the view as it is now."""

@@ -19,7 +19,7 @@ from dodoor.settings import PolicySettings
 from dodoor.wire import Snapshot
 from scheduler.fallback import (PROVEN_NONE, FallbackStats, FallbackWindow, LoggedMoves,
                                 timed_out)
-from scheduler.paths.base import CachedDeltas, Counters, Decisions
+from scheduler.paths.base import CachedDeltas, Counters
 from scheduler.paths.cached import CachedPath
 from scheduler.paths.forwarder import Forwarder
 from scheduler.placements import PlacementLog
@@ -261,3 +261,15 @@ def test_the_fallback_needs_a_cached_policy():
     with pytest.raises(ValidationError, match="fallback_time_s"):
         SchedulerSettings(fallback=True, fallback_time_s=0.0)
     assert SchedulerSettings(fallback=True).packing.time_limit_s == 1.0
+
+
+async def test_a_stopping_scheduler_answers_the_open_window_instead_of_leaving_it_waiting():
+    time = FakeTime()
+    bg = BackgroundTasks()
+    fw, stats = _window(bg, solver=Scripted(), time=time)
+    fut = asyncio.ensure_future(fw.place(_task("t", 1.0), _task("t", 1.0).demand()))
+    await _settle()
+    await bg.close()  # the app's cleanup cancels the window's task
+    verdict = await asyncio.wait_for(fut, 1.0)
+    assert verdict.target is None and "stopping" in verdict.reason
+    assert (fw.waiting, stats.calls) == (0, 0)
