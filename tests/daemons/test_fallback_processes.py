@@ -61,21 +61,27 @@ async def _fragment(session, filler, tested) -> str:
             break
         await asyncio.sleep(0.05)
     busy = set()
-    for i in range(3):  # one at a time: each decision sees the ones before
+    for i in range(3):  # one at a time, each once the filler's view shows the ones before
+        await _sees_cores(session, filler, 6.0 * i)
         status, body = await _submit(session, filler.url, [
             {"id": f"fill-{i}", "cores": 6, "memory_mb": 256, "duration_ms": 60_000}])
         assert status == 202, body
         busy.add(body["placements"][0]["node"])
-    assert len(busy) == 3
-    for _ in range(400):
-        view = (await _get(session, tested.url + "/v1/nodes"))[1]
-        if sum(n["state"]["cores"] for n in view["nodes"]) >= 18:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail(f"the tested scheduler never saw the fillers: {view}")
+    assert len(busy) == 3, busy
+    await _sees_cores(session, tested, 18.0)
     (free,) = set(NODES) - busy
     return free
+
+
+async def _sees_cores(session, scheduler, cores: float) -> None:
+    """Wait until ``scheduler``'s view shows ``cores`` committed (a snapshot may come
+    before the load store has a placement's delta, and hide it for a moment)."""
+    for _ in range(400):
+        view = (await _get(session, scheduler.url + "/v1/nodes"))[1]
+        if sum(n["state"]["cores"] for n in view["nodes"]) >= cores:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the view never showed {cores} cores committed: {view}")
 
 
 async def _states(session, url, ids, want, wait_s=10.0):
