@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from dodoor.resources import N_RESOURCES
+from dodoor.resources import FIT_TOLERANCE, N_RESOURCES, TASKS
 
 _SCALE = np.array([1000.0, 1.0, 1.0])  # milli-cores, MiB, MiB
 # weight of a class in the objective: one task of class p outweighs three of p − 1
@@ -158,6 +159,40 @@ def solve(problem: PackingProblem, settings: PackingSettings) -> PackingResult:
     return PackingResult(tuple(placed), moves,
                          "optimal" if status == cp_model.OPTIMAL else "feasible",
                          objective, elapsed)
+
+
+def view_has_room(view: Any, demand: np.ndarray) -> bool:
+    """Whether any node of ``view`` (a ``dodoor.cache.CandidateView``: capacity, state
+    and slots of the sampled candidates) has room for ``demand`` beside what is
+    committed there, and a free slot: a task for which this is False goes to the
+    fallback, in the simulator and live alike."""
+    state = view.state
+    room = np.all(state[..., :N_RESOURCES] + demand <= view.capacity + FIT_TOLERANCE, axis=-1)
+    return bool(np.any(room & (state[..., TASKS] < view.slots)))
+
+
+def node_has_room(capacity: np.ndarray, state: np.ndarray, slots: np.ndarray, node: int,
+                  demand: np.ndarray) -> bool:
+    """:func:`view_has_room` for one node of a cache's arrays, in plain floats: a host
+    asks it first of the candidate its policy chose, which usually has room, and
+    builds the candidates' view only when it has not."""
+    row = state[node].tolist()
+    if not row[TASKS] < slots[node]:
+        return False
+    cap = capacity[node].tolist()
+    return all(row[r] + d <= cap[r] + FIT_TOLERANCE for r, d in enumerate(demand.tolist()))
+
+
+def free_room_problem(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray,
+                      demands: np.ndarray, priorities: np.ndarray,
+                      work: np.ndarray) -> PackingProblem:
+    """The problem of a host that moves nothing: no movable tasks, so the model places
+    the window's tasks into free room only (state rows as ``dodoor.cache`` keeps them)."""
+    return PackingProblem(
+        capacity=capacity, slots=slots, load=state[:, :N_RESOURCES], entries=state[:, TASKS],
+        demands=demands, priorities=priorities, work=work,
+        movable_node=np.zeros(0, dtype=np.int64),
+        movable_demand=np.zeros((0, N_RESOURCES)))
 
 
 def _within(demand: list[int], capacity: list[int]) -> bool:

@@ -1,8 +1,9 @@
 """The scheduler's ``/metrics`` (docs/operations.md explains each one).
 
 Counters and gauges are read from the live placer and view at scrape time; the
-two histograms are filled on the submit path by :meth:`SubmitMetrics.submitted`,
-once per request (a batch of n tasks is n observations in one call).
+two submit histograms are filled on the submit path by :meth:`SubmitMetrics.submitted`,
+once per request (a batch of n tasks is n observations in one call); the packing
+fallback's are kept by :class:`scheduler.fallback.FallbackStats`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dodoor.service.metrics import (LATENCY_BUCKETS, SNAPSHOT_AGE_BUCKETS, CounterCollector,
                             GaugeCollector, Histogram, MessageCollector, daemon_registry)
+from scheduler.fallback import FallbackStats
 from scheduler.placements import Placement
 
 if TYPE_CHECKING:  # the app imports this module
@@ -55,6 +57,36 @@ class _Histograms(Collector):
         yield self.metrics.snapshot_age_at_use.family(
             "dodoor_scheduler_snapshot_age_at_use_seconds",
             "Age of the load store snapshot a placement decided on, per placed task")
+
+
+class _Fallback(Collector):
+    """The packing fallback's calls, solver seconds and outcomes (docs/operations.md)."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        placer = self.state.placer
+        # before the placer is built nothing was counted
+        stats = placer.fallback_stats if placer is not None else FallbackStats()
+        yield CounterMetricFamily("dodoor_scheduler_fallback_calls",
+                                  "Packing fallback solver calls (one per window of tasks)",
+                                  value=stats.calls)
+        outcomes = CounterMetricFamily(
+            "dodoor_scheduler_fallback_tasks",
+            "Tasks the packing fallback decided, by outcome: placed (on the solver's node), "
+            "proven_none (no node has room, proven), timeout (none found in the time limit)",
+            labels=["outcome"])
+        for outcome in ("placed", "proven_none", "timeout"):
+            outcomes.add_metric([outcome], getattr(stats, outcome))
+        yield outcomes
+        yield CounterMetricFamily(
+            "dodoor_scheduler_fallback_moves_proposed",
+            "Moves of queued tasks the packing fallback proposed; not carried out",
+            value=stats.moves_proposed)
+        yield stats.seconds.family(
+            "dodoor_scheduler_fallback_solve_seconds",
+            "Time of one packing fallback call in its thread: node selection, model, search")
 
 
 def make_registry(state: SchedulerState) -> CollectorRegistry:
@@ -99,4 +131,4 @@ def make_registry(state: SchedulerState) -> CollectorRegistry:
             "the first)", snapshot_age_s),
     })
     return daemon_registry(MessageCollector(state.counter), counters, gauges,
-                           _Histograms(state.metrics))
+                           _Histograms(state.metrics), _Fallback(state))

@@ -12,11 +12,14 @@ class Placement:
     node: str | None
     error: str | None = None
     conflict: bool = False  # the id is held with a different task body (409)
+    reason: str | None = None  # why it is where it is (the packing fallback's verdict)
 
     def as_dict(self) -> dict:
         out: dict = {"id": self.task_id, "node": self.node}
         if self.error is not None:
             out["error"] = self.error
+        if self.reason is not None:
+            out["reason"] = self.reason
         return out
 
 

@@ -7,7 +7,8 @@ picked once from ``dodoor.policies.base.PolicyKind``): NONE/CACHED and POOL deci
 once, in order, so a batch's later tasks see the earlier ones' deltas; PROBE and
 RESERVE (Sparrow) place each task alone after asking agents. Sending, failover and
 unknown outcomes are the :class:`~scheduler.paths.forwarder.Forwarder`'s
-(docs/design.md §6).
+(docs/design.md §6). With ``--fallback`` a CACHED path leaves the tasks it finds
+no room for to the packing fallback (:mod:`scheduler.fallback`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dodoor.service.peers import PeerClient
 from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas, Enqueue
 from scheduler.claims import Claims
+from scheduler.fallback import FallbackStats, FallbackWindow, LoggedMoves
 from scheduler.learning import LearnedDurations
 from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
@@ -78,8 +80,13 @@ class Placer:
         self.reserving = ReservationPath(policy, settings, view, peers, self.reservations,
                                          self.placed, self.forwarder, self._claim,
                                          self.counters, background, rng)
+        self.fallback_stats = FallbackStats()
+        fallback = (FallbackWindow(settings.packing, settings.fallback_window_ms / 1000.0, view,
+                                   background, self.fallback_stats,
+                                   LoggedMoves(self.fallback_stats))
+                    if settings.fallback else None)
         self.path = make_path(policy, settings, view, peers, self.forwarder, deltas,
-                              self.reserving, background, rng, clock)
+                              self.reserving, background, rng, clock, fallback)
 
     @property
     def policy(self):
@@ -184,9 +191,9 @@ class Placer:
                     # a long batch must not starve other requests and snapshots;
                     # node indices become node ids before the yield: a snapshot in
                     # between may replace the node table
-                    self._resolve(decisions, targets)
+                    self._resolve(decisions, targets, coros)
                     await asyncio.sleep(0)
-            self._resolve(decisions, targets)
+            self._resolve(decisions, targets, coros)
             coros.extend(self._send_group(t, items) for t, items in targets.items())
             for done in await asyncio.gather(*coros):
                 for i, placement in done:
@@ -205,10 +212,13 @@ class Placer:
         return self.forwarder.send_group(to, items)
 
     def _resolve(self, decisions: Decisions,
-                 into: dict[Target, list[tuple[int, Task, Decided]]]) -> None:
+                 into: dict[Target, list[tuple[int, Task, Decided]]], alone: list) -> None:
         """Decide what is pending, then move the decisions (node indices of the current
-        table) into ``into`` by target."""
+        table) into ``into`` by target, and the tasks left to be placed alone into
+        ``alone``."""
         self.path.flush(decisions)
+        alone.extend(_indexed(i, coro) for i, coro in decisions.alone)
+        decisions.alone.clear()
         table = (self.view.node_ids, self.view.urls)  # kept for a failover's other candidates
         for idx, items in decisions.groups.items():
             into.setdefault(target(self.view, idx), []).extend(

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from dodoor.errors import ValidationError
-from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES, is_live_spec, make_policy_spec
+from dodoor.packing import PackingSettings
+from dodoor.policies import DEFAULT_POLICY, LIVE_POLICIES, PolicyKind, is_live_spec, make_policy_spec
 from dodoor.service.cliargs import MAX_PORT, bounded, setting
 from dodoor.settings import LOADSTORE_KEYS, PolicySettings, check_positive, key_values
 
@@ -72,6 +73,22 @@ class SchedulerSettings:
     resolve_timeout_ms: float = setting(
         30_000.0, "how long an enqueue with an unknown outcome (a timeout) is resent to the "
                   "same agent before the task is reported as unknown, never placed elsewhere")
+    # The packing fallback (docs/design.md §12, scheduler/fallback.py). Off by default:
+    # a submission that needs it is answered only after its window and the solver
+    # (up to fallback_window_ms + fallback_time_s later), a latency an operator should
+    # choose, and it helps only clusters where large tasks meet fragmented room.
+    fallback: bool = setting(
+        False, "when no sampled candidate has room for a task, place it by an exact "
+               "CP-SAT packing over the cached view (cache-based policies only)")
+    fallback_time_s: float = setting(1.0, "the fallback solver's time limit per call",
+                                     type=bounded(float, 0.001))
+    fallback_window_ms: float = setting(
+        10.0, "how long the fallback collects tasks for one solver call",
+        type=bounded(float, 0.0))
+    fallback_window_tasks: int = setting(16, "most tasks in one fallback solver call",
+                                         type=bounded(int, 1))
+    fallback_nodes: int = setting(64, "nodes with the most room the fallback model looks at",
+                                  type=bounded(int, 1))
     # Send a batch's tasks for one agent in one request (falls back to single
     # enqueues for agents that answer 404/405 to /internal/enqueue_batch).
     batch_enqueue: bool = True
@@ -104,12 +121,32 @@ class SchedulerSettings:
             raise ValidationError("id", "must not be empty")
         check_positive(self, ("max_body_bytes", "agent_timeout_ms", "idempotency_entries",
                               "max_batch", "loadstore_check_ms", "register_retry_ms",
-                              "max_connections", "agent_inflight"))
+                              "max_connections", "agent_inflight", "fallback_time_s",
+                              "fallback_window_tasks", "fallback_nodes"))
+        if self.fallback and make_policy_spec(self.policy, self.policy_settings).kind \
+                is not PolicyKind.CACHED:
+            raise ValidationError("fallback", f"needs a cache-based policy (its cached view is "
+                                  f"what the solver packs), not {self.policy!r}")
+        if not self.fallback_window_ms >= 0:
+            raise ValidationError("fallback_window_ms",
+                                  f"must be >= 0, got {self.fallback_window_ms!r}")
+        self.packing  # a bad time limit, window or node count fails here, named
         if self.max_failover < 0:
             raise ValidationError("max_failover", f"must be >= 0, got {self.max_failover}")
         if not self.resolve_timeout_ms >= 0:  # 0: report an unknown outcome at once
             raise ValidationError("resolve_timeout_ms",
                                   f"must be >= 0, got {self.resolve_timeout_ms!r}")
+
+    @property
+    def packing(self) -> PackingSettings:
+        """The fallback solver's settings (one worker: the machine serves placements too)."""
+        try:
+            return PackingSettings(time_limit_s=self.fallback_time_s,
+                                   max_nodes=self.fallback_nodes,
+                                   window=self.fallback_window_tasks, workers=1,
+                                   seed=self.seed or 0)
+        except ValueError as exc:
+            raise ValidationError("fallback", str(exc)) from exc
 
     @property
     def url(self) -> str:

@@ -20,8 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from dodoor.cache import TASKS, LoadCache
-from dodoor.packing import PackingProblem, PackingSettings, select_nodes, solve
-from dodoor.resources import FIT_TOLERANCE, N_RESOURCES, Task
+from dodoor.packing import (PackingProblem, PackingSettings, select_nodes, solve,
+                            view_has_room)
+from dodoor.resources import N_RESOURCES, Task
 from dodoor.sim.network import Network
 from dodoor.sim.node import Entry, SimNode
 
@@ -53,9 +54,7 @@ class FallbackStats:
 
 def has_room(cache: LoadCache, candidates: Sequence[int], demand: np.ndarray) -> bool:
     """Whether any candidate has room for ``demand`` now, by the cache."""
-    view = cache.view(candidates)
-    room = np.all(view.load + demand <= view.capacity + FIT_TOLERANCE, axis=-1)
-    return bool(np.any(room & (view.tasks < view.slots)))
+    return view_has_room(cache.view(candidates), demand)
 
 
 class SimFallback:

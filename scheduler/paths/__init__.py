@@ -12,6 +12,7 @@ from dodoor.clock import Clock
 from dodoor.policies import PolicyKind
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.peers import PeerClient
+from scheduler.fallback import FallbackWindow
 from scheduler.paths.base import CachedDeltas, PlacementPath
 from scheduler.paths.cached import CachedPath
 from scheduler.paths.forwarder import Forwarder
@@ -24,9 +25,11 @@ from scheduler.view import ClusterView
 
 def make_path(policy, settings: SchedulerSettings, view: ClusterView, peers: PeerClient,
               forwarder: Forwarder, deltas: CachedDeltas, reserving: ReservationPath,
-              background: BackgroundTasks, rng: random.Random, clock: Clock) -> PlacementPath:
+              background: BackgroundTasks, rng: random.Random, clock: Clock,
+              fallback: FallbackWindow | None = None) -> PlacementPath:
     """The path of ``policy``'s kind (``reserving`` is the RESERVE kind's, built by the
-    placer because it answers confirms whatever the kind)."""
+    placer because it answers confirms whatever the kind; ``fallback``, the packing
+    fallback's window, only a CACHED policy's path takes)."""
     kind = policy.kind
     if kind is PolicyKind.RESERVE:
         return reserving
@@ -34,4 +37,4 @@ def make_path(policy, settings: SchedulerSettings, view: ClusterView, peers: Pee
         return ProbingPath(policy, settings.scheduler_id, view, peers, forwarder, rng)
     if kind is PolicyKind.POOL:
         return PoolPath(settings, view, peers, background, rng, clock)
-    return CachedPath(policy, view, deltas, rng)
+    return CachedPath(policy, view, deltas, rng, fallback, forwarder)

@@ -41,11 +41,13 @@ class Decisions:
     """One request's decided tasks, by chosen node index of the current node table.
 
     ``pending`` holds tasks a path takes as one chunk (decided at :meth:`PlacementPath.flush`);
-    None when the path decides each task as it comes.
+    None when the path decides each task as it comes. ``alone``: tasks a flush left to be
+    placed alone (the packing fallback's), as (position, coroutine placing it).
     """
 
     groups: dict[int, list[Item]] = field(default_factory=dict)
     pending: list[tuple[int, Task, np.ndarray]] | None = None
+    alone: list[tuple[int, Awaitable[Placement]]] = field(default_factory=list)
 
     def add(self, i: int, task: Task, prefs: Prefs) -> None:
         group = self.groups.get(prefs[0])

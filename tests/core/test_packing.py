@@ -126,3 +126,34 @@ def test_bad_settings_are_named():
         PackingSettings(time_limit_s=0)
     with pytest.raises(ValueError, match="window must be >= 1, got 0"):
         PackingSettings(window=0)
+
+
+room_cases = st.tuples(
+    st.lists(st.tuples(st.sampled_from([1.0, 2.0, 4.0, 8.0]),  # capacity cores
+                       st.floats(0.0, 9.0),  # committed cores
+                       st.integers(0, 3), st.integers(1, 3)),  # entries, slots
+             min_size=1, max_size=5),
+    st.sampled_from([0.5, 1.0, 2.0, 3.999999, 4.0, 8.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(room_cases)
+def test_the_one_node_room_check_agrees_with_the_candidates_view(case):
+    """node_has_room (the live fast path) says what view_has_room says of each node,
+    and some node has room exactly when the view says so."""
+    from dodoor.cache import CandidateView, N_STATE
+    from dodoor.packing import node_has_room, view_has_room
+    nodes, cores = case
+    n = len(nodes)
+    capacity = np.array([[c, 1024.0, 10.0] for c, _, _, _ in nodes])
+    state = np.zeros((n, N_STATE))
+    state[:, 0] = [used for _, used, _, _ in nodes]
+    state[:, 3] = [entries for _, _, entries, _ in nodes]
+    slots = np.array([float(s) for _, _, _, s in nodes])
+    demand = np.array([cores, 256.0, 0.0])
+    each = [node_has_room(capacity, state, slots, j, demand) for j in range(n)]
+    for j in range(n):
+        one = CandidateView(np.array([j]), capacity[[j]], state[[j]], slots[[j]])
+        assert each[j] == view_has_room(one, demand)
+    whole = CandidateView(np.arange(n), capacity, state, slots)
+    assert any(each) == view_has_room(whole, demand)
