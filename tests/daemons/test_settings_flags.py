@@ -41,6 +41,7 @@ BEFORE = {
               "--report-interval-ms": 100.0, "--heartbeat-ms": 1000.0, "--sleep-scale": 1.0,
               "--task-timeout-ms": None, "--docker-network": None, "--docker-allow-image": [],
               "--docker-warm-image": [], "--docker-warm-per-image": 2, "--docker-warm-idle-s": 60.0,
+              "--preempt": False,
               "--max-body-bytes": 4194304},
 }
 
