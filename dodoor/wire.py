@@ -57,6 +57,8 @@ class Enqueue:
     # the node life the scheduler aims at (Snapshot.incarnations): an agent refuses an
     # enqueue meant for a life it was fenced out of (docs/guarantees.md)
     incarnation: str = ""
+    # a task handed over by another agent (rebalancing) keeps its first placement time
+    queued_ms: float | None = None
     TYPE: ClassVar[str]
 
 
@@ -130,6 +132,25 @@ class CancelTask:
 
     task_id: str
     reason: str = ""
+    TYPE: ClassVar[str]
+
+
+@message("move")
+class MoveOrder:
+    """Load store (or a scheduler) → agent (``POST /internal/move``): hand a queued task
+    over to the agent ``target_node`` (rebalancing, docs/guarantees.md "Moved tasks").
+
+    The agent moves ``task_id`` when given, else its first queued task that fits
+    ``room`` (cores, memory, disk; empty: any); only a task that never started moves.
+    ``target_incarnation`` is the target's life the order aims at (it refuses another).
+    Counted as a ``cancel``: the order costs what the simulator's move order costs.
+    """
+
+    target_node: str
+    target_url: str
+    target_incarnation: str = ""
+    room: tuple[float, ...] = ()
+    task_id: str = ""
     TYPE: ClassVar[str]
 
 
@@ -291,6 +312,8 @@ class TaskStatus:
     finished_ms: float | None = None
     exit_code: int | None = None
     reason: str | None = None
+    # state ``moved``: the agent this one handed the task over to (it answers for it now)
+    moved_to: str = ""
     TYPE: ClassVar[str]
 
 
@@ -422,6 +445,11 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise DecodeError(f"{where}: expected a list of {args[0].TYPE} maps")
         return tuple(_build(args[0], v) for v in value)
+    if origin is tuple and args and args[0] is float:
+        if not isinstance(value, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise DecodeError(f"{where}: expected a list of numbers")
+        return tuple(float(v) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DecodeError(f"{where}: expected a list of strings")

@@ -32,8 +32,8 @@ from typing import Callable, Sequence, TypeVar
 
 from dodoor.resources import Task
 # re-exported: the agent's modules and tests take the states from here
-from dodoor.taskstates import (FAILED, LOST, QUEUED, RESERVED, RUNNING,  # noqa: F401
-                               SUCCEEDED, TERMINAL)
+from dodoor.taskstates import (FAILED, LOST, MOVED, MOVING, QUEUED, RESERVED,  # noqa: F401
+                               RUNNING, SUCCEEDED, TERMINAL)
 # Record, StatusRow, Unreadable and JournalError are re-exported: callers import them from here
 from node_agent.journal_rows import (Record, StatusRow, Unreadable, _record,  # noqa: F401
                                      _same_body, _task_problem)
@@ -45,7 +45,13 @@ T = TypeVar("T")
 # What accept_many did with each task
 NEW, DUPLICATE, RERUN, CONFLICT = "new", "duplicate", "rerun", "conflict"
 
-_NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(TERMINAL))})"
+# Rows this agent is done with: ended, or handed over to another agent (node_agent.handover)
+_DONE = (*sorted(TERMINAL), MOVED)
+_NOT_DONE = f"state NOT IN ({', '.join('?' * len(_DONE))})"
+# ... and not being handed over either: the rows a restart queues again (a hand-over
+# under way is resolved with its target first, never run here meanwhile)
+_HERE = (*_DONE, MOVING)
+_NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(_HERE))})"
 UNREADABLE = "unreadable journal row"
 
 
@@ -136,9 +142,9 @@ class Journal:
 
         def work(conn: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall()]
-            conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_TERMINAL}",
-                         (LOST, finished_ms, reason, *TERMINAL))
+                f"SELECT id FROM tasks WHERE {_NOT_DONE} ORDER BY seq", _DONE).fetchall()]
+            conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_DONE}",
+                         (LOST, finished_ms, reason, *_DONE))
             return ids
 
         return await self._write(work)
@@ -224,8 +230,8 @@ class Journal:
     async def status(self, task_id: str) -> StatusRow | None:
         """Where a task stands, without reading (or parsing) its task column."""
         rows = await self._call(lambda c: c.execute(
-            "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason, log_tail"
-            " FROM tasks WHERE id = ?", (task_id,)).fetchall())
+            "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason, log_tail,"
+            " handle FROM tasks WHERE id = ?", (task_id,)).fetchall())
         return StatusRow(*rows[0]) if rows else None
 
     async def statuses(self, task_ids: list[str]) -> dict[str, StatusRow]:
@@ -237,7 +243,7 @@ class Journal:
                 marks = ",".join("?" * len(chunk))
                 for row in c.execute(
                         "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason,"
-                        f" log_tail FROM tasks WHERE id IN ({marks})", chunk).fetchall():
+                        f" log_tail, handle FROM tasks WHERE id IN ({marks})", chunk).fetchall():
                     found[row[0]] = StatusRow(*row)
             return found
         return await self._call(read)
@@ -248,7 +254,7 @@ class Journal:
         Unreadable rows are left out (with a warning): ``fail_unreadable`` first ends them.
         """
         rows = await self._call(lambda c: c.execute(
-            f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall())
+            f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", _HERE).fetchall())
         records = []
         for row in rows:
             try:
@@ -267,7 +273,7 @@ class Journal:
         def work(conn: sqlite3.Connection) -> list[Unreadable]:
             bad = []
             for row in conn.execute(f"SELECT id, task, state FROM tasks WHERE {_NOT_TERMINAL}"
-                                    " ORDER BY seq", tuple(TERMINAL)).fetchall():
+                                    " ORDER BY seq", _HERE).fetchall():
                 problem = _task_problem(row)
                 if problem is not None:
                     bad.append(Unreadable(row["id"], row["state"], f"{UNREADABLE}: {problem}"))
@@ -293,13 +299,13 @@ class Journal:
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
 
-        marks = ", ".join("?" * len(TERMINAL))
+        marks = ", ".join("?" * len(_DONE))
 
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 f"DELETE FROM tasks WHERE state IN ({marks}) AND seq NOT IN"
                 f" (SELECT seq FROM tasks WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?)",
-                (*TERMINAL, *TERMINAL, keep)).rowcount
+                (*_DONE, *_DONE, keep)).rowcount
 
         return await self._write(work)
 
@@ -317,8 +323,8 @@ class Journal:
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks"
-                f" WHERE state IN ({', '.join('?' * len(TERMINAL))}) AND finished_ms < ? LIMIT ?)",
-                (*TERMINAL, before_ms, limit)).rowcount
+                f" WHERE state IN ({', '.join('?' * len(_DONE))}) AND finished_ms < ? LIMIT ?)",
+                (*_DONE, before_ms, limit)).rowcount
 
         return await self._write(work)
 

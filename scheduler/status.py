@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dodoor.errors import ValidationError
 from dodoor.taskindex import BUSY, ENDED, MINE, PLACED
-from dodoor.taskstates import LOST, QUEUED, TERMINAL, UNKNOWN
+from dodoor.taskstates import LOST, MOVED, QUEUED, TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
 from dodoor.service.peers import PeerError
 from dodoor.service.http import json_error
@@ -37,6 +37,8 @@ MAX_STATUS_IDS = 10_000
 MAX_WAIT_S = 60.0
 # how often a long poll asks the agents again while nothing listed has ended
 POLL_INTERVAL_S = 0.25
+# how many hand-overs a status read follows (a task moved again and again is rare)
+MAX_MOVES_FOLLOWED = 4
 # the most output a logs request returns (the agent's tail is bounded too)
 MAX_LOG_BYTES = 64 * 1024
 
@@ -49,6 +51,8 @@ class Resolved:
     found: dict[str, dict] = field(default_factory=dict)
     errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # id -> node, for found ids on a node
+    # id -> the node its agent handed it over to (rebalancing): asked there next
+    moved: dict[str, str] = field(default_factory=dict)
 
 
 def status_body(task_id: str, state: str, node: str | None, reason: str) -> dict:
@@ -119,6 +123,19 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
     """Where each id stands: one load store lookup at most, one request per node."""
     out = Resolved()
     where = await locate(state, task_ids, out)
+    for _ in range(MAX_MOVES_FOLLOWED + 1):
+        await _ask_nodes(state, where, out)
+        # a moved task is answered by the agent it was handed over to
+        where, out.moved = out.moved, {}
+        if not where:
+            break
+    for task_id, node in where.items():
+        out.found[task_id] = status_body(task_id, UNKNOWN, node, f"moved to node {node} more "
+                                         f"than {MAX_MOVES_FOLLOWED} times; ask again")
+    return out
+
+
+async def _ask_nodes(state: SchedulerState, where: dict[str, str], out: Resolved) -> None:
     by_node: dict[str, list[str]] = defaultdict(list)
     for task_id, node in where.items():
         if node in state.view.dead:
@@ -132,7 +149,6 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
             by_node[node].append(task_id)
     if by_node:
         await asyncio.gather(*(_ask_node(state, node, ids, out) for node, ids in by_node.items()))
-    return out
 
 
 async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: Resolved) -> None:
@@ -149,6 +165,9 @@ async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: 
                                              f"agent {node} unreachable: {exc}")
         return
     for st in reply.statuses:
+        if st.state == MOVED and st.moved_to:
+            out.moved[st.task_id] = st.moved_to
+            continue
         out.nodes[st.task_id] = node
         out.found[st.task_id] = {
             "id": st.task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,
