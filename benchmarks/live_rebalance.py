@@ -68,6 +68,7 @@ def metric(url: str, name: str) -> float:
 
 def one_round(args: argparse.Namespace, rebalance: bool, workdir: Path) -> dict:
     extra = ("--rebalance",) if rebalance else ()
+    workdir.mkdir(parents=True)
     c = ProcCluster(workdir, agents=args.agents, schedulers=1, slots=SLOTS, executor="process",
                     loadstore_extra=extra)
     try:
