@@ -57,7 +57,8 @@ class Enqueue:
     # the node life the scheduler aims at (Snapshot.incarnations): an agent refuses an
     # enqueue meant for a life it was fenced out of (docs/guarantees.md)
     incarnation: str = ""
-    # a task handed over by another agent (rebalancing) keeps its first placement time
+    # set only when another agent hands the task over (rebalancing): it keeps its first
+    # placement time, and an agent that had handed the id over before takes it back
     queued_ms: float | None = None
     TYPE: ClassVar[str]
 

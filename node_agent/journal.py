@@ -91,11 +91,13 @@ class Journal:
         return await self._write(work)
 
     async def accept_many(self, tasks: Sequence[Task], scheduler_id: str,
-                          queued_ms: float) -> list[str]:
+                          queued_ms: float, handed_over: bool = False) -> list[str]:
         """Journal newly accepted tasks (all or nothing): per task ``NEW``; ``DUPLICATE``
         for an id already held with the same body; ``RERUN`` for a resubmitted id that
-        had ended ``lost`` here (queued again); ``CONFLICT`` for an id held with a
-        different body (nothing changes)."""
+        had ended ``lost`` here (queued again), or, with ``handed_over`` (another agent
+        hands the tasks over), one this agent had handed over before (it comes back);
+        ``CONFLICT`` for an id held with a different body (nothing changes)."""
+        again = (LOST, MOVED) if handed_over else (LOST,)
         rows = [(t.task_id, json.dumps(t.to_dict()), scheduler_id, QUEUED, queued_ms)
                 for t in tasks]
 
@@ -110,7 +112,7 @@ class Journal:
                                     (row[0],)).fetchone()
                 if held["task"] != row[1] and not _same_body(held["task"], row[1]):
                     out.append(CONFLICT)
-                elif held["state"] == LOST:
+                elif held["state"] in again:
                     conn.execute(
                         "UPDATE tasks SET state = ?, scheduler_id = ?, queued_ms = ?,"
                         " started_ms = NULL, finished_ms = NULL, exit_code = NULL, reason = NULL,"

@@ -256,7 +256,9 @@ class NodeAgent:
         added = 0
         if fresh:
             now = self.clock.now_ms() if queued_ms is None else queued_ms
-            outcomes = await self.journal.accept_many(fresh, scheduler_id, now)
+            # a task handed back to an agent that had handed it over queues again
+            outcomes = await self.journal.accept_many(fresh, scheduler_id, now,
+                                                      handed_over=queued_ms is not None)
             for task, outcome in zip(fresh, outcomes):
                 if outcome == CONFLICT:
                     conflicts.append(task.task_id)

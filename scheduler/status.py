@@ -83,8 +83,17 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
             if node is not None:
                 on_dead[task_id] = node
             ask.append(task_id)
-    if not ask:
-        return where
+    if ask:
+        await ask_index(state, ask, on_dead, out, where)
+    return where
+
+
+async def ask_index(state: SchedulerState, ask: list[str], on_dead: dict[str, str],
+                    out: Resolved, where: dict[str, str]) -> None:
+    """Answer ``ask`` from the load store's task index (``on_dead``: ids this scheduler
+    knows on a node declared dead); the ids placed on a live node go into ``where``."""
+    placer, peers = state.placer, state.peers
+    assert placer is not None and peers is not None
     try:
         reply = await peers.send(state.settings.loadstore_url.rstrip("/") + "/internal/lookup",
                                  Lookup(placer.instance, tuple(ask), ended=True),
@@ -93,7 +102,7 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
         for task_id in ask:
             out.errors[task_id] = (503, f"task {task_id!r} was not placed by this scheduler and "
                                         f"the load store cannot be asked: {exc}")
-        return where
+        return
     ended = reply.states or ("",) * len(ask)
     for task_id, outcome, node, owner, end in zip(ask, reply.outcomes, reply.nodes,
                                                    reply.owners, ended):
@@ -116,7 +125,6 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
             out.errors[task_id] = (404, f"unknown task {task_id!r} (not known to this scheduler "
                                         "nor to the load store; results expire with the agents' "
                                         "journal retention)")
-    return where
 
 
 async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
@@ -125,8 +133,13 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
     where = await locate(state, task_ids, out)
     for _ in range(MAX_MOVES_FOLLOWED + 1):
         await _ask_nodes(state, where, out)
-        # a moved task is answered by the agent it was handed over to
+        # a moved task is answered by the agent it was handed over to; when that one was
+        # declared dead, only the store's index knows whether the task's end was heard
         where, out.moved = out.moved, {}
+        on_dead = {t: n for t, n in where.items() if n in state.view.dead}
+        if on_dead:
+            where = {t: n for t, n in where.items() if t not in on_dead}
+            await ask_index(state, list(on_dead), on_dead, out, where)
         if not where:
             break
     for task_id, node in where.items():

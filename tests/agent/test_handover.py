@@ -148,3 +148,30 @@ async def test_unsure_then_gone_life_ends_lost_and_unsure_then_422_comes_back(
     ex.release("a")
     await wait_for(lambda: "big" in ex.started)
     assert "c" not in ex.started
+
+
+async def test_a_task_handed_back_to_an_agent_that_had_handed_it_over_runs_there(
+        aiohttp_client, agent_settings, tmp_path):
+    client, ex = await victim_with_queue(aiohttp_client, agent_settings)
+    ex_b = GatedExecutor()
+    target = await aiohttp_client(create_app(agent_settings(
+        node_id="node-b", slots=1, journal_path=str(tmp_path / "b.sqlite")), executor=ex_b))
+    assert (await enqueue(target, make_task("b-busy"))).status == 202  # c waits there
+    await wait_for(lambda: ex_b.started == ["b-busy"])
+    url_a, url_b = (str(c.make_url("")).rstrip("/") for c in (client, target))
+    assert (await post(client, "/internal/move", MoveOrder("node-b", url_b, task_id="c"))
+            ).status == 202
+    assert (await post(target, "/internal/move", MoveOrder("node-t", url_a, task_id="c"))
+            ).status == 202
+    assert (await status_of(client, "c"))["state"] == "queued"  # back, not a duplicate
+    assert (await status_of(target, "c"))["state"] == "moved"
+    # the placing scheduler's retry of its first enqueue is still a duplicate at B
+    assert (await enqueue(target, make_task("c"))).status == 202
+    assert (await status_of(target, "c"))["state"] == "moved"
+    ex.release("a")
+    await wait_for(lambda: "big" in ex.started)
+    ex.release("big")
+    await wait_for(lambda: "c" in ex.started)
+    ex_b.release("b-busy")
+    await asyncio.sleep(0.1)
+    assert ex_b.started == ["b-busy"]
