@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from aiohttp import web
 
 from dodoor.cache import PENDING, TASKS
+from dodoor.errors import ValidationError
 from dodoor.wire import MoveOrder, NodeState, decode, encode
+from scheduler.loadstore.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
 from tests.daemons.test_loadstore import MSGPACK, loadstore  # noqa: F401 (fixture)
 
@@ -91,3 +94,12 @@ async def test_a_miss_and_an_unreachable_victim_are_counted_apart(loadstore, aio
                       headers=MSGPACK)
     await wait_for(lambda: ls.mover.failures == 1)
     assert (ls.mover.orders, ls.mover.moves) == (2, 0)
+
+
+def test_settings_name_a_bad_min_queue_or_least_wait():
+    with pytest.raises(ValidationError) as err:
+        LoadStoreSettings(rebalance=True, rebalance_min_queue=0)
+    assert err.value.field == "rebalance_min_queue"
+    with pytest.raises(ValidationError) as err:
+        LoadStoreSettings(rebalance_least_wait_ms=-1.0)
+    assert err.value.field == "rebalance_least_wait_ms"
