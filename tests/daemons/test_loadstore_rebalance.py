@@ -11,7 +11,10 @@ from dodoor.errors import ValidationError
 from dodoor.wire import MoveOrder, NodeState, decode, encode
 from scheduler.loadstore.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
-from tests.daemons.test_loadstore import MSGPACK, loadstore  # noqa: F401 (fixture)
+from tests.daemons import test_loadstore as base
+
+MSGPACK = base.MSGPACK
+loadstore = base.loadstore  # the fixture: a store app on a ManualClock
 
 
 class FakeAgent:
