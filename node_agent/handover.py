@@ -22,7 +22,9 @@ connection), or, after an unsure attempt, 409 or 422 (it holds another body
 under the id, or the task never fits it). A 410 after an unsure attempt means
 the target's life was fenced: whatever it held of that life ended ``lost``
 there, so the task ends ``lost`` here too and is never run (the client
-resubmits it, as for any lost task).
+resubmits it, as for any lost task). A fence of this agent's own life leaves a
+hand-over under way alone (the target may hold the task, alive); if the target
+then refuses it, the task ends ``lost``: the fenced life runs nothing.
 """
 
 from __future__ import annotations
@@ -62,16 +64,18 @@ class Target:
 
     node: str
     url: str
-    incarnation: str = ""
+    incarnation: str = ""  # the target's life the order aimed at
+    life: str = ""  # this agent's life when the hand-over began
 
     def dumps(self) -> str:
-        return json.dumps({"node": self.node, "url": self.url, "incarnation": self.incarnation})
+        return json.dumps({"node": self.node, "url": self.url, "incarnation": self.incarnation,
+                           "life": self.life})
 
     @classmethod
     def loads(cls, text: str | None) -> Target:
         data = json.loads(text or "{}")
         return cls(str(data.get("node", "")), str(data.get("url", "")),
-                   str(data.get("incarnation", "")))
+                   str(data.get("incarnation", "")), str(data.get("life", "")))
 
 
 def handover_status(node_id: str, row: StatusRow) -> TaskStatus:
@@ -130,7 +134,8 @@ class Handover:
         if entry is None or agent.queue.drop_waiting(entry.task_id) is None:
             self.misses += 1
             return MISSED
-        target = Target(order.target_node, order.target_url.rstrip("/"), order.target_incarnation)
+        target = Target(order.target_node, order.target_url.rstrip("/"), order.target_incarnation,
+                         agent.incarnation)
         task_id = entry.task_id
         try:
             begun = await self._set(task_id, MOVING, QUEUED, handle=target.dumps(),
@@ -156,13 +161,22 @@ class Handover:
         except PeerError as exc:
             refused = exc.refused if first else exc.status in (409, 422)
             if not first and exc.status == 410:
-                return await self._end_lost(task_id, target)
+                return await self._end_lost(task_id, target, (
+                    f"handed over to node {target.node}, whose life "
+                    f"{target.incarnation or '?'} was declared dead before it confirmed; the "
+                    "task may be resubmitted"))
             if not refused:
                 log.info("hand-over of %s to %s unsure (%s); asking again", task_id,
                          target.node, exc)
                 self.pending[task_id] = (record, target)
                 self._wake.set()
                 return PENDING
+            if target.life and target.life != self.agent.incarnation:
+                # this life was fenced meanwhile: the store told clients its tasks are lost
+                return await self._end_lost(task_id, target, (
+                    f"this node's life {target.life} was declared dead while it handed the "
+                    f"task over to node {target.node}, which did not take it; the task may be "
+                    "resubmitted"))
             log.info("node %s refused the hand-over of %s (%s); it stays here", target.node,
                      task_id, exc)
             self.pending.pop(task_id, None)
@@ -174,17 +188,12 @@ class Handover:
         self.pending.pop(task_id, None)
         if await self._set(task_id, MOVED, MOVING, reason=f"moved to node {target.node}"):
             self.moves += 1
-        else:  # fenced meanwhile: the row ended lost here (docs/guarantees.md)
-            log.warning("task %s was taken by node %s after this life was fenced", task_id,
-                        target.node)
         return MOVED_OUT
 
-    async def _end_lost(self, task_id: str, target: Target) -> str:
+    async def _end_lost(self, task_id: str, target: Target, reason: str) -> str:
         assert self.agent is not None
         self.pending.pop(task_id, None)
-        if await self._set(task_id, LOST, MOVING, reason=(
-                f"handed over to node {target.node}, whose life {target.incarnation or '?'} was "
-                "declared dead before it confirmed; the task may be resubmitted")):
+        if await self._set(task_id, LOST, MOVING, reason=reason):
             self.agent.finished[LOST] += 1
             self.agent.unreported.ended(task_id, LOST)
             self.lost += 1

@@ -47,9 +47,8 @@ NEW, DUPLICATE, RERUN, CONFLICT = "new", "duplicate", "rerun", "conflict"
 
 # Rows this agent is done with: ended, or handed over to another agent (node_agent.handover)
 _DONE = (*sorted(TERMINAL), MOVED)
-_NOT_DONE = f"state NOT IN ({', '.join('?' * len(_DONE))})"
-# ... and not being handed over either: the rows a restart queues again (a hand-over
-# under way is resolved with its target first, never run here meanwhile)
+# ... and not being handed over either: the rows a restart queues again and a fence ends
+# lost (a hand-over under way is resolved with its target first, never run here meanwhile)
 _HERE = (*_DONE, MOVING)
 _NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(_HERE))})"
 UNREADABLE = "unreadable journal row"
@@ -140,13 +139,16 @@ class Journal:
             "DELETE FROM tasks WHERE id = ? AND state = ?", (task_id, RESERVED)).rowcount == 1)
 
     async def mark_lost_unfinished(self, finished_ms: float, reason: str) -> list[str]:
-        """End every unfinished task ``lost`` (its node life was declared dead); their ids."""
+        """End every unfinished task ``lost`` (its node life was declared dead); their ids.
+
+        A hand-over under way is left to its resolution (node_agent.handover): the
+        target may hold the task already, and then it is alive there."""
 
         def work(conn: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM tasks WHERE {_NOT_DONE} ORDER BY seq", _DONE).fetchall()]
-            conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_DONE}",
-                         (LOST, finished_ms, reason, *_DONE))
+                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", _HERE).fetchall()]
+            conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_TERMINAL}",
+                         (LOST, finished_ms, reason, *_HERE))
             return ids
 
         return await self._write(work)

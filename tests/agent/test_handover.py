@@ -175,3 +175,24 @@ async def test_a_task_handed_back_to_an_agent_that_had_handed_it_over_runs_there
     ex_b.release("b-busy")
     await asyncio.sleep(0.1)
     assert ex_b.started == ["b-busy"]
+
+
+async def test_a_fence_leaves_a_hand_over_to_its_target(aiohttp_client, agent_settings):
+    """The fenced life's hand-over under way: the target's 202 makes it moved (alive
+    there, never lost); a refusal ends it lost, since the fenced life runs nothing."""
+    client, ex = await victim_with_queue(aiohttp_client, agent_settings)
+    short_timeout(client)
+    took = await aiohttp_client(FakeTarget(["hang", "hang", 202]).app)
+    refused = await aiohttp_client(FakeTarget(["hang", "hang", 422]).app)
+    await post(client, "/internal/move", MoveOrder(
+        "node-b", str(took.make_url("")).rstrip("/"), task_id="c"))
+    await post(client, "/internal/move", MoveOrder(
+        "node-c", str(refused.make_url("")).rstrip("/"), task_id="big"))
+    agent = client.app[STATE].agent
+    assert await agent.fence() == 1  # only "a", which ran: the hand-overs wait
+    handover = client.app[HANDOVER]
+    await wait_for(lambda: handover.moves == 1 and handover.lost == 1, timeout=10)
+    assert (await status_of(client, "c"))["state"] == "moved"
+    lost = await status_of(client, "big")
+    assert lost["state"] == "lost" and "declared dead while it handed" in lost["reason"]
+    assert ex.started == ["a"]
