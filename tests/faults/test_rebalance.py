@@ -104,7 +104,7 @@ def queued_on(c: ProcCluster, node: int, ids: list[str]) -> list[str]:
 
 def test_a_refusing_or_dead_target_leaves_the_task_queued_on_its_agent(cluster):
     c = cluster(agents=2, slots=1)  # no --rebalance: the orders are the test's
-    tasks = sleep_tasks("r-", 8, duration_ms=700.0)
+    tasks = sleep_tasks("r-", 8, duration_ms=1500.0)
     code, body = c.submit(0, tasks)
     assert code == 202, body
     ids = [t["id"] for t in tasks]
