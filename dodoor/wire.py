@@ -31,6 +31,9 @@ _REGISTRY: dict[str, type] = {}
 # Per message class, its field names, read once: every report and status answer encodes
 # a message per task, and dataclasses.fields() per object was a third of an agent's CPU.
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# Per message class, its fields left out of the body at their default (omitted_at_default)
+_OMITTED: dict[type, tuple[tuple[str, Any], ...]] = {}
+OMIT_DEFAULT = "dodoor.wire.omit_default"
 # values that travel as they are; checked by exact type first, the common case
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -43,9 +46,20 @@ def message(name: str):
         cls.TYPE = name
         _REGISTRY[name] = cls
         _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        omit = tuple((f.name, f.default) for f in dataclasses.fields(cls)
+                     if f.metadata.get(OMIT_DEFAULT))
+        if omit:
+            _OMITTED[cls] = omit
         return cls
 
     return wrap
+
+
+def omitted_at_default(default: Any) -> Any:
+    """A field left out of the encoded body while it holds ``default`` (decoding gives the
+    default back): a field added later costs its messages nothing until it is used, and
+    a peer that predates it still reads them."""
+    return field(default=default, metadata={OMIT_DEFAULT: True})
 
 
 @message("enqueue")
@@ -59,7 +73,7 @@ class Enqueue:
     incarnation: str = ""
     # set only when another agent hands the task over (rebalancing): it keeps its first
     # placement time, and an agent that had handed the id over before takes it back
-    queued_ms: float | None = None
+    queued_ms: float | None = omitted_at_default(None)
     TYPE: ClassVar[str]
 
 
@@ -314,7 +328,7 @@ class TaskStatus:
     exit_code: int | None = None
     reason: str | None = None
     # state ``moved``: the agent this one handed the task over to (it answers for it now)
-    moved_to: str = ""
+    moved_to: str = omitted_at_default("")
     TYPE: ClassVar[str]
 
 
@@ -333,8 +347,17 @@ def encode(msg: Any) -> bytes:
     name = getattr(type(msg), "TYPE", None)
     if name not in _REGISTRY:
         raise TypeError(f"not a wire message: {type(msg).__name__}")
-    body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[type(msg)]}
-    return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": body}, use_bin_type=True)
+    return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": _body(msg)},
+                         use_bin_type=True)
+
+
+def _body(msg: Any) -> dict:
+    kind = type(msg)
+    body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[kind]}
+    for name, default in _OMITTED.get(kind, ()):
+        if body[name] == default:
+            del body[name]
+    return body
 
 
 def decode(data: bytes, expect: type | None = None) -> Any:
@@ -369,9 +392,8 @@ def _to_wire(value: Any) -> Any:
         return [list(arr.shape), arr.tobytes()]
     if isinstance(value, Task):
         return value.to_dict()
-    names = _FIELD_NAMES.get(kind)
-    if names is not None:  # a message nested in another travels as its body map
-        return {n: _to_wire(getattr(value, n)) for n in names}
+    if kind in _FIELD_NAMES:  # a message nested in another travels as its body map
+        return _body(value)
     if isinstance(value, tuple):
         return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):

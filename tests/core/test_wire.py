@@ -91,6 +91,22 @@ def test_every_registered_message_round_trips():
         assert_same(wire.decode(wire.encode(msg)), msg)
 
 
+def test_fields_added_for_moves_are_left_out_at_their_default():
+    """An enqueue or a status that does not use them encodes as before (sizes, and
+    peers that predate the fields, stay as they were)."""
+    t = Task("t1", 1.0, 256.0, 0.0, 1000.0)
+    for msg, name in ((wire.Enqueue(t, "s0"), "queued_ms"),
+                      (wire.TaskStatus("t1", "queued", "n0"), "moved_to")):
+        body = msgpack.unpackb(wire.encode(msg), raw=False)["body"]
+        assert name not in body
+        assert wire.decode(wire.encode(msg)) == msg
+    body = msgpack.unpackb(wire.encode(wire.Enqueue(t, "s0", queued_ms=5.0)), raw=False)["body"]
+    assert body["queued_ms"] == 5.0
+    nested = wire.TaskStatuses((wire.TaskStatus("t1", "moved", "n0", moved_to="n1"),
+                                wire.TaskStatus("t2", "queued", "n0")))
+    assert wire.decode(wire.encode(nested)) == nested
+
+
 def test_a_move_order_room_must_be_numbers():
     bad = _envelope({"target_node": "n1", "target_url": "u", "room": ["1", 2.0]}, kind="move")
     with pytest.raises(DecodeError, match="move.room: expected a list of numbers"):
