@@ -11,7 +11,10 @@ directory (ledger, journals, daemon logs, chaos-report.txt) is kept.
 Exit code: 0 every invariant held; 1 an invariant broke; 2 the harness itself
 failed or the scenario did not happen as planned.
 
-Usage: python benchmarks/chaos.py --minutes 5 [--seed 20240611] [--agents 4]
+With ``--rebalance`` the load store also moves queued tasks to agents with a free
+slot, and the run fails (exit 2) if no task was handed over.
+
+Usage: python benchmarks/chaos.py --minutes 5 [--seed 20240611] [--agents 4] [--rebalance]
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, required=True, help="length of the fault phase")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--agents", type=int, default=4)
+    ap.add_argument("--rebalance", action="store_true",
+                    help="the load store moves queued tasks to agents with a free slot")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the run's files go (default: a new temporary directory)")
     args = ap.parse_args(argv)
@@ -44,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     chaos_s = args.minutes * 60.0
     tasks = max(1000, int(TASKS_PER_S_PER_AGENT * args.agents * chaos_s))
     cfg = ChaosConfig(seed=args.seed, agents=args.agents, tasks=tasks, chaos_s=chaos_s,
-                      settle_s=120.0, status_s=max(20.0, tasks / 200.0))
+                      settle_s=120.0, status_s=max(20.0, tasks / 200.0),
+                      rebalance=args.rebalance)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dodoor-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -16,6 +16,11 @@ QUEUED = "queued"
 # an agent's durable Sparrow reservation (reads ``queued`` to clients): the task waits
 # for its scheduler's confirm
 RESERVED = "reserved"
+# an agent's row of a queued task it is handing over to another agent (reads ``queued``),
+# then of one that agent took (``moved``: the agent names where it went, and a scheduler
+# asks there); neither is a client-visible state (docs/guarantees.md, "Moved tasks")
+MOVING = "moving"
+MOVED = "moved"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"

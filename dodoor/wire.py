@@ -31,6 +31,9 @@ _REGISTRY: dict[str, type] = {}
 # Per message class, its field names, read once: every report and status answer encodes
 # a message per task, and dataclasses.fields() per object was a third of an agent's CPU.
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# Per message class, its fields left out of the body at their default (omitted_at_default)
+_OMITTED: dict[type, tuple[tuple[str, Any], ...]] = {}
+OMIT_DEFAULT = "dodoor.wire.omit_default"
 # values that travel as they are; checked by exact type first, the common case
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -43,9 +46,20 @@ def message(name: str):
         cls.TYPE = name
         _REGISTRY[name] = cls
         _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        omit = tuple((f.name, f.default) for f in dataclasses.fields(cls)
+                     if f.metadata.get(OMIT_DEFAULT))
+        if omit:
+            _OMITTED[cls] = omit
         return cls
 
     return wrap
+
+
+def omitted_at_default(default: Any) -> Any:
+    """A field left out of the encoded body while it holds ``default`` (decoding gives the
+    default back): a field added later costs its messages nothing until it is used, and
+    a peer that predates it still reads them."""
+    return field(default=default, metadata={OMIT_DEFAULT: True})
 
 
 @message("enqueue")
@@ -57,6 +71,9 @@ class Enqueue:
     # the node life the scheduler aims at (Snapshot.incarnations): an agent refuses an
     # enqueue meant for a life it was fenced out of (docs/guarantees.md)
     incarnation: str = ""
+    # set only when another agent hands the task over (rebalancing): it keeps its first
+    # placement time, and an agent that had handed the id over before takes it back
+    queued_ms: float | None = omitted_at_default(None)
     TYPE: ClassVar[str]
 
 
@@ -130,6 +147,25 @@ class CancelTask:
 
     task_id: str
     reason: str = ""
+    TYPE: ClassVar[str]
+
+
+@message("move")
+class MoveOrder:
+    """Load store (or a scheduler) → agent (``POST /internal/move``): hand a queued task
+    over to the agent ``target_node`` (rebalancing, docs/guarantees.md "Moved tasks").
+
+    The agent moves ``task_id`` when given, else its first queued task that fits
+    ``room`` (cores, memory, disk; empty: any); only a task that never started moves.
+    ``target_incarnation`` is the target's life the order aims at (it refuses another).
+    Counted as a ``cancel``: the order costs what the simulator's move order costs.
+    """
+
+    target_node: str
+    target_url: str
+    target_incarnation: str = ""
+    room: tuple[float, ...] = ()
+    task_id: str = ""
     TYPE: ClassVar[str]
 
 
@@ -291,6 +327,8 @@ class TaskStatus:
     finished_ms: float | None = None
     exit_code: int | None = None
     reason: str | None = None
+    # state ``moved``: the agent this one handed the task over to (it answers for it now)
+    moved_to: str = omitted_at_default("")
     TYPE: ClassVar[str]
 
 
@@ -309,8 +347,17 @@ def encode(msg: Any) -> bytes:
     name = getattr(type(msg), "TYPE", None)
     if name not in _REGISTRY:
         raise TypeError(f"not a wire message: {type(msg).__name__}")
-    body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[type(msg)]}
-    return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": body}, use_bin_type=True)
+    return msgpack.packb({"v": SCHEMA_VERSION, "type": name, "body": _body(msg)},
+                         use_bin_type=True)
+
+
+def _body(msg: Any) -> dict:
+    kind = type(msg)
+    body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[kind]}
+    for name, default in _OMITTED.get(kind, ()):
+        if body[name] == default:
+            del body[name]
+    return body
 
 
 def decode(data: bytes, expect: type | None = None) -> Any:
@@ -345,9 +392,8 @@ def _to_wire(value: Any) -> Any:
         return [list(arr.shape), arr.tobytes()]
     if isinstance(value, Task):
         return value.to_dict()
-    names = _FIELD_NAMES.get(kind)
-    if names is not None:  # a message nested in another travels as its body map
-        return {n: _to_wire(getattr(value, n)) for n in names}
+    if kind in _FIELD_NAMES:  # a message nested in another travels as its body map
+        return _body(value)
     if isinstance(value, tuple):
         return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
@@ -422,6 +468,11 @@ def _from_wire(kind: str, name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise DecodeError(f"{where}: expected a list of {args[0].TYPE} maps")
         return tuple(_build(args[0], v) for v in value)
+    if origin is tuple and args and args[0] is float:
+        if not isinstance(value, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise DecodeError(f"{where}: expected a list of numbers")
+        return tuple(float(v) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DecodeError(f"{where}: expected a list of strings")

@@ -31,6 +31,7 @@ from dodoor.taskstates import QUEUED, RUNNING
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
                          NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
+from node_agent.handover import HANDOVER, Handover, handle_move, handover_ctx
 from node_agent.journal import Journal, JournalError
 from node_agent.metrics import make_registry
 from node_agent.lease import Lease
@@ -73,7 +74,11 @@ def create_app(settings: AgentSettings, executor: Executor | None = None,
     app[STATE] = AgentState(settings, executor if executor is not None else make_executor(settings),
                             clock if clock is not None else WallClock(),
                             clock if clock is not None else MonotonicClock())
-    app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx, _retention_ctx])
+    app[HANDOVER] = Handover()
+    parts = app[STATE]  # the handover binds to the agent, session and registry made below
+    app.cleanup_ctx.extend([_session_ctx, _agent_ctx, _reporter_ctx, _retention_ctx,
+                            handover_ctx(lambda: (parts.agent, parts.session, parts.registry))])
+    app.router.add_post("/internal/move", handle_move)
     app.router.add_post("/internal/enqueue", handle_enqueue)
     app.router.add_post("/internal/enqueue_batch", handle_enqueue_batch)
     app.router.add_post("/internal/probe", handle_probe)
@@ -239,7 +244,7 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     if not agent.queue.fits_node(msg.task):
         return _too_big(agent, msg.task)
     try:
-        await agent.submit(msg.task, msg.scheduler_id)
+        await agent.submit(msg.task, msg.scheduler_id, msg.queued_ms)
     except JournalError as exc:
         log.error("refusing task %s: %s", msg.task.task_id, exc)
         return json_error(503, "journal", f"cannot journal the task: {exc}")

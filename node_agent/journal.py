@@ -32,8 +32,8 @@ from typing import Callable, Sequence, TypeVar
 
 from dodoor.resources import Task
 # re-exported: the agent's modules and tests take the states from here
-from dodoor.taskstates import (FAILED, LOST, QUEUED, RESERVED, RUNNING,  # noqa: F401
-                               SUCCEEDED, TERMINAL)
+from dodoor.taskstates import (FAILED, LOST, MOVED, MOVING, QUEUED, RESERVED,  # noqa: F401
+                               RUNNING, SUCCEEDED, TERMINAL)
 # Record, StatusRow, Unreadable and JournalError are re-exported: callers import them from here
 from node_agent.journal_rows import (Record, StatusRow, Unreadable, _record,  # noqa: F401
                                      _same_body, _task_problem)
@@ -45,7 +45,12 @@ T = TypeVar("T")
 # What accept_many did with each task
 NEW, DUPLICATE, RERUN, CONFLICT = "new", "duplicate", "rerun", "conflict"
 
-_NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(TERMINAL))})"
+# Rows this agent is done with: ended, or handed over to another agent (node_agent.handover)
+_DONE = (*sorted(TERMINAL), MOVED)
+# ... and not being handed over either: the rows a restart queues again and a fence ends
+# lost (a hand-over under way is resolved with its target first, never run here meanwhile)
+_HERE = (*_DONE, MOVING)
+_NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(_HERE))})"
 UNREADABLE = "unreadable journal row"
 
 
@@ -85,11 +90,13 @@ class Journal:
         return await self._write(work)
 
     async def accept_many(self, tasks: Sequence[Task], scheduler_id: str,
-                          queued_ms: float) -> list[str]:
+                          queued_ms: float, handed_over: bool = False) -> list[str]:
         """Journal newly accepted tasks (all or nothing): per task ``NEW``; ``DUPLICATE``
         for an id already held with the same body; ``RERUN`` for a resubmitted id that
-        had ended ``lost`` here (queued again); ``CONFLICT`` for an id held with a
-        different body (nothing changes)."""
+        had ended ``lost`` here (queued again), or, with ``handed_over`` (another agent
+        hands the tasks over), one this agent had handed over before (it comes back);
+        ``CONFLICT`` for an id held with a different body (nothing changes)."""
+        again = (LOST, MOVED) if handed_over else (LOST,)
         rows = [(t.task_id, json.dumps(t.to_dict()), scheduler_id, QUEUED, queued_ms)
                 for t in tasks]
 
@@ -104,7 +111,7 @@ class Journal:
                                     (row[0],)).fetchone()
                 if held["task"] != row[1] and not _same_body(held["task"], row[1]):
                     out.append(CONFLICT)
-                elif held["state"] == LOST:
+                elif held["state"] in again:
                     conn.execute(
                         "UPDATE tasks SET state = ?, scheduler_id = ?, queued_ms = ?,"
                         " started_ms = NULL, finished_ms = NULL, exit_code = NULL, reason = NULL,"
@@ -132,13 +139,16 @@ class Journal:
             "DELETE FROM tasks WHERE id = ? AND state = ?", (task_id, RESERVED)).rowcount == 1)
 
     async def mark_lost_unfinished(self, finished_ms: float, reason: str) -> list[str]:
-        """End every unfinished task ``lost`` (its node life was declared dead); their ids."""
+        """End every unfinished task ``lost`` (its node life was declared dead); their ids.
+
+        A hand-over under way is left to its resolution (node_agent.handover): the
+        target may hold the task already, and then it is alive there."""
 
         def work(conn: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall()]
+                f"SELECT id FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", _HERE).fetchall()]
             conn.execute(f"UPDATE tasks SET state = ?, finished_ms = ?, reason = ? WHERE {_NOT_TERMINAL}",
-                         (LOST, finished_ms, reason, *TERMINAL))
+                         (LOST, finished_ms, reason, *_HERE))
             return ids
 
         return await self._write(work)
@@ -224,8 +234,8 @@ class Journal:
     async def status(self, task_id: str) -> StatusRow | None:
         """Where a task stands, without reading (or parsing) its task column."""
         rows = await self._call(lambda c: c.execute(
-            "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason, log_tail"
-            " FROM tasks WHERE id = ?", (task_id,)).fetchall())
+            "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason, log_tail,"
+            " handle FROM tasks WHERE id = ?", (task_id,)).fetchall())
         return StatusRow(*rows[0]) if rows else None
 
     async def statuses(self, task_ids: list[str]) -> dict[str, StatusRow]:
@@ -237,7 +247,7 @@ class Journal:
                 marks = ",".join("?" * len(chunk))
                 for row in c.execute(
                         "SELECT id, state, queued_ms, started_ms, finished_ms, exit_code, reason,"
-                        f" log_tail FROM tasks WHERE id IN ({marks})", chunk).fetchall():
+                        f" log_tail, handle FROM tasks WHERE id IN ({marks})", chunk).fetchall():
                     found[row[0]] = StatusRow(*row)
             return found
         return await self._call(read)
@@ -248,7 +258,7 @@ class Journal:
         Unreadable rows are left out (with a warning): ``fail_unreadable`` first ends them.
         """
         rows = await self._call(lambda c: c.execute(
-            f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", tuple(TERMINAL)).fetchall())
+            f"SELECT * FROM tasks WHERE {_NOT_TERMINAL} ORDER BY seq", _HERE).fetchall())
         records = []
         for row in rows:
             try:
@@ -267,7 +277,7 @@ class Journal:
         def work(conn: sqlite3.Connection) -> list[Unreadable]:
             bad = []
             for row in conn.execute(f"SELECT id, task, state FROM tasks WHERE {_NOT_TERMINAL}"
-                                    " ORDER BY seq", tuple(TERMINAL)).fetchall():
+                                    " ORDER BY seq", _HERE).fetchall():
                 problem = _task_problem(row)
                 if problem is not None:
                     bad.append(Unreadable(row["id"], row["state"], f"{UNREADABLE}: {problem}"))
@@ -293,13 +303,13 @@ class Journal:
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
 
-        marks = ", ".join("?" * len(TERMINAL))
+        marks = ", ".join("?" * len(_DONE))
 
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 f"DELETE FROM tasks WHERE state IN ({marks}) AND seq NOT IN"
                 f" (SELECT seq FROM tasks WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?)",
-                (*TERMINAL, *TERMINAL, keep)).rowcount
+                (*_DONE, *_DONE, keep)).rowcount
 
         return await self._write(work)
 
@@ -317,8 +327,8 @@ class Journal:
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks"
-                f" WHERE state IN ({', '.join('?' * len(TERMINAL))}) AND finished_ms < ? LIMIT ?)",
-                (*TERMINAL, before_ms, limit)).rowcount
+                f" WHERE state IN ({', '.join('?' * len(_DONE))}) AND finished_ms < ? LIMIT ?)",
+                (*_DONE, before_ms, limit)).rowcount
 
         return await self._write(work)
 

@@ -51,6 +51,8 @@ class StatusRow:
     exit_code: int | None
     reason: str | None
     log_tail: str
+    # the executor's handle; of a handed-over task, where it went (node_agent.handover)
+    handle: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

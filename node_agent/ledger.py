@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable, Sequence
 
-from dodoor.taskstates import CANCELLED, FAILED, LOST, SUCCEEDED, TERMINAL
+from dodoor.taskstates import CANCELLED, FAILED, LOST, MOVED, SUCCEEDED, TERMINAL
 from dodoor.wire import NodeState
 from node_agent.journal import Journal
 
@@ -105,8 +105,10 @@ async def resend_rows(journal: Journal) -> list[tuple[str, str]]:
     """Every journaled id with its terminal state ("" while unfinished), the most
     recently ended first (an end left unanswered at a crash is among the newest)."""
     terminal = set(TERMINAL)
+    # a task handed over is the other agent's to report (node_agent.handover)
     rows = await journal.read(lambda c: c.execute(
-        "SELECT id, state FROM tasks ORDER BY finished_ms DESC, seq").fetchall())
+        "SELECT id, state FROM tasks WHERE state != ? ORDER BY finished_ms DESC, seq",
+        (MOVED,)).fetchall())
     return [(r[0], r[1] if r[1] in terminal else "") for r in rows]
 
 

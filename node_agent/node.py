@@ -24,9 +24,10 @@ from dodoor.service.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogr
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
 from node_agent.executor import Executor, Interrupted, TaskResult
-from dodoor.taskstates import CANCELLED, LOST
+from dodoor.taskstates import CANCELLED, LOST, MOVED, MOVING
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
+from node_agent.handover import handover_status
 from node_agent.lease import Lease
 from node_agent.ledger import ReportLedger, resend_rows, void_unheard
 from node_agent.preemption import Preemption
@@ -158,6 +159,8 @@ class NodeAgent:
 
     def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
         task_id = record.task_id
+        if record.state in (MOVING, MOVED):
+            return handover_status(self.node_id, record), ""
         if record.state == RESERVED:
             return TaskStatus(task_id, QUEUED, self.node_id, queued_ms=record.queued_ms,
                               reason="reserved, waiting for its scheduler's confirm"), ""
@@ -226,12 +229,14 @@ class NodeAgent:
         self._jobs.clear()
 
     # -- requests ---------------------------------------------------------
-    async def submit(self, task: Task, scheduler_id: str) -> bool:
-        """Journal and queue a task; False for a duplicate id. Raises JournalError, and
-        TaskConflict when the id is held with a different body."""
-        return await self.submit_many((task,), scheduler_id) == 1
+    async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None) -> bool:
+        """Journal and queue a task (placed at ``queued_ms``, default now: a task another
+        agent handed over keeps its own); False for a duplicate id. Raises JournalError,
+        and TaskConflict when the id is held with a different body."""
+        return await self.submit_many((task,), scheduler_id, queued_ms) == 1
 
-    async def submit_many(self, tasks: Sequence[Task], scheduler_id: str) -> int:
+    async def submit_many(self, tasks: Sequence[Task], scheduler_id: str,
+                          queued_ms: float | None = None) -> int:
         """Journal (all or nothing) and queue tasks in order; returns how many were new.
 
         Ids already queued or journaled with the same body, or repeated within
@@ -254,8 +259,10 @@ class NodeAgent:
                 conflicts.append(task_id)
         added = 0
         if fresh:
-            now = self.clock.now_ms()
-            outcomes = await self.journal.accept_many(fresh, scheduler_id, now)
+            now = self.clock.now_ms() if queued_ms is None else queued_ms
+            # a task handed back to an agent that had handed it over queues again
+            outcomes = await self.journal.accept_many(fresh, scheduler_id, now,
+                                                      handed_over=queued_ms is not None)
             for task, outcome in zip(fresh, outcomes):
                 if outcome == CONFLICT:
                     conflicts.append(task.task_id)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from dodoor.taskstates import CANCELLED, LOST, TERMINAL
+from dodoor.taskstates import CANCELLED, LOST, MOVED, TERMINAL
 from dodoor.wire import CancelTask, TaskStatus
 from dodoor.service.peers import PeerError
 from dodoor.service.http import json_error
-from scheduler.status import Resolved, locate
+from scheduler.status import MAX_MOVES_FOLLOWED, Resolved, locate
 
 if TYPE_CHECKING:
     from scheduler.app import SchedulerState
@@ -48,25 +48,29 @@ async def cancel_task(state: SchedulerState, task_id: str) -> web.Response:
     if task_id in out.found:  # reserved, lost, or being placed: no agent to ask
         return _refusal(task_id, out.found[task_id])
     node = where[task_id]
-    if node in state.view.dead:
-        return json_error(409, "id", f"task {task_id!r} already ended lost: node {node} was "
-                          "declared dead", state=LOST)
-    idx = state.view.index.get(node)
-    if idx is None:
-        return json_error(503, "id", f"node {node} holding task {task_id!r} is out of this "
-                          "scheduler's view; try again")
-    assert state.peers is not None
-    url = state.view.urls[idx]
-    try:
-        st = await state.peers.send(url + "/internal/cancel_task",
-                                    CancelTask(task_id, "cancelled by a client"),
-                                    expect=TaskStatus)
-    except PeerError as exc:
-        if exc.status == 404:
-            return json_error(404, "id", f"agent {node} does not know task {task_id!r} (its "
-                              "result expired, or its journal was replaced)")
-        return json_error(503, "id", f"agent {node} holding task {task_id!r} could not "
-                          f"cancel it: {exc}")
+    for _ in range(MAX_MOVES_FOLLOWED + 1):
+        if node in state.view.dead:
+            return json_error(409, "id", f"task {task_id!r} already ended lost: node {node} "
+                              "was declared dead", state=LOST)
+        idx = state.view.index.get(node)
+        if idx is None:
+            return json_error(503, "id", f"node {node} holding task {task_id!r} is out of this "
+                              "scheduler's view; try again")
+        assert state.peers is not None
+        url = state.view.urls[idx]
+        try:
+            st = await state.peers.send(url + "/internal/cancel_task",
+                                        CancelTask(task_id, "cancelled by a client"),
+                                        expect=TaskStatus)
+        except PeerError as exc:
+            if exc.status == 404:
+                return json_error(404, "id", f"agent {node} does not know task {task_id!r} "
+                                  "(its result expired, or its journal was replaced)")
+            return json_error(503, "id", f"agent {node} holding task {task_id!r} could not "
+                              f"cancel it: {exc}")
+        if st.state != MOVED or not st.moved_to:
+            break
+        node = st.moved_to  # handed over (rebalancing): the agent holding it now cancels it
     body = _body(st, node)
     if st.state == CANCELLED:
         log.info("task %s cancelled on %s", task_id, node)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dodoor.errors import ValidationError
 from dodoor.taskindex import BUSY, ENDED, MINE, PLACED
-from dodoor.taskstates import LOST, QUEUED, TERMINAL, UNKNOWN
+from dodoor.taskstates import LOST, MOVED, QUEUED, TERMINAL, UNKNOWN
 from dodoor.wire import CONTENT_TYPE, Lookup, LookupReply, TaskStatuses
 from dodoor.service.peers import PeerError
 from dodoor.service.http import json_error
@@ -37,6 +37,8 @@ MAX_STATUS_IDS = 10_000
 MAX_WAIT_S = 60.0
 # how often a long poll asks the agents again while nothing listed has ended
 POLL_INTERVAL_S = 0.25
+# how many hand-overs a status read follows (a task moved again and again is rare)
+MAX_MOVES_FOLLOWED = 4
 # the most output a logs request returns (the agent's tail is bounded too)
 MAX_LOG_BYTES = 64 * 1024
 
@@ -49,6 +51,8 @@ class Resolved:
     found: dict[str, dict] = field(default_factory=dict)
     errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # id -> node, for found ids on a node
+    # id -> the node its agent handed it over to (rebalancing): asked there next
+    moved: dict[str, str] = field(default_factory=dict)
 
 
 def status_body(task_id: str, state: str, node: str | None, reason: str) -> dict:
@@ -79,8 +83,17 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
             if node is not None:
                 on_dead[task_id] = node
             ask.append(task_id)
-    if not ask:
-        return where
+    if ask:
+        await ask_index(state, ask, on_dead, out, where)
+    return where
+
+
+async def ask_index(state: SchedulerState, ask: list[str], on_dead: dict[str, str],
+                    out: Resolved, where: dict[str, str]) -> None:
+    """Answer ``ask`` from the load store's task index (``on_dead``: ids this scheduler
+    knows on a node declared dead); the ids placed on a live node go into ``where``."""
+    placer, peers = state.placer, state.peers
+    assert placer is not None and peers is not None
     try:
         reply = await peers.send(state.settings.loadstore_url.rstrip("/") + "/internal/lookup",
                                  Lookup(placer.instance, tuple(ask), ended=True),
@@ -89,7 +102,7 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
         for task_id in ask:
             out.errors[task_id] = (503, f"task {task_id!r} was not placed by this scheduler and "
                                         f"the load store cannot be asked: {exc}")
-        return where
+        return
     ended = reply.states or ("",) * len(ask)
     for task_id, outcome, node, owner, end in zip(ask, reply.outcomes, reply.nodes,
                                                    reply.owners, ended):
@@ -112,13 +125,30 @@ async def locate(state: SchedulerState, task_ids: list[str], out: Resolved) -> d
             out.errors[task_id] = (404, f"unknown task {task_id!r} (not known to this scheduler "
                                         "nor to the load store; results expire with the agents' "
                                         "journal retention)")
-    return where
 
 
 async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
     """Where each id stands: one load store lookup at most, one request per node."""
     out = Resolved()
     where = await locate(state, task_ids, out)
+    for _ in range(MAX_MOVES_FOLLOWED + 1):
+        await _ask_nodes(state, where, out)
+        # a moved task is answered by the agent it was handed over to; when that one was
+        # declared dead, only the store's index knows whether the task's end was heard
+        where, out.moved = out.moved, {}
+        on_dead = {t: n for t, n in where.items() if n in state.view.dead}
+        if on_dead:
+            where = {t: n for t, n in where.items() if t not in on_dead}
+            await ask_index(state, list(on_dead), on_dead, out, where)
+        if not where:
+            break
+    for task_id, node in where.items():
+        out.found[task_id] = status_body(task_id, UNKNOWN, node, f"moved to node {node} more "
+                                         f"than {MAX_MOVES_FOLLOWED} times; ask again")
+    return out
+
+
+async def _ask_nodes(state: SchedulerState, where: dict[str, str], out: Resolved) -> None:
     by_node: dict[str, list[str]] = defaultdict(list)
     for task_id, node in where.items():
         if node in state.view.dead:
@@ -132,7 +162,6 @@ async def resolve(state: SchedulerState, task_ids: list[str]) -> Resolved:
             by_node[node].append(task_id)
     if by_node:
         await asyncio.gather(*(_ask_node(state, node, ids, out) for node, ids in by_node.items()))
-    return out
 
 
 async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: Resolved) -> None:
@@ -150,6 +179,9 @@ async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: 
         return
     learned = state.placer.learned if state.placer is not None else None
     for st in reply.statuses:
+        if st.state == MOVED and st.moved_to:
+            out.moved[st.task_id] = st.moved_to
+            continue
         if learned is not None:
             learned.saw(st)
         out.nodes[st.task_id] = node

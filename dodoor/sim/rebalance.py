@@ -3,10 +3,10 @@
 The design (docs/simulator.md, "Rebalancing"): an agent already reports its
 state to the load store when a task ends, so a report that shows a free slot
 is the agent's request for work and costs no message of its own. The store
-answers from what it holds anyway, the reports plus the schedulers' deltas:
-among the nodes whose task count exceeds their slots by ``min_queue`` (2 by
-default: at least two tasks queued there) it takes the one with the longest expected wait per slot and sends it a
-move order (``cancel``) naming the idle agent and its free room. That node
+answers from what it holds anyway, the reports plus the schedulers' deltas,
+with the core's rule (:mod:`dodoor.rebalance`, which the live load store uses
+too): it picks a victim queue and sends it a move order (``cancel``) naming
+the idle agent and its free room. That node
 hands over its first queued task that fits the room (``enqueue`` to the idle
 agent), or nothing if none fits. No container has started, so the task starts
 once, on its new node. A move costs a cancel and an enqueue; a miss costs the
@@ -16,7 +16,9 @@ Only what a live store and agent know is used: the store's view (reports and
 deltas), capacities and slots; the victim's own queue. The store charges each
 order to its view at once (one task fewer, with the victim's mean pending
 work, on the victim; one more on the idle agent), so it does not send every
-idle agent to the same queue before the next reports correct its rows.
+idle agent to the same queue before the next reports correct its rows. This
+module is the simulated transport around that rule: the order, the victim's
+choice of task (:meth:`dodoor.sim.node.SimNode.withdraw`) and the enqueue.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dodoor.cache import PENDING, TASKS
-from dodoor.resources import N_RESOURCES
+from dodoor.rebalance import plan_moves
 from dodoor.sim.engine import Mailbox
 from dodoor.sim.loadstore import SimLoadStore
 from dodoor.sim.network import Network
@@ -58,31 +59,11 @@ class Rebalancer:
     def on_report(self, node: int) -> None:
         """A node's report has reached the store: while it shows a free slot, fill it."""
         view = self.store.view()  # installs every report delivered so far
-        since = self.store.state.since
-        free_slots = int(self.slots[node] - view[node, TASKS])
-        for _ in range(max(free_slots, 0)):
-            victim = self._longest_queue(view, node)
-            if victim is None:
-                return
-            room = self.capacity[node] - view[node, :N_RESOURCES]
-            # charge the order to the store's view: the next reports replace these rows
-            share = view[victim, PENDING] / max(view[victim, TASKS], 1.0)
-            for row in (since[victim], view[victim]):
-                row[TASKS] -= 1.0
-                row[PENDING] -= share
-            for row in (since[node], view[node]):
-                row[TASKS] += 1.0
-                row[PENDING] += share
-            self.net.send("cancel", self._move, victim, node, tuple(room.tolist()))
-
-    def _longest_queue(self, view: np.ndarray, thief: int) -> int | None:
-        queued = view[:, TASKS] - self.slots >= self.min_queue
-        queued[thief] = False
-        if not queued.any():
-            return None
-        wait = np.where(queued, view[:, PENDING] / np.maximum(self.slots, 1.0), -np.inf)
-        victim = int(np.argmax(wait))
-        return victim if wait[victim] > self._least_wait_ms else None
+        # the charges go to the view and to the deltas it is made of: the next reports
+        # replace those rows
+        for plan in plan_moves(view, self.slots, self.capacity, node, self.min_queue,
+                               self._least_wait_ms, also=self.store.state.since):
+            self.net.send("cancel", self._move, plan.victim, node, plan.room)
 
     def _move(self, victim: int, thief: int, room: tuple[float, float, float]) -> None:
         """The order reaches the victim: its first queued task that fits goes to the thief."""

@@ -22,6 +22,7 @@ from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metric
                                  read_message, wire_response)
 from scheduler.loadstore.state import LoadStoreState
 from scheduler.loadstore.metrics import make_registry
+from scheduler.loadstore.rebalance import Mover
 from scheduler.loadstore.membership import MembershipFile
 from scheduler.loadstore.settings import LoadStoreSettings
 
@@ -137,6 +138,10 @@ class LoadStoreApp:
                                     index=TaskIndex(clock, settings.index_entries,
                                                     settings.claim_ttl_ms))
         self.pusher = Pusher(self.store, settings)
+        self.mover = (Mover(self.store, self.counter, settings.rebalance_min_queue,
+                            settings.rebalance_least_wait_ms, settings.push_timeout_ms,
+                            auth_headers(settings.token))
+                      if settings.rebalance else None)
         self._saving = asyncio.Lock()
 
     async def save_membership(self) -> None:
@@ -173,6 +178,9 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
                                      auth_headers(settings.token))
         async with BackgroundTasks() as loops:
             loops.spawn(ls.pusher.run(), name="snapshot-pusher")
+            if ls.mover is not None:
+                ls.mover.session = session
+                loops.spawn(ls.mover.run(), name="move-orders")
             if expiry_loop:
                 loops.spawn(_expiry(ls), name="dead-node-expiry")
             log.info("load store starting: b=%d dead_after_ms=%.0f", settings.b,
@@ -264,6 +272,8 @@ async def node_state(request: web.Request) -> web.Response:
             log.exception("load store: saving the membership file failed")
     if changed:
         ls.pusher.request()
+    if ls.mover is not None and not fenced:
+        ls.mover.on_report(msg.node_id)
     return wire_response(ReportAck(ls.pusher.load_wanted(), fenced=fenced,
                                    lease_ms=ls.settings.dead_after_ms, instance=ls.instance,
                                    kept=ls.store.kept(msg) if fenced else ()))

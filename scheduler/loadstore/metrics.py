@@ -25,6 +25,18 @@ def make_registry(ls: LoadStoreApp) -> CollectorRegistry:
         "dodoor_loadstore_push_failures_total": (
             "Snapshot pushes a scheduler did not take (unreachable, timed out, refused)",
             lambda: pusher.push_failures),
+        # rebalancing (scheduler.loadstore.rebalance); zero when it is off
+        "dodoor_loadstore_move_orders_total": (
+            "Move orders sent to agents with a queue, for an agent with a free slot",
+            lambda: ls.mover.orders if ls.mover else 0),
+        "dodoor_loadstore_moves_total": ("Move orders that moved a queued task (202)",
+                                         lambda: ls.mover.moves if ls.mover else 0),
+        "dodoor_loadstore_move_misses_total": (
+            "Move orders that found no queued task fitting the free room (204)",
+            lambda: ls.mover.misses if ls.mover else 0),
+        "dodoor_loadstore_move_failures_total": (
+            "Move orders not answered, or refused, by their agent",
+            lambda: ls.mover.failures if ls.mover else 0),
     })
     gauges = GaugeCollector({
         "dodoor_loadstore_live_nodes": ("Live nodes", lambda: len(store.live())),

@@ -43,12 +43,24 @@ class LoadStoreSettings:
         1_000_000, "task ids the store remembers for lookups and claims", type=bounded(int, 1))
     claim_ttl_ms: float = setting(
         60_000.0, "how long an unreported claim keeps other schedulers off an id")
+    # rebalancing queued work (scheduler.loadstore.rebalance; docs/simulator.md)
+    rebalance: bool = setting(
+        False, "move queued tasks to agents whose report shows a free slot")
+    rebalance_min_queue: int = setting(
+        2, "with --rebalance: take only from nodes with at least this many tasks queued "
+           "beyond their slots", type=bounded(int, 1))
+    # a move must save more than it costs in flight: the order and the enqueue
+    rebalance_least_wait_ms: float = 10.0
 
     def __post_init__(self) -> None:
         if self.b < 1:
             raise ValidationError("b", f"must be >= 1, got {self.b}")
         check_positive(self, ("dead_after_ms", "push_timeout_ms", "forget_after_failures",
-                              "max_body_bytes", "index_entries", "claim_ttl_ms"))
+                              "max_body_bytes", "index_entries", "claim_ttl_ms",
+                              "rebalance_min_queue"))
+        if self.rebalance_least_wait_ms < 0:
+            raise ValidationError("rebalance_least_wait_ms",
+                                  f"must be >= 0, got {self.rebalance_least_wait_ms}")
 
     @property
     def expiry_interval_ms(self) -> float:

@@ -215,6 +215,12 @@ class LoadStoreState:
             self.publisher.mark([self._index[node] for node in touched])
         return self.loads.count(msg.placements, self.clock.now_ms())
 
+    def mark_changed(self, positions: list[int]) -> None:
+        """Rows at these positions among the live nodes changed outside a report or a
+        delta batch (a move charged by scheduler.loadstore.rebalance)."""
+        if self.publisher is not None:
+            self.publisher.mark(positions)
+
     def forgive_stall(self, stalled_ms: float) -> None:
         """Do not count ``stalled_ms`` of the store's own downtime against live nodes."""
         for rec in self.nodes.values():

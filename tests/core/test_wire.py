@@ -63,7 +63,10 @@ def test_every_registered_message_round_trips():
     samples = [
         wire.Enqueue(t, "s0"), wire.EnqueueBatch((t, t), "s0"), wire.Probe("s0"), wire.ProbeReply("n0", np.arange(5.0)),
         wire.Reserve(t, "s0", "http://127.0.0.1:1/internal/confirm"), wire.Confirm("n0", "t1"),
-        wire.Cancel("t1"), wire.CancelTask("t1", "by client"), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
+        wire.Cancel("t1"), wire.CancelTask("t1", "by client"),
+        wire.MoveOrder("n1", "http://127.0.0.1:5", "life-1", (1.0, 256.0, 0.0)),
+        wire.MoveOrder("n1", "http://127.0.0.1:5", task_id="t1"),
+        wire.Enqueue(t, "s0", "life-1", queued_ms=1234.5), wire.Deltas("s0", 3, ("n0", "n1"), np.ones((2, 5)), 8),
         wire.NodeState("n0", "http://127.0.0.1:2", 4, np.array([8.0, 1024.0, 0.0]), 2,
                        np.zeros(5), {"cpu": 0.25}),
         wire.Register("scheduler", "s0", "http://127.0.0.1:3"),
@@ -81,10 +84,33 @@ def test_every_registered_message_round_trips():
         wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM killed"),
         wire.TaskStatuses((wire.TaskStatus("t1", "failed", "n0", 1.0, 2.0, 3.0, 137, "OOM"),
                            wire.TaskStatus("t2", "queued", "n0", 4.0)), missing=("t3",)),
+        wire.TaskStatus("t1", "moved", "n0", 1.0, reason="moved to node n1", moved_to="n1"),
     ]
     assert {type(m).TYPE for m in samples} == set(wire._REGISTRY)
     for msg in samples:
         assert_same(wire.decode(wire.encode(msg)), msg)
+
+
+def test_fields_added_for_moves_are_left_out_at_their_default():
+    """An enqueue or a status that does not use them encodes as before (sizes, and
+    peers that predate the fields, stay as they were)."""
+    t = Task("t1", 1.0, 256.0, 0.0, 1000.0)
+    for msg, name in ((wire.Enqueue(t, "s0"), "queued_ms"),
+                      (wire.TaskStatus("t1", "queued", "n0"), "moved_to")):
+        body = msgpack.unpackb(wire.encode(msg), raw=False)["body"]
+        assert name not in body
+        assert wire.decode(wire.encode(msg)) == msg
+    body = msgpack.unpackb(wire.encode(wire.Enqueue(t, "s0", queued_ms=5.0)), raw=False)["body"]
+    assert body["queued_ms"] == 5.0
+    nested = wire.TaskStatuses((wire.TaskStatus("t1", "moved", "n0", moved_to="n1"),
+                                wire.TaskStatus("t2", "queued", "n0")))
+    assert wire.decode(wire.encode(nested)) == nested
+
+
+def test_a_move_order_room_must_be_numbers():
+    bad = _envelope({"target_node": "n1", "target_url": "u", "room": ["1", 2.0]}, kind="move")
+    with pytest.raises(DecodeError, match="move.room: expected a list of numbers"):
+        wire.decode(bad)
 
 
 def _envelope(body, kind="cancel", v=wire.SCHEMA_VERSION):

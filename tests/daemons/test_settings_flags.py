@@ -33,7 +33,7 @@ BEFORE = {
     "loadstore": {"--host": "127.0.0.1", "--port": 8090, "--b": 80, "--dead-after-ms": 3000.0,
                   "--adaptive-b-target-ms": 0.0, "--delta-snapshots": False,
                   "--state-file": "dodoor-loadstore.json", "--index-entries": 1000000,
-                  "--claim-ttl-ms": 60000.0},
+                  "--claim-ttl-ms": 60000.0, "--rebalance": False, "--rebalance-min-queue": 2},
     "agent": {"--host": "127.0.0.1", "--port": 8200, "--id": "node-0", "--loadstore": None,
               "--advertise-url": None, "--cores": None, "--memory-mb": None, "--disk-mb": None,
               "--slots": None, "--executor": "sleep", "--journal": None,
@@ -72,7 +72,8 @@ def test_a_flag_given_reaches_its_field(name, module, cls, tmp_path):
              "agent": "settings_from_args"}[name]
     argv = {"scheduler": ["--loadstore", "http://ls:1", "--id", "s9", "--param", "d=7",
                           "--agent-timeout-ms", "12", "--seed", "5"],
-            "loadstore": ["--b", "9", "--delta-snapshots", "--state-file", "", "--port", "99"],
+            "loadstore": ["--b", "9", "--delta-snapshots", "--state-file", "", "--port", "99",
+                          "--rebalance", "--rebalance-min-queue", "3"],
             "agent": ["--loadstore", "http://ls:1", "--id", "n9", "--cores", "3", "--memory-mb",
                       "64", "--disk-mb", "0", "--journal", str(tmp_path / "j.sqlite"),
                       "--docker-allow-image", "a", "--docker-allow-image", "b"]}[name]
@@ -83,8 +84,8 @@ def test_a_flag_given_reaches_its_field(name, module, cls, tmp_path):
         assert (settings.loadstore_url, settings.scheduler_id, settings.policy_settings.d,
                 settings.agent_timeout_ms, settings.seed) == ("http://ls:1", "s9", 7, 12.0, 5)
     elif name == "loadstore":
-        assert (settings.b, settings.delta_snapshots, settings.state_file, settings.port) == \
-            (9, True, "", 99)
+        assert (settings.b, settings.delta_snapshots, settings.state_file, settings.port,
+                settings.rebalance, settings.rebalance_min_queue) == (9, True, "", 99, True, 3)
     else:
         assert (settings.node_id, settings.cores, settings.slots, settings.journal_path,
                 settings.docker_allowed_images) == ("n9", 3.0, 3, str(tmp_path / "j.sqlite"),

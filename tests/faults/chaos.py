@@ -19,14 +19,16 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.daemons.conftest import REPO
-from tests.faults.chaos_checks import Verdict, check_all, format_verdict
+from tests.faults.chaos_checks import Verdict, check_all, format_verdict, moved_ids
 from tests.faults.chaos_client import (
     Client, Progress, Submitter, TaskRecord, counted, make_plan, read_final_states,
 )
@@ -59,6 +61,10 @@ class ChaosConfig:
     agent_timeout_ms: float = 500.0  # passed only if the scheduler has the flag
     settle_s: float = 60.0
     status_s: float = 20.0
+    # the load store moves queued tasks to agents with a free slot (docs/guarantees.md
+    # "Moved tasks"); min-queue 1 moves as many as it can, to put moves under the faults
+    rebalance: bool = False
+    rebalance_min_queue: int = 1
 
     @classmethod
     def from_env(cls, **overrides) -> "ChaosConfig":
@@ -82,6 +88,7 @@ class ChaosRun:
     problems: list[str] = field(default_factory=list)
     report: str = ""
     diagnostics: str = ""
+    moves: int = 0  # tasks the agents' journals say they handed over (rebalancing)
     wall_s: float = 0.0
 
     @property
@@ -214,6 +221,8 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
         cluster = ProcCluster(
             workdir, agents=cfg.agents, schedulers=2, dead_after_ms=cfg.dead_after_ms,
             slots=cfg.slots, executor="process", scheduler_extra=extra,
+            loadstore_extra=(("--rebalance", "--rebalance-min-queue",
+                              str(cfg.rebalance_min_queue)) if cfg.rebalance else ()),
             agent_env={i: {NODE_ENV: f"node-{i}", RUN_ENV: run_token} for i in range(cfg.agents)})
         client = Client([s.url for s in cluster.schedulers], ledger, bodies, first)
         run.records = client.records
@@ -239,6 +248,9 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
         run.verdict = check_all(client.records, finals, run.view, run.faults,
                                 submitter.midrun_terminal)
         run.problems += check_scenario(run, accepted)
+        run.moves = moved_rows(workdir, cfg.agents)
+        if cfg.rebalance and not run.moves:
+            run.problems.append("rebalancing was on but no agent handed a task over")
         run.report = report(run, client, submitter, finals, unsettled, short, started)
     except BaseException:
         # a harness error (or ^C): show what the daemons said before they are stopped
@@ -260,6 +272,18 @@ def run_chaos(cfg: ChaosConfig, workdir: Path, progress: Progress = print) -> Ch
         run.report + "\n\n" + format_verdict(run.verdict, run.faults, examples=10**9)
         + "\n\n" + run.diagnostics)
     return run
+
+
+def moved_rows(workdir: Path, agents: int) -> int:
+    """How many tasks the agents' journals record as handed over to another agent."""
+    total = 0
+    for i in range(agents):
+        path = workdir / f"node-{i}.sqlite"
+        if path.exists():
+            with closing(sqlite3.connect(path)) as conn:
+                total += conn.execute("SELECT COUNT(*) FROM tasks WHERE state = 'moved'"
+                                      ).fetchone()[0]
+    return total
 
 
 def check_scenario(run: ChaosRun, accepted: list[str]) -> list[str]:
@@ -312,6 +336,9 @@ def report(run: ChaosRun, client: Client, submitter: Submitter,
         f"ledger: {view.lines} lines, {sum(starts.values())} starts of {len(starts)} ids, "
         f"{sum(1 for n in starts.values() if n > 1)} ids started more than once, "
         f"{len(view.open_copies())} copies without an end",
+        f"rebalancing: {'on' if cfg.rebalance else 'off'}; tasks handed over (journals): "
+        f"{run.moves}; ids that ran on a node no scheduler placed them on: "
+        f"{len(moved_ids(view, records))}",
         f"settled: {'yes' if unsettled is None else 'NO: ' + unsettled}"
         + (f"; views short: {short_views}" if short_views else ""),
     ]

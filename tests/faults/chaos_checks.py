@@ -11,7 +11,9 @@
     the copy wrote ``end`` — or, docs/guarantees.md "The unheard end", after it
     (the store had not heard the end), and the id was then answered ``lost`` and
     resubmitted (the ledger cannot see report answers, so any later kill counts);
-(e) an id a scheduler calls ``succeeded`` has a copy in the ledger that wrote ``end``.
+(e) an id a scheduler calls ``succeeded`` has a copy in the ledger that wrote ``end``;
+(m) an id that ran on a node no scheduler placed it on (rebalancing moved it) is
+    answered, at every scheduler, with the node where its last copy ran.
 
 Each violation names the id, what happened to it, and the fault that most
 plausibly caused it (:func:`causes`); the attribution is for the reader, the
@@ -31,6 +33,7 @@ INVARIANTS = {
     "b": "no id ran two copies at once",
     "c": "an id ran again only after its agent was SIGKILLed while it ran",
     "e": "a succeeded id has a finished copy in the ledger",
+    "m": "a moved id is answered with the node that ran it",
 }
 
 
@@ -309,13 +312,40 @@ def check_e(view: LedgerView, finals: dict[str, list[tuple[int | None, dict]]],
     return out
 
 
+def moved_ids(view: LedgerView, records: dict[str, TaskRecord]) -> list[str]:
+    """Ids whose last copy ran on a node no scheduler placed them on: moved by rebalancing."""
+    out = []
+    for tid, copies in view.copies.items():
+        rec = records.get(tid)
+        placed = set().union(*rec.accepted_by().values()) if rec and rec.accepted_by() else set()
+        if copies and placed and copies[-1].node not in placed:
+            out.append(tid)
+    return out
+
+
+def check_m(view: LedgerView, finals: dict[str, list[tuple[int | None, dict]]],
+            records: dict[str, TaskRecord]) -> list[Violation]:
+    out = []
+    for tid in moved_ids(view, records):
+        ran = view.copies[tid][-1].node
+        answers = finals.get(tid, [])
+        wrong = [answer_text(code, body) for code, body in answers
+                 if code == 200 and body.get("state") in TERMINAL and body.get("node") != ran]
+        if wrong:
+            out.append(Violation("m", tid, "moved id answered with another node",
+                                 f"{tid}: ran on {ran}, answered {', '.join(wrong)} — "
+                                 f"{_history(records[tid])}; {_copies(view, tid)}"))
+    return out
+
+
 def check_all(records: dict[str, TaskRecord], finals: dict[str, list[tuple[int | None, dict]]],
               view: LedgerView, faults: list[Fault],
               midrun: dict[str, list[MidrunAnswer]] | None = None) -> Verdict:
     """Every invariant; ``finals`` holds the accepted ids only, ``midrun`` the terminal
     answers the client read during the run."""
     return Verdict(check_a(records, finals, view, faults, midrun) + check_b(view, records, faults)
-                   + check_c(view, records, faults) + check_e(view, finals, records))
+                   + check_c(view, records, faults) + check_e(view, finals, records)
+                   + check_m(view, finals, records))
 
 
 def format_verdict(verdict: Verdict, faults: list[Fault], examples: int = 5) -> str:

@@ -31,3 +31,15 @@ def test_chaos_every_task_once_and_every_scheduler_agrees(tmp_path):
     if not run.ok:
         print("daemon logs (tails):\n" + run.diagnostics)
     assert run.ok, run.failure_message()
+
+
+def test_chaos_with_rebalancing_moves_tasks_and_each_still_runs_once(tmp_path):
+    """The same scenario with the load store moving queued tasks (docs/guarantees.md
+    "Moved tasks"): the invariants hold with moves under the faults, and moves happen."""
+    run = run_chaos(ChaosConfig.from_env(rebalance=True), tmp_path)
+    print(run.report)
+    print(f"chaos wall time: {run.wall_s:.1f} s")
+    if not run.ok:
+        print("daemon logs (tails):\n" + run.diagnostics)
+    assert run.ok, run.failure_message()
+    assert run.moves > 0
