@@ -140,9 +140,11 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
         cluster.start()
         url = cluster.schedulers[0]
         run_loadgen(["--url", url, "--mode", "single", "--concurrency", "8", "--seconds", "1"])
+        cpu0 = cluster.cpu()
         peak = run_loadgen(["--url", url, "--mode", "single", "--concurrency",
                             str(a.single_concurrency), "--seconds", str(a.seconds)])
         results["peak"] = peak["tasks_per_s"]
+        results["peak_cpu_us"] = cpu_per_task(cluster.cpu(), cpu0, peak)
         for spec in a.rates.split(","):
             rate = peak["tasks_per_s"] / 2 if spec == "half" else float(spec)
             cluster.wait_idle()
@@ -153,11 +155,8 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
             cluster.signal_all(signal.SIGUSR2)
             cpu1 = cluster.cpu()
             time.sleep(0.5)  # the probes write their files
-            n = max(run["placed"], 1)
             run["rate"] = rate
-            run["cpu_us"] = {k: (cpu1[k] - cpu0[k]) * 1e6 / n
-                             for k in ("scheduler0", "agents", "loadstore")}
-            run["cpu_us"]["loadgen"] = run["cpu_s"] * 1e6 / n
+            run["cpu_us"] = cpu_per_task(cpu1, cpu0, run)
             run["stages"] = cluster.samples()
             run["load"] = os.getloadavg()[0]
             results[spec] = run
@@ -166,10 +165,21 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
     return results
 
 
+def cpu_per_task(cpu1: dict, cpu0: dict, run: dict) -> dict[str, float]:
+    """CPU (user + system) per placed task of each process kind over a load generator run."""
+    n = max(run["placed"], 1)
+    out = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in ("scheduler0", "agents", "loadstore")}
+    out["loadgen"] = run["cpu_s"] * 1e6 / n
+    return out
+
+
 def report(res: dict, specs: list[str]) -> None:
     p50, p99 = res["fsync"]
     print(f"\n== {res['label']}: single-task peak {res.get('peak', 0):,.0f} tasks/s; "
           f"raw fsync p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    if "peak_cpu_us" in res:
+        print("   CPU per task at the peak: " + ", ".join(
+            f"{k} {v:.0f} us" for k, v in res["peak_cpu_us"].items()))
     for spec in specs:
         run = res.get(spec)
         if run is None:
@@ -224,7 +234,10 @@ def main() -> None:
             base, this = (x for x in rows[2 * r: 2 * r + 2] if x["tree"] == trees[0][1]), \
                 (x for x in rows[2 * r: 2 * r + 2] if x["tree"] == trees[1][1])
             b, t = next(base), next(this)
-            parts = [f"peak {t['peak'] / max(b['peak'], 1e-9):.2f}x"]
+            parts = [f"peak {t['peak'] / max(b['peak'], 1e-9):.2f}x",
+                     "scheduler CPU/task at peak "
+                     f"{t['peak_cpu_us']['scheduler0'] / b['peak_cpu_us']['scheduler0']:.2f}x",
+                     f"agents {t['peak_cpu_us']['agents'] / b['peak_cpu_us']['agents']:.2f}x"]
             parts += [f"{s}: p99 {t[s]['p99_ms']:.2f} / {b[s]['p99_ms']:.2f} ms = "
                       f"{t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x" for s in specs if s in t and s in b]
             print(f"   round {r + 1}: " + "; ".join(parts))
