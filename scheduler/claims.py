@@ -8,11 +8,9 @@ which of the ids it holds (one request per agent), so an id journaled anywhere
 that answers is not placed again (docs/guarantees.md).
 
 Claims of concurrent submissions share requests, as enqueues share them in the
-outbox: while ``CLAIMS_IN_FLIGHT`` claim requests are in flight, later callers
-wait and leave together in the next. Under a load of single-task submissions
-this turns one store round trip per task into one per batch of waiting tasks;
-two in flight rather than one let a caller that arrives mid-request leave at
-once while the store is not busy, instead of waiting out that round trip first.
+outbox: while one claim request is in flight, later callers wait and leave
+together in the next. Under a load of single-task submissions this turns one
+store round trip per task into one per batch of waiting tasks.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
 Claimed = dict[str, tuple[str, str, str]]  # id -> (outcome, node, owner)
-CLAIMS_IN_FLIGHT = 2  # claim requests at the store at once; later callers share the next
 
 
 class Claims:
@@ -47,7 +44,7 @@ class Claims:
         self.skipped = 0  # submissions checked with the agents instead of the store
         self.requests = 0  # claim requests sent to the store
         self._waiting: list[tuple[list[str], asyncio.Future]] = []
-        self._in_flight = 0
+        self._in_flight = False
         self._senders = BackgroundTasks()
 
     async def claim(self, ids: list[str]) -> Claimed:
@@ -57,9 +54,9 @@ class Claims:
             return await self.ask_agents(ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiting.append((ids, fut))
-        if self._in_flight < CLAIMS_IN_FLIGHT:
+        if not self._in_flight:
             # its own task: a caller cancelled mid-request must not strand the others
-            self._in_flight += 1
+            self._in_flight = True
             self._senders.spawn(self._drain(), name="claims")
         verdict = await fut
         if verdict is None:
@@ -78,15 +75,11 @@ class Claims:
                 await self._send(batch)
                 batch = []
         finally:
-            self._in_flight -= 1
-            # cut short (shutdown): what this sender carried gets no verdict, and so does
-            # what waits when no other sender is left to take it
-            stranded = batch
-            if not self._in_flight:
-                stranded, self._waiting = stranded + self._waiting, []
-            for _, fut in stranded:
+            self._in_flight = False
+            for _, fut in batch + self._waiting:  # cancelled (shutdown): no verdict
                 if not fut.done():
                     fut.set_result(None)
+            self._waiting = []
 
     async def _send(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
         """One claim request for every waiting caller; each future gets its ids' verdicts
