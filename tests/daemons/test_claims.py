@@ -1,4 +1,4 @@
-"""Claims at the load store: coalesced requests, two in flight, each caller its own verdict."""
+"""Claims at the load store: coalesced requests, each caller its own verdict, faults."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from dodoor.service.peers import PeerError
 from dodoor.taskindex import BUSY, NEW, PLACED, UNKNOWN
 from dodoor.wire import Lookup, LookupReply
-from scheduler.claims import CLAIMS_IN_FLIGHT, Claims
+from scheduler.claims import Claims
 
 STORE = "http://store"
 
@@ -59,7 +59,7 @@ def verdict(task_id: str) -> tuple[str, str, str]:
     return (BUSY, "", "other") if task_id.startswith("b") else (NEW, "", "me")
 
 
-async def test_two_requests_in_flight_then_the_waiting_callers_share_one():
+async def test_callers_waiting_behind_a_request_share_the_next_and_get_their_own_verdicts():
     store = FakeStore()
     store.gate = asyncio.Event()
     claims = make_claims(store)
@@ -67,29 +67,14 @@ async def test_two_requests_in_flight_then_the_waiting_callers_share_one():
     for ids in [("a1",), ("p2",), ("b3", "a4"), ("p5",), ("a6", "a1x")]:
         callers[ids] = asyncio.create_task(claims.claim(list(ids)))
         await settle()
-    assert CLAIMS_IN_FLIGHT == 2
-    # the first two callers left at once, each alone; the rest wait for a sender
-    assert store.sent == [("a1",), ("p2",)]
+    # the first caller left at once, alone; the rest wait for the request in flight
+    assert store.sent == [("a1",)]
     store.gate.set()
     answers = {ids: await task for ids, task in callers.items()}
-    assert store.sent[2:] == [("b3", "a4", "p5", "a6", "a1x")]
-    assert claims.requests == 3 and claims.skipped == 0
+    assert store.sent[1:] == [("p2", "b3", "a4", "p5", "a6", "a1x")]
+    assert claims.requests == 2 and claims.skipped == 0
     for ids, answer in answers.items():  # each caller gets its own ids' verdicts, no others
         assert answer == {i: verdict(i) for i in ids}
-    await claims.close()
-
-
-async def test_a_lone_caller_is_not_held_back_by_a_request_in_flight():
-    store = FakeStore()
-    store.gate = asyncio.Event()
-    claims = make_claims(store)
-    first = asyncio.create_task(claims.claim(["a1"]))
-    await settle()
-    second = asyncio.create_task(claims.claim(["a2"]))
-    await settle()
-    assert store.sent == [("a1",), ("a2",)]  # with one in flight, a2 would wait for a1's
-    store.gate.set()
-    assert await first == {"a1": verdict("a1")} and await second == {"a2": verdict("a2")}
     await claims.close()
 
 
@@ -98,15 +83,15 @@ async def test_a_failed_request_sends_only_its_callers_to_the_agents():
     store.gate = asyncio.Event()
     store.fail_ids = {"bad"}
     claims = make_claims(store, agents=2)
-    failing = asyncio.create_task(claims.claim(["bad", "a1"]))
-    await settle()
     fine = asyncio.create_task(claims.claim(["p2"]))
     await settle()
-    assert store.sent == [("bad", "a1"), ("p2",)]
+    failing = asyncio.create_task(claims.claim(["bad", "a1"]))
+    await settle()
     store.gate.set()
     # no agent holds the ids: the failed claim's caller learns that from the agents
     assert await failing == {}
     assert await fine == {"p2": verdict("p2")}
+    assert store.sent == [("p2",), ("bad", "a1")]
     assert claims.skipped == 1 and store.agent_asks == 2
     await claims.close()
 
@@ -119,7 +104,7 @@ async def test_shutdown_answers_every_caller_in_flight_and_waiting():
     for i in range(5):
         callers.append(asyncio.create_task(claims.claim([f"a{i}"])))
         await settle()
-    assert store.sent == [("a0",), ("a1",)]  # a2..a4 wait for a sender
+    assert store.sent == [("a0",)]  # a1..a4 wait for the request in flight
     await claims.close()
     # no verdict from the store: each falls back to asking the agents (none here)
     assert await asyncio.wait_for(asyncio.gather(*callers), 2) == [{}] * 5
