@@ -188,8 +188,11 @@ def run(app: web.Application, host: str, port: int) -> None:
 
 # Young-generation collections every this many net allocations (CPython's default is
 # 700): a request allocates hundreds of short-lived objects, so the default collects
-# every few requests, and each collection walks whatever is young at that moment.
+# every few requests. The middle generation is collected every 3 young collections
+# (default 10): with young ones this large, 10 let it hold so many survivors that
+# walking it was the longest pause (benchmarks/gc_pauses.py, docs/throughput.md).
 GC_YOUNG_THRESHOLD = 20_000
+GC_MIDDLE_THRESHOLD = 3
 
 
 def quiet_gc() -> None:
@@ -202,5 +205,5 @@ def quiet_gc() -> None:
     """
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    oldest = gc.get_threshold()[2]
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, oldest)

@@ -11,12 +11,13 @@ from aiohttp import web
 from dodoor.service import http
 
 
-def test_quiet_gc_freezes_what_exists_and_raises_only_the_young_threshold():
+def test_quiet_gc_freezes_what_exists_and_sets_the_young_and_middle_thresholds():
     before = gc.get_threshold()
     try:
         http.quiet_gc()
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (http.GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (http.GC_YOUNG_THRESHOLD, http.GC_MIDDLE_THRESHOLD,
+                                      before[2])
 
         class Node:
             pass
