@@ -19,7 +19,6 @@ Each daemon keeps its state in one object under one ``web.AppKey``.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hmac
 import logging
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
@@ -170,7 +169,6 @@ class BackgroundTasks:
 
 def run(app: web.Application, host: str, port: int) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then drain; on uvloop when it is installed."""
-    quiet_gc()
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -184,26 +182,3 @@ def run(app: web.Application, host: str, port: int) -> None:
                     shutdown_timeout=DRAIN_S)
     except OSError as exc:  # typically the port is taken: one clear line, exit 2
         raise DodoorError(f"cannot serve on {host}:{port}: {exc}") from exc
-
-
-# Young-generation collections every this many net allocations (CPython's default is
-# 700): a request allocates hundreds of short-lived objects, so the default collects
-# every few requests. The middle generation is collected every 3 young collections
-# (default 10): with young ones this large, 10 let it hold so many survivors that
-# walking it was the longest pause (benchmarks/gc_pauses.py, docs/throughput.md).
-GC_YOUNG_THRESHOLD = 20_000
-GC_MIDDLE_THRESHOLD = 3
-
-
-def quiet_gc() -> None:
-    """Fewer and shorter garbage-collector pauses on a serving daemon's event loop.
-
-    What exists before serving (modules, the app) is moved out of the collector's
-    reach (``gc.freeze``), so a full collection walks only what serving created,
-    and young collections run less often. A pause delays every request on the loop
-    at that moment, which is what a p99 is made of (docs/throughput.md).
-    """
-    gc.collect()
-    gc.freeze()
-    oldest = gc.get_threshold()[2]
-    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, oldest)
