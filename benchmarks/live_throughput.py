@@ -11,6 +11,8 @@ generator in a separate process against scheduler 0:
    accepted the enqueue);
 4. scheduling messages per task by type, from the daemons' /metrics.
 
+The single-task latency stage by stage: ``benchmarks/submit_latency.py``.
+
 Usage: python benchmarks/live_throughput.py [--seconds 5] [--batch 500]
        [--policy dodoor] [--agents 16] [--schedulers 2] [--profile OUT]
 

@@ -1,0 +1,180 @@
+"""Per-stage timings inside a running daemon, for benchmarks/submit_latency.py (not a test).
+
+``python benchmarks/latency_probe.py OUT <dodoor args>`` runs a dodoor daemon
+with timers wrapped around the stages of a submission's path; SIGUSR1 starts
+recording and SIGUSR2 writes every sample, in seconds, as JSON to ``OUT``
+(``{stage: [samples]}``; sizes are plain counts). The wrappers are installed on
+whatever of these the tree being run has, so the same probe times an older
+tree (``--baseline-tree``) too:
+
+* every aiohttp handler, by route (``handler POST /v1/tasks`` ...);
+* scheduler: parsing and validating a submission, the placer, a caller's wait
+  for its claim and for its enqueue (coalesced requests included), and each
+  request to a peer by path (its round trip, and how many ids or tasks it carried);
+* agent: ``NodeAgent.submit_many`` (journal and queue), the journal write as its
+  caller waits for it, and the group commit on the journal thread (statements
+  and ``COMMIT``, whose fsync is most of it) with the writes it carried;
+* every process: garbage-collector pauses and event-loop lag (a 2 ms ticker's
+  lateness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+_TICK_S = 0.002
+
+
+class Probe:
+    """Samples per stage, recorded only between SIGUSR1 and SIGUSR2."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.on = False
+        self.samples: dict[str, list[float]] = {}
+        self._lock = threading.Lock()  # the journal thread records too
+        self._gc_start = 0.0
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def add(self, stage: str, value: float) -> None:
+        if self.on:
+            with self._lock:
+                self.samples.setdefault(stage, []).append(value)
+
+    def timed_async(self, stage: str, fn: Callable, size: Callable[..., int] | None = None):
+        probe = self
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                probe.add(stage, time.perf_counter() - t0)
+                if size is not None:
+                    probe.add(stage + " size", size(*args, **kwargs))
+        return wrapper
+
+    def timed(self, stage: str, fn: Callable, size: Callable[..., int] | None = None):
+        probe = self
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                probe.add(stage, time.perf_counter() - t0)
+                if size is not None:
+                    probe.add(stage + " size", size(*args, **kwargs))
+        return wrapper
+
+    # -- GC and loop lag ----------------------------------------------------
+    def gc_callback(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.add("gc pause", time.perf_counter() - self._gc_start)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds
+        now = time.perf_counter()
+        self.add("loop lag", max(0.0, now - due))
+        if self.on:
+            self._ticker = loop.call_later(_TICK_S, self._tick, loop, now + _TICK_S)
+
+    def start(self, *_: object) -> None:
+        with self._lock:
+            self.samples.clear()
+        self.on = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._ticker = loop.call_later(_TICK_S, self._tick, loop, time.perf_counter() + _TICK_S)
+
+    def stop(self, *_: object) -> None:
+        self.on = False
+        if self._ticker is not None:
+            self._ticker.cancel()
+        with self._lock:
+            Path(self.out).write_text(json.dumps(self.samples))
+
+
+def _wrap_method(probe: Probe, module: str, cls: str, name: str, stage: str,
+                 size: Callable[..., int] | None = None) -> None:
+    """Wrap ``module.cls.name`` when the tree has it (an older tree may not)."""
+    try:
+        owner = getattr(__import__(module, fromlist=[cls]), cls)
+        fn = getattr(owner, name)
+    except (ImportError, AttributeError):
+        return
+    wrap = probe.timed_async if asyncio.iscoroutinefunction(fn) else probe.timed
+    setattr(owner, name, wrap(stage, fn, size))
+
+
+def install(probe: Probe) -> None:
+    """Put the timers in place (before the daemon builds its app)."""
+    from aiohttp import web
+
+    add_route = web.UrlDispatcher.add_route
+
+    def timed_route(self, method, path, handler, **kwargs):
+        if asyncio.iscoroutinefunction(handler):
+            handler = probe.timed_async(f"handler {method} {path}", handler)
+        return add_route(self, method, path, handler, **kwargs)
+
+    web.UrlDispatcher.add_route = timed_route
+    gc.callbacks.append(probe.gc_callback)
+
+    def peer_stage(self, url, msg, *args, **kwargs):
+        return len(getattr(msg, "task_ids", None) or getattr(msg, "tasks", None) or (1,))
+
+    from dodoor.service import peers
+
+    send = peers.PeerClient.send
+
+    @functools.wraps(send)
+    async def timed_send(self, url, msg, *args, **kwargs):
+        path = "/" + url.split("/", 3)[-1]
+        return await probe.timed_async(f"peer {path}", send, peer_stage)(
+            self, url, msg, *args, **kwargs)
+
+    peers.PeerClient.send = timed_send
+    try:
+        import scheduler.app as sched_app
+    except ImportError:
+        sched_app = None
+    if sched_app is not None and hasattr(sched_app, "parse_submission"):
+        sched_app.parse_submission = probe.timed("scheduler parse", sched_app.parse_submission)
+    _wrap_method(probe, "scheduler.placer", "Placer", "check_fits", "scheduler check_fits")
+    _wrap_method(probe, "scheduler.placer", "Placer", "place", "scheduler place")
+    _wrap_method(probe, "scheduler.claims", "Claims", "claim", "scheduler claim wait")
+    _wrap_method(probe, "scheduler.outbox", "Outbox", "enqueue", "scheduler enqueue wait")
+    _wrap_method(probe, "node_agent.node", "NodeAgent", "submit_many", "agent submit_many")
+    _wrap_method(probe, "node_agent.journal", "Journal", "accept_many", "agent journal wait")
+    _wrap_method(probe, "node_agent.journal_store", "JournalStore", "_commit",
+                 "agent group commit", size=lambda self, conn, batch, *a, **k: len(batch))
+
+
+def main(argv: list[str]) -> None:
+    out, rest = argv[0], argv[1:]
+    probe = Probe(out)
+    install(probe)
+    signal.signal(signal.SIGUSR1, probe.start)
+    signal.signal(signal.SIGUSR2, probe.stop)
+    from dodoor.tools.cli import main as dodoor_main
+    sys.exit(dodoor_main(rest))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

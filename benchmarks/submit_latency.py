@@ -1,0 +1,247 @@
+"""p99 submit → placed of single submissions, stage by stage, side by side (not a test).
+
+Issue 17's latency target: single JSON submissions, open loop at half the
+single-task peak, 1 scheduler and 8 agents (sleep executor, sqlite journal), p99
+from the POST to its 202 (the 202 comes once the agent's journal commit is
+fsync'd, docs/guarantees.md). Per tree and round, on a fresh cluster:
+
+1. the raw fsync latency of the disk the journals are on (4 KiB write + fsync);
+2. the single-task peak: closed loop, ``--single-concurrency`` in flight;
+3. each rate of ``--rates`` (``half``: half of that peak; or tasks/s), open loop,
+   with every daemon under ``benchmarks/latency_probe.py``: the client's
+   p50/p99 and each stage's (parse, claim, enqueue, the agent's journal commit,
+   GC pauses, loop lag), and the CPU per task of each process kind.
+
+Agents are left to finish the peak run's tasks before a rate is measured.
+``--baseline-tree DIR`` (e.g. ``git worktree add --detach /tmp/lat-base main``)
+runs the same rounds on that tree's daemons, alternating with this one.
+
+Usage: python benchmarks/submit_latency.py [--seconds 5] [--rounds 1]
+       [--rates half,635] [--baseline-tree DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from live_throughput import Cluster, get, run_loadgen
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PROBE = HERE / "latency_probe.py"
+# stages printed, in path order: (label, probe key, role)
+STAGES = (
+    ("scheduler handler POST /v1/tasks", "handler POST /v1/tasks", "scheduler"),
+    ("  parse", "scheduler parse", "scheduler"),
+    ("  check_fits", "scheduler check_fits", "scheduler"),
+    ("  place (claim + enqueue)", "scheduler place", "scheduler"),
+    ("    claim wait (per caller)", "scheduler claim wait", "scheduler"),
+    ("    claim round trip (per request)", "peer /internal/lookup", "scheduler"),
+    ("      load store handler", "handler POST /internal/lookup", "loadstore"),
+    ("    enqueue wait (per caller)", "scheduler enqueue wait", "scheduler"),
+    ("    enqueue round trip, single", "peer /internal/enqueue", "scheduler"),
+    ("    enqueue round trip, batch", "peer /internal/enqueue_batch", "scheduler"),
+    ("      agent handler, single", "handler POST /internal/enqueue", "agent"),
+    ("      agent handler, batch", "handler POST /internal/enqueue_batch", "agent"),
+    ("        journal wait", "agent journal wait", "agent"),
+    ("          group commit (thread)", "agent group commit", "agent"),
+    ("GC pause, scheduler", "gc pause", "scheduler"),
+    ("GC pause, agents", "gc pause", "agent"),
+    ("loop lag, scheduler", "loop lag", "scheduler"),
+    ("loop lag, agents", "loop lag", "agent"),
+    ("loop lag, load store", "loop lag", "loadstore"),
+)
+
+
+class ProbedCluster(Cluster):
+    """The daemons of ``tree``, each under the latency probe."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, tree: Path) -> None:
+        super().__init__(args, workdir, null=False)
+        self.tree = tree
+        self.outs: list[tuple[str, Path]] = []
+
+    def _spawn(self, argv: list[str], port: int, null: bool = False,
+               profiled: bool = False) -> str:
+        out = self.workdir / f"probe-{argv[0]}-{port}.json"
+        self.outs.append((argv[0], out))
+        log = open(self.workdir / f"{argv[0]}-{port}.log", "wb")
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        self.procs.append(subprocess.Popen(
+            [sys.executable, str(PROBE), str(out), "--log-level", "WARNING", *argv],
+            cwd=self.tree, env=env, stdout=log, stderr=subprocess.STDOUT))
+        return f"http://127.0.0.1:{port}"
+
+    def signal_all(self, sig: int) -> None:
+        for proc in self.procs:
+            proc.send_signal(sig)
+
+    def samples(self) -> dict[str, dict[str, list[float]]]:
+        """role -> stage -> samples, every process of a role together."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for role, path in self.outs:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for stage, xs in data.items():
+                out.setdefault(role, {}).setdefault(stage, []).extend(xs)
+        return out
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until no agent has a task waiting or running (the peak run's leftovers)."""
+        line = re.compile(r"^dodoor_agent_(?:queue_length|running)\{[^}]*\} ([0-9.e+]+)$", re.M)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(sum(float(v) for v in line.findall(get(url + "/metrics"))) == 0
+                   for url in self.agents):
+                return
+            time.sleep(0.2)
+
+
+def raw_fsync(directory: Path, n: int = 300) -> tuple[float, float]:
+    """p50 and p99 (ms) of a 4 KiB write + fsync in ``directory``."""
+    fd = os.open(directory / "fsync-probe", os.O_RDWR | os.O_CREAT, 0o644)
+    xs = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, os.urandom(4096), (i % 16) * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            xs.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return quantile(xs, 0.5) * 1e3, quantile(xs, 0.99) * 1e3
+
+
+def quantile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
+    """Peak and every rate on a fresh cluster of ``tree``; the figures by rate."""
+    workdir = Path(tempfile.mkdtemp(prefix="dodoor-lat-"))
+    cluster = ProbedCluster(a, workdir, tree)
+    results: dict = {"label": label}
+    try:
+        results["fsync"] = raw_fsync(workdir)
+        cluster.start()
+        url = cluster.schedulers[0]
+        run_loadgen(["--url", url, "--mode", "single", "--concurrency", "8", "--seconds", "1"])
+        cpu0 = cluster.cpu()
+        peak = run_loadgen(["--url", url, "--mode", "single", "--concurrency",
+                            str(a.single_concurrency), "--seconds", str(a.seconds)])
+        results["peak"] = peak["tasks_per_s"]
+        results["peak_cpu_us"] = cpu_per_task(cluster.cpu(), cpu0, peak)
+        for spec in a.rates.split(","):
+            rate = peak["tasks_per_s"] / 2 if spec == "half" else float(spec)
+            cluster.wait_idle()
+            cpu0 = cluster.cpu()
+            cluster.signal_all(signal.SIGUSR1)
+            run = run_loadgen(["--url", url, "--mode", "single", "--rate", f"{rate:.1f}",
+                               "--concurrency", "256", "--seconds", str(a.seconds)])
+            cluster.signal_all(signal.SIGUSR2)
+            cpu1 = cluster.cpu()
+            time.sleep(0.5)  # the probes write their files
+            run["rate"] = rate
+            run["cpu_us"] = cpu_per_task(cpu1, cpu0, run)
+            run["stages"] = cluster.samples()
+            run["load"] = os.getloadavg()[0]
+            results[spec] = run
+    finally:
+        cluster.stop()
+    return results
+
+
+def cpu_per_task(cpu1: dict, cpu0: dict, run: dict) -> dict[str, float]:
+    """CPU (user + system) per placed task of each process kind over a load generator run."""
+    n = max(run["placed"], 1)
+    out = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in ("scheduler0", "agents", "loadstore")}
+    out["loadgen"] = run["cpu_s"] * 1e6 / n
+    return out
+
+
+def report(res: dict, specs: list[str]) -> None:
+    p50, p99 = res["fsync"]
+    print(f"\n== {res['label']}: single-task peak {res.get('peak', 0):,.0f} tasks/s; "
+          f"raw fsync p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    if "peak_cpu_us" in res:
+        print("   CPU per task at the peak: " + ", ".join(
+            f"{k} {v:.0f} us" for k, v in res["peak_cpu_us"].items()))
+    for spec in specs:
+        run = res.get(spec)
+        if run is None:
+            continue
+        print(f"-- {run['rate']:,.0f} tasks/s ({spec}), open loop: client submit->202 "
+              f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms "
+              f"({run['placed']} placed, {run['errors']} failed; load average {run['load']:.1f})")
+        print("   CPU per task: " + ", ".join(f"{k} {v:.0f} us" for k, v in run["cpu_us"].items()))
+        stages = run["stages"]
+        for name, key, role in STAGES:
+            xs = stages.get(role, {}).get(key)
+            if not xs:
+                continue
+            sizes = stages.get(role, {}).get(key + " size")
+            extra = f", {sum(sizes) / len(sizes):.2f} per call" if sizes else ""
+            print(f"   {name:40s} n={len(xs):6d}  p50 {quantile(xs, .5) * 1e3:7.2f} ms  "
+                  f"p99 {quantile(xs, .99) * 1e3:7.2f} ms{extra}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rates", default="half,635",
+                   help="comma-separated: 'half' (of the measured peak) or tasks/s")
+    p.add_argument("--agents", type=int, default=8)
+    p.add_argument("--schedulers", type=int, default=1)
+    p.add_argument("--single-concurrency", type=int, default=32)
+    p.add_argument("--policy", default="dodoor")
+    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--b", type=int, default=80)
+    p.add_argument("--baseline-tree", default="", metavar="DIR")
+    a = p.parse_args()
+    a.profile, a.profile_target, a.profiler = "", "scheduler", "cprofile"  # Cluster's fields
+    trees = [(REPO, "this tree")]
+    if a.baseline_tree:
+        base = Path(a.baseline_tree).resolve()
+        if not (base / "dodoor").is_dir():
+            p.error(f"--baseline-tree {a.baseline_tree!r} holds no dodoor package")
+        trees.insert(0, (base, f"baseline {base}"))
+    specs = a.rates.split(",")
+    rows: list[dict] = []
+    for r in range(a.rounds):
+        for tree, label in (trees if r % 2 == 0 else trees[::-1]):
+            res = one_tree(a, tree, f"{label}, round {r + 1}")
+            report(res, specs)
+            res["tree"] = label
+            rows.append(res)
+    if len(trees) > 1:
+        print("\n== this tree / baseline, per round (client p99; peak)")
+        for r in range(a.rounds):
+            base, this = (x for x in rows[2 * r: 2 * r + 2] if x["tree"] == trees[0][1]), \
+                (x for x in rows[2 * r: 2 * r + 2] if x["tree"] == trees[1][1])
+            b, t = next(base), next(this)
+            parts = [f"peak {t['peak'] / max(b['peak'], 1e-9):.2f}x",
+                     "scheduler CPU/task at peak "
+                     f"{t['peak_cpu_us']['scheduler0'] / b['peak_cpu_us']['scheduler0']:.2f}x",
+                     f"agents {t['peak_cpu_us']['agents'] / b['peak_cpu_us']['agents']:.2f}x"]
+            parts += [f"{s}: p99 {t[s]['p99_ms']:.2f} / {b[s]['p99_ms']:.2f} ms = "
+                      f"{t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x" for s in specs if s in t and s in b]
+            print(f"   round {r + 1}: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
