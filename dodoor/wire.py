@@ -92,18 +92,27 @@ class EnqueueBatch:
 
 @message("probe")
 class Probe:
-    """Scheduler → agent: report your current load (power-of-two, Prequal)."""
+    """Scheduler → agent: report your current load (power-of-two, Prequal).
+
+    ``movable_below`` > 0 also asks for the agent's queued, never started tasks of a
+    class below it (the packing fallback's movable tasks, docs/daemons.md)."""
 
     scheduler_id: str
+    movable_below: int = omitted_at_default(0)
     TYPE: ClassVar[str]
 
 
 @message("probe_reply")
 class ProbeReply:
-    """Agent → scheduler: committed cores/memory/disk, task count, pending ms."""
+    """Agent → scheduler: committed cores/memory/disk, task count, pending ms.
+
+    Asked with ``movable_below``: the queued tasks of a lower class, read at the same
+    moment as ``state``: their ids and a row each of cores, memory, disk and class."""
 
     node_id: str
     state: np.ndarray
+    movable_ids: tuple[str, ...] = omitted_at_default(())
+    movable: np.ndarray | None = omitted_at_default(None)
     TYPE: ClassVar[str]
 
 

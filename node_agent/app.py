@@ -29,11 +29,12 @@ from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metric
 from dodoor.taskindex import PLACED, UNKNOWN
 from dodoor.taskstates import QUEUED, RUNNING
 from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
-                         NodeState, Probe, ProbeReply, Reserve, TaskStatuses, decode, encode)
+                         NodeState, Probe, Reserve, TaskStatuses, decode, encode)
 from node_agent.executor import Executor
 from node_agent.handover import HANDOVER, Handover, handle_move, handover_ctx
 from node_agent.journal import Journal, JournalError
 from node_agent.metrics import make_registry
+from node_agent.movable import probe_reply
 from node_agent.lease import Lease
 from node_agent.node import ASK_AGAIN, NodeAgent, TaskConflict
 from node_agent.reporter import Reporter
@@ -294,9 +295,9 @@ def _conflict(exc: TaskConflict) -> web.StreamResponse:
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    _, size = await read_message(request, Probe)
+    msg, size = await read_message(request, Probe)
     state.counter.received("probe", nbytes=size)
-    reply = encode(ProbeReply(state.settings.node_id, state.agent.state()))
+    reply = encode(probe_reply(state.settings.node_id, state.agent, msg.movable_below))
     state.counter.sent("probe_reply", nbytes=len(reply))
     return web.Response(body=reply, content_type=CONTENT_TYPE)
 

@@ -12,10 +12,14 @@ claim and failover rules (docs/guarantees.md) — to the solver's node first,
 else to its policy's choice as without the fallback, with a reason saying
 whether the solver proved that no node has room or ran out of time.
 
-Moves: the live model is given no movable tasks, so it places into free room
-only. Moves a solver proposes would go to the :class:`MoveOrders` step, a
-separate seam: today :class:`LoggedMoves` logs and counts them and carries
-none out (the agents' order to move a queued task is being built elsewhere).
+Moves (scheduler/fallback_moves.py): when the window holds a task above the
+lowest class, the model nodes that show entries are probed for their queued,
+never started tasks of a class below the window's highest, which the model may
+move. The tasks that need no move are answered at once; the moves are then sent
+as the agents' move orders (:class:`MoveOrders`), and only after every answer are
+the tasks placed on a node that moves made room on answered: the solver's node
+when all of that node's moves succeeded, else their policy's choice with
+:data:`MOVE_FAILED` as the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dodoor.packing import (PackingProblem, PackingResult, PackingSettings, free
 from dodoor.resources import N_RESOURCES, TASKS, Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.metrics import Histogram
+from scheduler.fallback_moves import Movable, merged_rows
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -41,10 +46,20 @@ SOLVE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 PROVEN_NONE = ("packing fallback: proven that no node has room for the task now by this "
                "scheduler's view (beside the other tasks of its window); queued on its "
                "policy's choice")
+MOVE_FAILED = ("packing fallback: the room on its node depended on moving a queued "
+               "lower-class task there, and the move failed (the task started meanwhile, or "
+               "its target refused); queued on its policy's choice")
 Target = tuple[str, str]  # (node id, agent url), as scheduler.paths.base names it
 Solver = Callable[[PackingProblem, PackingSettings], PackingResult]
 # waits until the event is set or the seconds have passed (a seam for tests' fake time)
 Timer = Callable[[asyncio.Event, float], Awaitable[None]]
+# the model nodes' movable tasks: (urls by position, cached entries, class bound)
+Prober = Callable[[Sequence[str], np.ndarray, int], Awaitable[Movable]]
+
+
+async def no_movable(urls: Sequence[str], entries: np.ndarray, below: int) -> Movable:
+    """A prober that offers nothing to move (the model places into free room only)."""
+    return Movable.none()
 
 
 def timed_out(limit_s: float) -> str:
@@ -69,7 +84,10 @@ class FallbackStats:
     placed: int = 0
     proven_none: int = 0
     timeout: int = 0
+    move_failed: int = 0  # tasks whose node's moves failed: sent their normal way
     moves_proposed: int = 0
+    moves_done: int = 0  # the task left its agent for the target (202)
+    moves_failed: int = 0  # started meanwhile, refused, or no answer
     seconds: Histogram = field(default_factory=lambda: Histogram(SOLVE_BUCKETS))
 
 
@@ -83,32 +101,28 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ProposedMove:
-    """A queued task the solver would move: its index among the problem's movable tasks."""
+    """A queued task the solver would move: its id, and its node and the target."""
 
-    movable: int
+    task_id: str
     origin: Target
     dest: Target
 
 
 class MoveOrders(Protocol):
-    """The step that carries out the moves of a solution, apart from placing the window."""
+    """The step that carries out the moves of a solution, apart from placing the window
+    (:class:`scheduler.fallback_moves.AgentMoveOrders` live)."""
 
-    def order(self, moves: Sequence[ProposedMove]) -> None:
-        """Carry out (or, for now, record) ``moves``."""
+    async def order(self, moves: Sequence[ProposedMove]) -> list[bool]:
+        """Carry out ``moves``; per move, whether it was done."""
 
 
-class LoggedMoves:
-    """Counts and logs proposed moves without carrying them out: the live model moves
-    nothing yet, and the agents' move order is what would carry them out."""
+@dataclass
+class _Plan:
+    """A solved window: verdicts needing no move, and those waiting on moves."""
 
-    def __init__(self, stats: FallbackStats) -> None:
-        self.stats = stats
-
-    def order(self, moves: Sequence[ProposedMove]) -> None:
-        self.stats.moves_proposed += len(moves)
-        for move in moves:
-            log.info("packing fallback proposes moving queued task %d from %s to %s (not "
-                     "carried out)", move.movable, move.origin[0], move.dest[0])
+    verdicts: list[Verdict | None]  # None: depends on the moves out of its node
+    moves: list[ProposedMove]
+    waiting: dict[int, Target]  # window position -> the solver's node, made room on
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,8 @@ class FallbackWindow:
 
     def __init__(self, settings: PackingSettings, window_s: float, view: ClusterView,
                  background: BackgroundTasks, stats: FallbackStats, moves: MoveOrders,
-                 solver: Solver = solve, timer: Timer = wait_or_timeout) -> None:
+                 solver: Solver = solve, timer: Timer = wait_or_timeout,
+                 prober: Prober = no_movable) -> None:
         self.settings = settings
         self.window_s = window_s
         self.view = view
@@ -132,6 +147,7 @@ class FallbackWindow:
         self.moves = moves
         self.solver = solver
         self.timer = timer
+        self.prober = prober
         self._open: list[tuple[_Waiting, asyncio.Future]] = []
         self._full = asyncio.Event()
         self._solving = asyncio.Lock()
@@ -165,17 +181,39 @@ class FallbackWindow:
             self.background.spawn(self._close_and_solve(self._full), name="fallback-window")
             if len(self._open) >= limit:
                 self._full.set()
+        futures = [fut for _, fut in window]
         try:
+            # moves are made inside the lock: the next window's probe then sees them
             async with self._solving:
-                verdicts = await self._solve([w for w, _ in window])
+                plan = await self._solve([w for w, _ in window])
+                self._answer(futures, plan.verdicts)
+                if plan.moves:
+                    self._answer(futures, self._settle(plan, await self.moves.order(plan.moves)))
         except BaseException as exc:
-            self._answer_all([fut for _, fut in window], repr(exc))
+            self._answer_all(futures, repr(exc))
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("packing fallback call failed")
             raise
-        for (_, fut), verdict in zip(window, verdicts):
-            if not fut.done():
+
+    @staticmethod
+    def _answer(futures: list[asyncio.Future], verdicts: Sequence[Verdict | None]) -> None:
+        for fut, verdict in zip(futures, verdicts):
+            if verdict is not None and not fut.done():
                 fut.set_result(verdict)
+
+    def _settle(self, plan: _Plan, done: list[bool]) -> list[Verdict | None]:
+        """The verdicts of the tasks placed where moves made room, by the moves' outcome:
+        the solver's node only when every move out of it succeeded."""
+        failed = {m.origin for m, ok in zip(plan.moves, done) if not ok}
+        verdicts: list[Verdict | None] = [None] * len(plan.verdicts)
+        for pos, node in plan.waiting.items():
+            if node in failed:
+                self.stats.move_failed += 1
+                verdicts[pos] = Verdict(None, MOVE_FAILED)
+            else:
+                self.stats.placed += 1
+                verdicts[pos] = Verdict(node)
+        return verdicts
 
     @staticmethod
     def _answer_all(futures: list[asyncio.Future], why: str) -> None:
@@ -185,31 +223,39 @@ class FallbackWindow:
             if not fut.done():
                 fut.set_result(failed)
 
-    async def _solve(self, window: list[_Waiting]) -> list[Verdict]:
-        """One solver call for ``window`` over a copy of the view as it is now."""
+    async def _solve(self, window: list[_Waiting]) -> _Plan:
+        """One solver call for ``window`` over a copy of the view as it is now, with the
+        model nodes' movable tasks."""
         cache, table = self.view.cache, (self.view.node_ids, self.view.urls)
         capacity, slots, state = cache.capacity.copy(), cache.slots.copy(), cache.state.copy()
         demands = np.array([w.demand for w in window]).reshape(-1, N_RESOURCES)
         priorities = np.array([w.task.priority for w in window], dtype=np.int64)
         work = np.array([w.task.cores * w.task.duration_ms / 1000.0 for w in window])
+        node_ids, urls = table
         started = time.perf_counter()
-        chosen, result = await asyncio.to_thread(
-            select_and_solve, capacity, slots, state, demands, priorities, work,
+        chosen = await asyncio.to_thread(select, capacity, slots, state, demands, self.settings)
+        movable = await self.prober([urls[j] for j in chosen.tolist()], state[chosen, TASKS],
+                                    int(priorities.max()))
+        result = await asyncio.to_thread(
+            solve_chosen, capacity, slots, state, chosen, demands, priorities, work, movable,
             self.settings, self.solver)
         stats = self.stats
         stats.calls += 1
         stats.seconds.observe(time.perf_counter() - started)
-        node_ids, urls = table
 
         def at(pos: int) -> Target:
             j = int(chosen[pos])
             return node_ids[j], urls[j]
 
-        if result.moves:
-            self.moves.order([ProposedMove(k, at(src), at(dst)) for k, src, dst in result.moves])
-        verdicts = []
-        for pos in result.placed:
-            if pos >= 0:
+        moves = [ProposedMove(movable.ids[k], at(src), at(dst)) for k, src, dst in result.moves]
+        origins = {m.origin for m in moves}
+        verdicts: list[Verdict | None] = []
+        waiting: dict[int, Target] = {}
+        for i, pos in enumerate(result.placed):
+            if pos >= 0 and at(pos) in origins:
+                waiting[i] = at(pos)
+                verdicts.append(None)
+            elif pos >= 0:
                 stats.placed += 1
                 verdicts.append(Verdict(at(pos)))
             elif result.proven:
@@ -218,19 +264,35 @@ class FallbackWindow:
             else:
                 stats.timeout += 1
                 verdicts.append(Verdict(None, timed_out(self.settings.time_limit_s)))
-        log.debug("packing fallback: %d tasks, %s in %.3f s", len(window), result.status,
-                  result.solve_s)
-        return verdicts
+        log.debug("packing fallback: %d tasks, %d movable, %d moves, %s in %.3f s", len(window),
+                  len(movable.ids), len(moves), result.status, result.solve_s)
+        return _Plan(verdicts, moves, waiting)
+
+
+def select(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray, demands: np.ndarray,
+           settings: PackingSettings) -> np.ndarray:
+    """The model nodes: the ``max_nodes`` with the most room for the window."""
+    return select_nodes(capacity, state[:, :N_RESOURCES], slots, state[:, TASKS], demands,
+                        settings.max_nodes)
+
+
+def solve_chosen(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray, chosen: np.ndarray,
+                 demands: np.ndarray, priorities: np.ndarray, work: np.ndarray,
+                 movable: Movable, settings: PackingSettings, solver: Solver) -> PackingResult:
+    """The solution over the ``chosen`` nodes with ``movable`` (positions among them)."""
+    rows = merged_rows(state[chosen], movable.rows)
+    base = free_room_problem(capacity[chosen], slots[chosen], rows, demands, priorities, work)
+    problem = PackingProblem(**{**base.__dict__, "movable_node": movable.node,
+                                "movable_demand": movable.demand})
+    return solver(problem, settings)
 
 
 def select_and_solve(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray,
                       demands: np.ndarray, priorities: np.ndarray, work: np.ndarray,
                       settings: PackingSettings, solver: Solver
                       ) -> tuple[np.ndarray, PackingResult]:
-    """The model nodes (the ``max_nodes`` with the most room) and the solution (in a
-    worker thread: it reads only its own copies)."""
-    chosen = select_nodes(capacity, state[:, :N_RESOURCES], slots, state[:, TASKS], demands,
-                          settings.max_nodes)
-    problem = free_room_problem(capacity[chosen], slots[chosen], state[chosen], demands,
-                                priorities, work)
-    return chosen, solver(problem, settings)
+    """The model nodes and the solution with nothing to move (in a worker thread: it
+    reads only its own copies)."""
+    chosen = select(capacity, slots, state, demands, settings)
+    return chosen, solve_chosen(capacity, slots, state, chosen, demands, priorities, work,
+                                Movable.none(), settings, solver)

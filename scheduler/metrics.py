@@ -75,15 +75,24 @@ class _Fallback(Collector):
         outcomes = CounterMetricFamily(
             "dodoor_scheduler_fallback_tasks",
             "Tasks the packing fallback decided, by outcome: placed (on the solver's node), "
-            "proven_none (no node has room, proven), timeout (none found in the time limit)",
+            "proven_none (no node has room, proven), timeout (none found in the time limit), "
+            "move_failed (its node's room needed a move that failed)",
             labels=["outcome"])
-        for outcome in ("placed", "proven_none", "timeout"):
+        for outcome in ("placed", "proven_none", "timeout", "move_failed"):
             outcomes.add_metric([outcome], getattr(stats, outcome))
         yield outcomes
         yield CounterMetricFamily(
             "dodoor_scheduler_fallback_moves_proposed",
-            "Moves of queued tasks the packing fallback proposed; not carried out",
+            "Moves of queued lower-class tasks the packing fallback proposed",
             value=stats.moves_proposed)
+        moves = CounterMetricFamily(
+            "dodoor_scheduler_fallback_moves",
+            "The fallback's move orders by outcome: done (the task left for its target), "
+            "failed (it started meanwhile, the target refused, or no answer)",
+            labels=["outcome"])
+        moves.add_metric(["done"], stats.moves_done)
+        moves.add_metric(["failed"], stats.moves_failed)
+        yield moves
         yield stats.seconds.family(
             "dodoor_scheduler_fallback_solve_seconds",
             "Time of one packing fallback call in its thread: node selection, model, search")

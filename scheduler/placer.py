@@ -28,7 +28,8 @@ from dodoor.service.peers import PeerClient
 from dodoor.taskindex import BUSY, ENDED, PLACED
 from dodoor.wire import Deltas, Enqueue
 from scheduler.claims import Claims
-from scheduler.fallback import FallbackStats, FallbackWindow, LoggedMoves
+from scheduler.fallback import FallbackStats, FallbackWindow
+from scheduler.fallback_moves import AgentMoveOrders, probe_movable
 from scheduler.learning import LearnedDurations
 from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
@@ -81,10 +82,12 @@ class Placer:
                                          self.placed, self.forwarder, self._claim,
                                          self.counters, background, rng)
         self.fallback_stats = FallbackStats()
-        fallback = (FallbackWindow(settings.packing, settings.fallback_window_ms / 1000.0, view,
-                                   background, self.fallback_stats,
-                                   LoggedMoves(self.fallback_stats))
-                    if settings.fallback else None)
+        fallback = (FallbackWindow(
+            settings.packing, settings.fallback_window_ms / 1000.0, view, background,
+            self.fallback_stats, AgentMoveOrders(peers, view.life_at, self.fallback_stats),
+            prober=lambda urls, entries, below: probe_movable(
+                peers, settings.scheduler_id, urls, entries, below))
+            if settings.fallback else None)
         self.path = make_path(policy, settings, view, peers, self.forwarder, deltas,
                               self.reserving, background, rng, clock, fallback)
 

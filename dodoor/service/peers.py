@@ -96,6 +96,22 @@ class PeerClient:
         self.counter.sent(kind, count)
         return reply
 
+    async def send_status(self, url: str, msg: Any, kind: str | None = None) -> int:
+        """POST ``msg`` and return the peer's 2xx status (an order answered 202 when it
+        acted, 204 when it had nothing to act on); PeerError as for :meth:`send`."""
+        kind = kind or msg.TYPE
+        try:
+            async with self.session.post(url, data=encode(msg), headers=self._headers,
+                                         timeout=self.timeout) as resp:
+                body = await resp.read()
+                if resp.status >= 300:
+                    raise PeerError.answered(url, resp.status, body)
+                return resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise PeerError.failed(url, exc) from exc
+        finally:  # counted whatever came back: an order may have gone out
+            self.counter.sent(kind)
+
     async def post_raw(self, url: str, data: bytes, expect: type | None = None) -> Any:
         """POST encoded ``data``; raises :class:`PeerError` (see there for its kinds)."""
         try:

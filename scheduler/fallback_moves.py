@@ -1,0 +1,139 @@
+"""The packing fallback's moves live: the agents' movable tasks in, their move orders out.
+
+Before a window is solved, :func:`probe_movable` asks the few model nodes whose
+cached row shows queued or running entries for their queued, never started tasks
+of a class below the window's highest (``Probe.movable_below``, answered by
+node_agent/movable.py with the node's state read at the same moment), with a
+short timeout: a node that does not answer in time only offers nothing to move.
+
+After the solve, :class:`AgentMoveOrders` sends each proposed move as the agents'
+move order (``MoveOrder`` naming the task id and the target agent and life,
+``POST /internal/move`` at the task's agent: node_agent/handover.py, the same
+journaled, exactly-once hand-over rebalancing uses) and waits for every answer. 202
+means the task left its agent's queue for the target; 204 (it started meanwhile,
+or the target refused), any other answer, no answer or a timeout count as failed:
+the task stays where it was, or its agent resolves the hand-over on its own
+(docs/guarantees.md "Moved tasks"), and the window task that needed the room goes
+its normal way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from dodoor.resources import N_RESOURCES
+from dodoor.service.peers import PeerClient, PeerError
+from dodoor.wire import MoveOrder, Probe, ProbeReply
+
+if TYPE_CHECKING:
+    from scheduler.fallback import FallbackStats, ProposedMove
+
+log = logging.getLogger(__name__)
+
+# how long the model waits for a node's movable tasks: the window's tasks wait meanwhile
+PROBE_TIMEOUT_S = 0.25
+
+
+@dataclass(frozen=True)
+class Movable:
+    """The model nodes' queued lower-class tasks: the node position of each, its id,
+    its demand (M, R), and the probed state rows by node position."""
+
+    node: np.ndarray
+    ids: tuple[str, ...]
+    demand: np.ndarray
+    rows: dict[int, np.ndarray]
+
+    @classmethod
+    def none(cls) -> Movable:
+        return cls(np.zeros(0, dtype=np.int64), (), np.zeros((0, N_RESOURCES)), {})
+
+
+async def probe_movable(peers: PeerClient, scheduler_id: str, urls: Sequence[str],
+                        entries: np.ndarray, below: int,
+                        timeout_s: float = PROBE_TIMEOUT_S) -> Movable:
+    """Ask the nodes at ``urls`` (the model's, by position) that show entries in the
+    cache for their queued tasks of a class below ``below``; nodes that fail or are
+    slow offer none."""
+    if below <= 0:  # class 0 is the lowest: nothing is below it
+        return Movable.none()
+    asked = [pos for pos in range(len(urls)) if entries[pos] > 0]
+
+    async def one(pos: int) -> ProbeReply | None:
+        try:
+            return await asyncio.wait_for(peers.send(
+                urls[pos] + "/internal/probe", Probe(scheduler_id, below), ProbeReply),
+                timeout_s)
+        except (PeerError, asyncio.TimeoutError) as exc:
+            log.info("packing fallback: no movable tasks from %s (%s)", urls[pos], exc)
+            return None
+
+    replies = await asyncio.gather(*(one(pos) for pos in asked))
+    nodes, ids, demands, rows = [], [], [], {}
+    for pos, reply in zip(asked, replies):
+        if reply is None:
+            continue
+        rows[pos] = reply.state
+        if reply.movable is None or not reply.movable_ids:
+            continue
+        listed = np.asarray(reply.movable).reshape(-1, N_RESOURCES + 1)
+        if len(listed) != len(reply.movable_ids):
+            log.warning("packing fallback: %s listed %d ids for %d tasks; ignored", urls[pos],
+                        len(reply.movable_ids), len(listed))
+            continue
+        for task_id, row in zip(reply.movable_ids, listed):
+            if row[N_RESOURCES] < below:  # an agent's word is checked, not trusted
+                nodes.append(pos)
+                ids.append(task_id)
+                demands.append(row[:N_RESOURCES])
+    return Movable(np.array(nodes, dtype=np.int64), tuple(ids),
+                   np.array(demands, dtype=np.float64).reshape(-1, N_RESOURCES), rows)
+
+
+def merged_rows(state: np.ndarray, rows: dict[int, np.ndarray]) -> np.ndarray:
+    """The model's state rows: a probed node's row where it answered, each column the
+    larger of the probe's and the cache's (the cache may hold this scheduler's
+    placements on their way there; the probe holds the tasks it lists)."""
+    out = state.copy()
+    for pos, row in rows.items():
+        out[pos] = np.maximum(out[pos], row)
+    return out
+
+
+class AgentMoveOrders:
+    """:class:`scheduler.fallback.MoveOrders` by the agents' move order (module docstring)."""
+
+    def __init__(self, peers: PeerClient, life_at: Callable[[str], str],
+                 stats: FallbackStats) -> None:
+        self.peers = peers
+        self.life_at = life_at  # the target's life in the view now (ClusterView.life_at)
+        self.stats = stats
+
+    async def order(self, moves: Sequence[ProposedMove]) -> list[bool]:
+        """Send every move at once; per move, whether its task left for the target."""
+        self.stats.moves_proposed += len(moves)
+        done = await asyncio.gather(*(self._one(m) for m in moves))
+        self.stats.moves_done += sum(done)
+        self.stats.moves_failed += len(done) - sum(done)
+        return list(done)
+
+    async def _one(self, move: ProposedMove) -> bool:
+        (origin, origin_url), (dest, dest_url) = move.origin, move.dest
+        order = MoveOrder(dest, dest_url, self.life_at(dest_url), task_id=move.task_id)
+        try:
+            status = await self.peers.send_status(origin_url + "/internal/move", order,
+                                                  kind="cancel")
+        except PeerError as exc:
+            log.info("packing fallback: moving %s from %s to %s failed: %s", move.task_id,
+                     origin, dest, exc)
+            return False
+        if status != 202:
+            log.info("packing fallback: %s did not move %s to %s (answered %d: started "
+                     "meanwhile, or the target refused)", origin, move.task_id, dest, status)
+            return False
+        return True
