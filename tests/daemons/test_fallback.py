@@ -4,7 +4,6 @@ solver and with a scripted one, and the cached path handing it the tasks without
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 
 import numpy as np
@@ -17,8 +16,7 @@ from dodoor.resources import Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.settings import PolicySettings
 from dodoor.wire import Snapshot
-from scheduler.fallback import (PROVEN_NONE, FallbackStats, FallbackWindow, LoggedMoves,
-                                timed_out)
+from scheduler.fallback import PROVEN_NONE, FallbackStats, FallbackWindow, timed_out
 from scheduler.paths.base import CachedDeltas, Counters
 from scheduler.paths.cached import CachedPath
 from scheduler.paths.forwarder import Forwarder
@@ -82,11 +80,18 @@ class Scripted:
         return answer
 
 
+class NoMoves:
+    """The move step of a window given nothing to move: it must never be asked."""
+
+    async def order(self, moves):
+        raise AssertionError(f"moves proposed with nothing movable: {moves}")
+
+
 def _window(background, view=None, solver=None, window=16, time=None):
     from dodoor.packing import solve
     stats = FallbackStats()
     fw = FallbackWindow(PackingSettings(time_limit_s=1.0, window=window), 0.01,
-                        view or _view(), background, stats, LoggedMoves(stats),
+                        view or _view(), background, stats, NoMoves(),
                         solver or solve, (time or FakeTime()).timer)
     return fw, stats
 
@@ -159,21 +164,6 @@ async def test_a_search_ended_by_the_time_limit_says_so_and_is_not_counted_as_pr
     assert (verdict.target, verdict.reason) == (None, timed_out(1.0))
     assert "not proven" in verdict.reason
     assert (stats.timeout, stats.proven_none, stats.placed) == (1, 0, 0)
-
-
-async def test_proposed_moves_are_counted_and_logged_but_not_carried_out(caplog):
-    time = FakeTime()
-    solver = Scripted(PackingResult((0,), ((0, 1, 0),), "optimal", 1.0, 0.01))
-    caplog.set_level(logging.INFO, logger="scheduler.fallback")
-    async with BackgroundTasks() as bg:
-        fw, stats = _window(bg, solver=solver, time=time)
-        fut = asyncio.ensure_future(fw.place(_task("t", 2.0), _task("t", 2.0).demand()))
-        await _settle()
-        time.pass_time()
-        verdict = await fut
-    assert verdict.target is not None
-    assert stats.moves_proposed == 1
-    assert "not carried out" in caplog.text
 
 
 async def test_a_failing_solver_answers_every_task_of_its_window_with_the_failure():
