@@ -37,7 +37,7 @@ from dodoor.packing import (PackingProblem, PackingResult, PackingSettings, free
 from dodoor.resources import N_RESOURCES, TASKS, Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.metrics import Histogram
-from scheduler.fallback_moves import Movable, merged_rows
+from scheduler.fallback_moves import Movable, probed_rows
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def solve_chosen(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray, cho
                  demands: np.ndarray, priorities: np.ndarray, work: np.ndarray,
                  movable: Movable, settings: PackingSettings, solver: Solver) -> PackingResult:
     """The solution over the ``chosen`` nodes with ``movable`` (positions among them)."""
-    rows = merged_rows(state[chosen], movable.rows)
+    rows = probed_rows(state[chosen], movable.rows)
     base = free_room_problem(capacity[chosen], slots[chosen], rows, demands, priorities, work)
     problem = PackingProblem(**{**base.__dict__, "movable_node": movable.node,
                                 "movable_demand": movable.demand})

@@ -95,13 +95,14 @@ async def probe_movable(peers: PeerClient, scheduler_id: str, urls: Sequence[str
                    np.array(demands, dtype=np.float64).reshape(-1, N_RESOURCES), rows)
 
 
-def merged_rows(state: np.ndarray, rows: dict[int, np.ndarray]) -> np.ndarray:
-    """The model's state rows: a probed node's row where it answered, each column the
-    larger of the probe's and the cache's (the cache may hold this scheduler's
-    placements on their way there; the probe holds the tasks it lists)."""
+def probed_rows(state: np.ndarray, rows: dict[int, np.ndarray]) -> np.ndarray:
+    """The model's state rows: a probed node's own row where it answered (it holds the
+    tasks it lists, read at the same moment), the cached one elsewhere. As in the
+    simulator's fallback; a placement of this scheduler still on its way there is then
+    not counted, and only queues behind what the solver put there."""
     out = state.copy()
     for pos, row in rows.items():
-        out[pos] = np.maximum(out[pos], row)
+        out[pos] = row
     return out
 
 
