@@ -13,8 +13,8 @@ else to its policy's choice as without the fallback, with a reason saying
 whether the solver proved that no node has room or ran out of time.
 
 Moves (scheduler/fallback_moves.py): when the window holds a task above the
-lowest class, the model nodes that show entries are probed for their queued,
-never started tasks of a class below the window's highest, which the model may
+lowest class, the model nodes where tasks must wait (committed beyond their
+capacity or slots) are probed for their queued, never started tasks of a class below the window's highest, which the model may
 move. The tasks that need no move are answered at once; the moves are then sent
 as the agents' move orders (:class:`MoveOrders`), and only after every answer are
 the tasks placed on a node that moves made room on answered: the solver's node
@@ -37,7 +37,7 @@ from dodoor.packing import (PackingProblem, PackingResult, PackingSettings, free
 from dodoor.resources import N_RESOURCES, TASKS, Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.metrics import Histogram
-from scheduler.fallback_moves import Movable, probed_rows
+from scheduler.fallback_moves import Movable, probed_rows, queued_excess
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,11 @@ Target = tuple[str, str]  # (node id, agent url), as scheduler.paths.base names 
 Solver = Callable[[PackingProblem, PackingSettings], PackingResult]
 # waits until the event is set or the seconds have passed (a seam for tests' fake time)
 Timer = Callable[[asyncio.Event, float], Awaitable[None]]
-# the model nodes' movable tasks: (urls by position, cached entries, class bound)
+# the model nodes' movable tasks: (urls by position, their queued_excess, class bound)
 Prober = Callable[[Sequence[str], np.ndarray, int], Awaitable[Movable]]
 
 
-async def no_movable(urls: Sequence[str], entries: np.ndarray, below: int) -> Movable:
+async def no_movable(urls: Sequence[str], excess: np.ndarray, below: int) -> Movable:
     """A prober that offers nothing to move (the model places into free room only)."""
     return Movable.none()
 
@@ -234,8 +234,9 @@ class FallbackWindow:
         node_ids, urls = table
         started = time.perf_counter()
         chosen = await asyncio.to_thread(select, capacity, slots, state, demands, self.settings)
-        movable = await self.prober([urls[j] for j in chosen.tolist()], state[chosen, TASKS],
-                                    int(priorities.max()))
+        movable = await self.prober(
+            [urls[j] for j in chosen.tolist()],
+            queued_excess(capacity[chosen], slots[chosen], state[chosen]), int(priorities.max()))
         result = await asyncio.to_thread(
             solve_chosen, capacity, slots, state, chosen, demands, priorities, work, movable,
             self.settings, self.solver)

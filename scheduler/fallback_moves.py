@@ -1,10 +1,15 @@
 """The packing fallback's moves live: the agents' movable tasks in, their move orders out.
 
-Before a window is solved, :func:`probe_movable` asks the few model nodes whose
-cached row shows queued or running entries for their queued, never started tasks
-of a class below the window's highest (``Probe.movable_below``, answered by
-node_agent/movable.py with the node's state read at the same moment), with a
-short timeout: a node that does not answer in time only offers nothing to move.
+Before a window is solved, :func:`probe_movable` asks the few model nodes that
+must hold queued tasks for their queued, never started tasks of a class below the
+window's highest (``Probe.movable_below``, answered by node_agent/movable.py with
+the node's state read at the same moment), with a short timeout: a node that does
+not answer in time only offers nothing to move. An agent starts every waiting task
+that fits (backfill), so a node holds queued tasks only where its committed load
+exceeds its capacity or its entries its slots (:func:`queued_excess`); the
+``PROBE_NODES`` with the most excess are asked, and the model gets at most
+``MAX_MOVABLE`` tasks, lowest class first: each is a variable per model node, and
+the model must stay within the solver's time limit.
 
 After the solve, :class:`AgentMoveOrders` sends each proposed move as the agents'
 move order (``MoveOrder`` naming the task id and the target agent and life,
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from dodoor.resources import N_RESOURCES
+from dodoor.resources import N_RESOURCES, TASKS
 from dodoor.service.peers import PeerClient, PeerError
 from dodoor.wire import MoveOrder, Probe, ProbeReply
 
@@ -37,6 +42,19 @@ log = logging.getLogger(__name__)
 
 # how long the model waits for a node's movable tasks: the window's tasks wait meanwhile
 PROBE_TIMEOUT_S = 0.25
+PROBE_NODES = 8  # most nodes probed per window
+MAX_MOVABLE = 32  # most movable tasks per model (each: a variable per model node)
+
+
+def queued_excess(capacity: np.ndarray, slots: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Per node (rows as ``dodoor.cache`` keeps them), how far its committed load or
+    entries exceed its capacity or slots, as a fraction; > 0 only where tasks wait."""
+    over = state[:, :N_RESOURCES] - capacity
+    # a resource the node lacks (a disk of 0) counts only when something asks for it
+    load = np.where(capacity > 0, over / np.maximum(capacity, 1e-9),
+                    np.where(over > 0, 1.0, -1.0))
+    entries = (state[:, TASKS] - slots) / np.maximum(slots, 1.0)
+    return np.maximum(load.max(axis=1), entries)
 
 
 @dataclass(frozen=True)
@@ -55,14 +73,16 @@ class Movable:
 
 
 async def probe_movable(peers: PeerClient, scheduler_id: str, urls: Sequence[str],
-                        entries: np.ndarray, below: int,
+                        excess: np.ndarray, below: int,
                         timeout_s: float = PROBE_TIMEOUT_S) -> Movable:
-    """Ask the nodes at ``urls`` (the model's, by position) that show entries in the
-    cache for their queued tasks of a class below ``below``; nodes that fail or are
-    slow offer none."""
+    """Ask the nodes at ``urls`` (the model's, by position) with the most
+    :func:`queued_excess` (> 0) for their queued tasks of a class below ``below``;
+    nodes that fail or are slow offer none."""
     if below <= 0:  # class 0 is the lowest: nothing is below it
         return Movable.none()
-    asked = [pos for pos in range(len(urls)) if entries[pos] > 0]
+    ranked = sorted((pos for pos in range(len(urls)) if excess[pos] > 0),
+                    key=lambda pos: -excess[pos])
+    asked = sorted(ranked[:PROBE_NODES])
 
     async def one(pos: int) -> ProbeReply | None:
         try:
@@ -74,7 +94,7 @@ async def probe_movable(peers: PeerClient, scheduler_id: str, urls: Sequence[str
             return None
 
     replies = await asyncio.gather(*(one(pos) for pos in asked))
-    nodes, ids, demands, rows = [], [], [], {}
+    nodes, ids, demands, classes, rows = [], [], [], [], {}
     for pos, reply in zip(asked, replies):
         if reply is None:
             continue
@@ -91,8 +111,12 @@ async def probe_movable(peers: PeerClient, scheduler_id: str, urls: Sequence[str
                 nodes.append(pos)
                 ids.append(task_id)
                 demands.append(row[:N_RESOURCES])
-    return Movable(np.array(nodes, dtype=np.int64), tuple(ids),
-                   np.array(demands, dtype=np.float64).reshape(-1, N_RESOURCES), rows)
+                classes.append(row[N_RESOURCES])
+    keep = sorted(range(len(ids)), key=lambda k: classes[k])[:MAX_MOVABLE]  # stable
+    return Movable(np.array([nodes[k] for k in keep], dtype=np.int64),
+                   tuple(ids[k] for k in keep),
+                   np.array([demands[k] for k in keep], dtype=np.float64).reshape(
+                       -1, N_RESOURCES), rows)
 
 
 def probed_rows(state: np.ndarray, rows: dict[int, np.ndarray]) -> np.ndarray:

@@ -85,8 +85,8 @@ class Placer:
         fallback = (FallbackWindow(
             settings.packing, settings.fallback_window_ms / 1000.0, view, background,
             self.fallback_stats, AgentMoveOrders(peers, view.life_at, self.fallback_stats),
-            prober=lambda urls, entries, below: probe_movable(
-                peers, settings.scheduler_id, urls, entries, below))
+            prober=lambda urls, excess, below: probe_movable(
+                peers, settings.scheduler_id, urls, excess, below))
             if settings.fallback else None)
         self.path = make_path(policy, settings, view, peers, self.forwarder, deltas,
                               self.reserving, background, rng, clock, fallback)

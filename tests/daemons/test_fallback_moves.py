@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from dodoor.cache import N_STATE
 from dodoor.messages import MessageCounter
 from dodoor.packing import PackingResult, PackingSettings
 from dodoor.service.http import BackgroundTasks
@@ -18,7 +19,7 @@ from dodoor.service.peers import PeerClient
 from node_agent.app import create_app
 from node_agent.settings import AgentSettings
 from scheduler.fallback import (MOVE_FAILED, FallbackStats, FallbackWindow, ProposedMove)
-from scheduler.fallback_moves import AgentMoveOrders, Movable, probe_movable
+from scheduler.fallback_moves import AgentMoveOrders, Movable, probe_movable, queued_excess
 from tests.agent.conftest import GatedExecutor, enqueue, make_task, wait_for
 from tests.daemons.test_fallback import FakeTime, Scripted, _settle, _task, _view
 
@@ -71,17 +72,17 @@ async def test_the_probe_lists_queued_tasks_below_the_class_and_never_a_running_
         aiohttp_client, tmp_path, peers):
     origin = await _origin(aiohttp_client, tmp_path)
     url = _url(origin)
-    movable = await probe_movable(peers, "s", [url, "http://127.0.0.1:1"], np.array([3.0, 1.0]),
+    movable = await probe_movable(peers, "s", [url, "http://127.0.0.1:1"], np.array([0.5, 0.1]),
                                   below=2)
     assert movable.ids == ("low", "mid")  # lowest class first; "run" started
     assert movable.node.tolist() == [0, 0]
     assert movable.demand.tolist() == [[2.0, 100.0, 0.0], [1.0, 100.0, 0.0]]
     assert list(movable.rows) == [0]  # the unreachable node offered nothing
     assert movable.rows[0][3] == 3.0  # its state row: one running, two queued
-    only_low = await probe_movable(peers, "s", [url], np.array([3.0]), below=1)
+    only_low = await probe_movable(peers, "s", [url], np.array([0.5]), below=1)
     assert only_low.ids == ("low",)
-    # class 0 has nothing below it, and a node with no entries is not asked
-    assert (await probe_movable(peers, "s", [url], np.array([3.0]), below=0)).ids == ()
+    # class 0 has nothing below it, and a node where nothing must wait is not asked
+    assert (await probe_movable(peers, "s", [url], np.array([0.5]), below=0)).ids == ()
     assert (await probe_movable(peers, "s", [url], np.array([0.0]), below=3)).rows == {}
     assert peers.counter.by_direction["sent"]["probe"] == 3
 
@@ -134,6 +135,14 @@ async def test_a_refusing_target_leaves_the_task_queued_on_its_agent_and_the_mov
     assert await _state(origin, "low") == "queued"
 
 
+def test_only_nodes_committed_beyond_their_capacity_or_slots_hold_queued_tasks():
+    capacity = np.array([[8.0, 8192.0, 0.0]] * 4)
+    state = np.zeros((4, N_STATE))
+    state[:, 0] = (10.0, 8.0, 4.0, 2.0)  # cores committed
+    state[:, 3] = (2.0, 1.0, 3.0, 1.0)  # entries, of 2 slots
+    assert queued_excess(capacity, np.full(4, 2.0), state).tolist() == [0.25, 0.0, 0.5, -0.5]
+
+
 class GatedMoves:
     """A move step that answers when the test says, with the test's outcomes."""
 
@@ -177,8 +186,9 @@ async def test_a_task_that_needs_a_move_is_answered_only_after_it(moved):
         assert moves.asked == [[ProposedMove("low", ("a", "http://a"), ("c", "http://c"))]]
         moves.answer.set_result([moved])
         v_needs = await futs[0]
+    # every node 6 of 8 cores and 1 of 4 slots: no excess (the live prober asks none)
     assert prober.asked == [(["http://a", "http://b", "http://c", "http://d"],
-                             [1.0, 1.0, 1.0, 1.0], 2)]
+                             [-0.25, -0.25, -0.25, -0.25], 2)]
     problem = solver.problems[0]
     assert problem.movable_node.tolist() == [0]
     if moved:
