@@ -16,6 +16,7 @@ from dodoor.messages import MessageCounter
 from dodoor.packing import PackingResult, PackingSettings
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.peers import PeerClient
+from dodoor.wire import ProbeReply
 from node_agent.app import create_app
 from node_agent.settings import AgentSettings
 from scheduler.fallback import (MOVE_FAILED, FallbackStats, FallbackWindow, ProposedMove)
@@ -218,3 +219,31 @@ async def test_the_real_solver_moves_a_queued_low_task_to_make_room_for_a_high_o
     [[move]] = moves.asked
     assert (move.task_id, move.origin[0]) == ("low", "a") and move.dest[0] != "a"
     assert (stats.placed, stats.moves_proposed) == (1, 0)  # the gated step counts none
+
+
+class ListingPeers:
+    """Agents answering the probe with 20 queued tasks each, of classes 1, 0, 1, 0, ..."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def send(self, url, msg, expect=None, **kw):
+        assert url.endswith("/internal/probe") and msg.movable_below == 2
+        node = url.removesuffix("/internal/probe")
+        self.asked.append(node)
+        ids = tuple(f"{node}/t{i}" for i in range(20))
+        rows = np.array([[1.0, 100.0, 0.0, float((i + 1) % 2)] for i in range(20)])
+        return ProbeReply(node, np.zeros(N_STATE), ids, rows)
+
+
+async def test_at_most_8_nodes_are_probed_and_the_model_gets_at_most_32_tasks_lowest_first():
+    peers = ListingPeers()
+    urls = [f"http://n{i}" for i in range(12)]
+    excess = np.array([0.1 * i for i in range(12)])  # n0 has none; n4..n11 the most
+    movable = await probe_movable(peers, "s", urls, excess, below=2)
+    assert sorted(peers.asked) == sorted(urls[4:])
+    assert len(movable.ids) == 32
+    # 8 nodes × 10 class-0 tasks (odd positions): the 32 kept are all of class 0
+    assert all(int(i.rsplit("t", 1)[1]) % 2 == 1 for i in movable.ids)
+    assert movable.node.tolist() == sorted(movable.node.tolist())
+    assert set(movable.rows) == set(range(4, 12))
