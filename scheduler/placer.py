@@ -30,6 +30,7 @@ from dodoor.wire import Deltas, Enqueue
 from scheduler.claims import Claims
 from scheduler.fallback import FallbackStats, FallbackWindow, LoggedMoves
 from scheduler.learning import LearnedDurations
+from scheduler.outbox import declared
 from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
 from scheduler.paths.forwarder import Forwarder, Sent
@@ -64,7 +65,6 @@ class Placer:
         self._inflight: dict[str, asyncio.Future] = {}
         # False: decide every task alone (benchmarks/placement_cpu.py's baseline)
         self.stack_decisions = True
-        self.sender = AgentSender(peers, settings, view)
         # this process, for the store's claims: a restarted scheduler is another claimer
         self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
         self.claims = Claims(peers, settings, view, self.instance)
@@ -73,6 +73,8 @@ class Placer:
         self.learned = (LearnedDurations(settings.idempotency_entries)
                         if policy.settings.learn_durations and self.kind is PolicyKind.CACHED
                         else None)
+        self.sender = AgentSender(peers, settings, view,
+                                  declared if self.learned is None else self.learned.estimate_ms)
         deltas = CachedDeltas(view, emit_deltas, self.kind is PolicyKind.CACHED, self.learned)
         self.forwarder = Forwarder(settings, view, self.sender, self.placed, self.counters,
                                    deltas, rng)
