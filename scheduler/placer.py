@@ -35,7 +35,7 @@ from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
 from scheduler.paths.forwarder import Forwarder, Sent
 from scheduler.paths.reservation import ReservationPath
-from scheduler.placements import Placement, PlacementLog
+from scheduler.placements import Placement, PlacementLog, ReasonLog
 from scheduler.reservations import Reservations
 from scheduler.sender import AgentSender
 from scheduler.settings import SchedulerSettings
@@ -83,9 +83,11 @@ class Placer:
                                          self.placed, self.forwarder, self._claim,
                                          self.counters, background, rng)
         self.fallback_stats = FallbackStats()
+        # why the packing fallback placed an id nowhere: its status says so (scheduler.status)
+        self.unplaced = ReasonLog(settings.idempotency_entries)
         fallback = (FallbackWindow(settings.packing, settings.fallback_window_ms / 1000.0, view,
                                    background, self.fallback_stats,
-                                   LoggedMoves(self.fallback_stats))
+                                   LoggedMoves(self.fallback_stats), reasons=self.unplaced)
                     if settings.fallback else None)
         self.path = make_path(policy, settings, view, peers, self.forwarder, deltas,
                               self.reserving, background, rng, clock, fallback)
