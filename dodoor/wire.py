@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -74,7 +75,14 @@ class Enqueue:
     # set only when another agent hands the task over (rebalancing): it keeps its first
     # placement time, and an agent that had handed the id over before takes it back
     queued_ms: float | None = omitted_at_default(None)
+    # the scheduler's learned duration of the task (scheduler/learning.py), when it is not
+    # the declared one: the pending work the agent counts; the task runs as it is
+    estimate_ms: float | None = omitted_at_default(None)
     TYPE: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if self.estimate_ms is not None:
+            _check_estimate(self.estimate_ms)
 
 
 @message("enqueue_batch")
@@ -87,7 +95,21 @@ class EnqueueBatch:
     tasks: tuple[Task, ...]
     scheduler_id: str
     incarnation: str = ""  # as in Enqueue
+    # Enqueue.estimate_ms per task, in order, or none at all (every task counts as declared)
+    estimates_ms: tuple[float, ...] = omitted_at_default(())
     TYPE: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if self.estimates_ms and len(self.estimates_ms) != len(self.tasks):
+            raise ValueError(f"{len(self.estimates_ms)} estimates for {len(self.tasks)} tasks")
+        for estimate in self.estimates_ms:
+            _check_estimate(estimate)
+
+
+def _check_estimate(estimate_ms: float) -> None:
+    if not (math.isfinite(estimate_ms) and estimate_ms > 0.0):
+        raise ValueError(f"a duration estimate must be a finite number of ms > 0, "
+                         f"got {estimate_ms!r}")
 
 
 @message("probe")
@@ -364,7 +386,7 @@ def _body(msg: Any) -> dict:
     kind = type(msg)
     body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[kind]}
     for name, default in _OMITTED.get(kind, ()):
-        if body[name] == default:
+        if getattr(msg, name) == default:  # the field's value: a tuple travels as a list
             del body[name]
     return body
 
@@ -431,7 +453,10 @@ def _build(cls: type, body: dict) -> Any:
     if len(kwargs) != len(body):
         extra = set(body) - set(_FIELD_NAMES[cls])
         raise DecodeError(f"{cls.TYPE}: unknown field {sorted(map(str, extra))[0]!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a message's own check of its fields together
+        raise DecodeError(f"{cls.TYPE}: {exc}") from exc
 
 
 @functools.cache

@@ -245,7 +245,7 @@ async def handle_enqueue(request: web.Request) -> web.StreamResponse:
     if not agent.queue.fits_node(msg.task):
         return _too_big(agent, msg.task)
     try:
-        await agent.submit(msg.task, msg.scheduler_id, msg.queued_ms)
+        await agent.submit(msg.task, msg.scheduler_id, msg.queued_ms, msg.estimate_ms)
     except JournalError as exc:
         log.error("refusing task %s: %s", msg.task.task_id, exc)
         return json_error(503, "journal", f"cannot journal the task: {exc}")
@@ -268,7 +268,7 @@ async def handle_enqueue_batch(request: web.Request) -> web.StreamResponse:
         i = int(np.argmin(fit))  # the first task that can never run here
         return _too_big(agent, msg.tasks[i], where=f"tasks[{i}].")
     try:
-        await agent.submit_many(msg.tasks, msg.scheduler_id)
+        await agent.submit_many(msg.tasks, msg.scheduler_id, estimates_ms=msg.estimates_ms)
     except JournalError as exc:
         log.error("refusing a batch of %d tasks: %s", len(msg.tasks), exc)
         return json_error(503, "journal", f"cannot journal the tasks: {exc}")

@@ -229,15 +229,18 @@ class NodeAgent:
         self._jobs.clear()
 
     # -- requests ---------------------------------------------------------
-    async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None) -> bool:
+    async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None,
+                     estimate_ms: float | None = None) -> bool:
         """Journal and queue a task (placed at ``queued_ms``, default now: a task another
         agent handed over keeps its own); False for a duplicate id. Raises JournalError,
         and TaskConflict when the id is held with a different body."""
-        return await self.submit_many((task,), scheduler_id, queued_ms) == 1
+        estimates = () if estimate_ms is None else (estimate_ms,)
+        return await self.submit_many((task,), scheduler_id, queued_ms, estimates) == 1
 
     async def submit_many(self, tasks: Sequence[Task], scheduler_id: str,
-                          queued_ms: float | None = None) -> int:
+                          queued_ms: float | None = None, estimates_ms: Sequence[float] = ()) -> int:
         """Journal (all or nothing) and queue tasks in order; returns how many were new.
+        ``estimates_ms``: the pending work each counts (none: the declared durations).
 
         Ids already queued or journaled with the same body, or repeated within
         ``tasks``, are skipped; an id that ended ``lost`` here runs again. Raises
@@ -260,6 +263,7 @@ class NodeAgent:
         added = 0
         if fresh:
             now = self.clock.now_ms() if queued_ms is None else queued_ms
+            estimate = dict(zip((t.task_id for t in tasks), estimates_ms))
             # a task handed back to an agent that had handed it over queues again
             outcomes = await self.journal.accept_many(fresh, scheduler_id, now,
                                                       handed_over=queued_ms is not None)
@@ -268,7 +272,8 @@ class NodeAgent:
                     conflicts.append(task.task_id)
                 # Also skip a reservation for the same id that arrived while we were writing.
                 elif outcome in (NEW, RERUN) and task.task_id not in self.queue:
-                    self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now))
+                    self.queue.add(Entry(task, TASK, scheduler_id, queued_ms=now,
+                                         estimate_ms=estimate.get(task.task_id)))
                     self.unreported.accepted(task.task_id)
                     added += 1
             if added:

@@ -28,9 +28,12 @@ class Entry(QueueEntry):
     __slots__ = ("task", "kind", "scheduler_id", "reply_url", "queued_ms", "started_ms", "note")
 
     def __init__(self, task: Task, kind: str = TASK, scheduler_id: str = "", reply_url: str = "",
-                 queued_ms: float = 0.0, started_ms: float | None = None) -> None:
-        super().__init__((task.cores, task.memory_mb, task.disk_mb), task.duration_ms,
-                         task.priority)
+                 queued_ms: float = 0.0, started_ms: float | None = None,
+                 estimate_ms: float | None = None) -> None:
+        # the pending work it counts: the scheduler's learned estimate when the enqueue
+        # carried one (wire.Enqueue.estimate_ms), else the declared duration
+        super().__init__((task.cores, task.memory_mb, task.disk_mb),
+                         task.duration_ms if estimate_ms is None else estimate_ms, task.priority)
         self.since_ms = queued_ms  # aging counts from the arrival, on the agent's clock
         self.task = task
         self.kind = kind

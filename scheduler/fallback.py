@@ -38,6 +38,7 @@ from dodoor.resources import N_RESOURCES, TASKS, Task
 from dodoor.service.http import BackgroundTasks
 from dodoor.service.metrics import Histogram
 from scheduler.fallback_moves import Movable, probed_rows, queued_excess
+from scheduler.placements import ReasonLog
 from scheduler.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,11 @@ class FallbackWindow:
     def __init__(self, settings: PackingSettings, window_s: float, view: ClusterView,
                  background: BackgroundTasks, stats: FallbackStats, moves: MoveOrders,
                  solver: Solver = solve, timer: Timer = wait_or_timeout,
-                 prober: Prober = no_movable) -> None:
+                 prober: Prober = no_movable, reasons: ReasonLog | None = None) -> None:
+        """``reasons``: where each task the window placed nowhere keeps its reason, for
+        its status (:mod:`scheduler.status`)."""
         self.settings = settings
+        self.reasons = reasons if reasons is not None else ReasonLog(10_000)
         self.window_s = window_s
         self.view = view
         self.background = background
@@ -165,7 +169,10 @@ class FallbackWindow:
             self.background.spawn(self._close_and_solve(self._full), name="fallback-window")
         if len(self._open) >= self.settings.window:
             self._full.set()
-        return await fut
+        verdict: Verdict = await fut
+        if verdict.reason is not None:
+            self.reasons.put(task.task_id, verdict.reason)
+        return verdict
 
     async def _close_and_solve(self, full: asyncio.Event) -> None:
         try:

@@ -12,9 +12,10 @@ or lost task taught nothing about how long its kind runs.
 
 What the estimate changes: the pending work this scheduler records for its
 own placements in its cache and in the deltas it sends to the load store
-(:class:`scheduler.paths.base.CachedDeltas`). The agents still count the
-declared durations in the load they report (docs/simulator.md, "Learned
-durations" says how this differs from the simulator).
+(:class:`scheduler.paths.base.CachedDeltas`), and the pending work the agent
+counts in the load it reports: the enqueue carries the estimate
+(``Enqueue.estimate_ms``, ``EnqueueBatch.estimates_ms``) while the task itself,
+and so the run and what clients see, keeps its declared duration.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class LearnedDurations:
             placed.popitem(last=False)
         estimate = self.learner.estimate(key, task.duration_ms)
         return task if estimate == task.duration_ms else dataclasses.replace(task, duration_ms=estimate)
+
+    def estimate_ms(self, task: Task) -> float | None:
+        """The pending work the enqueue tells the agent to count for ``task``: its
+        learned estimate, None while that is the declared duration."""
+        estimate = self.learner.estimate(duration_key(task), task.duration_ms)
+        return None if estimate == task.duration_ms else estimate
 
     def saw(self, status: TaskStatus) -> None:
         """A status an agent gave for one of this scheduler's tasks."""

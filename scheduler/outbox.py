@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from dodoor.resources import Task
 from dodoor.wire import Enqueue, EnqueueBatch
@@ -31,6 +31,28 @@ from dodoor.service.http import BackgroundTasks
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_REQUEST = 2000  # callers' lists are merged up to this many tasks
+# a task's pending work to tell the agent, None for its declared duration
+# (scheduler.learning.LearnedDurations.estimate_ms)
+Estimate = Callable[[Task], "float | None"]
+
+
+def declared(task: Task) -> None:
+    """The :data:`Estimate` of a scheduler that learns no durations."""
+    return None
+
+
+def enqueue_message(tasks: Sequence[Task], scheduler_id: str, life: str,
+                    estimate: Estimate) -> tuple[str, Enqueue | EnqueueBatch]:
+    """The agent path and message that enqueue ``tasks``, with their estimates."""
+    estimates = [estimate(t) for t in tasks]
+    if len(tasks) == 1:
+        return "/internal/enqueue", Enqueue(tasks[0], scheduler_id, life,
+                                            estimate_ms=estimates[0])
+    if all(e is None for e in estimates):
+        return "/internal/enqueue_batch", EnqueueBatch(tuple(tasks), scheduler_id, life)
+    return "/internal/enqueue_batch", EnqueueBatch(
+        tuple(tasks), scheduler_id, life,
+        tuple(t.duration_ms if e is None else e for t, e in zip(tasks, estimates)))
 
 
 class BatchRefused(PeerError):
@@ -47,14 +69,17 @@ class Outbox:
     """Per-agent enqueue queues of one scheduler (see module docstring)."""
 
     def __init__(self, peers: PeerClient, scheduler_id: str, in_flight: int,
-                 life_at: Callable[[str], str] = lambda url: "") -> None:
-        """``life_at(url)``: the node life enqueues to ``url`` aim at (fencing token)."""
+                 life_at: Callable[[str], str] = lambda url: "",
+                 estimate: Estimate = declared) -> None:
+        """``life_at(url)``: the node life enqueues to ``url`` aim at (fencing token);
+        ``estimate``: each task's pending work to tell the agent."""
         if in_flight < 1:
             raise ValueError(f"in_flight must be >= 1, got {in_flight!r}")
         self.peers = peers
         self.scheduler_id = scheduler_id
         self.in_flight = in_flight
         self.life_at = life_at
+        self.estimate = estimate
         self.requests = 0
         self._agents: dict[str, _Agent] = {}
         self._senders = BackgroundTasks()
@@ -108,14 +133,9 @@ class Outbox:
     async def _send(self, url: str, tasks: list[Task]) -> PeerError | None:
         self.requests += 1
         try:
-            if len(tasks) == 1:
-                await self.peers.send(url + "/internal/enqueue",
-                                      Enqueue(tasks[0], self.scheduler_id, self.life_at(url)))
-            else:
-                await self.peers.send(url + "/internal/enqueue_batch",
-                                      EnqueueBatch(tuple(tasks), self.scheduler_id,
-                                                   self.life_at(url)),
-                                      count=len(tasks), kind="enqueue")
+            path, msg = enqueue_message(tasks, self.scheduler_id, self.life_at(url),
+                                        self.estimate)
+            await self.peers.send(url + path, msg, count=len(tasks), kind="enqueue")
         except PeerError as exc:
             if len(tasks) > 1 and exc.status in (404, 405):
                 # not counted as sent: PeerClient.send leaves out what was not delivered

@@ -1,4 +1,5 @@
-"""What a submission returns per task, and the bounded log of placed ids."""
+"""What a submission returns per task, the bounded log of placed ids, and the bounded
+record of why some were not placed where this scheduler would have liked."""
 
 from __future__ import annotations
 
@@ -50,6 +51,29 @@ class PlacementLog:
             m.move_to_end(task_id)
         while len(m) > self.limit:
             m.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+class ReasonLog:
+    """Bounded LRU of task id → why the packing fallback found it no room (proven, or
+    out of time): the reason its status gives while the agent's own gives none."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self._map: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, task_id: str) -> str | None:
+        return self._map.get(task_id)
+
+    def put(self, task_id: str, reason: str) -> None:
+        self._map[task_id] = reason
+        self._map.move_to_end(task_id)
+        while len(self._map) > self.limit:
+            self._map.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._map)

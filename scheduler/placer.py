@@ -31,11 +31,12 @@ from scheduler.claims import Claims
 from scheduler.fallback import FallbackStats, FallbackWindow
 from scheduler.fallback_moves import AgentMoveOrders, probe_movable
 from scheduler.learning import LearnedDurations
+from scheduler.outbox import declared
 from scheduler.paths import make_path
 from scheduler.paths.base import CachedDeltas, Counters, Decided, Decisions, Target, target
 from scheduler.paths.forwarder import Forwarder, Sent
 from scheduler.paths.reservation import ReservationPath
-from scheduler.placements import Placement, PlacementLog
+from scheduler.placements import Placement, PlacementLog, ReasonLog
 from scheduler.reservations import Reservations
 from scheduler.sender import AgentSender
 from scheduler.settings import SchedulerSettings
@@ -65,7 +66,6 @@ class Placer:
         self._inflight: dict[str, asyncio.Future] = {}
         # False: decide every task alone (benchmarks/placement_cpu.py's baseline)
         self.stack_decisions = True
-        self.sender = AgentSender(peers, settings, view)
         # this process, for the store's claims: a restarted scheduler is another claimer
         self.instance = f"{settings.scheduler_id}/{uuid.uuid4().hex[:12]}"
         self.claims = Claims(peers, settings, view, self.instance)
@@ -74,6 +74,8 @@ class Placer:
         self.learned = (LearnedDurations(settings.idempotency_entries)
                         if policy.settings.learn_durations and self.kind is PolicyKind.CACHED
                         else None)
+        self.sender = AgentSender(peers, settings, view,
+                                  declared if self.learned is None else self.learned.estimate_ms)
         deltas = CachedDeltas(view, emit_deltas, self.kind is PolicyKind.CACHED, self.learned)
         self.forwarder = Forwarder(settings, view, self.sender, self.placed, self.counters,
                                    deltas, rng)
@@ -82,11 +84,14 @@ class Placer:
                                          self.placed, self.forwarder, self._claim,
                                          self.counters, background, rng)
         self.fallback_stats = FallbackStats()
+        # why the packing fallback placed an id nowhere: its status says so (scheduler.status)
+        self.unplaced = ReasonLog(settings.idempotency_entries)
         fallback = (FallbackWindow(
             settings.packing, settings.fallback_window_ms / 1000.0, view, background,
             self.fallback_stats, AgentMoveOrders(peers, view.life_at, self.fallback_stats),
             prober=lambda urls, excess, below: probe_movable(
-                peers, settings.scheduler_id, urls, excess, below))
+                peers, settings.scheduler_id, urls, excess, below),
+            reasons=self.unplaced)
             if settings.fallback else None)
         self.path = make_path(policy, settings, view, peers, self.forwarder, deltas,
                               self.reserving, background, rng, clock, fallback)

@@ -17,9 +17,8 @@ import asyncio
 import logging
 
 from dodoor.resources import Task
-from dodoor.wire import Enqueue, EnqueueBatch
 from dodoor.service.peers import PeerClient, PeerError
-from scheduler.outbox import BatchRefused, Outbox
+from scheduler.outbox import BatchRefused, Estimate, Outbox, declared, enqueue_message
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 
@@ -35,15 +34,19 @@ _RESOLVE_BACKOFF_MAX_S = 1.0
 class AgentSender:
     """Sends enqueues to agents for one scheduler; see the module docstring."""
 
-    def __init__(self, peers: PeerClient, settings: SchedulerSettings, view: ClusterView) -> None:
+    def __init__(self, peers: PeerClient, settings: SchedulerSettings, view: ClusterView,
+                 estimate: Estimate = declared) -> None:
+        """``estimate``: each task's pending work the enqueue tells the agent to count."""
         self.peers = peers
+        self.estimate = estimate
         self.settings = settings
         self.view = view
         self.no_batch: set[str] = set()  # agents without /internal/enqueue_batch
         self.resolves = 0  # tasks whose outcome was unknown, asked of the same agent again
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.outbox = Outbox(peers, settings.scheduler_id,
-                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight), view.life_at)
+                             min(_BATCHES_IN_FLIGHT, settings.agent_inflight), view.life_at,
+                             estimate)
 
     async def close(self) -> None:
         await self.outbox.close()
@@ -73,9 +76,10 @@ class AgentSender:
             except BatchRefused:
                 log.info("agent %s takes no batched enqueues; sending one by one", url)
                 self.no_batch.add(url)  # (the refused batch was not counted as sent)
+        path, msg = enqueue_message((task,), self.settings.scheduler_id, self.view.life_at(url),
+                                    self.estimate)
         async with self._limit(url):
-            await self.peers.send(url + "/internal/enqueue",
-                                  Enqueue(task, self.settings.scheduler_id, self.view.life_at(url)))
+            await self.peers.send(url + path, msg)
 
     async def enqueue_settled(self, node_id: str, url: str, task: Task,
                               coalesce: bool) -> PeerError | None:
@@ -148,11 +152,10 @@ class AgentSender:
         """
         if len(tasks) > 1 and self.batching(url):
             try:
+                path, msg = enqueue_message(tasks, self.settings.scheduler_id,
+                                            self.view.life_at(url), self.estimate)
                 async with self._limit(url):
-                    await self.peers.send(url + "/internal/enqueue_batch",
-                                          EnqueueBatch(tuple(tasks), self.settings.scheduler_id,
-                                                       self.view.life_at(url)),
-                                          count=len(tasks), kind="enqueue")
+                    await self.peers.send(url + path, msg, count=len(tasks), kind="enqueue")
             except PeerError as exc:
                 if exc.status not in (404, 405):
                     return [exc] * len(tasks)

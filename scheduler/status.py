@@ -177,7 +177,10 @@ async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: 
             out.found[task_id] = status_body(task_id, UNKNOWN, node,
                                              f"agent {node} unreachable: {exc}")
         return
-    learned = state.placer.learned if state.placer is not None else None
+    placer = state.placer
+    learned = placer.learned if placer is not None else None
+    # ids the packing fallback placed nowhere: the agent does not know why they wait there
+    unplaced = placer.unplaced if placer is not None else None
     for st in reply.statuses:
         if st.state == MOVED and st.moved_to:
             out.moved[st.task_id] = st.moved_to
@@ -188,7 +191,8 @@ async def _ask_node(state: SchedulerState, node: str, task_ids: list[str], out: 
         out.found[st.task_id] = {
             "id": st.task_id, "state": st.state, "node": node, "queued_ms": st.queued_ms,
             "started_ms": st.started_ms, "finished_ms": st.finished_ms,
-            "exit_code": st.exit_code, "reason": st.reason,
+            "exit_code": st.exit_code,
+            "reason": st.reason or (unplaced.get(st.task_id) if unplaced is not None else None),
         }
     for task_id in reply.missing:
         out.found[task_id] = status_body(task_id, UNKNOWN, node, f"agent {node} does not know "

@@ -159,3 +159,15 @@ def test_committed_load_is_the_sum_of_live_demands(ops, slots):
         free = cap - in_use
         if q.n_running < slots:
             assert all(np.any(e.task.demand() > free + 1e-9) for e in q.waiting)
+
+
+def test_an_entry_counts_the_schedulers_estimate_as_pending_work_and_runs_as_declared():
+    q = make(cores=1.0, slots=1)
+    q.add(Entry(task("run", 1.0, dur=1000.0), estimate_ms=100.0))
+    q.add(Entry(task("wait", 1.0, dur=1000.0), estimate_ms=250.0))
+    q.add(Entry(task("plain", 1.0, dur=1000.0)))
+    assert started(q) == ["run"]
+    pending = q.state(now_ms=40.0)[-1]
+    assert pending == (100.0 - 40.0) + 250.0 + 1000.0
+    # the task itself keeps its declared duration: the executor runs that
+    assert q.get("run").task.duration_ms == 1000.0

@@ -50,6 +50,57 @@ def test_enqueue_round_trips(task, sched):
     assert_same(wire.decode(wire.encode(msg), wire.Enqueue), msg)
 
 
+estimates = st.floats(0.001, 1e9)
+
+
+@given(tasks, ids, st.none() | estimates)
+def test_enqueue_with_an_estimate_round_trips(task, sched, estimate):
+    msg = wire.Enqueue(task, sched, "life-1", estimate_ms=estimate)
+    assert_same(wire.decode(wire.encode(msg), wire.Enqueue), msg)
+
+
+@given(st.lists(st.tuples(tasks, estimates), min_size=1, max_size=5), st.booleans())
+def test_enqueue_batch_with_estimates_round_trips(pairs, with_estimates):
+    msg = wire.EnqueueBatch(tuple(t for t, _ in pairs), "s0", "life-1",
+                            tuple(e for _, e in pairs) if with_estimates else ())
+    assert_same(wire.decode(wire.encode(msg), wire.EnqueueBatch), msg)
+
+
+def test_estimates_are_left_out_unless_given():
+    """No estimate, no field: sizes and agents that predate the field are unchanged."""
+    t = Task("t1", 1.0, 256.0, 0.0, 1000.0)
+    for msg, name in ((wire.Enqueue(t, "s0"), "estimate_ms"),
+                      (wire.EnqueueBatch((t, t), "s0"), "estimates_ms")):
+        assert name not in msgpack.unpackb(wire.encode(msg), raw=False)["body"]
+    assert len(wire.encode(wire.Enqueue(t, "s0"))) < len(
+        wire.encode(wire.Enqueue(t, "s0", estimate_ms=100.0)))
+    body = msgpack.unpackb(wire.encode(wire.EnqueueBatch((t, t), "s0", "", (5.0, 7.5))),
+                           raw=False)["body"]
+    assert body["estimates_ms"] == [5.0, 7.5]
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"estimate_ms": 0.0}, "finite number of ms > 0, got 0.0"),
+    ({"estimate_ms": -3.0}, "got -3.0"),
+    ({"estimate_ms": float("nan")}, "got nan"),
+    ({"estimate_ms": "5"}, "enqueue.estimate_ms: expected a number"),
+])
+def test_a_bad_estimate_is_a_decode_error(body, fragment):
+    task = Task("t1", 1.0, 256.0, 0.0, 1000.0).to_dict()
+    with pytest.raises(DecodeError, match=fragment):
+        wire.decode(_envelope({"task": task, "scheduler_id": "s0", **body}, kind="enqueue"))
+
+
+def test_a_batch_needs_one_estimate_per_task():
+    task = Task("t1", 1.0, 256.0, 0.0, 1000.0).to_dict()
+    bad = _envelope({"tasks": [task, task], "scheduler_id": "s0", "estimates_ms": [5.0]},
+                    kind="enqueue_batch")
+    with pytest.raises(DecodeError, match="enqueue_batch: 1 estimates for 2 tasks"):
+        wire.decode(bad)
+    with pytest.raises(ValueError, match="got inf"):
+        wire.EnqueueBatch((Task("t1", 1.0, 1.0),), "s0", "", (float("inf"),))
+
+
 @given(st.integers(0, 6).flatmap(lambda n: st.tuples(st.just(n), matrices(n))), st.integers(0, 2**40))
 def test_snapshot_round_trips(shaped, seq):
     n, state = shaped

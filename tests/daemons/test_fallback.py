@@ -20,7 +20,7 @@ from scheduler.fallback import PROVEN_NONE, FallbackStats, FallbackWindow, timed
 from scheduler.paths.base import CachedDeltas, Counters
 from scheduler.paths.cached import CachedPath
 from scheduler.paths.forwarder import Forwarder
-from scheduler.placements import PlacementLog
+from scheduler.placements import PlacementLog, ReasonLog
 from scheduler.settings import SchedulerSettings
 from scheduler.view import ClusterView
 
@@ -118,6 +118,17 @@ async def test_the_window_closes_when_its_time_passes_and_makes_one_call_for_its
     assert (v2.target, v2.reason) == (None, PROVEN_NONE)
     assert (stats.calls, stats.placed, stats.proven_none, stats.timeout) == (1, 1, 1, 0)
     assert stats.seconds.count == 1
+    # only the task placed nowhere keeps a reason, for its status
+    assert (fw.reasons.get("t1"), fw.reasons.get("t2"), len(fw.reasons)) == (None, PROVEN_NONE, 1)
+
+
+def test_the_record_of_unplaced_ids_keeps_the_latest_within_its_limit():
+    reasons = ReasonLog(2)
+    for task_id, why in (("a", "x"), ("b", "y"), ("a", "z"), ("c", "w")):
+        reasons.put(task_id, why)
+    assert [reasons.get(t) for t in "abc"] == ["z", None, "w"]
+    with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
+        ReasonLog(0)
 
 
 async def test_a_full_window_closes_at_once_and_the_next_task_opens_another():

@@ -100,6 +100,7 @@ async def _states(session, url, ids, want, wait_s=10.0):
 
 BIG = [{"id": f"big-{i}", "cores": 4, "memory_mb": 256, "duration_ms": 60_000}
        for i in range(3)]
+BIG_IDS = [t["id"] for t in BIG]
 
 
 async def test_with_the_fallback_large_tasks_fill_the_free_node_and_the_rest_is_proven(spawn):
@@ -117,6 +118,16 @@ async def test_with_the_fallback_large_tasks_fill_the_free_node_and_the_rest_is_
         assert placements[proven[0]]["node"] in NODES
         states = await _states(session, tested.url, started, {"running"})
         assert set(states.values()) == {"running"}, states
+        # its status says why it waits where it does, one id or many
+        status, one = await _get(session, f"{tested.url}/v1/tasks/{proven[0]}")
+        assert status == 200, one
+        assert (one["state"], one["node"], one["reason"]) == (
+            "queued", placements[proven[0]]["node"], PROVEN_NONE), one
+        async with session.post(tested.url + "/v1/tasks/status", json={"ids": BIG_IDS},
+                                headers=AUTH) as resp:
+            many = {t["id"]: t for t in (await resp.json())["tasks"]}
+        assert many[proven[0]]["reason"] == PROVEN_NONE, many
+        assert all(many[i]["reason"] is None for i in started), many
         metrics = await (await session.get(tested.url + "/metrics", headers=AUTH)).text()
     lines = set(metrics.splitlines())
     assert 'dodoor_scheduler_fallback_tasks_total{outcome="proven_none"} 1.0' in lines

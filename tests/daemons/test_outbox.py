@@ -171,3 +171,22 @@ async def test_an_unknown_outcome_reaches_every_caller_the_request_carried():
 def test_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="in_flight"):
         Outbox(FakePeers(), "s", in_flight=0)
+
+
+async def test_the_enqueue_carries_each_tasks_estimate_and_none_while_all_are_declared():
+    got = []
+
+    class Recording(FakePeers):
+        async def _deliver(self, url, msg) -> None:
+            got.append(msg)
+
+    guess = {"a": 50.0, "c": 70.0}
+    box = Outbox(Recording(), "s", in_flight=1, estimate=lambda t: guess.get(t.task_id))
+    await box.enqueue(URL, tasks("a"))
+    await box.enqueue(URL, tasks("b"))
+    await box.enqueue(URL, tasks("b", "c"))
+    await box.enqueue(URL, tasks("b", "d"))
+    assert [m.estimate_ms for m in got[:2]] == [50.0, None]
+    # a task without an estimate counts its declared duration (Task's default, 1000 ms)
+    assert got[2].estimates_ms == (1000.0, 70.0) and got[3].estimates_ms == ()
+    await box.close()
