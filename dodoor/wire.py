@@ -386,7 +386,11 @@ def _body(msg: Any) -> dict:
     kind = type(msg)
     body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[kind]}
     for name, default in _OMITTED.get(kind, ()):
-        if getattr(msg, name) == default:  # the field's value: a tuple travels as a list
+        value = getattr(msg, name)
+        # the field's own value (a tuple travels as a list); an array field's default is
+        # None, and an array must not be compared with ==
+        at_default = value is None if default is None else value == default
+        if at_default:
             del body[name]
     return body
 
