@@ -77,7 +77,10 @@ class TaskIndex:
 
     def placed(self, node_id: str, task_ids: Sequence[str], states: Sequence[str] = ()) -> None:
         """A node reports holding these ids (the latest report wins), each with its
-        terminal state when it ended, else "" (``states`` empty: none ended)."""
+        terminal state when it ended, else "" (``states`` empty: none ended).
+
+        A ``lost`` end never takes an id from another node, nor from a scheduler's
+        claim: it only says that this node's copy will not run."""
         if states and len(states) != len(task_ids):
             raise ValueError(f"{len(states)} task states for {len(task_ids)} task ids "
                              f"from node {node_id!r}")
@@ -91,6 +94,12 @@ class TaskIndex:
             entry = entries.get(task_id)
             if entry is None:
                 entries[task_id] = _Entry(node_id, "", 0.0, state)
+            elif state == LOST_STATE and (entry.node or entry.owner) and entry.node != node_id:
+                # A fence voided this node's copy (a Sparrow reservation it held, or a
+                # run its dead life never finished); the id lives on where the entry
+                # points, or is being placed again by its claimer: taking the entry
+                # would read that live copy, or the end heard from it, as ``lost``.
+                continue
             else:
                 entry.node, entry.state = node_id, state
                 entries.move_to_end(task_id)
