@@ -80,7 +80,9 @@ class TaskIndex:
         terminal state when it ended, else "" (``states`` empty: none ended).
 
         A ``lost`` end never takes an id from another node, nor from a scheduler's
-        claim: it only says that this node's copy will not run."""
+        claim: it only says that this node's copy will not run. Nor does an
+        unfinished copy take an id whose end another node reported (a Sparrow
+        reservation that lost the race, resent by its restarted agent)."""
         if states and len(states) != len(task_ids):
             raise ValueError(f"{len(states)} task states for {len(task_ids)} task ids "
                              f"from node {node_id!r}")
@@ -94,11 +96,15 @@ class TaskIndex:
             entry = entries.get(task_id)
             if entry is None:
                 entries[task_id] = _Entry(node_id, "", 0.0, state)
-            elif state == LOST_STATE and (entry.node or entry.owner) and entry.node != node_id:
-                # A fence voided this node's copy (a Sparrow reservation it held, or a
-                # run its dead life never finished); the id lives on where the entry
-                # points, or is being placed again by its claimer: taking the entry
-                # would read that live copy, or the end heard from it, as ``lost``.
+            elif entry.node != node_id and (
+                    (state == LOST_STATE and (entry.node or entry.owner))
+                    or (not state and entry.state and entry.state != LOST_STATE)):
+                # Another node's copy that will not run: a fence voided it (a Sparrow
+                # reservation, a run its dead life never finished), or it is a Sparrow
+                # reservation resent after a restart for a task that already ended
+                # where the entry points (an ended id is never placed again). Taking
+                # the entry would read the live copy, or the end heard from it, as
+                # ``lost`` once this node dies, and void that end at its fence.
                 continue
             else:
                 entry.node, entry.state = node_id, state

@@ -104,11 +104,28 @@ def test_a_dead_nodes_reported_ends_keep_their_state_and_only_unfinished_ids_are
 
 def test_a_resubmitted_id_accepted_again_is_unfinished_until_its_new_end_is_reported():
     index = TaskIndex(ManualClock())
-    index.placed("n1", ["t"], ["succeeded"])
+    index.placed("n1", ["t"], ["lost"])
     index.placed("n2", ["t"], [""])  # re-run elsewhere: the old end no longer stands
     dead = lambda node: True  # noqa: E731
     assert index.lookup(["t"], "s", False, dead, ended=True)[0] == [LOST]
     assert index.ended_at("n1", ["t"]) == ()
+    index.placed("n2", ["t"], ["succeeded"])
+    assert index.ended_at("n2", ["t"]) == ("t",)
+
+
+def test_an_unfinished_copy_elsewhere_never_takes_a_reported_end():
+    """Seen live (Sparrow): n0, killed holding a reservation for "late", restarted in
+    time and resent it unfinished after n1 had run "late" and reported it succeeded.
+    The index moved "late" to n0, so when n1 died its heard end was voided (``lost``).
+    An ended id is never placed again, so such a copy never runs: n1's end stands."""
+    index = TaskIndex(ManualClock())
+    index.placed("n1", ["late"], [""])
+    index.placed("n1", ["late"], ["succeeded"])
+    index.placed("n0", ["late"], [""])  # n0's restart resends its reservation
+    assert index.node_of("late") == "n1"
+    assert index.ended_at("n1", ["late"]) == ("late",)
+    n1_dead = lambda node: node == "n1"  # noqa: E731
+    assert index.lookup(["late"], "s", True, n1_dead, ended=True)[:2] == ([ENDED], ["n1"])
 
 
 def test_bad_reported_states_are_refused_naming_the_value():
