@@ -77,7 +77,12 @@ class TaskIndex:
 
     def placed(self, node_id: str, task_ids: Sequence[str], states: Sequence[str] = ()) -> None:
         """A node reports holding these ids (the latest report wins), each with its
-        terminal state when it ended, else "" (``states`` empty: none ended)."""
+        terminal state when it ended, else "" (``states`` empty: none ended).
+
+        A ``lost`` end never takes an id from another node, nor from a scheduler's
+        claim: it only says that this node's copy will not run. Nor does an
+        unfinished copy take an id whose end another node reported (a Sparrow
+        reservation that lost the race, resent by its restarted agent)."""
         if states and len(states) != len(task_ids):
             raise ValueError(f"{len(states)} task states for {len(task_ids)} task ids "
                              f"from node {node_id!r}")
@@ -91,6 +96,16 @@ class TaskIndex:
             entry = entries.get(task_id)
             if entry is None:
                 entries[task_id] = _Entry(node_id, "", 0.0, state)
+            elif entry.node != node_id and (
+                    (state == LOST_STATE and (entry.node or entry.owner))
+                    or (not state and entry.state and entry.state != LOST_STATE)):
+                # Another node's copy that will not run: a fence voided it (a Sparrow
+                # reservation, a run its dead life never finished), or it is a Sparrow
+                # reservation resent after a restart for a task that already ended
+                # where the entry points (an ended id is never placed again). Taking
+                # the entry would read the live copy, or the end heard from it, as
+                # ``lost`` once this node dies, and void that end at its fence.
+                continue
             else:
                 entry.node, entry.state = node_id, state
                 entries.move_to_end(task_id)

@@ -104,11 +104,28 @@ def test_a_dead_nodes_reported_ends_keep_their_state_and_only_unfinished_ids_are
 
 def test_a_resubmitted_id_accepted_again_is_unfinished_until_its_new_end_is_reported():
     index = TaskIndex(ManualClock())
-    index.placed("n1", ["t"], ["succeeded"])
+    index.placed("n1", ["t"], ["lost"])
     index.placed("n2", ["t"], [""])  # re-run elsewhere: the old end no longer stands
     dead = lambda node: True  # noqa: E731
     assert index.lookup(["t"], "s", False, dead, ended=True)[0] == [LOST]
     assert index.ended_at("n1", ["t"]) == ()
+    index.placed("n2", ["t"], ["succeeded"])
+    assert index.ended_at("n2", ["t"]) == ("t",)
+
+
+def test_an_unfinished_copy_elsewhere_never_takes_a_reported_end():
+    """Seen live (Sparrow): n0, killed holding a reservation for "late", restarted in
+    time and resent it unfinished after n1 had run "late" and reported it succeeded.
+    The index moved "late" to n0, so when n1 died its heard end was voided (``lost``).
+    An ended id is never placed again, so such a copy never runs: n1's end stands."""
+    index = TaskIndex(ManualClock())
+    index.placed("n1", ["late"], [""])
+    index.placed("n1", ["late"], ["succeeded"])
+    index.placed("n0", ["late"], [""])  # n0's restart resends its reservation
+    assert index.node_of("late") == "n1"
+    assert index.ended_at("n1", ["late"]) == ("late",)
+    n1_dead = lambda node: node == "n1"  # noqa: E731
+    assert index.lookup(["late"], "s", True, n1_dead, ended=True)[:2] == ([ENDED], ["n1"])
 
 
 def test_bad_reported_states_are_refused_naming_the_value():
@@ -117,3 +134,40 @@ def test_bad_reported_states_are_refused_naming_the_value():
         index.placed("n1", ["t"], ["running"])
     with pytest.raises(ValueError, match="2 task states for 1 task ids"):
         index.placed("n1", ["t"], ["", ""])
+
+
+def test_a_lost_end_from_one_node_never_takes_the_id_from_the_node_that_has_it():
+    """Seen live (Sparrow, tests/faults/test_delivery.py): n0 held a reservation for
+    "late" when it was killed and declared dead; n1 ran "late" and reported it
+    succeeded. n0's restarted life ended its reservation ``lost`` and resent it: the
+    index moved "late" to n0, so when n1 later died its heard end was voided and
+    every scheduler read ``lost``; with n1 alive, a task running there read ``lost``."""
+    index = TaskIndex(ManualClock())
+    index.placed("n0", ["late", "run"], ["", ""])  # n0's reservations
+    index.placed("n1", ["late", "run"], ["", ""])  # n1's reservations, confirmed here
+    index.placed("n1", ["late"], ["succeeded"])
+    index.placed("n0", ["late", "run"], ["lost", "lost"])  # n0's fenced copies
+    assert (index.node_of("late"), index.node_of("run")) == ("n1", "n1")
+    assert index.lookup(["run"], "s", False, ALIVE, ended=True)[0] == [PLACED]
+    n1_dead = lambda node: node == "n1"  # noqa: E731
+    assert index.ended_at("n1", ["late"]) == ("late",)  # n1's fence keeps its result
+    assert index.lookup(["late", "run"], "s", False, n1_dead, ended=True) == (
+        [ENDED, LOST], ["n1", "n1"], ["", ""], ["succeeded", ""])
+
+
+def test_a_lost_end_leaves_a_resubmissions_claim_and_its_new_node_alone():
+    """A lost id resubmitted: claimed for s, placed on n2; the old node n1 comes back
+    fenced, in either order, and resends the id ``lost``. The index follows n2."""
+    index = TaskIndex(ManualClock())
+    index.placed("n1", ["t"])
+    n1_dead = lambda node: node == "n1"  # noqa: E731
+    assert index.lookup(["t"], "s", True, n1_dead)[0] == [NEW]
+    index.placed("n1", ["t"], ["lost"])  # before the new placement is reported
+    assert index.lookup(["t"], "s", True, ALIVE)[0] == [MINE]
+    index.placed("n2", ["t"], [""])
+    index.placed("n1", ["t"], ["lost"])  # after it
+    assert index.lookup(["t"], "s2", True, ALIVE) == ([PLACED], ["n2"], ["s"], [""])
+    # a node's own lost end is taken as before, and an unknown id is learnt from it
+    index.placed("n3", ["u"], [""])
+    index.placed("n3", ["u", "v"], ["lost", "lost"])
+    assert index.lookup(["u", "v"], "s", False, lambda n: True, ended=True)[0] == [LOST, LOST]
