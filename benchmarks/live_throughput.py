@@ -209,7 +209,8 @@ async def _loadgen(a: argparse.Namespace) -> dict:
     async with aiohttp.ClientSession(connector=connector) as session:
         async def submit(n: int) -> None:
             nonlocal placed, errors
-            tasks = [{**TASK, "id": f"{run_id}-{next(counter)}"} for _ in range(n)]
+            tasks = ([{**TASK, "id": f"{run_id}-{next(counter)}"} for _ in range(n)]
+                     if a.ids == "client" else [TASK] * n)
             if a.mode == "batch":
                 data = msgpack.packb({"tasks": tasks})
                 headers = {"Content-Type": "application/msgpack"}
@@ -274,6 +275,8 @@ def loadgen_main(argv: list[str]) -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=0.0, help="open-loop requests/s (0: closed)")
+    p.add_argument("--ids", choices=("client", "server"), default="client",
+                   help="server: send no ids, the scheduler makes them")
     a = p.parse_args(argv)
     try:
         import uvloop

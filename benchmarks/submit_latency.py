@@ -17,7 +17,7 @@ Agents are left to finish the peak run's tasks before a rate is measured.
 runs the same rounds on that tree's daemons, alternating with this one.
 
 Usage: python benchmarks/submit_latency.py [--seconds 5] [--rounds 1]
-       [--rates half,635] [--baseline-tree DIR]
+       [--rates half,635] [--baseline-tree DIR] [--ids client|server]
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
             cpu0 = cluster.cpu()
             cluster.signal_all(signal.SIGUSR1)
             run = run_loadgen(["--url", url, "--mode", "single", "--rate", f"{rate:.1f}",
-                               "--concurrency", "256", "--seconds", str(a.seconds)])
+                               "--concurrency", "256", "--seconds", str(a.seconds),
+                               "--ids", a.ids])
             cluster.signal_all(signal.SIGUSR2)
             cpu1 = cluster.cpu()
             time.sleep(0.5)  # the probes write their files
@@ -212,6 +213,9 @@ def main() -> None:
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--b", type=int, default=80)
     p.add_argument("--baseline-tree", default="", metavar="DIR")
+    p.add_argument("--ids", choices=("client", "server"), default="client",
+                   help="who names the tasks of the rate runs (server: the scheduler makes "
+                        "the ids, so claim and enqueue go out together)")
     a = p.parse_args()
     a.profile, a.profile_target, a.profiler = "", "scheduler", "cprofile"  # Cluster's fields
     trees = [(REPO, "this tree")]
