@@ -203,13 +203,18 @@ async def _loadgen(a: argparse.Namespace) -> dict:
     placed = 0
     errors = 0
     latencies: list[float] = []
+    by_ids: dict[str, list[float]] = {"client": [], "server": []}
     cpu_start = time.process_time()
     counter = iter(range(10**12))
     run_id = os.urandom(4).hex()
     async with aiohttp.ClientSession(connector=connector) as session:
         async def submit(n: int) -> None:
             nonlocal placed, errors
-            tasks = [{**TASK, "id": f"{run_id}-{next(counter)}"} for _ in range(n)]
+            seq = next(counter)
+            # alternate: every other request leaves the ids to the scheduler
+            named = a.ids == "client" or (a.ids == "alternate" and seq % 2 == 0)
+            tasks = ([{**TASK, "id": f"{run_id}-{seq}-{j}"} for j in range(n)]
+                     if named else [TASK] * n)
             if a.mode == "batch":
                 data = msgpack.packb({"tasks": tasks})
                 headers = {"Content-Type": "application/msgpack"}
@@ -228,6 +233,7 @@ async def _loadgen(a: argparse.Namespace) -> dict:
                 if resp.status == 202:
                     placed += n
                     latencies.append(time.perf_counter() - t0)
+                    by_ids["client" if named else "server"].append(latencies[-1])
                 else:
                     errors += 1
 
@@ -256,14 +262,15 @@ async def _loadgen(a: argparse.Namespace) -> dict:
 
             await asyncio.gather(*(worker() for _ in range(a.concurrency)))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-
-    def q(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000.0 if latencies else float("nan")
+    def q(p: float, xs: list[float] = latencies) -> float:
+        xs.sort()
+        return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000.0 if xs else float("nan")
 
     return {"placed": placed, "errors": errors, "seconds": elapsed,
             "tasks_per_s": placed / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99),
-            "cpu_s": time.process_time() - cpu_start}
+            "cpu_s": time.process_time() - cpu_start,
+            "by_ids": {k: {"n": len(xs), "p50_ms": q(0.50, xs), "p99_ms": q(0.99, xs)}
+                       for k, xs in by_ids.items() if xs}}
 
 
 def loadgen_main(argv: list[str]) -> None:
@@ -274,6 +281,9 @@ def loadgen_main(argv: list[str]) -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=0.0, help="open-loop requests/s (0: closed)")
+    p.add_argument("--ids", choices=("client", "server", "alternate"), default="client",
+                   help="server: send no ids, the scheduler makes them; alternate: every "
+                        "other request (latencies reported apart)")
     a = p.parse_args(argv)
     try:
         import uvloop

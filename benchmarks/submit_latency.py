@@ -17,7 +17,7 @@ Agents are left to finish the peak run's tasks before a rate is measured.
 runs the same rounds on that tree's daemons, alternating with this one.
 
 Usage: python benchmarks/submit_latency.py [--seconds 5] [--rounds 1]
-       [--rates half,635] [--baseline-tree DIR]
+       [--rates half,635] [--baseline-tree DIR] [--ids client|server|client,server]
 """
 
 from __future__ import annotations
@@ -102,9 +102,12 @@ class ProbedCluster(Cluster):
         line = re.compile(r"^dodoor_agent_(?:queue_length|running)\{[^}]*\} ([0-9.e+]+)$", re.M)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(sum(float(v) for v in line.findall(get(url + "/metrics"))) == 0
-                   for url in self.agents):
-                return
+            try:
+                if all(sum(float(v) for v in line.findall(get(url + "/metrics"))) == 0
+                       for url in self.agents):
+                    return
+            except OSError:  # an agent too busy to answer in time (a loaded machine)
+                pass
             time.sleep(0.2)
 
 
@@ -145,13 +148,14 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
                             str(a.single_concurrency), "--seconds", str(a.seconds)])
         results["peak"] = peak["tasks_per_s"]
         results["peak_cpu_us"] = cpu_per_task(cluster.cpu(), cpu0, peak)
-        for spec in a.rates.split(","):
+        for spec, ids in run_keys(a):
             rate = peak["tasks_per_s"] / 2 if spec == "half" else float(spec)
             cluster.wait_idle()
             cpu0 = cluster.cpu()
             cluster.signal_all(signal.SIGUSR1)
             run = run_loadgen(["--url", url, "--mode", "single", "--rate", f"{rate:.1f}",
-                               "--concurrency", "256", "--seconds", str(a.seconds)])
+                               "--concurrency", "256", "--seconds", str(a.seconds),
+                               "--ids", ids])
             cluster.signal_all(signal.SIGUSR2)
             cpu1 = cluster.cpu()
             time.sleep(0.5)  # the probes write their files
@@ -159,10 +163,20 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
             run["cpu_us"] = cpu_per_task(cpu1, cpu0, run)
             run["stages"] = cluster.samples()
             run["load"] = os.getloadavg()[0]
-            results[spec] = run
+            results[key_of(a, spec, ids)] = run
     finally:
         cluster.stop()
     return results
+
+
+def run_keys(a: argparse.Namespace) -> list[tuple[str, str]]:
+    """(rate spec, who names the tasks) for each run on one cluster, both kinds of ids
+    back to back at each rate when ``--ids`` names both."""
+    return [(spec, ids) for spec in a.rates.split(",") for ids in a.ids.split(",")]
+
+
+def key_of(a: argparse.Namespace, spec: str, ids: str) -> str:
+    return spec if "," not in a.ids else f"{spec}/{ids}"
 
 
 def cpu_per_task(cpu1: dict, cpu0: dict, run: dict) -> dict[str, float]:
@@ -171,6 +185,21 @@ def cpu_per_task(cpu1: dict, cpu0: dict, run: dict) -> dict[str, float]:
     out = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in ("scheduler0", "agents", "loadstore")}
     out["loadgen"] = run["cpu_s"] * 1e6 / n
     return out
+
+
+def report_ids(res: dict, specs: list[str]) -> None:
+    """Made ids (claim and enqueue together) against given ids (claim, then enqueue),
+    run back to back on the same cluster."""
+    for spec in dict.fromkeys(s.split("/")[0] for s in specs):
+        c, m = res.get(f"{spec}/client"), res.get(f"{spec}/server")
+        by_ids = res.get(spec, {}).get("by_ids", {})
+        if "client" in by_ids and "server" in by_ids:  # --ids alternate
+            c, m = by_ids["client"], by_ids["server"]
+        if c and m:
+            print(f"   {spec}: ids made by the scheduler / given by the client: p50 "
+                  f"{m['p50_ms']:.2f} / {c['p50_ms']:.2f} ms = {m['p50_ms'] / c['p50_ms']:.2f}x, "
+                  f"p99 {m['p99_ms']:.2f} / {c['p99_ms']:.2f} ms = "
+                  f"{m['p99_ms'] / c['p99_ms']:.2f}x")
 
 
 def report(res: dict, specs: list[str]) -> None:
@@ -212,6 +241,12 @@ def main() -> None:
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--b", type=int, default=80)
     p.add_argument("--baseline-tree", default="", metavar="DIR")
+    p.add_argument("--ids", default="client",
+                   choices=("client", "server", "alternate", "client,server", "server,client"),
+                   help="who names the tasks of the rate runs (server: the scheduler makes "
+                        "the ids, so claim and enqueue go out together); both: each rate "
+                        "runs with each, back to back on the same cluster; alternate: "
+                        "request by request in one run, latencies reported apart")
     a = p.parse_args()
     a.profile, a.profile_target, a.profiler = "", "scheduler", "cprofile"  # Cluster's fields
     trees = [(REPO, "this tree")]
@@ -220,12 +255,13 @@ def main() -> None:
         if not (base / "dodoor").is_dir():
             p.error(f"--baseline-tree {a.baseline_tree!r} holds no dodoor package")
         trees.insert(0, (base, f"baseline {base}"))
-    specs = a.rates.split(",")
+    specs = [key_of(a, spec, ids) for spec, ids in run_keys(a)]
     rows: list[dict] = []
     for r in range(a.rounds):
         for tree, label in (trees if r % 2 == 0 else trees[::-1]):
             res = one_tree(a, tree, f"{label}, round {r + 1}")
             report(res, specs)
+            report_ids(res, specs)
             res["tree"] = label
             rows.append(res)
     if len(trees) > 1:

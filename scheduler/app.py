@@ -220,9 +220,10 @@ async def submit(request: web.Request) -> web.Response:
     placer = state.placer
     assert placer is not None
     body = await request.read()
+    made: set[str] = set()
     try:
         tasks, batch = parse_submission(body, request.content_type if body else "",
-                                        state.settings.max_batch)
+                                        state.settings.max_batch, made)
         placer.check_fits(tasks, batch)
     except BodyError as exc:
         return json_error(exc.status, exc.field, exc.reason)
@@ -233,7 +234,7 @@ async def submit(request: web.Request) -> web.Response:
     except NoNodesError as exc:
         return json_error(503, "cluster", str(exc))
     snapshot_age_ms = state.view.age_ms(state.clock.now_ms())
-    placements = await placer.place(tasks)
+    placements = await placer.place(tasks, made)
     state.metrics.submitted(placements, time.monotonic() - started, snapshot_age_ms)
     body_out = {"placements": [p.as_dict() for p in placements]}
     conflicts = [i for i, p in enumerate(placements) if p.conflict]

@@ -47,11 +47,16 @@ class Claims:
         self._in_flight = False
         self._senders = BackgroundTasks()
 
-    async def claim(self, ids: list[str]) -> Claimed:
-        """Claim ``ids``; the store's verdict per id, or what the agents hold."""
+    async def claim(self, ids: list[str], made_here: bool = False) -> Claimed:
+        """Claim ``ids``; the store's verdict per id, or what the agents hold.
+
+        ``made_here``: ids this scheduler generated, which no one else can hold, claimed
+        only so that the store's index names their owner before any agent reports them
+        (docs/guarantees.md "Ids"). Without the store they are not looked up at the
+        agents: the verdict is then empty."""
         if not self.claiming():
             self.skipped += 1
-            return await self.ask_agents(ids)
+            return {} if made_here else await self.ask_agents(ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiting.append((ids, fut))
         if not self._in_flight:
@@ -61,7 +66,7 @@ class Claims:
         verdict = await fut
         if verdict is None:
             self.skipped += 1
-            return await self.ask_agents(ids)
+            return {} if made_here else await self.ask_agents(ids)
         return verdict
 
     async def close(self) -> None:

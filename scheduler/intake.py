@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import msgpack
 
@@ -45,19 +45,31 @@ def decode_body(body: bytes, content_type: str) -> Any:
                     "or application/msgpack")
 
 
-def parse_submission(body: bytes, content_type: str, max_batch: int) -> tuple[list[Task], bool]:
+def parse_submission(body: bytes, content_type: str, max_batch: int,
+                     made: set[str] | None = None) -> tuple[list[Task], bool]:
     """The tasks of a submission and whether it was a batch.
 
-    Ids are generated (uuid4) where absent. Raises :class:`ValidationError`
-    naming the field (``tasks[2].cores``) or :class:`BodyError`.
+    Ids are generated (uuid4) where absent; ``made`` (when given) receives them, since
+    an id made here cannot collide with another scheduler's (scheduler.placer places
+    those without waiting for the claim first). Raises :class:`ValidationError` naming
+    the field (``tasks[2].cores``) or :class:`BodyError`.
     """
     obj = decode_body(body, content_type)
+    make_id = new_task_id if made is None else _recording(made)
     if isinstance(obj, Mapping) and "tasks" in obj:
-        return _parse_batch(obj, max_batch), True
-    return [parse_task(obj, make_id=new_task_id)], False
+        return _parse_batch(obj, max_batch, make_id), True
+    return [parse_task(obj, make_id=make_id)], False
 
 
-def _parse_batch(obj: Mapping, max_batch: int) -> list[Task]:
+def _recording(made: set[str]) -> Callable[[], str]:
+    def make_id() -> str:
+        task_id = new_task_id()
+        made.add(task_id)
+        return task_id
+    return make_id
+
+
+def _parse_batch(obj: Mapping, max_batch: int, make_id: Callable[[], str]) -> list[Task]:
     extra = sorted(str(k) for k in obj if k != "tasks")
     if extra:
         raise ValidationError(extra[0], "unknown field")
@@ -72,7 +84,7 @@ def _parse_batch(obj: Mapping, max_batch: int) -> list[Task]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         try:
-            task = parse_task(item, make_id=new_task_id)
+            task = parse_task(item, make_id=make_id)
         except ValidationError:
             # parsing is deterministic: again with the field prefix for the error
             # (not built for every task that passes)

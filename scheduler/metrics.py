@@ -119,7 +119,8 @@ def make_registry(state: SchedulerState) -> CollectorRegistry:
         "dodoor_scheduler_confirms_total": ("Resubmitted ids confirmed by the node holding them",
                                             placer_count("confirms")),
         "dodoor_scheduler_claims_skipped_total": (
-            "Submissions placed without a cluster-wide claim (load store unreachable)",
+            "Submissions placed without a cluster-wide claim (load store unreachable or the "
+            "claim of ids made here failed)",
             lambda: state.placer.claims.skipped if state.placer is not None else 0),
         "dodoor_scheduler_unplaced_total": (
             "Submitted tasks answered without a node (503 or 409 for them)",

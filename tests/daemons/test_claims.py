@@ -109,3 +109,17 @@ async def test_shutdown_answers_every_caller_in_flight_and_waiting():
     # no verdict from the store: each falls back to asking the agents (none here)
     assert await asyncio.wait_for(asyncio.gather(*callers), 2) == [{}] * 5
     assert claims.skipped == 5
+
+
+async def test_ids_made_here_are_not_looked_up_at_the_agents_when_the_store_fails():
+    store = FakeStore()
+    store.fail_ids = {"m1"}
+    claims = make_claims(store, agents=3)
+    assert await claims.claim(["m1"], made_here=True) == {}
+    claims.claiming = lambda: False  # the store is known to be unreachable
+    assert await claims.claim(["m2"], made_here=True) == {}
+    # no one can hold an id made here: skipped twice, and no agent was asked
+    assert claims.skipped == 2 and store.agent_asks == 0 and store.sent == [("m1",)]
+    assert await claims.claim(["g1"]) == {}  # a given id still asks the agents
+    assert store.agent_asks == 3
+    await claims.close()
