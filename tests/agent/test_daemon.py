@@ -23,14 +23,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(port: int, loadstore: str, journal: str, log_path) -> subprocess.Popen:
+def spawn(port: int, loadstore: str, journal: str, log_path, node_id: str = "node-k",
+          executor: str = "sleep", extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A real agent (2 cores, 1000 MB, 2 slots) reporting to ``loadstore`` every 50 ms."""
     cmd = [sys.executable, "-m", "dodoor", "agent", "--host", "127.0.0.1", "--port", str(port),
-           "--id", "node-k", "--loadstore", loadstore, "--executor", "sleep", "--cores", "2",
-           "--memory-mb", "1000", "--disk-mb", "0", "--slots", "2", "--journal", journal,
-           "--report-interval-ms", "50"]
+           "--id", node_id, "--loadstore", loadstore, "--executor", executor, *extra,
+           "--cores", "2", "--memory-mb", "1000", "--disk-mb", "0", "--slots", "2",
+           "--journal", journal, "--report-interval-ms", "50"]
     env = {**os.environ, "DODOOR_TOKEN": TOKEN}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"),
                             cwd=os.getcwd())
+
+
+async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the agent at ``base`` answers its health check."""
+    try:
+        async with http.get(base + "/healthz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def task_states(http: aiohttp.ClientSession, base: str, ids) -> dict[str, str | None]:
+    """Each id's state as the agent at ``base`` answers it (None: not found)."""
+    out = {}
+    for tid in ids:
+        async with http.get(f"{base}/v1/tasks/{tid}", headers=AUTH) as r:
+            out[tid] = (await r.json())["state"] if r.status == 200 else None
+    return out
 
 
 @pytest.mark.slow
@@ -52,23 +72,12 @@ async def test_sigkill_mid_queue_then_restart_finishes_everything(aiohttp_server
     ids = [f"k{i}" for i in range(8)]
 
     async with aiohttp.ClientSession() as http:
-        async def healthy():
-            try:
-                async with http.get(base + "/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
         async def states():
-            out = {}
-            for tid in ids:
-                async with http.get(f"{base}/v1/tasks/{tid}", headers=AUTH) as r:
-                    out[tid] = (await r.json())["state"] if r.status == 200 else None
-            return out
+            return await task_states(http, base, ids)
 
         proc = spawn(port, loadstore, journal, log_path)
         try:
-            await wait_for(healthy, timeout=20)
+            await wait_for(lambda: healthy(http, base), timeout=20)
             for tid in ids:
                 body = encode(Enqueue(make_task(tid, duration_ms=400.0), "sched-0"))
                 async with http.post(base + "/internal/enqueue", data=body,
@@ -86,7 +95,7 @@ async def test_sigkill_mid_queue_then_restart_finishes_everything(aiohttp_server
 
         proc = spawn(port, loadstore, journal, log_path)
         try:
-            await wait_for(healthy, timeout=20)
+            await wait_for(lambda: healthy(http, base), timeout=20)
             final = await wait_for(lambda: _all_done(states), timeout=20)
             assert set(final.values()) == {"succeeded"}
             async with http.get(base + "/metrics", headers=AUTH) as r:

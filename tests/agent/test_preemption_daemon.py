@@ -7,10 +7,7 @@ adopts the high task (or records the exit status it left), runs the low one agai
 task's processes never ran as two copies at once.
 """
 
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
 import pytest
@@ -18,17 +15,7 @@ from aiohttp import web
 
 from dodoor.wire import CONTENT_TYPE, Enqueue, encode
 from tests.agent.conftest import make_task, wait_for
-from tests.agent.test_daemon import AUTH, TOKEN, free_port
-
-
-def spawn(port: int, loadstore: str, journal: str, log_path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "dodoor", "agent", "--host", "127.0.0.1", "--port", str(port),
-           "--id", "node-p", "--loadstore", loadstore, "--executor", "process", "--preempt",
-           "--cores", "2", "--memory-mb", "1000", "--disk-mb", "0", "--slots", "2",
-           "--journal", journal, "--report-interval-ms", "50"]
-    return subprocess.Popen(cmd, env={**os.environ, "DODOOR_TOKEN": TOKEN},
-                            stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"),
-                            cwd=os.getcwd())
+from tests.agent.test_daemon import AUTH, free_port, healthy, spawn, task_states
 
 
 def _lines(path) -> list[str]:
@@ -57,19 +44,10 @@ async def test_sigkill_right_after_a_preemption_recovers_one_consistent_state(
     seen: dict[str, set] = {"low": set(), "high": set()}
 
     async with aiohttp.ClientSession() as http:
-        async def healthy():
-            try:
-                async with http.get(base + "/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
         async def states():
-            out = {}
-            for tid in seen:
-                async with http.get(f"{base}/v1/tasks/{tid}", headers=AUTH) as r:
-                    out[tid] = (await r.json())["state"] if r.status == 200 else None
-                seen[tid].add(out[tid])
+            out = await task_states(http, base, seen)
+            for tid, state in out.items():
+                seen[tid].add(state)
             return out
 
         async def submit(task):
@@ -82,9 +60,10 @@ async def test_sigkill_right_after_a_preemption_recovers_one_consistent_state(
             s = await states()
             return s == {"low": "queued", "high": "running"} and len(_lines(high_runs)) == 1
 
-        proc = spawn(port, loadstore, journal, log_path)
+        proc = spawn(port, loadstore, journal, log_path, node_id="node-p", executor="process",
+                     extra=("--preempt",))
         try:
-            await wait_for(healthy, timeout=20)
+            await wait_for(lambda: healthy(http, base), timeout=20)
             await submit(low)
             await wait_for(lambda: len(_lines(low_runs)) == 1, timeout=10)
             await submit(high)
@@ -95,9 +74,10 @@ async def test_sigkill_right_after_a_preemption_recovers_one_consistent_state(
             if proc.poll() is None:
                 proc.kill()
 
-        proc = spawn(port, loadstore, journal, log_path)
+        proc = spawn(port, loadstore, journal, log_path, node_id="node-p", executor="process",
+                     extra=("--preempt",))
         try:
-            await wait_for(healthy, timeout=20)
+            await wait_for(lambda: healthy(http, base), timeout=20)
             async def done():
                 s = await states()
                 return s if all(v in ("succeeded", "failed", "lost") for v in s.values()) else None
