@@ -12,6 +12,10 @@ daemon — membership and task index. Pure: times are passed in.
   since the last push, :meth:`LoadState.count` says a push is due and the
   count restarts (an adaptive b is re-chosen at that moment).
 * Every snapshot taken gets the next version (:meth:`LoadState.next_seq`).
+* A report that changes what a snapshot would show sets ``changed`` until the
+  next snapshot is taken: the daemon's refresh push (docs/daemons.md,
+  "Snapshots") reads it, so a view that hides a placement, or still counts
+  tasks that ended, is corrected while nothing is placed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class LoadState:
         self.placements = 0  # every placement counted
         self.since_push = 0  # placements counted since the last push
         self.seq = 0  # version of the last snapshot taken
+        self.changed = False  # a report changed a row since the last snapshot taken
 
     @property
     def n_rows(self) -> int:
@@ -65,6 +70,9 @@ class LoadState:
 
     def report(self, rows: Sequence[int], states: np.ndarray | Sequence[Sequence[float]]) -> None:
         """Install the nodes' reported states (one row each); their deltas are dropped."""
+        if not self.changed:
+            self.changed = not np.array_equal(self.view(rows), np.asarray(states, np.float64)
+                                              .reshape(len(rows), N_STATE))
         self.reported[rows] = states
         self.since[rows] = 0.0
 
@@ -93,4 +101,5 @@ class LoadState:
     def next_seq(self) -> int:
         """The version of a snapshot taken now: one more than the last one's."""
         self.seq += 1
+        self.changed = False
         return self.seq

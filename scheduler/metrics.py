@@ -137,8 +137,8 @@ def make_registry(state: SchedulerState) -> CollectorRegistry:
         # Snapshots come every b placements cluster-wide, so on an idle cluster this
         # grows without bound by design: for dashboards, not alerts (docs/operations.md).
         "dodoor_scheduler_snapshot_age_seconds": (
-            "Seconds since the last snapshot; grows while nothing is placed (absent before "
-            "the first)", snapshot_age_s),
+            "Seconds since the last snapshot; grows while nothing is placed and nothing "
+            "changes (absent before the first)", snapshot_age_s),
     })
     return daemon_registry(MessageCollector(state.counter), counters, gauges,
                            _Histograms(state.metrics), _Fallback(state))

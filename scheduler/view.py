@@ -17,8 +17,9 @@ from dodoor.wire import Deltas, Snapshot, SnapshotDelta
 # and a reader who does not know that takes finished tasks for running ones.
 VIEW_ABOUT = ("this scheduler's cached view: the load store's last snapshot plus this "
               "scheduler's own placements since. Snapshots are pushed every b placements "
-              "cluster-wide, so while nothing is placed the view is not refreshed and tasks "
-              "that ended since still count (see snapshot_age_ms). The load store's "
+              "cluster-wide, and while nothing is placed only when the nodes' reports change "
+              "their state, at most every refresh_ms of the load store (1 s by default), so "
+              "the view may be that old (see snapshot_age_ms). The load store's "
               "GET /v1/nodes has each node's last report.")
 
 

@@ -47,6 +47,7 @@ class Pusher:
         self._wanted: set[str] = set()
         self._event = asyncio.Event()
         self.pushes = 0
+        self.last_push_ms = store.clock.now_ms()  # when the last snapshot was taken
         self.push_failures = 0  # ever, for /metrics (``failures`` counts runs per scheduler)
 
     def register(self, msg: Register) -> None:
@@ -83,6 +84,7 @@ class Pusher:
                        if sid in self.schedulers]
             if not targets:
                 continue
+            self.last_push_ms = self.store.clock.now_ms()
             if self.store.publisher is None:
                 data = encode(self.store.snapshot())
                 await asyncio.gather(*(self._push(sid, url, data) for sid, url in targets))
@@ -183,6 +185,8 @@ def create_app(settings: LoadStoreSettings, clock: Clock | None = None,
                 loops.spawn(ls.mover.run(), name="move-orders")
             if expiry_loop:
                 loops.spawn(_expiry(ls), name="dead-node-expiry")
+                if settings.refresh_ms > 0:
+                    loops.spawn(_refresh(ls), name="snapshot-refresh")
             log.info("load store starting: b=%d dead_after_ms=%.0f", settings.b,
                      settings.dead_after_ms)
             yield
@@ -208,6 +212,22 @@ async def expire_now(ls: LoadStoreApp) -> bool:
         ls.pusher.request()
         return True
     return False
+
+
+def refresh_now(ls: LoadStoreApp) -> bool:
+    """Ask for a push when reports changed the state and no snapshot went out for
+    ``refresh_ms``; True if one was asked for."""
+    idle_ms = ls.clock.now_ms() - ls.pusher.last_push_ms
+    if ls.store.loads.changed and idle_ms >= ls.settings.refresh_ms:
+        ls.pusher.request()
+        return True
+    return False
+
+
+async def _refresh(ls: LoadStoreApp) -> None:
+    while True:
+        await asyncio.sleep(ls.settings.refresh_ms / 2000.0)
+        refresh_now(ls)
 
 
 async def _expiry(ls: LoadStoreApp) -> None:

@@ -23,6 +23,11 @@ class LoadStoreSettings:
                      type=bounded(int, 1))
     dead_after_ms: float = setting(
         3000.0, "a node silent this long is declared dead and its tasks lost")
+    # b-counted pushes follow placements; this one follows reports, so a view that a
+    # report corrected (a placement it hid, tasks that ended) is not kept while idle
+    refresh_ms: float = setting(
+        1000.0, "push a snapshot when reports changed the nodes' state and none went out "
+                "for this long; 0: only every b placements (default %(default)s)")
     token: str | None = None
     push_timeout_ms: float = 2000.0
     # A scheduler that failed this many pushes in a row is forgotten; it
@@ -58,6 +63,8 @@ class LoadStoreSettings:
         check_positive(self, ("dead_after_ms", "push_timeout_ms", "forget_after_failures",
                               "max_body_bytes", "index_entries", "claim_ttl_ms",
                               "rebalance_min_queue"))
+        if not self.refresh_ms >= 0:  # NaN too
+            raise ValidationError("refresh_ms", f"must be >= 0, got {self.refresh_ms}")
         if self.rebalance_least_wait_ms < 0:
             raise ValidationError("rebalance_least_wait_ms",
                                   f"must be >= 0, got {self.rebalance_least_wait_ms}")

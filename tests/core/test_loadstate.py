@@ -67,3 +67,22 @@ def test_grow_keeps_rows_and_adds_zeros():
 def test_b_below_one_is_named():
     with pytest.raises(ValueError, match="b must be >= 1, got 0"):
         LoadState(1, b=0)
+
+
+def test_changed_is_set_by_a_report_that_changes_the_view_and_cleared_by_a_snapshot():
+    state = LoadState(2, b=80)
+    assert not state.changed
+    state.report([0, 1], [[0] * N_STATE, [0] * N_STATE])  # what the zero rows already show
+    assert not state.changed
+    state.add_deltas([0], np.ones((1, N_STATE)))
+    state.report([0], [[1] * N_STATE])  # the report counts what the delta did: same view
+    assert not state.changed
+    state.report([1], [[0, 0, 0, 1, 0]])
+    assert state.changed
+    state.report([1], [[0, 0, 0, 1, 0]])
+    assert state.changed  # until a snapshot is taken
+    state.next_seq()
+    assert not state.changed
+    state.add_deltas([0], np.ones((1, N_STATE)))
+    state.report([0], [[1] * N_STATE])  # the report supersedes a delta it does not count
+    assert state.changed

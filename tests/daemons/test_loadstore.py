@@ -16,7 +16,7 @@ from dodoor.wire import (
     CONTENT_TYPE, Deltas, NodeState, Register, ReportAck, Snapshot, decode, encode,
 )
 from scheduler.loadstore.state import LoadStoreState
-from scheduler.loadstore.app import LOADSTORE, create_app, expire_now
+from scheduler.loadstore.app import LOADSTORE, create_app, expire_now, refresh_now
 from scheduler.loadstore.settings import LoadStoreSettings
 from tests.daemons.conftest import free_port, wait_for
 
@@ -305,3 +305,30 @@ async def test_healthz_names_the_role_and_process(loadstore):
     health = await (await client.get("/healthz")).json()
     assert (health["role"], health["instance"], health["pid"]) == ("loadstore", ls.instance,
                                                                     os.getpid())
+
+
+async def test_a_report_that_changes_the_state_is_pushed_after_refresh_ms_without_placements(
+        loadstore, aiohttp_server):
+    """A snapshot may hide a placement (its delta was superseded by a report sent before
+    the agent had the task); with nothing else placed, only the refresh corrects it."""
+    client, ls, clock = await loadstore(b=80, refresh_ms=1000)
+    fake, url = await start_scheduler(aiohttp_server)
+    await client.post("/internal/node_state", data=encode(node_state("n1")), headers=MSGPACK)
+    await client.post("/internal/register", data=encode(Register("scheduler", "s", url)),
+                      headers=MSGPACK)
+    await wait_for(lambda: len(fake.snapshots) == 1)
+    assert not ls.store.loads.changed and not refresh_now(ls)
+    beat = dataclasses.replace(node_state("n1", seq=2), heartbeat=True)  # same state
+    await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)
+    clock.advance(5000)
+    assert not refresh_now(ls)  # idle and unchanged: nothing to push
+    await client.post("/internal/node_state", data=encode(node_state("n1", seq=3, tasks=1)),
+                      headers=MSGPACK)
+    ls.pusher.last_push_ms = clock.now_ms() - 999
+    assert not refresh_now(ls)  # a push went out less than refresh_ms ago
+    clock.advance(1)
+    assert refresh_now(ls)
+    await wait_for(lambda: len(fake.snapshots) == 2)
+    assert fake.snapshots[1].state[:, 3].tolist() == [1.0]
+    assert not ls.store.loads.changed and not refresh_now(ls)  # that push took the change
+    assert ls.counter.counts["snapshot"] == 2
