@@ -31,6 +31,7 @@ BEFORE = {
                   "--fallback-window-ms": 10.0, "--fallback-window-tasks": 16,
                   "--fallback-nodes": 64},
     "loadstore": {"--host": "127.0.0.1", "--port": 8090, "--b": 80, "--dead-after-ms": 3000.0,
+                  "--refresh-ms": 1000.0,
                   "--adaptive-b-target-ms": 0.0, "--delta-snapshots": False,
                   "--state-file": "dodoor-loadstore.json", "--index-entries": 1000000,
                   "--claim-ttl-ms": 60000.0, "--rebalance": False, "--rebalance-min-queue": 2},
