@@ -172,8 +172,9 @@ class TaskStatus:
 
 @message("task_statuses")
 class TaskStatuses:
-    """Agent → scheduler, the answer to a :class:`~dodoor.wire_scheduler_store.Lookup` at ``POST /internal/status``:
-    the status of each asked id it holds, and the asked ids it does not know."""
+    """Agent → scheduler, the answer to a :class:`~dodoor.wire.Lookup` at
+    ``POST /internal/status``: the status of each asked id it holds, and the asked ids
+    it does not know."""
 
     statuses: tuple[TaskStatus, ...]
     missing: tuple[str, ...] = ()
