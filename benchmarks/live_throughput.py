@@ -11,7 +11,9 @@ generator in a separate process against scheduler 0:
    accepted the enqueue);
 4. scheduling messages per task by type, from the daemons' /metrics.
 
-The single-task latency stage by stage: ``benchmarks/submit_latency.py``.
+The single-task latency stage by stage: ``benchmarks/submit_latency.py``. The cluster,
+its CPU and message figures are ``live_cluster.py``; the load generator, run as
+``live_throughput.py loadgen``, is ``live_loadgen.py``.
 
 Usage: python benchmarks/live_throughput.py [--seconds 5] [--batch 500]
        [--policy dodoor] [--agents 16] [--schedulers 2] [--profile OUT]
@@ -25,279 +27,26 @@ from pyinstrument).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+# benchmarks/ is on sys.path when this file runs as a script
+from live_cluster import Cluster, measured, messages, print_cpu, run_loadgen
+
 REPO = Path(__file__).resolve().parents[1]
-TASK = {"cores": 0.01, "memory_mb": 1, "duration_ms": 1}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read().decode()
-
-
-class Cluster:
-    """The daemons, started and stopped as processes."""
-
-    def __init__(self, args: argparse.Namespace, workdir: Path, null: bool) -> None:
-        self.args = args
-        self.null = null
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-        self.loadstore = ""
-        self.schedulers: list[str] = []
-        self.agents: list[str] = []
-
-    def _spawn(self, argv: list[str], port: int, null: bool = False,
-               profiled: bool = False) -> str:
-        log = open(self.workdir / f"{argv[0]}-{port}.log", "wb")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        cmd = ([sys.executable, __file__, "nullagent", *argv[1:]] if null else
-               [sys.executable, __file__, "profiled", self.args.profiler, self.args.profile,
-                "--log-level", "WARNING", *argv] if profiled else
-               [sys.executable, "-m", "dodoor", "--log-level", "WARNING", *argv])
-        self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT))
-        return f"http://127.0.0.1:{port}"
-
-    def _wait(self, url: str, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                get(url + "/healthz")
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"{url} did not come up; logs in {self.workdir}")
-
-    def start(self) -> None:
-        a = self.args
-        port = free_port()
-        self.loadstore = self._spawn(["loadstore", "--port", str(port), "--b", str(a.b),
-                                      "--state-file", str(self.workdir / "loadstore.json")], port)
-        self._wait(self.loadstore)
-        for i in range(a.agents):
-            port = free_port()
-            if self.null:
-                self.agents.append(self._spawn(
-                    ["agent", "--port", str(port), "--id", f"node-{i:02d}", "--loadstore",
-                     self.loadstore], port, null=True))
-                continue
-            self.agents.append(self._spawn(
-                ["agent", "--port", str(port), "--id", f"node-{i:02d}", "--loadstore",
-                 self.loadstore, "--cores", "64", "--memory-mb", "262144", "--disk-mb", "0",
-                 "--slots", "64", "--executor", "sleep", "--sleep-scale", "0",
-                 "--journal", str(self.workdir / f"node-{i}.sqlite")], port,
-                profiled=bool(a.profile) and a.profile_target == "agent" and i == 0))
-        for i in range(a.schedulers):
-            port = free_port()
-            params = [x for p in a.param for x in ("--param", p)]
-            self.schedulers.append(self._spawn(
-                ["scheduler", "--port", str(port), "--id", f"sched-{i}", "--loadstore",
-                 self.loadstore, "--policy", a.policy, "--seed", str(i), *params], port,
-                profiled=bool(a.profile) and a.profile_target == "scheduler" and i == 0))
-        for url in self.agents + self.schedulers:
-            self._wait(url)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            views = [json.loads(get(s + "/v1/nodes")) for s in self.schedulers]
-            if all(len(v["nodes"]) == a.agents for v in views):
-                return
-            time.sleep(0.1)
-        raise TimeoutError("schedulers never saw every agent")
-
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far: scheduler 0, the other schedulers, agents, load store."""
-        a = self.args
-        secs = [cpu_seconds(p.pid) for p in self.procs]
-        return {"scheduler0": secs[1 + a.agents],
-                "scheduler0_kernel": cpu_seconds(self.procs[1 + a.agents].pid, kernel_only=True),
-                "other_schedulers": sum(secs[2 + a.agents:]),
-                "agents": sum(secs[1:1 + a.agents]),
-                "agents_kernel": sum(cpu_seconds(p.pid, kernel_only=True)
-                                     for p in self.procs[1:1 + a.agents]),
-                "loadstore": secs[0]}
-
-    def profile(self, sig: int, phase: bool = True) -> None:
-        """Signal the profiled scheduler (scheduler 0) to start or write its profile."""
-        if self.args.profile and phase:
-            self.procs[1 if self.args.profile_target == "agent" else 1 + self.args.agents
-                       ].send_signal(sig)
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
-    """User + system (or system only) CPU of a process so far (Linux /proc), 0 if unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Messages by type at one component, sent and received together."""
-    out: dict[str, float] = {}
-    line = r'^dodoor_messages_total\{(?:direction="\w+",)?type="(\w+)"\} ([0-9.e+]+)$'
-    for m in re.finditer(line, get(url + "/metrics"), re.M):
-        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
-    return out
-
-
-def messages(cluster: Cluster) -> dict[str, float]:
-    """Sent scheduling messages: schedulers' own, plus the store's pushes and received reports."""
-    total: dict[str, float] = {}
-    for url in cluster.schedulers:
-        for kind, n in scrape(url).items():
-            if kind not in ("snapshot", "confirm"):  # counted where they are sent
-                total[kind] = total.get(kind, 0.0) + n
-    store = scrape(cluster.loadstore)
-    for kind in ("snapshot", "node_state"):
-        total[kind] = store.get(kind, 0.0)
-    return total
-
-
-def run_loadgen(argv: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "loadgen", *argv], cwd=REPO,
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-# -- the load generator (its own process) -----------------------------------
-
-async def _loadgen(a: argparse.Namespace) -> dict:
-    import aiohttp
-    import msgpack
-
-    url = a.url + "/v1/tasks"
-    connector = aiohttp.TCPConnector(limit=a.concurrency)
-    placed = 0
-    errors = 0
-    latencies: list[float] = []
-    by_ids: dict[str, list[float]] = {"client": [], "server": []}
-    cpu_start = time.process_time()
-    counter = iter(range(10**12))
-    run_id = os.urandom(4).hex()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def submit(n: int) -> None:
-            nonlocal placed, errors
-            seq = next(counter)
-            # alternate: every other request leaves the ids to the scheduler
-            named = a.ids == "client" or (a.ids == "alternate" and seq % 2 == 0)
-            tasks = ([{**TASK, "id": f"{run_id}-{seq}-{j}"} for j in range(n)]
-                     if named else [TASK] * n)
-            if a.mode == "batch":
-                data = msgpack.packb({"tasks": tasks})
-                headers = {"Content-Type": "application/msgpack"}
-            else:
-                data = json.dumps(tasks[0]).encode()
-                headers = {"Content-Type": "application/json"}
-            t0 = time.perf_counter()
-            if a.mode == "healthz":  # the control: one HTTP hop, no placement
-                async with session.get(a.url + "/healthz") as resp:
-                    await resp.read()
-                    placed += 1
-                    latencies.append(time.perf_counter() - t0)
-                return
-            async with session.post(url, data=data, headers=headers) as resp:
-                await resp.read()
-                if resp.status == 202:
-                    placed += n
-                    latencies.append(time.perf_counter() - t0)
-                    by_ids["client" if named else "server"].append(latencies[-1])
-                else:
-                    errors += 1
-
-        n = a.batch if a.mode == "batch" else 1
-        start = time.perf_counter()
-        end = start + a.seconds
-        if a.rate:  # open loop: a request every 1/rate seconds
-            pending: set[asyncio.Task] = set()
-            i = 0
-            while True:
-                due = start + i / a.rate
-                if due >= end:
-                    break
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(submit(n))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                i += 1
-            await asyncio.gather(*pending)
-        else:
-            async def worker() -> None:
-                while time.perf_counter() < end:
-                    await submit(n)
-
-            await asyncio.gather(*(worker() for _ in range(a.concurrency)))
-        elapsed = time.perf_counter() - start
-    def q(p: float, xs: list[float] = latencies) -> float:
-        xs.sort()
-        return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000.0 if xs else float("nan")
-
-    return {"placed": placed, "errors": errors, "seconds": elapsed,
-            "tasks_per_s": placed / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99),
-            "cpu_s": time.process_time() - cpu_start,
-            "by_ids": {k: {"n": len(xs), "p50_ms": q(0.50, xs), "p99_ms": q(0.99, xs)}
-                       for k, xs in by_ids.items() if xs}}
-
-
-def loadgen_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--url", required=True)
-    p.add_argument("--mode", choices=("batch", "single", "healthz"), default="batch")
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--rate", type=float, default=0.0, help="open-loop requests/s (0: closed)")
-    p.add_argument("--ids", choices=("client", "server", "alternate"), default="client",
-                   help="server: send no ids, the scheduler makes them; alternate: every "
-                        "other request (latencies reported apart)")
-    a = p.parse_args(argv)
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(_loadgen(a))))
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        from live_loadgen import loadgen_main
+
         loadgen_main(sys.argv[2:])
         return
-    import live_tools  # benchmarks/ is on sys.path when this file runs as a script
+    import live_tools
 
     if len(sys.argv) > 1 and sys.argv[1] in live_tools.HELPERS:
         live_tools.HELPERS[sys.argv[1]](sys.argv[2:])
@@ -334,25 +83,6 @@ def main() -> None:
         from live_tools import compare_dask
 
         compare_dask(a, placed, rate)
-
-
-def measured(cluster: Cluster, argv: list[str]) -> dict:
-    """A load generator run, with each process group's CPU per placed task (``cpu_us``)."""
-    cpu0 = cluster.cpu()
-    out = run_loadgen(argv)
-    cpu1 = cluster.cpu()
-    n = max(out["placed"], 1)
-    out["cpu_us"] = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in cpu0}
-    out["cpu_us"]["loadgen"] = out["cpu_s"] * 1e6 / n
-    return out
-
-
-def print_cpu(name: str, run: dict) -> None:
-    used = run["cpu_us"]
-    print(f"  CPU per placed task ({name}): " + ", ".join(
-        f"{k} {v:.0f} us" for k, v in used.items()) +
-        f"; scheduler 0 alone would place {1e6 / max(used['scheduler0'], 1e-9):,.0f} "
-        "tasks/s on one free core")
 
 
 def measure(a: argparse.Namespace, null: bool) -> tuple[int, float]:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from live_throughput import Cluster, get, run_loadgen
+from live_cluster import Cluster, get, run_loadgen
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import time
 
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from dodoor.settings import PolicySettings
-from dodoor.resources import Task
-from dodoor.wire import CONTENT_TYPE, Enqueue, Snapshot, encode
+from dodoor.wire import CONTENT_TYPE, Snapshot, encode
 from scheduler.app import STATE, create_app
 from scheduler.loadstore.app import LOADSTORE
 from scheduler.loadstore.app import create_app as create_loadstore
@@ -84,19 +79,6 @@ def make_stack(aiohttp_server, aiohttp_client, fake_agents):
         return stack
 
     return build
-
-
-@pytest.fixture
-def fuzz_stack(make_stack):
-    """One stack reused across hypothesis examples (built on first use)."""
-    built: list[Stack] = []
-
-    async def get() -> Stack:
-        if not built:
-            built.append(await make_stack())
-        return built[0]
-
-    return get
 
 
 async def test_single_task_is_placed_and_forwarded(make_stack):
@@ -209,86 +191,6 @@ async def test_resubmission_returns_existing_placement(make_stack):
     assert [a.node_id for a in holders] == [first["placements"][0]["node"]]
 
 
-@pytest.mark.parametrize(
-    "payload, status, field, reason",
-    [
-        ({**TASK, "cores": -1}, 400, "cores", "must be > 0, got -1"),
-        ({**TASK, "cores": 0}, 400, "cores", "must be > 0, got 0"),
-        ({**TASK, "memory_mb": 1.5}, 400, "memory_mb", "must be a whole number, got 1.5"),
-        ({**TASK, "cores": "2"}, 400, "cores", "must be a number, got str"),
-        ({**TASK, "cores": True}, 400, "cores", "must be a number, got bool"),
-        ({**TASK, "bogus": 1}, 400, "bogus", "unknown field"),
-        ({"memory_mb": 5}, 400, "cores", "is required"),
-        ({"tasks": [TASK, TASK, {**TASK, "cores": -1}]}, 400, "tasks[2].cores",
-         "must be > 0, got -1"),
-        ({"tasks": [{**TASK, "id": "a"}, {**TASK, "id": "a"}]}, 400, "tasks[1].id",
-         "duplicate id 'a' (also tasks[0].id)"),
-        ({"tasks": [TASK, {**TASK, "priority": 7}]}, 400, "tasks[1].priority",
-         "must be in 0..3, got 7"),
-        ({"tasks": [{**TASK, "priority": "high"}]}, 400, "tasks[0].priority",
-         "must be a number, got str"),
-        ({"tasks": []}, 400, "tasks", "must not be empty"),
-        ({"tasks": {}}, 400, "tasks", "must be a list, got dict"),
-        ({"tasks": [TASK], "extra": 1}, 400, "extra", "unknown field"),
-        ([1, 2], 400, "task", "must be an object, got list"),
-        ({**TASK, "cores": 100}, 422, "cores", "requested 100 but the largest node has 8"),
-        ({"tasks": [TASK, {**TASK, "memory_mb": 10**6}]}, 422, "tasks[1].memory_mb",
-         "requested 1000000 but the largest node has 65536"),
-    ],
-)
-async def test_validation_errors_name_the_field(make_stack, payload, status, field, reason):
-    stack = await make_stack()
-    got_status, body = await stack.post(payload)
-    assert (got_status, body) == (status, {"error": {"field": field, "reason": reason}})
-    got_status, body = await stack.post(payload, msgpack_body=True)
-    assert (got_status, body["error"]["field"]) == (status, field)
-    assert sum(a.enqueue_posts for a in stack.agents) == 0
-
-
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
-async def test_non_finite_numbers_rejected(make_stack, literal):
-    stack = await make_stack()
-    data = '{"cores": %s, "memory_mb": 10}' % literal
-    resp = await stack.client.post("/v1/tasks", data=data,
-                                   headers={"Content-Type": "application/json"})
-    assert resp.status == 400
-    assert (await resp.json())["error"]["field"] == "cores"
-    resp = await stack.client.post("/v1/tasks", headers={"Content-Type": CONTENT_TYPE},
-                                   data=msgpack.packb({"cores": 1, "memory_mb": 10,
-                                                       "duration_ms": math.nan}))
-    assert resp.status == 400
-    assert await resp.json() == {"error": {"field": "duration_ms",
-                                           "reason": "must be finite, got nan"}}
-
-
-@pytest.mark.parametrize(
-    "data, ctype, status, field",
-    [
-        (b'{"cores": 1,', "application/json", 400, "body"),
-        (b"\xff\xfe", "application/json", 400, "body"),
-        (b"\xc1", CONTENT_TYPE, 400, "body"),
-        (msgpack.packb({1: 2}), CONTENT_TYPE, 400, "body"),
-        (b"cores=1", "text/plain", 415, "content-type"),
-        (b"", "application/json", 400, "body"),
-    ],
-)
-async def test_malformed_bodies(make_stack, data, ctype, status, field):
-    stack = await make_stack()
-    resp = await stack.client.post("/v1/tasks", data=data, headers={"Content-Type": ctype})
-    assert resp.status == status
-    assert (await resp.json())["error"]["field"] == field
-
-
-async def test_body_over_the_cap_is_413_json(make_stack):
-    stack = await make_stack()
-    big = json.dumps({"tasks": [TASK] * 200_000})
-    assert len(big) > 8 * 1024 * 1024
-    resp = await stack.client.post("/v1/tasks", data=big,
-                                   headers={"Content-Type": "application/json"})
-    assert resp.status == 413
-    assert (await resp.json())["error"]["field"] == "body"
-
-
 async def test_deltas_reach_the_load_store_every_k(make_stack):
     stack = await make_stack(k=4)
     for i in range(7):
@@ -358,185 +260,6 @@ async def test_degraded_health_when_load_store_is_gone_and_placement_continues(m
     assert status == 202 and body["placements"][0]["node"].startswith("node-")
 
 
-async def test_task_status_states(make_stack):
-    stack = await make_stack()
-    _, body = await stack.post({**TASK, "id": "st"})
-    node = body["placements"][0]["node"]
-    resp = await stack.client.get("/v1/tasks/st")
-    got = await resp.json()
-    assert resp.status == 200
-    assert (got["state"], got["node"], got["exit_code"], got["finished_ms"]) == (
-        "succeeded", node, 0, 3.0)
-    nope = await stack.client.get("/v1/tasks/nope")
-    assert nope.status == 404 and "load store" in (await nope.json())["error"]["reason"]
-    del stack.by_id(node).enqueued["st"]
-    # a healthy node that does not know the id: not a death, so not ``lost``
-    got = await (await stack.client.get("/v1/tasks/st")).json()
-    assert got["state"] == "unknown" and "does not know" in got["reason"]
-
-
-async def test_task_status_of_another_schedulers_task_goes_through_the_task_index(make_stack):
-    stack = await make_stack()
-    agent = stack.agents[0]
-    # the agent holds an id no scheduler of this stack placed, and reports it
-    agent.enqueued["elsewhere"] = Enqueue(Task("elsewhere", 1.0, 256.0), "sched-other")
-    await agent.report(str(stack.loadstore_server.make_url("")).rstrip("/"), task_ids=("elsewhere",))
-    got = await (await stack.client.get("/v1/tasks/elsewhere")).json()
-    assert (got["state"], got["node"]) == ("succeeded", agent.node_id)
-
-
-async def test_batch_status_asks_each_agent_once_and_names_unknown_ids(make_stack):
-    stack = await make_stack()
-    tasks = [{**TASK, "id": f"b-{i}"} for i in range(12)]
-    status, _ = await stack.post({"tasks": tasks})
-    assert status == 202
-    before = sum(a.status_batches for a in stack.agents)
-    ids = [t["id"] for t in tasks] + ["nope"]
-    resp = await stack.client.post("/v1/tasks/status", json={"ids": ids})
-    got = await resp.json()
-    assert resp.status == 200
-    assert [t["id"] for t in got["tasks"]] == ids[:-1]
-    assert {t["state"] for t in got["tasks"]} == {"succeeded"}
-    assert got["errors"] == [{"id": "nope", "status": 404, "reason": got["errors"][0]["reason"]}]
-    holding = {t["node"] for t in got["tasks"]}
-    assert sum(a.status_batches for a in stack.agents) - before == len(holding)
-    # the single-id call answers the same from the same code
-    one = await (await stack.client.get("/v1/tasks/b-3")).json()
-    assert one == got["tasks"][3]
-
-
-async def test_batch_status_long_poll_waits_until_the_deadline_when_nothing_ends(make_stack):
-    agent = FakeAgent("slow", finish=False)
-    stack = await make_stack([agent])
-    await stack.post({**TASK, "id": "w"})
-    started = time.monotonic()
-    got = await (await stack.client.post("/v1/tasks/status",
-                                         json={"ids": ["w"], "wait_s": 0.6})).json()
-    assert time.monotonic() - started >= 0.55
-    assert got["tasks"][0]["state"] == "queued" and agent.status_batches >= 2
-    agent.finish = True
-    started = time.monotonic()
-    got = await (await stack.client.post("/v1/tasks/status",
-                                         json={"ids": ["w"], "wait_s": 30})).json()
-    assert got["tasks"][0]["state"] == "succeeded" and time.monotonic() - started < 5
-
-
-@pytest.mark.parametrize("body, field", [
-    ({"ids": "x"}, "ids"), ({"ids": [1]}, "ids"), ({"ids": ["a"], "wait_s": -1}, "wait_s"),
-    ({"ids": ["a"], "wait_s": True}, "wait_s"), ([], "body"),
-])
-async def test_batch_status_bad_bodies_name_the_field(make_stack, body, field):
-    stack = await make_stack()
-    resp = await stack.client.post("/v1/tasks/status", json=body)
-    assert resp.status == 400 and (await resp.json())["error"]["field"] == field
-
-
-async def test_logs_come_from_the_agent_holding_the_task(make_stack):
-    stack = await make_stack()
-    _, body = await stack.post({**TASK, "id": "lg"})
-    resp = await stack.client.get("/v1/tasks/lg/logs")
-    got = await resp.json()
-    assert resp.status == 200
-    assert (got["log_tail"], got["node"], got["truncated"]) == (
-        "output of lg\n", body["placements"][0]["node"], False)
-    got = await (await stack.client.get("/v1/tasks/lg/logs?max_bytes=4")).json()
-    assert (got["log_tail"], got["truncated"]) == ("f lg\n"[-4:], True)
-    assert (await stack.client.get("/v1/tasks/nope/logs")).status == 404
-    assert (await stack.client.get("/v1/tasks/lg/logs?max_bytes=0")).status == 400
-
-
-async def test_cancel_answers_cancelled_again_409_for_an_ended_task_and_404_for_unknown(
-        make_stack):
-    agent = FakeAgent("slow", finish=False)
-    stack = await make_stack([agent])
-    await stack.post({**TASK, "id": "c"})
-    for _ in range(2):  # idempotent
-        resp = await stack.client.delete("/v1/tasks/c")
-        got = await resp.json()
-        assert resp.status == 200 and (got["state"], got["node"]) == ("cancelled", "slow")
-    agent.finish = True
-    await stack.post({**TASK, "id": "ended"})
-    resp = await stack.client.delete("/v1/tasks/ended")
-    got = await resp.json()
-    assert resp.status == 409 and got["state"] == "succeeded"
-    assert "succeeded" in got["error"]["reason"]
-    assert (await stack.client.delete("/v1/tasks/nope")).status == 404
-
-
-async def test_task_on_a_node_out_of_view_is_unknown_and_lost_only_once_declared_dead(make_stack):
-    stack = await make_stack()
-    _, body = await stack.post({**TASK, "id": "v"})
-    node = body["placements"][0]["node"]
-    others = [a for a in stack.agents if a.node_id != node]
-
-    async def push(seq: int, dead: tuple[str, ...]) -> dict:
-        snap = Snapshot(seq=seq, node_ids=tuple(a.node_id for a in others),
-                        urls=tuple(a.url for a in others),
-                        capacity=np.array([a.capacity for a in others]),
-                        slots=np.ones(len(others)), state=np.zeros((len(others), 5)), dead=dead)
-        await stack.client.post("/internal/snapshot", data=encode(snap),
-                                headers={"Content-Type": CONTENT_TYPE})
-        return await (await stack.client.get("/v1/tasks/v")).json()
-
-    got = await push(500, ())
-    assert (got["state"], got["node"]) == ("unknown", node) and "not declared dead" in got["reason"]
-    got = await push(501, (node,))
-    assert (got["state"], got["node"]) == ("lost", node) and "declared dead" in got["reason"]
-
-
-async def test_power_of_two_probes_and_picks_the_shorter_queue(make_stack):
-    busy, idle = FakeAgent("busy"), FakeAgent("idle")
-    busy.state = np.array([4, 4096, 0, 5, 5000.0])
-    stack = await make_stack([busy, idle], policy="power-of-two")
-    status, body = await stack.post({"tasks": [{**TASK, "id": f"p-{i}"} for i in range(5)]})
-    assert status == 202
-    assert {p["node"] for p in body["placements"]} == {"idle"}
-    counts = stack.state.counter.counts
-    assert (counts["probe"], counts["probe_reply"], counts["enqueue"]) == (10, 10, 5)
-    assert counts["deltas"] == 0
-
-
-async def test_power_of_two_duration_uses_pending_time(make_stack):
-    a, b = FakeAgent("a"), FakeAgent("b")
-    a.state = np.array([0, 0, 0, 1, 9000.0])
-    b.state = np.array([0, 0, 0, 3, 10.0])
-    stack = await make_stack([a, b], policy="power-of-two-duration")
-    _, body = await stack.post({"tasks": [{**TASK, "id": f"q-{i}"} for i in range(4)]})
-    assert {p["node"] for p in body["placements"]} == {"b"}
-
-
-async def test_sparrow_first_confirm_wins_and_the_other_is_cancelled(make_stack):
-    a, b = FakeAgent("a"), FakeAgent("b")
-    stack = await make_stack([a, b], policy="sparrow")
-    status, body = await stack.post({**TASK, "id": "sp"})
-    assert status == 202 and body["placements"] == [{"id": "sp", "node": None}]
-    assert set(a.reserved) == set(b.reserved) == {"sp"}
-    assert (await stack.client.get("/v1/tasks/sp")).status == 200
-    status, reply = await b.confirm("sp")
-    assert status == 200 and reply.task.task_id == "sp" and reply.task.cores == 1.0
-    await wait_for(lambda: a.cancelled == ["sp"])
-    status, reply = await a.confirm("sp")
-    assert status == 409 and reply["error"]["field"] == "task_id"
-    _, again = await stack.post({**TASK, "id": "sp"})
-    assert again["placements"] == [{"id": "sp", "node": "b"}]
-    counts = stack.state.counter.counts
-    # the resubmission is confirmed by b (a second enqueue, deduplicated there)
-    assert (counts["reserve"], counts["confirm"], counts["enqueue"], counts["cancel"]) == (
-        2, 2, 2, 1)
-
-
-async def test_prequal_feeds_its_probe_pool(make_stack):
-    stack = await make_stack(policy="prequal", probe_rate=2.0)
-    for i in range(5):
-        assert (await stack.post({**TASK, "id": f"pq-{i}"}))[0] == 202
-    await wait_for(lambda: stack.state.counter.counts["probe_reply"] == 10)
-    assert sum(a.probes for a in stack.agents) == 10
-    assert stack.state.placer.policy.pool_size > 0
-    # a batch earns probe_rate probes per task, not per request
-    assert (await stack.post({"tasks": [{**TASK, "id": f"pb-{i}"} for i in range(4)]}))[0] == 202
-    await wait_for(lambda: stack.state.counter.counts["probe_reply"] == 18)
-
-
 async def test_token_required_except_healthz(make_stack):
     stack = await make_stack(token="s3cret")
     assert (await stack.client.get("/healthz")).status == 200
@@ -597,28 +320,6 @@ async def test_load_store_restart_brings_a_new_registration(make_stack, aiohttp_
     health = await (await stack.client.get("/healthz")).json()
     assert health["status"] == "ok"
     assert (await stack.post({**TASK, "id": "after-restart"}))[0] == 202
-
-
-VALUES = st.recursive(
-    st.none() | st.booleans() | st.floats() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=5),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-        st.sampled_from(["id", "cores", "memory_mb", "duration_ms", "tasks", "env", "x"]), c,
-        max_size=4),
-    max_leaves=12)
-
-
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(st.binary(max_size=200), VALUES.map(msgpack.packb),
-                      VALUES.map(lambda v: json.dumps(v).encode())),
-       path=st.sampled_from(["/v1/tasks", "/internal/snapshot", "/internal/confirm"]),
-       ctype=st.sampled_from([CONTENT_TYPE, "application/json"]))
-async def test_no_input_crashes_the_scheduler(fuzz_stack, data, path, ctype):
-    stack = await fuzz_stack()
-    resp = await stack.client.post(path, data=data, headers={"Content-Type": ctype})
-    assert resp.status < 500 or resp.status == 503, await resp.text()
-    if resp.status >= 400:
-        assert "error" in await resp.json()
 
 
 async def test_task_that_stopped_fitting_after_admission_is_reported_not_crashed(make_stack):
