@@ -2,9 +2,10 @@
 
 ``NodeAgent`` glues the pure :class:`~node_agent.queue.TaskQueue` to an
 executor, the journal and (for Sparrow) the scheduler's confirm endpoint. Every
-task it starts is an ``asyncio.Task`` it keeps until the task ends; ``close``
-cancels and awaits whatever is still running, leaving those tasks ``running``
-in the journal so the next start re-runs or adopts them.
+task it starts is an ``asyncio.Task`` it keeps until the task ends, or, on a
+:class:`~node_agent.executor.TimedExecutor` (the sleep executor), a loop timer;
+``close`` cancels and awaits whatever is still running, leaving those tasks
+unfinished in the journal so the next start re-runs or adopts them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dodoor.messages import MessageCounter
 from dodoor.service.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
-from node_agent.executor import Executor, Interrupted, TaskResult
+from node_agent.executor import Executor, Interrupted, TaskResult, TimedExecutor, Timer
 from dodoor.taskstates import CANCELLED, LOST, MOVED, MOVING
 from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
                                 Journal, JournalError, StatusRow)
@@ -75,6 +76,10 @@ class NodeAgent:
         # the executor's part of each job, apart, so a client's cancel stops only that
         self._runs: dict[str, asyncio.Future] = {}
         self._cancels: dict[str, str] = {}  # id -> reason, for runs a client cancelled
+        # A timed executor's tasks are loop timers, not asyncio tasks (cheaper per task).
+        self._timed = executor if isinstance(executor, TimedExecutor) else None
+        self._timers: dict[str, Timer] = {}
+        self._pruning: asyncio.Task | None = None  # a prune a timed task's settling asked for
         self._closing = False
         self._fencing = False
         self._requeue: list[Entry] = []
@@ -222,11 +227,20 @@ class NodeAgent:
     async def close(self) -> None:
         self._closing = True
         await self.preemption.close()
+        self._cancel_timers()
         jobs = list(self._jobs.values())
+        if self._pruning is not None:
+            jobs.append(self._pruning)
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         self._jobs.clear()
+
+    def _cancel_timers(self) -> None:
+        """Stop every timed task with no result (its row stays unfinished)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
 
     # -- requests ---------------------------------------------------------
     async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None,
@@ -295,6 +309,7 @@ class NodeAgent:
         self.lease.revoke()
         self._fencing = True
         try:
+            self._cancel_timers()
             jobs = list(self._jobs.values())
             for job in jobs:
                 job.cancel()
@@ -347,10 +362,9 @@ class NodeAgent:
         entry = self.queue.get(task_id)
         if entry is not None and entry.kind == TASK:
             if self.queue.is_running(task_id):
-                run, job = self._runs.get(task_id), self._jobs.get(task_id)
-                if run is not None and not run.done():
-                    self._cancels[task_id] = reason
-                    run.cancel()
+                job = self.stop_run(task_id, reason) if self.has_run(task_id) else None
+                if job is None:
+                    job = self._jobs.get(task_id)  # stopped already: wait for its end
                 if job is not None:
                     # asyncio.wait: our caller giving up must not cancel the supervisor
                     await asyncio.wait([job])
@@ -406,6 +420,26 @@ class NodeAgent:
         """Start what fits now (after the lease was renewed, say)."""
         self._pump()
 
+    def has_run(self, task_id: str) -> bool:
+        """Whether a run of the task is under way here that ``stop_run`` can stop."""
+        if task_id in self._timers:
+            return True
+        run = self._runs.get(task_id)
+        return run is not None and not run.done() and task_id in self._jobs
+
+    def stop_run(self, task_id: str, reason: str) -> asyncio.Future | None:
+        """Stop a run ``has_run`` found: it ends ``cancelled`` with ``reason`` (unless
+        node_agent.preemption takes the stop as its own). Returns what to wait for
+        until the end is settled (the supervisor, or a timed task's commit); None when
+        there is nothing to wait for."""
+        timer = self._timers.get(task_id)
+        if timer is not None:
+            timer.cancel()
+            return self._timed_end(self.queue.get(task_id), TaskResult(CANCELLED, reason=reason))
+        self._cancels[task_id] = reason
+        self._runs[task_id].cancel()
+        return self._jobs[task_id]
+
     def _pump(self) -> None:
         if self._closing or self._fencing:
             return
@@ -417,9 +451,35 @@ class NodeAgent:
         for entry in self.queue.schedule(self.clock.now_ms()):
             if entry.kind == RESERVATION:
                 self._spawn(entry, self._confirm_then_run(entry))
+            elif self._timed is not None:
+                self._start_timed(entry)
             else:
                 self._spawn(entry, self._run(entry))
         self.preemption.consider()
+
+    def _start_timed(self, entry: Entry) -> None:
+        # the executor's start is not journaled on its own (nothing outlives us)
+        self.queue_wait.observe((entry.started_ms - entry.queued_ms) / 1000.0)
+        self._timers[entry.task_id] = self._timed.start(
+            entry.task, functools.partial(self._timed_end, entry))
+
+    def _timed_end(self, entry: Entry, result: TaskResult) -> asyncio.Future | None:
+        """A timed task ended (its timer fired, or ``stop_run``): the supervisor's end
+        path without a supervisor; the commit's callback settles it. Returns the commit."""
+        task_id = entry.task_id
+        del self._timers[task_id]
+        committed = self._ended(entry, result)
+        if committed is not None:
+            committed.add_done_callback(functools.partial(
+                self._on_committed, task_id, self.committing[task_id], self.incarnation))
+        return committed
+
+    def _on_committed(self, task_id: str, ending: tuple[TaskStatus, str], life: str,
+                      committed: asyncio.Future) -> None:
+        if committed.cancelled():
+            return
+        if self._settled(task_id, ending, life, committed) and self._pruning is None:
+            self._pruning = asyncio.ensure_future(self._prune())  # kept, and ended by close
 
     def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
         # created here, not in the supervisor, so a cancel right after the start finds it
@@ -445,8 +505,20 @@ class NodeAgent:
             self._jobs.pop(task_id, None)
             self._runs.pop(task_id, None)
             self._cancels.pop(task_id, None)
+        committed = self._ended(entry, result)
+        if committed is not None:
+            await self._settle_end(task_id, committed)
+            # After the commit (a crash before it finds the container or exit status and
+            # records it), and after the slot is free: the task's status already reads
+            # its journaled end while a container is removed.
+            await self._forget(task_id)
+
+    def _ended(self, entry: Entry, result: TaskResult | None) -> asyncio.Future | None:
+        """A run ended with ``result`` (None: a reservation released): free its slot,
+        start what fits; returns the future of the end's commit (None: nothing to commit)."""
+        task_id = entry.task_id
         if result is not None and self.preemption.took(task_id, result):
-            return  # stopped for a higher class: node_agent.preemption requeues it
+            return None  # stopped for a higher class: node_agent.preemption requeues it
         committed = None
         if result is not None:
             if entry.started_ms is not None:
@@ -461,12 +533,7 @@ class NodeAgent:
         # Only now, with the slot free: a report built any earlier would still hold it.
         self._changed()
         self._pump()
-        if committed is not None:
-            await self._settle_end(task_id, committed)
-            # After the commit (a crash before it finds the container or exit status and
-            # records it), and after the slot is free: the task's status already reads
-            # its journaled end while a container is removed.
-            await self._forget(task_id)
+        return committed
 
     async def _run(self, entry: Entry) -> TaskResult:
         started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
@@ -565,27 +632,43 @@ class NodeAgent:
 
     async def _settle_end(self, task_id: str, committed: asyncio.Future) -> None:
         ending, life = self.committing[task_id], self.incarnation
-        state = ending[0].state
         try:
             await committed
-            if self.incarnation == life:  # else a fence meanwhile voided this end
-                self.unreported.ended(task_id, state)
-        except JournalError as exc:
+        except JournalError:
+            pass  # _settled reads it from the future
+        if self._settled(task_id, ending, life, committed):
+            await self._prune()
+
+    def _settled(self, task_id: str, ending: tuple[TaskStatus, str], life: str,
+                 committed: asyncio.Future) -> bool:
+        """The end's commit is done (``committed``: its future): the end is final, or,
+        when the journal refused it, served from memory. True when a prune is due."""
+        exc = committed.exception()
+        if exc is not None:
             self.unreported.ended(task_id, None)
             log.error("could not journal the result of %s: %s", task_id, exc)
             # read as ended from now on: its row makes a restart run it again
             self.committing.pop(task_id, None)
             self.unjournaled[task_id] = ending
-            return
+            return False
+        if self.incarnation == life:  # else a fence meanwhile voided this end
+            self.unreported.ended(task_id, ending[0].state)
         self.committing.pop(task_id, None)
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
         if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):
             self._since_prune = 0
-            try:
-                await self.journal.prune(self.keep_finished)
-            except JournalError as exc:
-                log.warning("could not prune the journal: %s", exc)
+            return True
+        return False
+
+    async def _prune(self) -> None:
+        try:
+            await self.journal.prune(self.keep_finished)
+        except JournalError as exc:
+            log.warning("could not prune the journal: %s", exc)
+        finally:
+            if asyncio.current_task() is self._pruning:
+                self._pruning = None
 
     def _changed(self) -> None:
         for listener in self._listeners:
