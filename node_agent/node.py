@@ -164,20 +164,7 @@ class NodeAgent(StatusAnswers, RunSupervision):
     async def close(self) -> None:
         self._closing = True
         await self.preemption.close()
-        self._cancel_timers()
-        jobs = list(self._jobs.values())
-        if self._pruning is not None:
-            jobs.append(self._pruning)
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        self._jobs.clear()
-
-    def _cancel_timers(self) -> None:
-        """Stop every timed task with no result (its row stays unfinished)."""
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        await self._cancel_runs(self._pruning)
 
     # -- requests ---------------------------------------------------------
     async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None,
@@ -246,12 +233,7 @@ class NodeAgent(StatusAnswers, RunSupervision):
         self.lease.revoke()
         self._fencing = True
         try:
-            self._cancel_timers()
-            jobs = list(self._jobs.values())
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
-            self._jobs.clear()
+            await self._cancel_runs()
             reason = (f"node {self.node_id} (life {self.incarnation}) was declared dead by the "
                       "load store; the task was reported lost and will not run here unless resubmitted")
             ids = await self.journal.mark_lost_unfinished(self.clock.now_ms(), reason)

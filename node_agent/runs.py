@@ -61,6 +61,18 @@ class RunSupervision:
     _pruning: asyncio.Task | None
     _requeue: list[Entry]
 
+    async def _cancel_runs(self, *more: asyncio.Task | None) -> None:
+        """Stop every run without giving it an end (a shutdown, or a fence, which then
+        ends the rows itself) and the ``more`` tasks given, and wait for them."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        jobs = [*self._jobs.values(), *(t for t in more if t is not None)]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        self._jobs.clear()
+
     async def cancel_task(self, task_id: str, reason: str) -> TaskStatus | None:
         """A client cancels a task: a queued one never starts, a running one is stopped
         through the executor's cancel path (its process group or container is ended);
