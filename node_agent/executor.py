@@ -112,7 +112,9 @@ class TimedExecutor(Protocol):
     to drop. Besides ``run``, ``start`` arms the wait and returns at once; the loop
     later calls ``on_end`` with the result, unless the returned timer was cancelled
     first (then no result comes: the agent ends the task itself, or leaves it to a
-    restart). The agent runs such tasks with one loop timer each instead of two
-    asyncio tasks (``run`` and its supervisor)."""
+    restart). A wait too short to time returns its result instead of a timer (the
+    task ended at its start; ``on_end`` is not called). The agent runs such tasks
+    with one loop timer each, or none, instead of two asyncio tasks (``run`` and its
+    supervisor)."""
 
-    def start(self, task: Task, on_end: EndHook) -> Timer: ...
+    def start(self, task: Task, on_end: EndHook) -> Timer | TaskResult: ...

@@ -114,17 +114,22 @@ class RunSupervision:
         self._runs[task_id].cancel()
         return self._jobs[task_id]
 
-    def _start_timed(self, entry: Entry) -> None:
+    def _start_timed(self, entry: Entry) -> TaskResult | None:
+        """Start a task on the timed executor; its result when it ended at its start
+        (the caller then ends it: ``_timed_end``), else None (its timer will)."""
         # the executor's start is not journaled on its own (nothing outlives us)
         self.queue_wait.observe((entry.started_ms - entry.queued_ms) / 1000.0)
-        self._timers[entry.task_id] = self._timed.start(
-            entry.task, functools.partial(self._timed_end, entry))
+        started = self._timed.start(entry.task, functools.partial(self._timed_end, entry))
+        if isinstance(started, TaskResult):
+            return started
+        self._timers[entry.task_id] = started
+        return None
 
     def _timed_end(self, entry: Entry, result: TaskResult) -> asyncio.Future | None:
         """A timed task ended (its timer fired, or ``stop_run``): the supervisor's end
         path without a supervisor; the commit's callback settles it. Returns the commit."""
         task_id = entry.task_id
-        del self._timers[task_id]
+        self._timers.pop(task_id, None)  # none for a task that ended at its start
         committed = self._ended(entry, result)
         if committed is not None:
             committed.add_done_callback(functools.partial(

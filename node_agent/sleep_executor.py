@@ -20,6 +20,9 @@ from node_agent.executor import Adopted, EndHook, Interrupted, StartHook, TaskRe
 log = logging.getLogger(__name__)
 WARN_EVERY_S = 10.0  # a trace of such tasks gets one warning per interval, not one per task
 _DONE = TaskResult(SUCCEEDED, exit_code=0)  # frozen: every sleep's result is this one
+# A sleep shorter than this ends at its start (``start``): a loop timer cannot time it
+# (uvloop's count whole milliseconds, so it would fire on the next turn anyway).
+AT_ONCE_S = 0.0001
 
 
 class SleepExecutor:
@@ -59,11 +62,14 @@ class SleepExecutor:
         await asyncio.sleep(task.duration_ms * self.scale / 1000.0)
         return _DONE
 
-    def start(self, task: Task, on_end: EndHook) -> asyncio.TimerHandle:
-        """The same sleep as a loop timer (``executor.TimedExecutor``): no asyncio task."""
+    def start(self, task: Task, on_end: EndHook) -> asyncio.TimerHandle | TaskResult:
+        """The same sleep as a loop timer (``executor.TimedExecutor``): no asyncio task;
+        under ``AT_ONCE_S``, no timer either: the result, the task ended at its start."""
         self._warn_unrun(task)
-        return asyncio.get_running_loop().call_later(task.duration_ms * self.scale / 1000.0,
-                                                     on_end, _DONE)
+        delay_s = task.duration_ms * self.scale / 1000.0
+        if delay_s < AT_ONCE_S:
+            return _DONE
+        return asyncio.get_running_loop().call_later(delay_s, on_end, _DONE)
 
     async def forget(self, task_id: str) -> None:
         return None
