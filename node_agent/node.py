@@ -78,6 +78,7 @@ class NodeAgent(StatusAnswers, RunSupervision):
         self._timers: dict[str, Timer] = {}
         self._pruning: asyncio.Task | None = None  # a prune a timed task's settling asked for
         self._pumping = self._repump = False  # see _pump
+        self._pump_later: asyncio.Handle | None = None
         self._closing = False
         self._fencing = False
         self._requeue: list[Entry] = []
@@ -314,47 +315,6 @@ class NodeAgent(StatusAnswers, RunSupervision):
     def fencing(self) -> bool:
         """True while a fence ends the old life (enqueues are refused meanwhile)."""
         return self._fencing
-
-    def pump(self) -> None:
-        """Start what fits now (after the lease was renewed, say)."""
-        self._pump()
-
-    def _pump(self) -> None:
-        # A task that ends at its start (a timed executor's instant one) frees its slot
-        # inside the pump that started it; that end's own pump only asks for one more
-        # round here, so a queue of such tasks runs in a loop, not a recursion.
-        if self._pumping:
-            self._repump = True
-            return
-        self._pumping = self._repump = True
-        try:
-            while self._repump:
-                self._repump = False
-                self._pump_once()
-        finally:
-            self._pumping = False
-
-    def _pump_once(self) -> None:
-        if self._closing or self._fencing:
-            return
-        if not self.lease.valid():
-            if len(self.queue):
-                self.lease.lapses += 1
-                self.want_report()  # the answer renews the lease, then pump() again
-            return
-        ended: list[tuple[Entry, TaskResult]] = []
-        for entry in self.queue.schedule(self.clock.now_ms()):
-            if entry.kind == RESERVATION:
-                self._spawn(entry, self._confirm_then_run(entry))
-            elif self._timed is not None:
-                result = self._start_timed(entry)
-                if result is not None:
-                    ended.append((entry, result))
-            else:
-                self._spawn(entry, self._run(entry))
-        for entry, result in ended:  # after every start of this round, as a timer would
-            self._timed_end(entry, result)
-        self.preemption.consider()
 
     async def _record_result(self, task_id: str, result: TaskResult,
                              entry: Entry | None = None) -> None:

@@ -27,6 +27,7 @@ from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
 
 if TYPE_CHECKING:
     from dodoor.clock import Clock
+    from node_agent.lease import Lease
     from node_agent.preemption import Preemption
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # went elsewhere); ASK_AGAIN when there was no verdict (scheduler down or undecided)
 ASK_AGAIN = "ask again"
 ConfirmFn = Callable[[str, str, Task], Awaitable["Task | None | str"]]
+# Tasks ending at their start that one pump runs before it lets the loop serve others
+# and goes on at the next turn.
+AT_ONCE_PER_PUMP = 64
 
 
 class RunSupervision:
@@ -60,6 +64,67 @@ class RunSupervision:
     _timers: dict[str, Timer]
     _pruning: asyncio.Task | None
     _requeue: list[Entry]
+    lease: Lease
+    want_report: Callable[[], None]
+    _closing: bool
+    _fencing: bool
+    _pumping: bool
+    _repump: bool
+    _pump_later: asyncio.Handle | None
+
+    def pump(self) -> None:
+        """Start what fits now (after the lease was renewed, say)."""
+        self._pump()
+
+    def _pump(self) -> None:
+        # A task that ends at its start (a timed executor's instant one) frees its slot
+        # inside the pump that started it; that end's own pump only asks for one more
+        # round here, so a queue of such tasks runs in a loop, not a recursion. After
+        # AT_ONCE_PER_PUMP such ends the rest waits for the next loop turn: the caller
+        # (an enqueue's 202, say) and everyone else on the loop need not wait for them.
+        if self._pumping:
+            self._repump = True
+            return
+        self._pumping = self._repump = True
+        ended = 0
+        try:
+            while self._repump:
+                self._repump = False
+                if ended >= AT_ONCE_PER_PUMP:
+                    if self._pump_later is None:
+                        self._pump_later = asyncio.get_running_loop().call_soon(self._pump_again)
+                    break
+                ended += self._pump_once()
+        finally:
+            self._pumping = False
+
+    def _pump_again(self) -> None:
+        self._pump_later = None
+        self._pump()
+
+    def _pump_once(self) -> int:
+        """One round of starts; returns how many of them ended at their start."""
+        if self._closing or self._fencing:
+            return 0
+        if not self.lease.valid():
+            if len(self.queue):
+                self.lease.lapses += 1
+                self.want_report()  # the answer renews the lease, then pump() again
+            return 0
+        ended: list[tuple[Entry, TaskResult]] = []
+        for entry in self.queue.schedule(self.clock.now_ms()):
+            if entry.kind == RESERVATION:
+                self._spawn(entry, self._confirm_then_run(entry))
+            elif self._timed is not None:
+                result = self._start_timed(entry)
+                if result is not None:
+                    ended.append((entry, result))
+            else:
+                self._spawn(entry, self._run(entry))
+        for entry, result in ended:  # after every start of this round, as a timer would
+            self._timed_end(entry, result)
+        self.preemption.consider()
+        return len(ended)
 
     async def _cancel_runs(self, *more: asyncio.Task | None) -> None:
         """Stop every run without giving it an end (a shutdown, or a fence, which then
