@@ -37,7 +37,10 @@ class QueueOnly:
 
     def __init__(self, queue: TaskQueue) -> None:
         self.queue, self.clock = queue, ManualClock(NOW_MS)
-        self.fencing, self._closing, self._runs = False, False, {}
+        self.fencing, self._closing = False, False
+
+    def has_run(self, task_id: str) -> bool:
+        return False  # no run under way: ``consider`` stops at the first victim
 
 
 def build(waiting: int, running_class: int, slots: int, seed: int = 1,

@@ -24,6 +24,8 @@ from dodoor.resources import Task
 
 # Awaited by an executor with the handle of a task it has just started.
 StartHook = Callable[[str], Awaitable[None]]
+# Called (on the event loop) by a TimedExecutor with how its task ended.
+EndHook = Callable[["TaskResult"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +97,24 @@ class Executor(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Timer(Protocol):
+    """What :meth:`TimedExecutor.start` returns (an ``asyncio.TimerHandle`` will do)."""
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class TimedExecutor(Protocol):
+    """An executor whose task is only a wait on the agent's event loop: nothing runs
+    outside the agent, so nothing is journaled as a handle and ``forget`` has nothing
+    to drop. Besides ``run``, ``start`` arms the wait and returns at once; the loop
+    later calls ``on_end`` with the result, unless the returned timer was cancelled
+    first (then no result comes: the agent ends the task itself, or leaves it to a
+    restart). A wait too short to time returns its result instead of a timer (the
+    task ended at its start; ``on_end`` is not called). The agent runs such tasks
+    with one loop timer each, or none, instead of two asyncio tasks (``run`` and its
+    supervisor)."""
+
+    def start(self, task: Task, on_end: EndHook) -> Timer | TaskResult: ...

@@ -2,18 +2,18 @@
 
 ``NodeAgent`` glues the pure :class:`~node_agent.queue.TaskQueue` to an
 executor, the journal and (for Sparrow) the scheduler's confirm endpoint. Every
-task it starts is an ``asyncio.Task`` it keeps until the task ends; ``close``
-cancels and awaits whatever is still running, leaving those tasks ``running``
-in the journal so the next start re-runs or adopts them.
+task it starts is an ``asyncio.Task`` it keeps until the task ends, or, on a
+:class:`~node_agent.executor.TimedExecutor` (the sleep executor), a loop timer;
+``close`` cancels and awaits whatever is still running, leaving those tasks
+unfinished in the journal so the next start re-runs or adopts them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import Counter
-from typing import Awaitable, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,23 +23,19 @@ from dodoor.messages import MessageCounter
 from dodoor.service.metrics import QUEUE_WAIT_BUCKETS, RUN_TIME_BUCKETS, Histogram
 from dodoor.resources import Task
 from dodoor.wire import NodeState, ReportAck, TaskStatus
-from node_agent.executor import Executor, Interrupted, TaskResult
-from dodoor.taskstates import CANCELLED, LOST, MOVED, MOVING
-from node_agent.journal import (CONFLICT, FAILED, NEW, QUEUED, RERUN, RESERVED, RUNNING, SUCCEEDED,
-                                Journal, JournalError, StatusRow)
-from node_agent.handover import handover_status
+from node_agent.answers import StatusAnswers
+from node_agent.executor import Executor, Interrupted, TaskResult, TimedExecutor, Timer
+from dodoor.taskstates import CANCELLED, LOST
+from node_agent.journal import CONFLICT, FAILED, NEW, RERUN, RESERVED, SUCCEEDED, Journal, JournalError
 from node_agent.lease import Lease
 from node_agent.ledger import ReportLedger, resend_rows, void_unheard
 from node_agent.preemption import Preemption
 from node_agent.queue import RESERVATION, TASK, Entry, TaskQueue
+from node_agent.runs import ASK_AGAIN, ConfirmFn, RunSupervision
+
+__all__ = ["ASK_AGAIN", "NodeAgent", "TaskConflict"]
 
 log = logging.getLogger(__name__)
-
-# (reply_url, node_id, task) -> the confirmed Task; None when the scheduler said no (it
-# went elsewhere); ASK_AGAIN when there was no verdict (scheduler down or undecided)
-ASK_AGAIN = "ask again"
-ConfirmFn = Callable[[str, str, Task], Awaitable["Task | None | str"]]
-
 
 
 class TaskConflict(PicklableError):
@@ -50,8 +46,10 @@ class TaskConflict(PicklableError):
         self.task_ids = task_ids
 
 
-class NodeAgent:
-    """Queue + executor + journal for one node; see the module docstring."""
+class NodeAgent(StatusAnswers, RunSupervision):
+    """Queue + executor + journal for one node; see the module docstring. Its answers
+    about a task are :class:`~node_agent.answers.StatusAnswers`', the starting,
+    supervising and stopping of runs :class:`~node_agent.runs.RunSupervision`'s."""
 
     def __init__(self, node_id: str, capacity: np.ndarray, slots: int, executor: Executor,
                  journal: Journal, clock: Clock, counter: MessageCounter | None = None,
@@ -75,6 +73,12 @@ class NodeAgent:
         # the executor's part of each job, apart, so a client's cancel stops only that
         self._runs: dict[str, asyncio.Future] = {}
         self._cancels: dict[str, str] = {}  # id -> reason, for runs a client cancelled
+        # A timed executor's tasks are loop timers, not asyncio tasks (cheaper per task).
+        self._timed = executor if isinstance(executor, TimedExecutor) else None
+        self._timers: dict[str, Timer] = {}
+        self._pruning: asyncio.Task | None = None  # a prune a timed task's settling asked for
+        self._pumping = self._repump = False  # see _pump
+        self._pump_later: asyncio.Handle | None = None
         self._closing = False
         self._fencing = False
         self._requeue: list[Entry] = []
@@ -114,66 +118,6 @@ class NodeAgent:
 
     def state(self) -> np.ndarray:
         return self.queue.state(self.clock.now_ms())
-
-    async def status(self, task_id: str) -> TaskStatus | None:
-        found = await self.status_and_log(task_id)
-        return None if found is None else found[0]
-
-    async def statuses(self, task_ids: tuple[str, ...]) -> tuple[list[TaskStatus], list[str]]:
-        """The status of each id held here, and the ids not held, with one journal read."""
-        live: dict[str, TaskStatus] = {}
-        rest: list[str] = []
-        for task_id in task_ids:
-            found = self._live_status(task_id)
-            if found is None:
-                rest.append(task_id)
-            else:
-                live[task_id] = found[0]
-        rows = await self.journal.statuses(rest) if rest else {}
-        statuses, missing = [], []
-        for task_id in task_ids:
-            st = live.get(task_id)
-            if st is None and task_id in rows:
-                st = self._row_status(rows[task_id])[0]
-            if st is None:
-                missing.append(task_id)
-            else:
-                statuses.append(st)
-        return statuses, missing
-
-    def _live_status(self, task_id: str) -> tuple[TaskStatus, str] | None:
-        entry = self.queue.get(task_id)
-        if entry is not None and entry.kind == TASK:
-            running = self.queue.is_running(task_id)
-            return TaskStatus(task_id, RUNNING if running else QUEUED, self.node_id,
-                              queued_ms=entry.queued_ms, reason=None if running else entry.note,
-                              started_ms=entry.started_ms if running else None), ""
-        ending = self.committing.get(task_id)
-        if ending is not None:
-            # not durable yet: a crash now would run it again (sleep) or re-read its exit
-            # status, so it reads ``running`` until its end is on disk (docs/guarantees.md)
-            st = ending[0]
-            return TaskStatus(task_id, RUNNING, self.node_id, queued_ms=st.queued_ms,
-                              started_ms=st.started_ms), ""
-        return self.unjournaled.get(task_id)
-
-    def _row_status(self, record: StatusRow) -> tuple[TaskStatus, str]:
-        task_id = record.task_id
-        if record.state in (MOVING, MOVED):
-            return handover_status(self.node_id, record), ""
-        if record.state == RESERVED:
-            return TaskStatus(task_id, QUEUED, self.node_id, queued_ms=record.queued_ms,
-                              reason="reserved, waiting for its scheduler's confirm"), ""
-        return TaskStatus(task_id, record.state, self.node_id, record.queued_ms, record.started_ms,
-                          record.finished_ms, record.exit_code, record.reason), record.log_tail
-
-    async def status_and_log(self, task_id: str) -> tuple[TaskStatus, str] | None:
-        """Where a task stands, with the tail of its output once it has ended."""
-        live = self._live_status(task_id)
-        if live is not None:
-            return live
-        record = await self.journal.status(task_id)  # never parses the task: a bad row still reads
-        return None if record is None else self._row_status(record)
 
     # -- lifecycle --------------------------------------------------------
     async def resume(self) -> int:
@@ -222,11 +166,7 @@ class NodeAgent:
     async def close(self) -> None:
         self._closing = True
         await self.preemption.close()
-        jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        self._jobs.clear()
+        await self._cancel_runs(self._pruning)
 
     # -- requests ---------------------------------------------------------
     async def submit(self, task: Task, scheduler_id: str, queued_ms: float | None = None,
@@ -295,11 +235,7 @@ class NodeAgent:
         self.lease.revoke()
         self._fencing = True
         try:
-            jobs = list(self._jobs.values())
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
-            self._jobs.clear()
+            await self._cancel_runs()
             reason = (f"node {self.node_id} (life {self.incarnation}) was declared dead by the "
                       "load store; the task was reported lost and will not run here unless resubmitted")
             ids = await self.journal.mark_lost_unfinished(self.clock.now_ms(), reason)
@@ -337,28 +273,6 @@ class NodeAgent:
         self._changed()
         self._pump()
         return True
-
-    async def cancel_task(self, task_id: str, reason: str) -> TaskStatus | None:
-        """A client cancels a task: a queued one never starts, a running one is stopped
-        through the executor's cancel path (its process group or container is ended);
-        either way it ends ``cancelled``. A task already ended keeps its state; a
-        Sparrow reservation is left alone (its scheduler decides). Returns the task's
-        status afterwards; None for an id not held here. Raises JournalError."""
-        entry = self.queue.get(task_id)
-        if entry is not None and entry.kind == TASK:
-            if self.queue.is_running(task_id):
-                run, job = self._runs.get(task_id), self._jobs.get(task_id)
-                if run is not None and not run.done():
-                    self._cancels[task_id] = reason
-                    run.cancel()
-                if job is not None:
-                    # asyncio.wait: our caller giving up must not cancel the supervisor
-                    await asyncio.wait([job])
-            elif self.queue.drop_waiting(task_id) is not None:
-                await self._record_result(task_id, TaskResult(CANCELLED, reason=reason), entry)
-                self._changed()
-                self._pump()
-        return await self.status(task_id)
 
     async def cancel(self, task_id: str) -> bool:
         """Drop a waiting reservation. A held one is left to its pending confirm."""
@@ -402,146 +316,6 @@ class NodeAgent:
         """True while a fence ends the old life (enqueues are refused meanwhile)."""
         return self._fencing
 
-    def pump(self) -> None:
-        """Start what fits now (after the lease was renewed, say)."""
-        self._pump()
-
-    def _pump(self) -> None:
-        if self._closing or self._fencing:
-            return
-        if not self.lease.valid():
-            if len(self.queue):
-                self.lease.lapses += 1
-                self.want_report()  # the answer renews the lease, then pump() again
-            return
-        for entry in self.queue.schedule(self.clock.now_ms()):
-            if entry.kind == RESERVATION:
-                self._spawn(entry, self._confirm_then_run(entry))
-            else:
-                self._spawn(entry, self._run(entry))
-        self.preemption.consider()
-
-    def _spawn(self, entry: Entry, work: Awaitable[TaskResult | None]) -> None:
-        # created here, not in the supervisor, so a cancel right after the start finds it
-        run = asyncio.ensure_future(work)
-        self._runs[entry.task_id] = run
-        self._jobs[entry.task_id] = asyncio.ensure_future(self._supervise(entry, run))
-
-    async def _supervise(self, entry: Entry, run: asyncio.Future) -> None:
-        task_id = entry.task_id
-        try:
-            result = await run
-        except asyncio.CancelledError:
-            reason = self._cancels.pop(task_id, None)
-            current = asyncio.current_task()
-            # a shutdown or a fence cancels the supervisor itself: that is not a client's cancel
-            if reason is None or self._closing or (current is not None and current.cancelling()):
-                raise
-            result = TaskResult(CANCELLED, reason=reason)
-        except Exception as exc:  # an executor bug must not wedge the slot forever
-            log.exception("task %s crashed in the %s executor", task_id, self.executor.name)
-            result = TaskResult(FAILED, reason=f"executor error: {exc!r}")
-        finally:
-            self._jobs.pop(task_id, None)
-            self._runs.pop(task_id, None)
-            self._cancels.pop(task_id, None)
-        if result is not None and self.preemption.took(task_id, result):
-            return  # stopped for a higher class: node_agent.preemption requeues it
-        committed = None
-        if result is not None:
-            if entry.started_ms is not None:
-                self.run_time.observe((self.clock.now_ms() - entry.started_ms) / 1000.0)
-            # Queued for the next group commit, served from memory until then, so a status
-            # query never sees the task vanish between states; the slot need not wait.
-            committed = self._end(task_id, result, entry)
-        if self.queue.is_running(task_id):
-            self.queue.finish(task_id)
-        while self._requeue:  # reservations still without a verdict wait again
-            self.queue.add(self._requeue.pop())
-        # Only now, with the slot free: a report built any earlier would still hold it.
-        self._changed()
-        self._pump()
-        if committed is not None:
-            await self._settle_end(task_id, committed)
-            # After the commit (a crash before it finds the container or exit status and
-            # records it), and after the slot is free: the task's status already reads
-            # its journaled end while a container is removed.
-            await self._forget(task_id)
-
-    async def _run(self, entry: Entry) -> TaskResult:
-        started = entry.started_ms if entry.started_ms is not None else self.clock.now_ms()
-        self.queue_wait.observe((started - entry.queued_ms) / 1000.0)
-        # Only a start whose processes may outlive us must be on disk before they exist
-        # (``reconcile`` reads it); any other is journaled with the task's end.
-        if self.executor.outlives_agent:
-            try:
-                await self.journal.mark_running(entry.task_id, started)
-            except JournalError as exc:
-                # The task is durable as queued; the worst case is a re-run after a crash.
-                log.warning("could not journal the start of %s: %s", entry.task_id, exc)
-        log.debug("task %s started", entry.task_id)
-        return await self.executor.run(entry.task, functools.partial(self._journal_handle,
-                                                                     entry.task_id))
-
-    async def _confirm_then_run(self, entry: Entry) -> TaskResult | None:
-        """Ask the reservation's scheduler for the task; run it on a yes. No verdict
-        (scheduler down) is asked again with a growing pause, then the reservation
-        waits at the tail of the queue; only a no forgets it."""
-        answer: Task | None | str = None
-        delay, waited = 0.1, 0.0
-        while self.confirm is not None:
-            answer = await self.confirm(entry.reply_url, self.node_id, entry.task)
-            if answer != ASK_AGAIN:
-                break
-            if waited >= self.confirm_patience_s:
-                self._requeue.append(Entry(entry.task, RESERVATION, entry.scheduler_id,
-                                           entry.reply_url, entry.queued_ms))
-                return None
-            await asyncio.sleep(delay)
-            waited += delay
-            delay = min(2 * delay, 2.0)
-        task = answer if isinstance(answer, Task) else None
-        if task is None or task.task_id != entry.task_id:
-            if task is not None:
-                log.warning("confirm of %s answered with task %s; releasing", entry.task_id,
-                            task.task_id)
-            try:
-                await self.journal.drop_reserved(entry.task_id)
-            except JournalError as exc:
-                log.warning("could not forget the reservation %s: %s", entry.task_id, exc)
-            return None  # released by _supervise; the scheduler placed it elsewhere
-        now = self.clock.now_ms()
-        # the wait is the reservation's: it held its place in the queue since it came
-        self.queue_wait.observe((now - entry.queued_ms) / 1000.0)
-        self.queue.promote(entry.task_id, task, now)
-        # The task itself arrives (and starts) now; the hold before it was the reservation's.
-        entry.queued_ms = entry.started_ms = now
-        self.unreported.accepted(task.task_id)
-        try:
-            await self.journal.mark_confirmed(task.task_id, now)
-        except JournalError as exc:
-            log.error("running confirmed task %s without journaling its start: %s",
-                      task.task_id, exc)
-        self._changed()
-        return await self.executor.run(task, functools.partial(self._journal_handle, task.task_id))
-
-    async def _journal_handle(self, task_id: str, handle: str) -> None:
-        """The executor's ``on_start`` hook: journal where the task's processes are."""
-        try:
-            await self.journal.set_handle(task_id, handle)
-        except JournalError as exc:
-            # The task runs on; only a crash before it ends would then miss its processes.
-            log.warning("could not journal the handle of %s: %s", task_id, exc)
-
-    async def _forget(self, task_id: str) -> None:
-        # Called only once the result is journaled (or known unjournalable): until then
-        # what the executor holds (a finished container) is a restart's way to the result.
-        try:
-            await self.executor.forget(task_id)
-        except Exception:  # a failed cleanup must not wedge the slot
-            log.exception("the %s executor could not forget task %s", self.executor.name,
-                          task_id)
-
     async def _record_result(self, task_id: str, result: TaskResult,
                              entry: Entry | None = None) -> None:
         await self._settle_end(task_id, self._end(task_id, result, entry))
@@ -565,27 +339,43 @@ class NodeAgent:
 
     async def _settle_end(self, task_id: str, committed: asyncio.Future) -> None:
         ending, life = self.committing[task_id], self.incarnation
-        state = ending[0].state
         try:
             await committed
-            if self.incarnation == life:  # else a fence meanwhile voided this end
-                self.unreported.ended(task_id, state)
-        except JournalError as exc:
+        except JournalError:
+            pass  # _settled reads it from the future
+        if self._settled(task_id, ending, life, committed):
+            await self._prune()
+
+    def _settled(self, task_id: str, ending: tuple[TaskStatus, str], life: str,
+                 committed: asyncio.Future) -> bool:
+        """The end's commit is done (``committed``: its future): the end is final, or,
+        when the journal refused it, served from memory. True when a prune is due."""
+        exc = committed.exception()
+        if exc is not None:
             self.unreported.ended(task_id, None)
             log.error("could not journal the result of %s: %s", task_id, exc)
             # read as ended from now on: its row makes a restart run it again
             self.committing.pop(task_id, None)
             self.unjournaled[task_id] = ending
-            return
+            return False
+        if self.incarnation == life:  # else a fence meanwhile voided this end
+            self.unreported.ended(task_id, ending[0].state)
         self.committing.pop(task_id, None)
         self._since_prune += 1
         # Prune in steps of a tenth of the bound, so the delete is rare and cheap.
         if self.keep_finished and self._since_prune >= max(1, self.keep_finished // 10):
             self._since_prune = 0
-            try:
-                await self.journal.prune(self.keep_finished)
-            except JournalError as exc:
-                log.warning("could not prune the journal: %s", exc)
+            return True
+        return False
+
+    async def _prune(self) -> None:
+        try:
+            await self.journal.prune(self.keep_finished)
+        except JournalError as exc:
+            log.warning("could not prune the journal: %s", exc)
+        finally:
+            if asyncio.current_task() is self._pruning:
+                self._pruning = None
 
     def _changed(self) -> None:
         for listener in self._listeners:

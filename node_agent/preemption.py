@@ -83,7 +83,7 @@ class Preemption:
         top = queue.rank(head, now)
         for victim in victims:
             # a held reservation is not a task yet; an outranking victim would restart first
-            if (victim.kind != TASK or victim.task_id not in agent._runs
+            if (victim.kind != TASK or not agent.has_run(victim.task_id)
                     or queue.rank(victim, now) > top):
                 return
         self._round = asyncio.ensure_future(self._stop(head, victims))
@@ -149,13 +149,12 @@ class Preemption:
                 return
             jobs = []
             for task_id in ids:
-                run, job = agent._runs.get(task_id), agent._jobs.get(task_id)
-                if run is None or run.done() or job is None or task_id in agent._cancels:
+                if not agent.has_run(task_id) or task_id in agent._cancels:
                     continue  # ended, or a client cancels it: its end is its own
                 self._notes[task_id] = note
-                agent._cancels[task_id] = note
-                run.cancel()
-                jobs.append(job)
+                job = agent.stop_run(task_id, note)  # a timed task's stop is taken at once
+                if job is not None:
+                    jobs.append(job)
             log.info("preempting %s for %s (class %d)", ", ".join(ids), head.task_id,
                      head.priority)
             if jobs:

@@ -15,10 +15,14 @@ from typing import Sequence
 
 from dodoor.resources import Task
 from dodoor.taskstates import SUCCEEDED
-from node_agent.executor import Adopted, Interrupted, StartHook, TaskResult
+from node_agent.executor import Adopted, EndHook, Interrupted, StartHook, TaskResult
 
 log = logging.getLogger(__name__)
 WARN_EVERY_S = 10.0  # a trace of such tasks gets one warning per interval, not one per task
+_DONE = TaskResult(SUCCEEDED, exit_code=0)  # frozen: every sleep's result is this one
+# A sleep shorter than this ends at its start (``start``): a loop timer cannot time it
+# (uvloop's count whole milliseconds, so it would fire on the next turn anyway).
+AT_ONCE_S = 0.0001
 
 
 class SleepExecutor:
@@ -36,11 +40,11 @@ class SleepExecutor:
 
     def _warn_unrun(self, task: Task) -> None:
         """Say that a task's command, image or function is not run, only its duration."""
+        if not (task.command or task.image or task.function):
+            return
         what = [f"command {shlex.join(task.command)!r}" if task.command else "",
                 f"image {task.image!r}" if task.image else "",
                 f"function {task.function!r}" if task.function else ""]
-        if not any(what):
-            return
         self._unrun += 1
         now = time.monotonic()
         if now - self._warned_at < WARN_EVERY_S:
@@ -56,7 +60,16 @@ class SleepExecutor:
         self._warn_unrun(task)
         # Nothing exists outside the agent, so there is no handle to journal.
         await asyncio.sleep(task.duration_ms * self.scale / 1000.0)
-        return TaskResult(SUCCEEDED, exit_code=0)
+        return _DONE
+
+    def start(self, task: Task, on_end: EndHook) -> asyncio.TimerHandle | TaskResult:
+        """The same sleep as a loop timer (``executor.TimedExecutor``): no asyncio task;
+        under ``AT_ONCE_S``, no timer either: the result, the task ended at its start."""
+        self._warn_unrun(task)
+        delay_s = task.duration_ms * self.scale / 1000.0
+        if delay_s < AT_ONCE_S:
+            return _DONE
+        return asyncio.get_running_loop().call_later(delay_s, on_end, _DONE)
 
     async def forget(self, task_id: str) -> None:
         return None
