@@ -1,6 +1,7 @@
 """The agent's aiohttp application: endpoints of docs/protocol.md over a NodeAgent.
 
-``create_app(settings, executor=None, clock=None)`` builds everything; the
+``create_app(settings, executor=None, clock=None)`` builds everything (the read-only
+routes are in ``node_agent/reads.py``, the state they share in ``app_state.py``); the
 journal, the agent, the HTTP client session and the reporter loop start and
 stop in ``cleanup_ctx`` order, so a shutdown first stops reporting and the
 journal's retention loop, then cancels running tasks (left ``running`` in the journal for the next start),
@@ -9,62 +10,35 @@ then closes the journal and the session.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from typing import AsyncIterator
 
 import aiohttp
 import numpy as np
-import psutil
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from dodoor.clock import Clock, MonotonicClock, WallClock
 from dodoor.errors import DecodeError, DodoorError
-from dodoor.messages import MessageCounter
 from dodoor.resources import FIT_TOLERANCE, RESOURCES, Task
-from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, metrics_handler,
-                                 read_message, wire_response)
-from dodoor.taskindex import PLACED, UNKNOWN
-from dodoor.taskstates import QUEUED, RUNNING
-from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch, Lookup, LookupReply,
-                         NodeState, Probe, Reserve, TaskStatuses, decode, encode)
+from dodoor.service.http import (BackgroundTasks, daemon_app, json_error, read_message,
+                                 wire_response)
+from dodoor.wire import (CONTENT_TYPE, Cancel, CancelTask, Confirm, Enqueue, EnqueueBatch,
+                         Probe, Reserve, decode, encode)
+from node_agent.app_state import STATE, AgentState
 from node_agent.executor import Executor
 from node_agent.handover import HANDOVER, Handover, handle_move, handover_ctx
 from node_agent.journal import Journal, JournalError
+from node_agent.lease import Lease
 from node_agent.metrics import make_registry
 from node_agent.movable import probe_reply
-from node_agent.lease import Lease
 from node_agent.node import ASK_AGAIN, NodeAgent, TaskConflict
+from node_agent.reads import (build_state, handle_healthz, handle_lookup, handle_metrics,
+                              handle_state, handle_status_batch, handle_task)
 from node_agent.reporter import Reporter
 from node_agent.retention import Retention, unknown_task_reason
 from node_agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
-
-# ids per state report: a restarted store gets a big journal's ids over several reports
-MAX_IDS_PER_REPORT = 50_000
-
-
-class AgentState:
-    """Everything one agent app holds; built in ``create_app``, the rest in cleanup_ctx."""
-
-    def __init__(self, settings: AgentSettings, executor: Executor, clock: Clock,
-                 lease_clock: Clock) -> None:
-        self.settings = settings
-        self.executor = executor
-        self.clock = clock
-        self.lease_clock = lease_clock
-        self.counter = MessageCounter()
-        self.session: aiohttp.ClientSession | None = None
-        self.agent: NodeAgent | None = None
-        self.reporter: Reporter | None = None  # None without a load store
-        self.registry: CollectorRegistry | None = None
-        self.retention: Retention | None = None  # None when results are kept forever
-
-
-STATE = web.AppKey("agent_state", AgentState)
 
 
 def create_app(settings: AgentSettings, executor: Executor | None = None,
@@ -184,22 +158,6 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def build_state(state: AgentState, seq: int) -> NodeState:
-    """The full NodeState of this agent right now."""
-    settings, agent = state.settings, state.agent
-    cpu, mem = await asyncio.to_thread(_utilization)
-    util = {"cpu_percent": cpu, "memory_percent": mem,
-            QUEUED: float(agent.queue.n_waiting), RUNNING: float(agent.queue.n_running)}
-    task_ids, task_states, complete = agent.ids_to_report(MAX_IDS_PER_REPORT)
-    return NodeState(settings.node_id, settings.url, seq, settings.capacity, settings.slots,
-                     agent.state(), util, incarnation=agent.incarnation, task_ids=task_ids,
-                     task_ids_complete=complete, task_states=task_states)
-
-
-def _utilization() -> tuple[float, float]:
-    return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
-
-
 async def _confirm(state: AgentState, reply_url: str, node_id: str,
                    task: Task) -> Task | None | str:
     """Ask a Sparrow scheduler whether our held reservation gets the task: the task
@@ -316,42 +274,12 @@ async def handle_reserve(request: web.Request) -> web.StreamResponse:
     return web.Response(status=202)
 
 
-async def handle_lookup(request: web.Request) -> web.StreamResponse:
-    """Which of these ids does this agent hold? Asked by a scheduler that cannot reach
-    the load store's task index, before it places ids it does not know."""
-    state = request.app[STATE]
-    msg, size = await read_message(request, Lookup)
-    state.counter.received("lookup", nbytes=size)
-    try:
-        held = await state.agent.journal.held(msg.task_ids)
-    except JournalError as exc:
-        return json_error(503, "journal", f"cannot read the journal: {exc}")
-    node = state.settings.node_id
-    reply = LookupReply(tuple(PLACED if t in held else UNKNOWN for t in msg.task_ids),
-                        tuple(node if t in held else "" for t in msg.task_ids),
-                        ("",) * len(msg.task_ids))
-    return wire_response(reply)
-
-
 async def handle_cancel(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     msg, size = await read_message(request, Cancel)
     state.counter.received("cancel", nbytes=size)
     await state.agent.cancel(msg.task_id)
     return web.Response(status=204)
-
-
-async def handle_status_batch(request: web.Request) -> web.StreamResponse:
-    """The status of many ids in one request (a :class:`Lookup` listing them): a
-    scheduler following many tasks asks each agent once per round."""
-    state = request.app[STATE]
-    msg, size = await read_message(request, Lookup)
-    state.counter.received("task_status", n=len(msg.task_ids), nbytes=size)
-    try:
-        statuses, missing = await state.agent.statuses(msg.task_ids)
-    except JournalError as exc:
-        return json_error(503, "journal", str(exc))
-    return wire_response(TaskStatuses(tuple(statuses), tuple(missing)))
 
 
 async def handle_cancel_task(request: web.Request) -> web.StreamResponse:
@@ -369,57 +297,6 @@ async def handle_cancel_task(request: web.Request) -> web.StreamResponse:
         return json_error(404, "id", unknown_task_reason(
             msg.task_id, settings.journal_retention_s, settings.journal_keep_finished))
     return wire_response(status)
-
-
-async def handle_task(request: web.Request) -> web.StreamResponse:
-    task_id = request.match_info["task_id"]
-    try:
-        found = await request.app[STATE].agent.status_and_log(task_id)
-    except JournalError as exc:
-        return json_error(503, "journal", str(exc))
-    if found is None:
-        settings = request.app[STATE].settings
-        return json_error(404, "id", unknown_task_reason(
-            task_id, settings.journal_retention_s, settings.journal_keep_finished))
-    status, log_tail = found
-    request.app[STATE].counter.received("task_status")
-    if CONTENT_TYPE in request.headers.get("Accept", ""):
-        return wire_response(status)
-    return web.json_response({
-        "id": status.task_id, "state": status.state, "node": status.node_id,
-        "queued_ms": status.queued_ms, "started_ms": status.started_ms,
-        "finished_ms": status.finished_ms, "exit_code": status.exit_code, "reason": status.reason,
-        "log_tail": log_tail,
-    })
-
-
-async def handle_state(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    reporter = state.reporter
-    return wire_response(await build_state(state, reporter.seq if reporter else 0))
-
-
-async def handle_healthz(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    agent = state.agent
-    reporter = state.reporter
-    reachable = None if reporter is None else reporter.reachable
-    return web.json_response({
-        "status": "degraded" if reachable is False else "ok",
-        "role": "agent", "node": state.settings.node_id,
-        "pid": os.getpid(),  # lets a launcher tell its own process from another on the port
-        QUEUED: agent.queue.n_waiting,
-        RUNNING: agent.queue.n_running, "loadstore_reachable": reachable,
-        "executor": state.executor.name, "incarnation": agent.incarnation,
-        "lease": agent.lease.valid(), "fences": agent.fences,
-        "preempted": agent.preemption.count,
-        # ends not yet in a report the store answered (a fence now would void them)
-        "unheard_ends": agent.unreported.unanswered_ends(),
-    })
-
-
-async def handle_metrics(request: web.Request) -> web.StreamResponse:
-    return await metrics_handler(request.app[STATE].registry)(request)
 
 
 def _too_big(agent: NodeAgent, task: Task, where: str = "task.") -> web.StreamResponse:
