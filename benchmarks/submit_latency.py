@@ -274,9 +274,26 @@ def main() -> None:
                      "scheduler CPU/task at peak "
                      f"{t['peak_cpu_us']['scheduler0'] / b['peak_cpu_us']['scheduler0']:.2f}x",
                      f"agents {t['peak_cpu_us']['agents'] / b['peak_cpu_us']['agents']:.2f}x"]
-            parts += [f"{s}: p99 {t[s]['p99_ms']:.2f} / {b[s]['p99_ms']:.2f} ms = "
-                      f"{t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x" for s in specs if s in t and s in b]
+            parts += [f"{s}: p50 {t[s]['p50_ms']:.2f} / {b[s]['p50_ms']:.2f} ms = "
+                      f"{t[s]['p50_ms'] / b[s]['p50_ms']:.2f}x, p99 {t[s]['p99_ms']:.2f} / "
+                      f"{b[s]['p99_ms']:.2f} ms = {t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x"
+                      for s in specs if s in t and s in b]
             print(f"   round {r + 1}: " + "; ".join(parts))
+            for s in specs:
+                if s in t and s in b:
+                    print(f"     {s}, the agent's journal: " + "; ".join(
+                        f"{name} {journal_figures(x[s])}" for name, x in (("this", t), ("base", b))))
+
+
+def journal_figures(run: dict) -> str:
+    """The agent's wait for its accept's commit against the commit itself, and how many
+    group commits each placed task cost (an end committed alone is a second one)."""
+    agent = run["stages"].get("agent", {})
+    wait, commit = agent.get("agent journal wait", []), agent.get("agent group commit", [])
+    return (f"accept wait p50/p99 {quantile(wait, .5) * 1e3:.2f}/{quantile(wait, .99) * 1e3:.2f}"
+            f" ms, commit p50/p99 {quantile(commit, .5) * 1e3:.2f}/"
+            f"{quantile(commit, .99) * 1e3:.2f} ms, {len(commit) / max(run['placed'], 1):.2f}"
+            " commits per task")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""An agent journal's accept latency under single accepts, by tree and end delay (not a test).
+
+The agent's part of issue 17's latency path, in one process with nothing else
+on its event loop: accepts of one task each arrive open loop (Poisson, seeded)
+at ``--rate`` per second, as single submissions reach one agent, and each
+accepted task ends at once, as the sleep executor's do (``finish_soon`` after
+the accept's commit). It prints the accepts' latency (``accept_many`` until its
+commit is durable) p50/p99, how long ends took to commit, and the group commits
+per task. Each (tree, ``--delays`` value) runs in a fresh child process, the
+trees alternating round by round; a tree whose ``Journal`` takes no
+``end_delay_ms`` runs once per round as it is.
+
+Usage: python benchmarks/journal_accept.py [--rate 80] [--tasks 1500] [--rounds 3]
+       [--delays 0,5,20] [--baseline-tree DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+async def child(rate: float, n: int, delays: list[float], block: int, seed: int) -> dict:
+    """Every delay's journal in this one process, taking turns in blocks of ``block``
+    accepts, so a swing of the machine's load or the disk's falls on all of them."""
+    from dodoor.resources import Task
+    from node_agent.journal import Journal
+    from node_agent.journal_store import JournalStore
+
+    commits: dict[str, int] = {}
+    commit = JournalStore._commit
+
+    def counted(self, *args, **kwargs):
+        commits[self.path] = commits.get(self.path, 0) + 1
+        return commit(self, *args, **kwargs)
+
+    JournalStore._commit = counted  # type: ignore[method-assign]
+    where = Path(tempfile.mkdtemp(prefix="journal-accept-"))
+    takes_delay = "end_delay_ms" in inspect.signature(Journal).parameters
+    journals = []
+    for d in delays:
+        j = Journal(where / f"j{d:g}.sqlite", end_delay_ms=d) if takes_delay else \
+            Journal(where / f"j{d:g}.sqlite")
+        await j.open()
+        journals.append(j)
+    rng = random.Random(seed)
+    out = {d: {"accepts": [], "ends": []} for d in delays}
+    loop = asyncio.get_running_loop()
+
+    async def one(j, res, i: int) -> asyncio.Future:
+        t0 = time.perf_counter()
+        await j.accept_many([Task(f"t{i}", 0.01, 64.0, 0.0, 0.001)], "s", 1.0)
+        res["accepts"].append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        ended = j.finish_soon(f"t{i}", "succeeded", 2.0, 0, None, "", started_ms=1.5)
+        ended.add_done_callback(lambda _f: res["ends"].append(time.perf_counter() - t1))
+        return ended
+
+    done = 0
+    while done < n:
+        for d, j in zip(delays, journals):
+            due, runs = loop.time(), []
+            for i in range(done, min(n, done + block)):
+                due += rng.expovariate(rate)
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                runs.append(asyncio.ensure_future(one(j, out[d], i)))
+            await asyncio.gather(*await asyncio.gather(*runs))
+        done += block
+    for j in journals:
+        await j.close()
+    return {str(d): {"p50": quantile(r["accepts"], .5) * 1e3,
+                     "p99": quantile(r["accepts"], .99) * 1e3,
+                     "end_p50": quantile(r["ends"], .5) * 1e3,
+                     "end_p99": quantile(r["ends"], .99) * 1e3,
+                     "commits_per_task": commits.get(j.path, 0) / n}
+            for (d, r), j in zip(out.items(), journals)}
+
+
+def spawn(tree: Path, a: argparse.Namespace, delays: str, seed: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", delays, "--rate", str(a.rate),
+         "--tasks", str(a.tasks), "--block", str(a.block), "--seed", str(seed)],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+        check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=80.0)
+    p.add_argument("--tasks", type=int, default=1500)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--delays", default="0,5,20", help="end delays (ms) for trees that take one")
+    p.add_argument("--baseline-tree", default="")
+    p.add_argument("--block", type=int, default=50, help="accepts per turn of each delay")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child is not None:
+        delays = [float(d) for d in a.child.split(",")]
+        print(json.dumps(asyncio.run(child(a.rate, a.tasks, delays, a.block, a.seed))))
+        return
+    trees = [(REPO, "this")]
+    if a.baseline_tree:
+        trees.insert(0, (Path(a.baseline_tree).resolve(), "base"))
+    print(f"{a.tasks} single accepts per delay at {a.rate:g}/s, each ended at once, delays "
+          f"taking turns in blocks of {a.block}; load average {os.getloadavg()[0]:.1f}")
+    for r in range(a.rounds):
+        for tree, label in (trees if r % 2 == 0 else trees[::-1]):
+            res = spawn(tree, a, a.delays if label == "this" else "0", a.seed + r)
+            for delay, x in res.items():
+                name = label if label == "base" else f"{label}, end delay {float(delay):g} ms"
+                print(f"  round {r + 1} {name:26s} accept p50 {x['p50']:6.2f} ms  p99 "
+                      f"{x['p99']:7.2f} ms; end committed p50 {x['end_p50']:6.2f} ms  "
+                      f"p99 {x['end_p99']:7.2f} ms; {x['commits_per_task']:.2f} commits/task")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
