@@ -11,7 +11,7 @@ trees alternating round by round; a tree whose ``Journal`` takes no
 ``end_delay_ms`` runs once per round as it is.
 
 Usage: python benchmarks/journal_accept.py [--rate 80] [--tasks 1500] [--rounds 3]
-       [--delays 0,5,20] [--baseline-tree DIR]
+       [--delays 0,5,20] [--handoffs thread,pool] [--block 50] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -36,9 +36,15 @@ def quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def child(rate: float, n: int, delays: list[float], block: int, seed: int) -> dict:
-    """Every delay's journal in this one process, taking turns in blocks of ``block``
-    accepts, so a swing of the machine's load or the disk's falls on all of them."""
+async def child(rate: float, n: int, configs: list[tuple[float, str]], block: int,
+                seed: int) -> dict:
+    """Every configuration's journal (end delay, hand-off) in this one process, taking
+    turns in blocks of ``block`` accepts, so a swing of the machine's load or the
+    disk's falls on all of them. Hand-off ``pool`` puts a one-worker
+    ``ThreadPoolExecutor`` (what the journal used before its own thread) in place of
+    the journal's thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from dodoor.resources import Task
     from node_agent.journal import Journal
     from node_agent.journal_store import JournalStore
@@ -54,13 +60,15 @@ async def child(rate: float, n: int, delays: list[float], block: int, seed: int)
     where = Path(tempfile.mkdtemp(prefix="journal-accept-"))
     takes_delay = "end_delay_ms" in inspect.signature(Journal).parameters
     journals = []
-    for d in delays:
-        j = Journal(where / f"j{d:g}.sqlite", end_delay_ms=d) if takes_delay else \
-            Journal(where / f"j{d:g}.sqlite")
+    for d, handoff in configs:
+        name = where / f"j{d:g}-{handoff}.sqlite"
+        j = Journal(name, end_delay_ms=d) if takes_delay else Journal(name)
+        if handoff == "pool":
+            j._store.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         await j.open()
         journals.append(j)
     rng = random.Random(seed)
-    out = {d: {"accepts": [], "ends": []} for d in delays}
+    out = {c: {"accepts": [], "ends": []} for c in configs}
     loop = asyncio.get_running_loop()
 
     async def one(j, res, i: int) -> asyncio.Future:
@@ -74,27 +82,28 @@ async def child(rate: float, n: int, delays: list[float], block: int, seed: int)
 
     done = 0
     while done < n:
-        for d, j in zip(delays, journals):
+        for c, j in zip(configs, journals):
             due, runs = loop.time(), []
             for i in range(done, min(n, done + block)):
                 due += rng.expovariate(rate)
                 await asyncio.sleep(max(0.0, due - loop.time()))
-                runs.append(asyncio.ensure_future(one(j, out[d], i)))
+                runs.append(asyncio.ensure_future(one(j, out[c], i)))
             await asyncio.gather(*await asyncio.gather(*runs))
         done += block
     for j in journals:
         await j.close()
-    return {str(d): {"p50": quantile(r["accepts"], .5) * 1e3,
+    return {f"{c[0]:g} ms, {c[1]}": {"p50": quantile(r["accepts"], .5) * 1e3,
                      "p99": quantile(r["accepts"], .99) * 1e3,
                      "end_p50": quantile(r["ends"], .5) * 1e3,
                      "end_p99": quantile(r["ends"], .99) * 1e3,
                      "commits_per_task": commits.get(j.path, 0) / n}
-            for (d, r), j in zip(out.items(), journals)}
+            for (c, r), j in zip(out.items(), journals)}
 
 
 def spawn(tree: Path, a: argparse.Namespace, delays: str, seed: int) -> dict:
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", delays, "--rate", str(a.rate),
+        [sys.executable, str(Path(__file__).resolve()), "--child", delays, "--handoffs",
+         a.handoffs, "--rate", str(a.rate),
          "--tasks", str(a.tasks), "--block", str(a.block), "--seed", str(seed)],
         cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
         check=True)
@@ -108,13 +117,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--delays", default="0,5,20", help="end delays (ms) for trees that take one")
     p.add_argument("--baseline-tree", default="")
+    p.add_argument("--handoffs", default="thread",
+                   help="comma-separated: thread (the journal's own), pool (a one-worker "
+                        "ThreadPoolExecutor in its place)")
     p.add_argument("--block", type=int, default=50, help="accepts per turn of each delay")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child is not None:
-        delays = [float(d) for d in a.child.split(",")]
-        print(json.dumps(asyncio.run(child(a.rate, a.tasks, delays, a.block, a.seed))))
+        configs = [(float(d), h) for h in a.handoffs.split(",") for d in a.child.split(",")]
+        print(json.dumps(asyncio.run(child(a.rate, a.tasks, configs, a.block, a.seed))))
         return
     trees = [(REPO, "this")]
     if a.baseline_tree:
@@ -124,9 +136,9 @@ def main() -> None:
     for r in range(a.rounds):
         for tree, label in (trees if r % 2 == 0 else trees[::-1]):
             res = spawn(tree, a, a.delays if label == "this" else "0", a.seed + r)
-            for delay, x in res.items():
-                name = label if label == "base" else f"{label}, end delay {float(delay):g} ms"
-                print(f"  round {r + 1} {name:26s} accept p50 {x['p50']:6.2f} ms  p99 "
+            for config, x in res.items():
+                name = f"{label}, end delay {config}"
+                print(f"  round {r + 1} {name:30s} accept p50 {x['p50']:6.2f} ms  p99 "
                       f"{x['p99']:7.2f} ms; end committed p50 {x['end_p50']:6.2f} ms  "
                       f"p99 {x['end_p99']:7.2f} ms; {x['commits_per_task']:.2f} commits/task")
     print(f"load average {os.getloadavg()[0]:.1f}")
