@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import inspect
 import json
 import os
@@ -50,11 +51,17 @@ async def child(rate: float, n: int, configs: list[tuple[float, str]], block: in
     from node_agent.journal_store import JournalStore
 
     commits: dict[str, int] = {}
+    ends_alone: dict[str, list[tuple[float, float]]] = {}  # path -> commits of ends only
     commit = JournalStore._commit
 
-    def counted(self, *args, **kwargs):
+    def counted(self, conn, batch, *args, **kwargs):
         commits[self.path] = commits.get(self.path, 0) + 1
-        return commit(self, *args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return commit(self, conn, batch, *args, **kwargs)
+        finally:
+            if all("finish" in getattr(w, "__qualname__", "") for w, _, _ in batch):
+                ends_alone.setdefault(self.path, []).append((t0, time.perf_counter()))
 
     JournalStore._commit = counted  # type: ignore[method-assign]
     where = Path(tempfile.mkdtemp(prefix="journal-accept-"))
@@ -68,13 +75,14 @@ async def child(rate: float, n: int, configs: list[tuple[float, str]], block: in
         await j.open()
         journals.append(j)
     rng = random.Random(seed)
-    out = {c: {"accepts": [], "ends": []} for c in configs}
+    out = {c: {"accepts": [], "ends": [], "sent": []} for c in configs}
     loop = asyncio.get_running_loop()
 
     async def one(j, res, i: int) -> asyncio.Future:
         t0 = time.perf_counter()
         await j.accept_many([Task(f"t{i}", 0.01, 64.0, 0.0, 0.001)], "s", 1.0)
         res["accepts"].append(time.perf_counter() - t0)
+        res["sent"].append(t0)
         t1 = time.perf_counter()
         ended = j.finish_soon(f"t{i}", "succeeded", 2.0, 0, None, "", started_ms=1.5)
         ended.add_done_callback(lambda _f: res["ends"].append(time.perf_counter() - t1))
@@ -96,8 +104,21 @@ async def child(rate: float, n: int, configs: list[tuple[float, str]], block: in
                      "p99": quantile(r["accepts"], .99) * 1e3,
                      "end_p50": quantile(r["ends"], .5) * 1e3,
                      "end_p99": quantile(r["ends"], .99) * 1e3,
-                     "commits_per_task": commits.get(j.path, 0) / n}
+                     "commits_per_task": commits.get(j.path, 0) / n,
+                     "behind_end": behind(r["sent"], ends_alone.get(j.path, [])) / n}
             for (c, r), j in zip(out.items(), journals)}
+
+
+def behind(sent: list[float], spans: list[tuple[float, float]]) -> int:
+    """How many accepts were sent while a commit of ends alone was under way (so they
+    waited for it before their own)."""
+    spans = sorted(spans)
+    starts = [a for a, _ in spans]
+    count = 0
+    for t in sent:
+        k = bisect.bisect_right(starts, t) - 1
+        count += k >= 0 and t < spans[k][1]
+    return count
 
 
 def spawn(tree: Path, a: argparse.Namespace, delays: str, seed: int) -> dict:
@@ -140,7 +161,8 @@ def main() -> None:
                 name = f"{label}, end delay {config}"
                 print(f"  round {r + 1} {name:30s} accept p50 {x['p50']:6.2f} ms  p99 "
                       f"{x['p99']:7.2f} ms; end committed p50 {x['end_p50']:6.2f} ms  "
-                      f"p99 {x['end_p99']:7.2f} ms; {x['commits_per_task']:.2f} commits/task")
+                      f"p99 {x['end_p99']:7.2f} ms; {x['commits_per_task']:.2f} commits/task, "
+                      f"{100 * x['behind_end']:.1f} % of accepts behind an end's commit")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
