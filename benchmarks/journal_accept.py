@@ -11,7 +11,7 @@ trees alternating round by round; a tree whose ``Journal`` takes no
 ``end_delay_ms`` runs once per round as it is.
 
 Usage: python benchmarks/journal_accept.py [--rate 80] [--tasks 1500] [--rounds 3]
-       [--delays 0,5,20] [--handoffs thread,pool] [--block 50] [--baseline-tree DIR]
+       [--delays 0,5,20] [--block 50] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -37,14 +37,9 @@ def quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def child(rate: float, n: int, configs: list[tuple[float, str]], block: int,
-                seed: int) -> dict:
-    """Every configuration's journal (end delay, hand-off) in this one process, taking
-    turns in blocks of ``block`` accepts, so a swing of the machine's load or the
-    disk's falls on all of them. Hand-off ``pool`` puts a one-worker
-    ``ThreadPoolExecutor`` (what the journal used before its own thread) in place of
-    the journal's thread."""
-    from concurrent.futures import ThreadPoolExecutor
+async def child(rate: float, n: int, configs: list[float], block: int, seed: int) -> dict:
+    """Every end delay's journal in this one process, taking turns in blocks of
+    ``block`` accepts, so a swing of the machine's load or the disk's falls on all."""
 
     from dodoor.resources import Task
     from node_agent.journal import Journal
@@ -67,11 +62,9 @@ async def child(rate: float, n: int, configs: list[tuple[float, str]], block: in
     where = Path(tempfile.mkdtemp(prefix="journal-accept-"))
     takes_delay = "end_delay_ms" in inspect.signature(Journal).parameters
     journals = []
-    for d, handoff in configs:
-        name = where / f"j{d:g}-{handoff}.sqlite"
+    for d in configs:
+        name = where / f"j{d:g}.sqlite"
         j = Journal(name, end_delay_ms=d) if takes_delay else Journal(name)
-        if handoff == "pool":
-            j._store.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         await j.open()
         journals.append(j)
     rng = random.Random(seed)
@@ -100,7 +93,7 @@ async def child(rate: float, n: int, configs: list[tuple[float, str]], block: in
         done += block
     for j in journals:
         await j.close()
-    return {f"{c[0]:g} ms, {c[1]}": {"p50": quantile(r["accepts"], .5) * 1e3,
+    return {f"{c:g} ms": {"p50": quantile(r["accepts"], .5) * 1e3,
                      "p99": quantile(r["accepts"], .99) * 1e3,
                      "end_p50": quantile(r["ends"], .5) * 1e3,
                      "end_p99": quantile(r["ends"], .99) * 1e3,
@@ -123,8 +116,7 @@ def behind(sent: list[float], spans: list[tuple[float, float]]) -> int:
 
 def spawn(tree: Path, a: argparse.Namespace, delays: str, seed: int) -> dict:
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", delays, "--handoffs",
-         a.handoffs, "--rate", str(a.rate),
+        [sys.executable, str(Path(__file__).resolve()), "--child", delays, "--rate", str(a.rate),
          "--tasks", str(a.tasks), "--block", str(a.block), "--seed", str(seed)],
         cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
         check=True)
@@ -138,15 +130,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--delays", default="0,5,20", help="end delays (ms) for trees that take one")
     p.add_argument("--baseline-tree", default="")
-    p.add_argument("--handoffs", default="thread",
-                   help="comma-separated: thread (the journal's own), pool (a one-worker "
-                        "ThreadPoolExecutor in its place)")
     p.add_argument("--block", type=int, default=50, help="accepts per turn of each delay")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child is not None:
-        configs = [(float(d), h) for h in a.handoffs.split(",") for d in a.child.split(",")]
+        configs = [float(d) for d in a.child.split(",")]
         print(json.dumps(asyncio.run(child(a.rate, a.tasks, configs, a.block, a.seed))))
         return
     trees = [(REPO, "this")]

@@ -26,6 +26,7 @@ import json
 import logging
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -36,7 +37,7 @@ from dodoor.taskstates import (FAILED, LOST, MOVED, MOVING, QUEUED, RESERVED,  #
 # Record, StatusRow, Unreadable and JournalError are re-exported: callers import them from here
 from node_agent.journal_rows import (Record, StatusRow, Unreadable, _record,  # noqa: F401
                                      _same_body, _task_problem)
-from node_agent.journal_store import JournalError, JournalStore, JournalThread  # noqa: F401
+from node_agent.journal_store import JournalError, JournalStore  # noqa: F401
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -345,7 +346,7 @@ class Journal:
 
     # -- the way to the store ---------------------------------------------
     @property
-    def _pool(self) -> JournalThread:
+    def _pool(self) -> ThreadPoolExecutor:
         """The journal thread (the store's); tests watch the drains submitted to it."""
         return self._store.pool
 

@@ -31,7 +31,7 @@ import logging
 import os
 import queue
 import sqlite3
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -83,7 +83,7 @@ class JournalStore:
         self.path = str(path)
         self.defer_s = defer_s
         # One thread: sqlite work is serialised there, and the connection never leaves it.
-        self.pool = JournalThread()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
         # True from submitting a drain until that drain starts taking writes: a write
@@ -107,7 +107,7 @@ class JournalStore:
             self._kick()
         if self._conn is not None:
             await self.call(self._close)
-        await asyncio.to_thread(self.pool.shutdown)
+        await asyncio.to_thread(self.pool.shutdown, True)
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside a committed transaction; its result once that commit is durable.
@@ -166,18 +166,8 @@ class JournalStore:
             return fn(self._conn)  # type: ignore[arg-type]
 
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-
-        def job() -> None:
-            try:
-                outcome = (True, run())
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                outcome = (False, exc)
-            loop.call_soon_threadsafe(_settle_raw, fut, outcome)
-
-        self.pool.submit(job)
         try:
-            return await fut
+            return await loop.run_in_executor(self.pool, run)
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: {exc}") from exc
 
@@ -308,54 +298,6 @@ class JournalStore:
             fut.set_exception(error)
         else:
             fut.set_exception(value)
-
-
-def _settle_raw(fut: asyncio.Future, outcome: tuple[bool, Any]) -> None:
-    if not fut.done():
-        if outcome[0]:
-            fut.set_result(outcome[1])
-        else:
-            fut.set_exception(outcome[1])
-
-
-class JournalThread:
-    """The journal's one thread, blocked on its own queue of jobs.
-
-    It replaced a one-worker ``ThreadPoolExecutor``: handing a drain or a read over
-    costs one queue put here, instead of a future, a work item and the executor's
-    condition variables (docs/throughput.md, "p99 submit -> placed")."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the thread after the jobs before it; RuntimeError once shut down."""
-        if self._closed:
-            raise RuntimeError("the journal thread is shut down")
-        if self._thread is None:  # started by the first job: a journal never opened has none
-            self._thread = threading.Thread(target=self._run, name="journal", daemon=True)
-            self._thread.start()
-        self._jobs.put((fn, args))
-
-    def shutdown(self) -> None:
-        """Let the jobs queued so far run, then stop the thread (blocks until it has)."""
-        if not self._closed:
-            self._closed = True
-            self._jobs.put(None)
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job[0](*job[1])
-            except BaseException:  # noqa: BLE001 - a job's failure must not stop the thread
-                log.exception("journal job failed")
 
 
 def _add_missing_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
