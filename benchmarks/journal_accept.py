@@ -1,17 +1,21 @@
-"""An agent journal's accept latency under single accepts, by tree and end delay (not a test).
+"""An agent journal's accept latency under single accepts, by end delay (not a test).
 
 The agent's part of issue 17's latency path, in one process with nothing else
 on its event loop: accepts of one task each arrive open loop (Poisson, seeded)
 at ``--rate`` per second, as single submissions reach one agent, and each
 accepted task ends at once, as the sleep executor's do (``finish_soon`` after
 the accept's commit). It prints the accepts' latency (``accept_many`` until its
-commit is durable) p50/p99, how long ends took to commit, and the group commits
-per task. Each (tree, ``--delays`` value) runs in a fresh child process, the
-trees alternating round by round; a tree whose ``Journal`` takes no
-``end_delay_ms`` runs once per round as it is.
+commit is durable) p50/p99, how long ends took to commit, the group commits
+per task, and the share of accepts sent while a commit of ends alone was under
+way (which they waited for before their own). The journals of every
+``--delays`` value (``Journal(end_delay_ms=...)``, tried on branch ``latency``
+and not kept, docs/throughput.md) run in one child process per tree, taking
+turns in blocks of ``--block`` accepts; a tree whose ``Journal`` takes no
+delay commits every end at once and runs one journal. Trees alternate round by
+round.
 
 Usage: python benchmarks/journal_accept.py [--rate 80] [--tasks 1500] [--rounds 3]
-       [--delays 0,5,20] [--block 50] [--baseline-tree DIR]
+       [--delays 0,5,20] [--block 50] [--tree DIR] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ def quantile(xs: list[float], q: float) -> float:
 async def child(rate: float, n: int, configs: list[float], block: int, seed: int) -> dict:
     """Every end delay's journal in this one process, taking turns in blocks of
     ``block`` accepts, so a swing of the machine's load or the disk's falls on all."""
-
     from dodoor.resources import Task
     from node_agent.journal import Journal
     from node_agent.journal_store import JournalStore
@@ -61,6 +64,8 @@ async def child(rate: float, n: int, configs: list[float], block: int, seed: int
     JournalStore._commit = counted  # type: ignore[method-assign]
     where = Path(tempfile.mkdtemp(prefix="journal-accept-"))
     takes_delay = "end_delay_ms" in inspect.signature(Journal).parameters
+    if not takes_delay:  # a tree without the end delay commits every end at once
+        configs = [0.0]
     journals = []
     for d in configs:
         name = where / f"j{d:g}.sqlite"
@@ -129,7 +134,10 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=1500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--delays", default="0,5,20", help="end delays (ms) for trees that take one")
-    p.add_argument("--baseline-tree", default="")
+    p.add_argument("--tree", default=str(REPO), metavar="DIR",
+                   help="the tree measured with every delay (default this one; the end "
+                        "delay exists in branch latency's 11a9c57)")
+    p.add_argument("--baseline-tree", default="", metavar="DIR")
     p.add_argument("--block", type=int, default=50, help="accepts per turn of each delay")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -138,7 +146,7 @@ def main() -> None:
         configs = [float(d) for d in a.child.split(",")]
         print(json.dumps(asyncio.run(child(a.rate, a.tasks, configs, a.block, a.seed))))
         return
-    trees = [(REPO, "this")]
+    trees = [(Path(a.tree).resolve(), "this")]
     if a.baseline_tree:
         trees.insert(0, (Path(a.baseline_tree).resolve(), "base"))
     print(f"{a.tasks} single accepts per delay at {a.rate:g}/s, each ended at once, delays "

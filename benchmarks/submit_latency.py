@@ -218,6 +218,7 @@ def report(res: dict, specs: list[str]) -> None:
               f"({run['placed']} placed, {run['errors']} failed; load average {run['load']:.1f})")
         print("   CPU per task: " + ", ".join(f"{k} {v:.0f} us" for k, v in run["cpu_us"].items()))
         stages = run["stages"]
+        print(f"   the agent's journal: {journal_figures(run)}")
         for name, key, role in STAGES:
             xs = stages.get(role, {}).get(key)
             if not xs:
@@ -290,10 +291,12 @@ def journal_figures(run: dict) -> str:
     group commits each placed task cost (an end committed alone is a second one)."""
     agent = run["stages"].get("agent", {})
     wait, commit = agent.get("agent journal wait", []), agent.get("agent group commit", [])
+    behind = agent.get("agent accept behind an end", [])
     return (f"accept wait p50/p99 {quantile(wait, .5) * 1e3:.2f}/{quantile(wait, .99) * 1e3:.2f}"
             f" ms, commit p50/p99 {quantile(commit, .5) * 1e3:.2f}/"
             f"{quantile(commit, .99) * 1e3:.2f} ms, {len(commit) / max(run['placed'], 1):.2f}"
-            " commits per task")
+            f" commits per task, {100 * sum(behind) / max(len(behind), 1):.1f} % of accepts"
+            " sent during a commit of ends alone")
 
 
 if __name__ == "__main__":

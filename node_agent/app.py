@@ -126,7 +126,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _agent_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.settings
-    journal = Journal(settings.journal_path, settings.journal_end_delay_ms)
+    journal = Journal(settings.journal_path)
     await journal.open()
     # without a load store nobody can declare this node dead, so no lease is needed
     lease = Lease(state.lease_clock, required=bool(settings.loadstore_url))

@@ -52,18 +52,14 @@ _DONE = (*sorted(TERMINAL), MOVED)
 _HERE = (*_DONE, MOVING)
 _NOT_TERMINAL = f"state NOT IN ({', '.join('?' * len(_HERE))})"
 UNREADABLE = "unreadable journal row"
-# An end waits this long for an accept to share its commit (docs/agent.md, "Journal")
-DEFAULT_END_DELAY_MS = 5.0
 
 
 class Journal:
     """Async façade over the sqlite file; see the module docstring."""
 
-    def __init__(self, path: str | Path, end_delay_ms: float = DEFAULT_END_DELAY_MS) -> None:
-        """``end_delay_ms``: how long a task's end may wait for another write to share
-        its commit (``finish_soon``); 0 commits it at once."""
+    def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._store = JournalStore(self.path, defer_s=end_delay_ms / 1000.0)
+        self._store = JournalStore(self.path)
 
     async def open(self) -> None:
         """Open (creating or migrating) the file; JournalError when another agent holds it."""
@@ -219,18 +215,14 @@ class Journal:
                     started_ms: float | None = None) -> asyncio.Future:
         """:meth:`finish` without waiting: the future settles once the result is committed
         (with ``JournalError`` when it could not be). ``started_ms``, when given, records
-        the start in the same statement (a start that was never journaled on its own).
-
-        The write is deferred by up to the journal's ``end_delay_ms``: it rides with the
-        next write that commits (an accept, usually) instead of starting an fsync that
-        an accept arriving meanwhile would queue behind."""
+        the start in the same statement (a start that was never journaled on its own)."""
         if state not in TERMINAL:
             raise ValueError(f"not a terminal state: {state!r}")
         return self._store.submit(lambda c: c.execute(
             "UPDATE tasks SET state = ?, finished_ms = ?, exit_code = ?, reason = ?, log_tail = ?,"
             " started_ms = COALESCE(?, started_ms) WHERE id = ?",
             (state, finished_ms, exit_code, reason, log_tail, started_ms, task_id),
-        ), defer=True)
+        ))
 
     async def get(self, task_id: str) -> Record | None:
         """The whole row with its task; raises JournalError when the task is unreadable

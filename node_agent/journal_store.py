@@ -14,13 +14,6 @@ one fsync, and each writer still returns only after that commit. A batch
 first runs without savepoints, which would cost two extra statements per
 write; only if a write in it fails is the batch rolled back and redone with
 each write in its own savepoint, so the failure spoils that write alone.
-
-A write may be *deferred* (a task's end): it queues without starting a commit
-and rides with the next write that does (an accept), or commits on its own
-once it has waited ``defer_s``. An accept then rarely waits behind an end's
-fsync (one agent's single task ends right after its accept is committed, and
-the next accept used to queue behind that end's commit); the price is that an
-end on an idle agent is on disk, and reads final, up to ``defer_s`` later.
 """
 
 from __future__ import annotations
@@ -77,11 +70,8 @@ class JournalStore:
     journal thread; nothing else touches the connection.
     """
 
-    def __init__(self, path: str | Path, defer_s: float = 0.0) -> None:
-        if not defer_s >= 0:
-            raise ValueError(f"defer_s must be >= 0, got {defer_s!r}")
+    def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self.defer_s = defer_s
         # One thread: sqlite work is serialised there, and the connection never leaves it.
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
@@ -90,21 +80,13 @@ class JournalStore:
         # queued meanwhile is sure to be taken, so it need not submit a drain of its own.
         self._drain_queued = False
         self._lock_fd: int | None = None
-        # Due time of the deferred writes queued with no commit started for them yet: a
-        # deferred write queued meanwhile is covered by it (its own wait is then shorter).
-        self._deferred: asyncio.TimerHandle | None = None
 
     async def open(self) -> None:
         """Take the lock file, connect, and create or migrate the schema."""
         await self.call(self._open, need_open=False)
 
     async def close(self) -> None:
-        """Commit what is deferred, close the connection (releasing the lock) and stop
-        the journal thread."""
-        if self._deferred is not None:
-            self._deferred.cancel()
-            self._deferred = None
-            self._kick()
+        """Close the connection (releasing the lock) and stop the journal thread."""
         if self._conn is not None:
             await self.call(self._close)
         await asyncio.to_thread(self.pool.shutdown, True)
@@ -117,39 +99,17 @@ class JournalStore:
         """
         return await self.submit(work)
 
-    def submit(self, work: Callable[[sqlite3.Connection], T],
-               defer: bool = False) -> asyncio.Future:
+    def submit(self, work: Callable[[sqlite3.Connection], T]) -> asyncio.Future:
         """Queue ``work`` as :meth:`write` does, without waiting: the future settles once
         its commit is durable (or with ``JournalError``). A caller that need not wait
         (a task's end: docs/guarantees.md asks only that it be committed before the
         executor forgets the task) goes on at once, and its write joins the next
-        group commit with whatever else queues meanwhile. With ``defer`` the write
-        starts no commit of its own before ``defer_s`` (see the module docstring)."""
+        group commit with whatever else queues meanwhile."""
         # Group commit: writes queued while the journal thread is busy share one
         # transaction (one fsync); one failure spoils only itself (see _commit).
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._writes.put((work, fut, loop))
-        if defer and self.defer_s > 0:
-            if self._deferred is None:
-                self._deferred = loop.call_later(self.defer_s, self._deferred_due)
-            return fut
-        if self._deferred is not None:
-            # the drain started below takes the deferred writes queued so far
-            self._deferred.cancel()
-            self._deferred = None
-        self._kick()
-        return fut
-
-    def _deferred_due(self) -> None:
-        self._deferred = None
-        try:
-            self._kick()
-        except RuntimeError:  # the thread is shut down: close() committed them
-            log.debug("journal %s: deferred commit after close", self.path)
-
-    def _kick(self) -> None:
-        """Make sure a drain will take every write queued so far."""
         if not self._drain_queued:
             self._drain_queued = True
             try:
@@ -157,6 +117,7 @@ class JournalStore:
             except BaseException:  # shut down: let the next write try (and fail) again
                 self._drain_queued = False
                 raise
+        return fut
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], need_open: bool = True) -> T:
         """Run ``fn`` on the journal thread outside any write batch (reads, raw statements)."""

@@ -17,7 +17,6 @@ import psutil
 from dodoor.service.auth_token import auth_headers
 from dodoor.errors import ValidationError
 from dodoor.service.cliargs import MAX_PORT, bounded, setting
-from node_agent.journal import DEFAULT_END_DELAY_MS
 
 EXECUTORS = ("sleep", "process", "docker")
 RETENTION_ENV = "DODOOR_JOURNAL_RETENTION_S"
@@ -73,12 +72,6 @@ class AgentSettings:
         f"forget finished results S seconds after they end (0: never; default "
         f"${RETENTION_ENV} or {DEFAULT_JOURNAL_RETENTION_S:g}, 7 days)",
         cli_default=None, metavar="S")
-    journal_end_delay_ms: float = setting(
-        DEFAULT_END_DELAY_MS,
-        f"a task's end waits up to MS for an accept to share its journal commit, so "
-        f"accepts do not queue behind ends' fsyncs; the end reads running meanwhile "
-        f"(0: commit at once; default {DEFAULT_END_DELAY_MS:g})",
-        type=bounded(float, 0, 1000), metavar="MS")
     # Read by node_agent/docker_executor.py (DockerSettings.from_agent) when set.
     docker_network: str | None = setting(
         None, "docker executor: network for task containers (default none)")
@@ -115,9 +108,6 @@ class AgentSettings:
         if self.journal_keep_finished < 0:
             raise ValidationError("journal_keep_finished",
                                   f"must be >= 0, got {self.journal_keep_finished!r}")
-        if not 0 <= self.journal_end_delay_ms <= 1000:
-            raise ValidationError("journal_end_delay_ms",
-                                  f"must be in [0, 1000] ms, got {self.journal_end_delay_ms!r}")
         if not (self.journal_retention_s >= 0 and np.isfinite(self.journal_retention_s)):
             raise ValidationError("journal_retention_s", "must be a finite number of seconds >= 0"
                                   f" (0: keep forever), got {self.journal_retention_s!r}")
