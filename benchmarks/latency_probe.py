@@ -13,7 +13,8 @@ tree (``--baseline-tree``) too:
   request to a peer by path (its round trip, and how many ids or tasks it carried);
 * agent: ``NodeAgent.submit_many`` (journal and queue), the journal write as its
   caller waits for it, and the group commit on the journal thread (statements
-  and ``COMMIT``, whose fsync is most of it) with the writes it carried;
+  and ``COMMIT``, whose fsync is most of it) with the writes it carried, and
+  which accepts were sent while a commit of tasks' ends alone was under way;
 * every process: garbage-collector pauses and event-loop lag (a 2 ms ticker's
   lateness).
 """
@@ -21,6 +22,7 @@ tree (``--baseline-tree``) too:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import gc
 import json
@@ -44,6 +46,7 @@ class Probe:
         self._lock = threading.Lock()  # the journal thread records too
         self._gc_start = 0.0
         self._ticker: asyncio.TimerHandle | None = None
+        self.before_stop: list[Callable[[], None]] = []  # tallies made from what was recorded
 
     def add(self, stage: str, value: float) -> None:
         if self.on:
@@ -103,6 +106,8 @@ class Probe:
         self._ticker = loop.call_later(_TICK_S, self._tick, loop, time.perf_counter() + _TICK_S)
 
     def stop(self, *_: object) -> None:
+        for tally in self.before_stop:
+            tally()
         self.on = False
         if self._ticker is not None:
             self._ticker.cancel()
@@ -164,6 +169,51 @@ def install(probe: Probe) -> None:
     _wrap_method(probe, "node_agent.journal", "Journal", "accept_many", "agent journal wait")
     _wrap_method(probe, "node_agent.journal_store", "JournalStore", "_commit",
                  "agent group commit", size=lambda self, conn, batch, *a, **k: len(batch))
+    _watch_ends_alone(probe)
+
+
+def _watch_ends_alone(probe: Probe) -> None:
+    """Per accept, 1 when it was sent while a commit of tasks' ends alone was under way
+    (so it waited for that commit before its own), else 0: stage ``agent accept behind
+    an end``, computed when the probe stops."""
+    try:
+        from node_agent.journal import Journal
+        from node_agent.journal_store import JournalStore
+        commit, accept = JournalStore._commit, Journal.accept_many
+    except (ImportError, AttributeError):  # an older tree
+        return
+    spans: list[tuple[float, float]] = []
+    sent: list[float] = []
+
+    @functools.wraps(commit)
+    def timed_commit(self, conn, batch, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return commit(self, conn, batch, *args, **kwargs)
+        finally:
+            if probe.on and all("finish" in getattr(w, "__qualname__", "") for w, _, _ in batch):
+                with probe._lock:
+                    spans.append((t0, time.perf_counter()))
+
+    @functools.wraps(accept)
+    def timed_accept(self, *args, **kwargs):
+        if probe.on:
+            sent.append(time.perf_counter())
+        return accept(self, *args, **kwargs)
+
+    def tally() -> None:
+        with probe._lock:
+            ordered = sorted(spans)
+            spans.clear()
+        starts = [a for a, _ in ordered]
+        for t in sent:
+            k = bisect.bisect_right(starts, t) - 1
+            probe.add("agent accept behind an end", float(k >= 0 and t < ordered[k][1]))
+        sent.clear()
+
+    JournalStore._commit = timed_commit  # type: ignore[method-assign]
+    Journal.accept_many = timed_accept  # type: ignore[method-assign]
+    probe.before_stop.append(tally)
 
 
 def main(argv: list[str]) -> None:

@@ -218,6 +218,7 @@ def report(res: dict, specs: list[str]) -> None:
               f"({run['placed']} placed, {run['errors']} failed; load average {run['load']:.1f})")
         print("   CPU per task: " + ", ".join(f"{k} {v:.0f} us" for k, v in run["cpu_us"].items()))
         stages = run["stages"]
+        print(f"   the agent's journal: {journal_figures(run)}")
         for name, key, role in STAGES:
             xs = stages.get(role, {}).get(key)
             if not xs:
@@ -274,9 +275,28 @@ def main() -> None:
                      "scheduler CPU/task at peak "
                      f"{t['peak_cpu_us']['scheduler0'] / b['peak_cpu_us']['scheduler0']:.2f}x",
                      f"agents {t['peak_cpu_us']['agents'] / b['peak_cpu_us']['agents']:.2f}x"]
-            parts += [f"{s}: p99 {t[s]['p99_ms']:.2f} / {b[s]['p99_ms']:.2f} ms = "
-                      f"{t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x" for s in specs if s in t and s in b]
+            parts += [f"{s}: p50 {t[s]['p50_ms']:.2f} / {b[s]['p50_ms']:.2f} ms = "
+                      f"{t[s]['p50_ms'] / b[s]['p50_ms']:.2f}x, p99 {t[s]['p99_ms']:.2f} / "
+                      f"{b[s]['p99_ms']:.2f} ms = {t[s]['p99_ms'] / b[s]['p99_ms']:.2f}x"
+                      for s in specs if s in t and s in b]
             print(f"   round {r + 1}: " + "; ".join(parts))
+            for s in specs:
+                if s in t and s in b:
+                    print(f"     {s}, the agent's journal: " + "; ".join(
+                        f"{name} {journal_figures(x[s])}" for name, x in (("this", t), ("base", b))))
+
+
+def journal_figures(run: dict) -> str:
+    """The agent's wait for its accept's commit against the commit itself, and how many
+    group commits each placed task cost (an end committed alone is a second one)."""
+    agent = run["stages"].get("agent", {})
+    wait, commit = agent.get("agent journal wait", []), agent.get("agent group commit", [])
+    behind = agent.get("agent accept behind an end", [])
+    return (f"accept wait p50/p99 {quantile(wait, .5) * 1e3:.2f}/{quantile(wait, .99) * 1e3:.2f}"
+            f" ms, commit p50/p99 {quantile(commit, .5) * 1e3:.2f}/"
+            f"{quantile(commit, .99) * 1e3:.2f} ms, {len(commit) / max(run['placed'], 1):.2f}"
+            f" commits per task, {100 * sum(behind) / max(len(behind), 1):.1f} % of accepts"
+            " sent during a commit of ends alone")
 
 
 if __name__ == "__main__":
