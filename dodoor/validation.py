@@ -148,7 +148,8 @@ def _add_runs(tasks: list[Task], runs: Any, where: str) -> None:
     if not isinstance(runs, Mapping):
         raise ValidationError(where + ".runs", f"must be a map, got {_kind(runs)}")
     for key, run in runs.items():
-        if not (isinstance(key, str) and key.isascii() and key.isdigit() and int(key) < len(tasks)):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()
+                and int(key) < len(tasks)):
             raise ValidationError(where + ".runs", f"{key!r} is not the index of a task")
         i = int(key)
         at = f"{where}[{i}]."

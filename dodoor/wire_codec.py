@@ -5,7 +5,10 @@ Every message is a frozen dataclass registered under a type name with
 them; ``dodoor.wire`` names them all). On the wire a message is a msgpack map
 ``{"v": SCHEMA_VERSION, "type": name, "body": {...}}`` sent as
 ``Content-Type: application/msgpack``. Numeric vectors and matrices travel as
-raw little-endian float64 (``[shape, bytes]``), never pickles. Any failure to
+raw little-endian float64 (``[shape, bytes]``), never pickles. A class that defines
+``to_body()`` and the classmethod ``from_body(body)`` lays out its own body (a batch of
+tasks as columns, ``EnqueueBatch``); ``from_body`` raises ValidationError or ValueError,
+which decode turns into a DecodeError like any other. Any failure to
 decode — bad msgpack, wrong version, unknown type, missing or mistyped field —
 raises :class:`~dodoor.errors.DecodeError`.
 """
