@@ -10,7 +10,7 @@ import pytest
 
 from dodoor import wire
 from dodoor.errors import DecodeError
-from dodoor.resources import Task
+from dodoor.resources import Task, demand_matrix
 
 
 def _decode(body):
@@ -93,3 +93,11 @@ def test_decoded_tasks_do_not_share_their_maps():
     msg = _decode(_body(["a", "b"], [[1, 64, 0, 5]] * 2))
     assert msg.tasks[0].env == {} and msg.tasks[0].env is not msg.tasks[1].env
     assert msg.tasks == (Task("a", 1.0, 64.0, 0.0, 5.0), Task("b", 1.0, 64.0, 0.0, 5.0))
+
+
+def test_demand_matrix_rows_are_each_tasks_demand():
+    tasks = [Task("a", 0.5, 64.0, 2.0), Task("b", 3.0, 128.0)]
+    matrix = demand_matrix(tasks)
+    assert matrix.dtype == np.float64
+    assert matrix.tolist() == [t.demand().tolist() for t in tasks]
+    assert demand_matrix([]).shape == (0, 3)
