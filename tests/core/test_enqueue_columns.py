@@ -7,10 +7,13 @@ import math
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dodoor import wire
-from dodoor.errors import DecodeError
+from dodoor.errors import DecodeError, ValidationError
 from dodoor.resources import Task, demand_matrix
+from dodoor.validation import parse_task
 
 
 def _decode(body):
@@ -49,6 +52,8 @@ def test_the_body_is_columns_and_rich_fields_only_where_set():
     (0, math.inf, "tasks[1].cores: must be finite, got inf"),
     (1, 0.0, "tasks[1].memory_mb: must be >= 1, got 0.0"),
     (1, 64.5, "tasks[1].memory_mb: must be a whole number, got 64.5"),
+    (1, math.inf, "tasks[1].memory_mb: must be finite, got inf"),
+    (2, math.inf, "tasks[1].disk_mb: must be finite, got inf"),
     (2, -1.0, "tasks[1].disk_mb: must be >= 0, got -1.0"),
     (2, math.nan, "tasks[1].disk_mb: must be finite, got nan"),
     (3, -5.0, "tasks[1].duration_ms: must be > 0, got -5.0"),
@@ -87,6 +92,30 @@ def test_a_bad_demand_is_named(column, value, says):
 def test_malformed_columns_are_a_decode_error(body, says):
     with pytest.raises(DecodeError, match=says):
         _decode(body)
+
+
+def test_the_columns_accept_what_parse_task_accepts():
+    # huge but finite whole demands are well formed (an agent then answers 422: too big)
+    msg = _decode(_body(["a"], [[1e300, 1e300, 2.0**60, 1e300]]))
+    assert msg.tasks == (parse_task({"id": "a", "cores": 1e300, "memory_mb": 1e300,
+                                     "disk_mb": 2.0**60, "duration_ms": 1e300}),)
+
+
+values = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -0.0, 0.0, 0.5, 1.0, 64.0,
+                          64.5, 2.0**53, 2.0**53 + 2, 1e300])
+
+
+@given(st.lists(values, min_size=4, max_size=4))
+def test_columns_and_parse_task_agree_on_every_demand(row):
+    fields = dict(zip(("cores", "memory_mb", "disk_mb", "duration_ms"), row))
+    try:
+        expected = (parse_task({"id": "a", **fields}, where="tasks[0]."),)
+    except ValidationError as exc:
+        with pytest.raises(DecodeError) as got:
+            _decode(_body(["a"], [row]))
+        assert str(got.value) == f"enqueue_batch.{exc.field}: {exc.reason}"
+    else:
+        assert _decode(_body(["a"], [row])).tasks == expected
 
 
 def test_decoded_tasks_do_not_share_their_maps():
