@@ -101,6 +101,13 @@ class Task:
         return out
 
 
+def demand_matrix(tasks: Sequence[Task]) -> np.ndarray:
+    """n×R demand matrix in task order, built in one call (not an array per task)."""
+    if not tasks:
+        return np.zeros((0, N_RESOURCES), dtype=np.float64)
+    return np.array([(t.cores, t.memory_mb, t.disk_mb) for t in tasks], dtype=np.float64)
+
+
 def capacity_matrix(nodes: Sequence[NodeSpec]) -> np.ndarray:
     """N×R capacity matrix in node order."""
     if not nodes:

@@ -5,7 +5,10 @@ Every message is a frozen dataclass registered under a type name with
 them; ``dodoor.wire`` names them all). On the wire a message is a msgpack map
 ``{"v": SCHEMA_VERSION, "type": name, "body": {...}}`` sent as
 ``Content-Type: application/msgpack``. Numeric vectors and matrices travel as
-raw little-endian float64 (``[shape, bytes]``), never pickles. Any failure to
+raw little-endian float64 (``[shape, bytes]``), never pickles. A class that defines
+``to_body()`` and the classmethod ``from_body(body)`` lays out its own body (a batch of
+tasks as columns, ``EnqueueBatch``); ``from_body`` raises ValidationError or ValueError,
+which decode turns into a DecodeError like any other. Any failure to
 decode — bad msgpack, wrong version, unknown type, missing or mistyped field —
 raises :class:`~dodoor.errors.DecodeError`.
 """
@@ -36,6 +39,9 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 # Per message class, its fields left out of the body at their default (omitted_at_default)
 _OMITTED: dict[type, tuple[tuple[str, Any], ...]] = {}
 OMIT_DEFAULT = "dodoor.wire.omit_default"
+# Message classes with a body layout of their own (``to_body``/``from_body``): a batch of
+# tasks travels as columns, which the per-field walk below would take apart task by task
+_OWN_BODY: set[type] = set()
 # values that travel as they are; checked by exact type first, the common case
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -52,6 +58,8 @@ def message(name: str):
                      if f.metadata.get(OMIT_DEFAULT))
         if omit:
             _OMITTED[cls] = omit
+        if hasattr(cls, "to_body") and hasattr(cls, "from_body"):
+            _OWN_BODY.add(cls)
         return cls
 
     return wrap
@@ -75,6 +83,8 @@ def encode(msg: Any) -> bytes:
 
 def _body(msg: Any) -> dict:
     kind = type(msg)
+    if kind in _OWN_BODY:
+        return msg.to_body()
     body = {n: _to_wire(getattr(msg, n)) for n in _FIELD_NAMES[kind]}
     for name, default in _OMITTED.get(kind, ()):
         value = getattr(msg, name)
@@ -138,6 +148,14 @@ def _schema(cls: type) -> tuple[tuple[str, Any, bool], ...]:
 
 
 def _build(cls: type, body: dict) -> Any:
+    if cls in _OWN_BODY:
+        # its own layout, checked by the class; every failure is still a DecodeError
+        try:
+            return cls.from_body(body)
+        except ValidationError as exc:
+            raise DecodeError(f"{cls.TYPE}.{exc.field}: {exc.reason}") from exc
+        except ValueError as exc:
+            raise DecodeError(f"{cls.TYPE}: {exc}") from exc
     kwargs: dict[str, Any] = {}
     for name, hint, optional in _schema(cls):
         if name not in body:

@@ -8,11 +8,13 @@ Registered with the codec of :mod:`dodoor.wire_codec`; import them from :mod:`do
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from dodoor.errors import ValidationError
 from dodoor.resources import Task
+from dodoor.validation import parse_task_columns, task_columns
 from dodoor.wire_codec import message, omitted_at_default
 
 
@@ -42,7 +44,9 @@ class Enqueue:
 class EnqueueBatch:
     """Scheduler → agent: several tasks in one request (``POST /internal/enqueue_batch``).
 
-    Counted as one ``enqueue`` per task, like the single enqueues it replaces.
+    Counted as one ``enqueue`` per task, like the single enqueues it replaces. Its body
+    is columns, not a map per task (``to_body``; docs/protocol.md): decoding and
+    validating a batch was half of an agent's HTTP work when each task was a map.
     """
 
     tasks: tuple[Task, ...]
@@ -53,10 +57,46 @@ class EnqueueBatch:
     TYPE: ClassVar[str]
 
     def __post_init__(self) -> None:
-        if self.estimates_ms and len(self.estimates_ms) != len(self.tasks):
-            raise ValueError(f"{len(self.estimates_ms)} estimates for {len(self.tasks)} tasks")
-        for estimate in self.estimates_ms:
-            _check_estimate(estimate)
+        if self.estimates_ms:
+            if len(self.estimates_ms) != len(self.tasks):
+                raise ValueError(f"{len(self.estimates_ms)} estimates for {len(self.tasks)} tasks")
+            if not all(0.0 < e < math.inf for e in self.estimates_ms):  # NaN fails too
+                for estimate in self.estimates_ms:
+                    _check_estimate(estimate)
+
+    def to_body(self) -> dict[str, Any]:
+        """The wire body: the tasks as columns (:func:`dodoor.validation.task_columns`)."""
+        body = task_columns(self.tasks)
+        body["scheduler_id"] = self.scheduler_id
+        body["incarnation"] = self.incarnation
+        if self.estimates_ms:
+            body["estimates_ms"] = list(self.estimates_ms)
+        return body
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> "EnqueueBatch":
+        """The message from its wire body, every task validated (raises ValidationError)."""
+        if not _BATCH_FIELDS.issuperset(body):
+            raise ValidationError(sorted(str(k) for k in body if k not in _BATCH_FIELDS)[0],
+                                  "unknown field")
+        for name in ("ids", "demands", "scheduler_id"):
+            if name not in body:
+                raise ValidationError(name, "missing field")
+        scheduler_id, incarnation = body["scheduler_id"], body.get("incarnation", "")
+        for name, value in (("scheduler_id", scheduler_id), ("incarnation", incarnation)):
+            if type(value) is not str:
+                raise ValidationError(name, f"expected str, got {type(value).__name__}")
+        estimates = body.get("estimates_ms", [])
+        if not isinstance(estimates, list) or not all(
+                type(e) is float or (type(e) is int) for e in estimates):
+            raise ValidationError("estimates_ms", "expected a list of numbers")
+        tasks = parse_task_columns(body["ids"], body["demands"], body.get("priorities"),
+                                   body.get("runs"))
+        return cls(tasks, scheduler_id, incarnation, tuple(float(e) for e in estimates))
+
+
+_BATCH_FIELDS = frozenset({"ids", "demands", "priorities", "runs", "scheduler_id",
+                           "incarnation", "estimates_ms"})
 
 
 def _check_estimate(estimate_ms: float) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from dodoor.cache import N_STATE
 from dodoor.priority import effective_priority
-from dodoor.resources import N_RESOURCES, Task, fits
+from dodoor.resources import N_RESOURCES, Task, demand_matrix, fits
 from dodoor.runqueue import QueueEntry, RunQueue
 
 TASK = "task"
@@ -115,7 +115,7 @@ class TaskQueue:
         """``fits_node`` of every task, as booleans: one comparison for a whole batch."""
         if not tasks:
             return np.zeros(0, dtype=bool)
-        return np.asarray(fits(np.stack([t.demand() for t in tasks]), self.capacity), dtype=bool)
+        return np.asarray(fits(demand_matrix(tasks), self.capacity), dtype=bool)
 
     def state(self, now_ms: float) -> np.ndarray:
         """The node's row in ``STATE_COLUMNS`` order at ``now_ms``

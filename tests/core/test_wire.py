@@ -92,9 +92,9 @@ def test_a_bad_estimate_is_a_decode_error(body, fragment):
 
 
 def test_a_batch_needs_one_estimate_per_task():
-    task = Task("t1", 1.0, 256.0, 0.0, 1000.0).to_dict()
-    bad = _envelope({"tasks": [task, task], "scheduler_id": "s0", "estimates_ms": [5.0]},
-                    kind="enqueue_batch")
+    task = Task("t1", 1.0, 256.0, 0.0, 1000.0)
+    body = wire.EnqueueBatch((task, task), "s0").to_body()
+    bad = _envelope({**body, "estimates_ms": [5.0]}, kind="enqueue_batch")
     with pytest.raises(DecodeError, match="enqueue_batch: 1 estimates for 2 tasks"):
         wire.decode(bad)
     with pytest.raises(ValueError, match="got inf"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgpack
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,11 +27,10 @@ def test_enqueue_batch_round_trips(batch):
 
 
 @pytest.mark.parametrize("body, where", [
-    ({"tasks": [{"id": "a", "cores": 1, "memory_mb": 1}, {"id": "b", "cores": -1,
-                                                          "memory_mb": 1}],
+    ({"ids": ["a", "b"], "demands": np.array([[1, 1, 0, 5], [-1, 1, 0, 5]], "<f8").tobytes(),
       "scheduler_id": "s"}, "enqueue_batch.tasks[1].cores"),
-    ({"tasks": {"id": "a"}, "scheduler_id": "s"}, "enqueue_batch.tasks"),
-    ({"tasks": [], "scheduler_id": 3}, "enqueue_batch.scheduler_id"),
+    ({"ids": {"id": "a"}, "demands": b"", "scheduler_id": "s"}, "enqueue_batch.tasks.ids"),
+    ({"ids": [], "demands": b"", "scheduler_id": 3}, "enqueue_batch.scheduler_id"),
 ])
 def test_enqueue_batch_rejects_bad_bodies(body, where):
     data = msgpack.packb({"v": 1, "type": "enqueue_batch", "body": body})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import msgpack
 import pytest
@@ -124,7 +125,7 @@ def test_huge_real_array_is_refused(trio, baseline, daemon, path):
         assert_json_error(reply, 400, says="at most")
         return
     kind = next(k for d, p, _, k in WIRE_ENDPOINTS if p == path)
-    field = "task" if kind in ("enqueue", "reserve") else "tasks" if kind == "enqueue_batch" \
+    field = "task" if kind in ("enqueue", "reserve") else "ids" if kind == "enqueue_batch" \
         else "node_ids"
     reply = post(trio, daemon, path, envelope(kind, {field: big, "state": big}))
     assert_json_error(reply, 400)
@@ -147,10 +148,17 @@ def test_bad_demands_are_refused_everywhere(trio, baseline, field, value):
     # the agent, inside a well-formed envelope
     for kind, path, msg in (
             ("enqueue", "/internal/enqueue", {"task": task, "scheduler_id": "s"}),
-            ("enqueue_batch", "/internal/enqueue_batch", {"tasks": [task], "scheduler_id": "s"}),
+            ("enqueue_batch", "/internal/enqueue_batch", {"ids": ["x"], "scheduler_id": "s",
+                                                          "demands": _demands(task)}),
             ("reserve", "/internal/reserve", {"task": task, "scheduler_id": "s",
                                               "reply_url": "http://127.0.0.1:1/internal/confirm"})):
         assert_json_error(post(trio, "agent", path, envelope(kind, msg)), 400, 422, says=field)
+
+
+def _demands(task: dict) -> bytes:
+    """A batch's demand column (dodoor.validation.DEMAND_COLUMNS) of one task."""
+    return struct.pack("<4d", task["cores"], task["memory_mb"], task.get("disk_mb", 0),
+                       task.get("duration_ms", 1000.0))
 
 
 def test_batch_level_hostility_on_submission(trio, baseline):
