@@ -17,14 +17,24 @@ tree (``--baseline-tree``) too:
   which accepts were sent while a commit of tasks' ends alone was under way;
 * every process: garbage-collector pauses and event-loop lag (a 2 ms ticker's
   lateness).
+
+Besides the samples, ``OUT`` holds ``"~detail"``: each stage's maximum with its
+wall-clock time (``max``), the slowest ``SLOWEST`` requests of each handler with
+the time spent in each timed stage inside it (``slowest``; ``read body`` is
+``Request.read``; stages nest as they are called, e.g. ``agent journal wait``
+and ``agent pump`` inside ``agent submit_many``), and the loop thread's stack sampled while the ticker was more than
+100 ms late (``stalls``, benchmarks/stall_watch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import functools
 import gc
+import heapq
+import itertools
 import json
 import signal
 import sys
@@ -33,7 +43,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from stall_watch import StallWatch
+
 _TICK_S = 0.002
+SLOWEST = 10
+# the stages timed inside the request being handled (None outside a handler)
+_REQUEST: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request", default=None)
 
 
 class Probe:
@@ -47,11 +62,51 @@ class Probe:
         self._gc_start = 0.0
         self._ticker: asyncio.TimerHandle | None = None
         self.before_stop: list[Callable[[], None]] = []  # tallies made from what was recorded
+        self.maxima: dict[str, tuple[float, float]] = {}  # stage -> (max, wall time)
+        self.slowest: dict[str, list[tuple[float, int, dict]]] = {}  # handler -> min-heap
+        self._seq = itertools.count()
+        self.watch = StallWatch()
 
     def add(self, stage: str, value: float) -> None:
         if self.on:
             with self._lock:
                 self.samples.setdefault(stage, []).append(value)
+                if value > self.maxima.get(stage, (-1.0, 0.0))[0]:
+                    self.maxima[stage] = (value, time.time())
+
+    def _inside(self, stage: str, dt: float) -> None:
+        """Charge ``dt`` to ``stage`` of the request being handled, if any."""
+        req = _REQUEST.get()
+        if req is not None:
+            req[stage] = req.get(stage, 0.0) + dt
+
+    def timed_handler(self, stage: str, fn: Callable):
+        """``timed_async`` that also keeps the slowest requests' stages."""
+        probe = self
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            req: dict = {}
+            token = _REQUEST.set(req)
+            t0, wall = time.perf_counter(), time.time()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                _REQUEST.reset(token)
+                probe.add(stage, dt)
+                if probe.on:
+                    probe._keep_slow(stage, dt, {"t": wall, "total": dt, **req})
+        return wrapper
+
+    def _keep_slow(self, stage: str, dt: float, rec: dict) -> None:
+        with self._lock:
+            heap = self.slowest.setdefault(stage, [])
+            item = (dt, next(self._seq), rec)
+            if len(heap) < SLOWEST:
+                heapq.heappush(heap, item)
+            elif dt > heap[0][0]:
+                heapq.heapreplace(heap, item)
 
     def timed_async(self, stage: str, fn: Callable, size: Callable[..., int] | None = None):
         probe = self
@@ -62,7 +117,9 @@ class Probe:
             try:
                 return await fn(*args, **kwargs)
             finally:
-                probe.add(stage, time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                probe.add(stage, dt)
+                probe._inside(stage, dt)
                 if size is not None:
                     probe.add(stage + " size", size(*args, **kwargs))
         return wrapper
@@ -76,7 +133,9 @@ class Probe:
             try:
                 return fn(*args, **kwargs)
             finally:
-                probe.add(stage, time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                probe.add(stage, dt)
+                probe._inside(stage, dt)
                 if size is not None:
                     probe.add(stage + " size", size(*args, **kwargs))
         return wrapper
@@ -85,12 +144,17 @@ class Probe:
     def gc_callback(self, phase: str, _info: dict) -> None:
         if phase == "start":
             self._gc_start = time.perf_counter()
+            self.watch.in_gc = True
         else:
-            self.add("gc pause", time.perf_counter() - self._gc_start)
+            self.watch.in_gc = False
+            dt = time.perf_counter() - self._gc_start
+            self.add("gc pause", dt)
+            self.add(f"gc pause gen{_info.get('generation', '?')}", dt)
 
     def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds
         now = time.perf_counter()
+        self.watch.last_tick = now
         self.add("loop lag", max(0.0, now - due))
         if self.on:
             self._ticker = loop.call_later(_TICK_S, self._tick, loop, now + _TICK_S)
@@ -98,6 +162,9 @@ class Probe:
     def start(self, *_: object) -> None:
         with self._lock:
             self.samples.clear()
+            self.maxima.clear()
+            self.slowest.clear()
+        self.watch.start(threading.get_ident())  # signal handlers run on the loop's thread
         self.on = True
         try:
             loop = asyncio.get_running_loop()
@@ -111,8 +178,12 @@ class Probe:
         self.on = False
         if self._ticker is not None:
             self._ticker.cancel()
+        self.watch.stop()
         with self._lock:
-            Path(self.out).write_text(json.dumps(self.samples))
+            detail = {"max": self.maxima, "stalls": self.watch.stalls,
+                      "slowest": {k: [rec for _, _, rec in sorted(v, reverse=True)]
+                                  for k, v in self.slowest.items()}}
+            Path(self.out).write_text(json.dumps({**self.samples, "~detail": detail}))
 
 
 def _wrap_method(probe: Probe, module: str, cls: str, name: str, stage: str,
@@ -135,10 +206,11 @@ def install(probe: Probe) -> None:
 
     def timed_route(self, method, path, handler, **kwargs):
         if asyncio.iscoroutinefunction(handler):
-            handler = probe.timed_async(f"handler {method} {path}", handler)
+            handler = probe.timed_handler(f"handler {method} {path}", handler)
         return add_route(self, method, path, handler, **kwargs)
 
     web.UrlDispatcher.add_route = timed_route
+    web.BaseRequest.read = probe.timed_async("read body", web.BaseRequest.read)
     gc.callbacks.append(probe.gc_callback)
 
     def peer_stage(self, url, msg, *args, **kwargs):
@@ -166,6 +238,8 @@ def install(probe: Probe) -> None:
     _wrap_method(probe, "scheduler.claims", "Claims", "claim", "scheduler claim wait")
     _wrap_method(probe, "scheduler.outbox", "Outbox", "enqueue", "scheduler enqueue wait")
     _wrap_method(probe, "node_agent.node", "NodeAgent", "submit_many", "agent submit_many")
+    _wrap_method(probe, "node_agent.node", "NodeAgent", "_pump", "agent pump")
+    _wrap_method(probe, "node_agent.queue", "TaskQueue", "fits_node", "agent fits")
     _wrap_method(probe, "node_agent.journal", "Journal", "accept_many", "agent journal wait")
     _wrap_method(probe, "node_agent.journal_store", "JournalStore", "_commit",
                  "agent group commit", size=lambda self, conn, batch, *a, **k: len(batch))

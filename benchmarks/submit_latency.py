@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,12 @@ from live_cluster import Cluster, get, run_loadgen
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PROBE = HERE / "latency_probe.py"
+DETAIL = "~detail"  # the probe's maxima, slowest requests and stall stacks
+# the handlers whose slowest requests are printed, and their stages that do not nest
+SLOW = (("agent", "handler POST /internal/enqueue",
+         ("read body", "agent fits", "agent submit_many")),
+        ("scheduler", "handler POST /v1/tasks",
+         ("read body", "scheduler parse", "scheduler check_fits", "scheduler place")))
 # stages printed, in path order: (label, probe key, role)
 STAGES = (
     ("scheduler handler POST /v1/tasks", "handler POST /v1/tasks", "scheduler"),
@@ -94,7 +101,20 @@ class ProbedCluster(Cluster):
             except (OSError, ValueError):
                 continue
             for stage, xs in data.items():
+                if stage == DETAIL:
+                    continue
                 out.setdefault(role, {}).setdefault(stage, []).extend(xs)
+        return out
+
+    def details(self) -> list[dict]:
+        """Per process: its role, its probe file's name and the probe's ``~detail``."""
+        out = []
+        for role, path in self.outs:
+            try:
+                detail = json.loads(path.read_text()).get(DETAIL, {})
+            except (OSError, ValueError):
+                continue
+            out.append({"role": role, "process": path.stem.removeprefix("probe-"), **detail})
         return out
 
     def wait_idle(self, timeout: float = 60.0) -> None:
@@ -126,6 +146,40 @@ def raw_fsync(directory: Path, n: int = 300) -> tuple[float, float]:
     return quantile(xs, 0.5) * 1e3, quantile(xs, 0.99) * 1e3
 
 
+class DiskWatch:
+    """A 4 KiB write + fsync on the journals' disk every ``every_s`` during a run, with
+    the kernel's dirty and writeback memory: a stall of every agent's commit at once
+    that this also shows is the disk's (or the kernel's flushing), not the agents'."""
+
+    def __init__(self, directory: Path, every_s: float = 0.02) -> None:
+        self.path, self.every_s = directory / "fsync-watch", every_s
+        self.samples: list[tuple[float, float, int, int]] = []  # t, fsync s, dirty, writeback kB
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
+
+    def __enter__(self) -> "DiskWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while not self._stop.wait(self.every_s):
+                os.pwrite(fd, os.urandom(4096), 0)
+                t0 = time.perf_counter()
+                os.fsync(fd)
+                dt = time.perf_counter() - t0
+                mem = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+                self.samples.append((time.time(), dt, int(mem["Dirty"].split()[0]),
+                                     int(mem["Writeback"].split()[0])))
+        finally:
+            os.close(fd)
+
+
 def quantile(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -153,15 +207,20 @@ def one_tree(a: argparse.Namespace, tree: Path, label: str) -> dict:
             cluster.wait_idle()
             cpu0 = cluster.cpu()
             cluster.signal_all(signal.SIGUSR1)
-            run = run_loadgen(["--url", url, "--mode", "single", "--rate", f"{rate:.1f}",
-                               "--concurrency", "256", "--seconds", str(a.seconds),
-                               "--ids", ids])
+            t_start = time.time()
+            with DiskWatch(workdir) as disk:
+                run = run_loadgen(["--url", url, "--mode", "single", "--rate", f"{rate:.1f}",
+                                   "--concurrency", "256", "--seconds", str(a.seconds),
+                                   "--ids", ids])
+            run["disk"] = disk.samples
             cluster.signal_all(signal.SIGUSR2)
             cpu1 = cluster.cpu()
             time.sleep(0.5)  # the probes write their files
             run["rate"] = rate
             run["cpu_us"] = cpu_per_task(cpu1, cpu0, run)
             run["stages"] = cluster.samples()
+            run["detail"] = cluster.details()
+            run["t_start"] = t_start
             run["load"] = os.getloadavg()[0]
             results[key_of(a, spec, ids)] = run
     finally:
@@ -227,6 +286,51 @@ def report(res: dict, specs: list[str]) -> None:
             extra = f", {sum(sizes) / len(sizes):.2f} per call" if sizes else ""
             print(f"   {name:40s} n={len(xs):6d}  p50 {quantile(xs, .5) * 1e3:7.2f} ms  "
                   f"p99 {quantile(xs, .99) * 1e3:7.2f} ms{extra}")
+        report_stalls(run)
+
+
+def report_stalls(run: dict, top: int = 5) -> None:
+    """Each process's worst loop lag and GC pause (ms @ seconds into the run), the
+    slowest requests stage by stage, and where the stalled loops stood."""
+    t0, detail = run.get("t_start", 0.0), run.get("detail", [])
+    if not detail:
+        return
+
+    def at(pair: list | None) -> str:
+        return "-" if not pair else f"{pair[0] * 1e3:.0f}@{pair[1] - t0:.2f}s"
+
+    disk = run.get("disk", [])
+    if disk:
+        worst = max(disk, key=lambda x: x[1])
+        print(f"   the disk, a 4 KiB fsync every 20 ms: n={len(disk)}, p50 "
+              f"{quantile([x[1] for x in disk], .5) * 1e3:.2f} ms, max {worst[1] * 1e3:.0f} ms @"
+              f"{worst[0] - t0:.2f}s ({sum(x[1] > 0.05 for x in disk)} over 50 ms); dirty max "
+              f"{max(x[2] for x in disk) / 1024:.1f} MiB, writeback max "
+              f"{max(x[3] for x in disk) / 1024:.1f} MiB")
+    print("   worst per process (ms @ s into the run): loop lag / GC pause / stalls > 100 ms")
+    for d in detail:
+        m = d.get("max", {})
+        print(f"     {d['process']:22s} {at(m.get('loop lag')):>14s} "
+              f"{at(m.get('gc pause')):>14s}  {len(d.get('stalls', []))}")
+    for role, handler, parts in SLOW:
+        recs = sorted(((r, d["process"]) for d in detail if d["role"] == role
+                       for r in d.get("slowest", {}).get(handler, [])),
+                      key=lambda x: -x[0]["total"])[:top]
+        if not recs:
+            continue
+        print(f"   slowest {handler} (ms; other = total - {' - '.join(parts)}):")
+        for r, proc in recs:
+            other = r["total"] - sum(r.get(k, 0.0) for k in parts)
+            inner = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in r.items()
+                              if k not in ("t", "total"))
+            print(f"     {r['total'] * 1e3:8.1f} @{r['t'] - t0:5.2f}s {proc}: {inner}, "
+                  f"other {other * 1e3:.1f}")
+    stalls = sorted(((s, d["process"]) for d in detail for s in d.get("stalls", [])),
+                    key=lambda x: -x[0]["late_s"])
+    for s, proc in stalls[:top]:
+        print(f"   stall {proc} {s['late_s'] * 1e3:.0f} ms late @{s['t'] - t0:.2f}s"
+              f"{' (in GC)' if s['in_gc'] else ''}: " + " <- ".join(
+                  f.rsplit("/", 1)[-1] for f in reversed(s["stack"][-6:])))
 
 
 def main() -> None:
@@ -242,6 +346,8 @@ def main() -> None:
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--b", type=int, default=80)
     p.add_argument("--baseline-tree", default="", metavar="DIR")
+    p.add_argument("--detail-out", default="", metavar="FILE",
+                   help="write every run's figures, slowest requests and stall stacks as JSON")
     p.add_argument("--ids", default="client",
                    choices=("client", "server", "alternate", "client,server", "server,client"),
                    help="who names the tasks of the rate runs (server: the scheduler makes "
@@ -265,6 +371,8 @@ def main() -> None:
             report_ids(res, specs)
             res["tree"] = label
             rows.append(res)
+            if a.detail_out:
+                Path(a.detail_out).write_text(json.dumps(rows))
     if len(trees) > 1:
         print("\n== this tree / baseline, per round (client p99; peak)")
         for r in range(a.rounds):
