@@ -36,6 +36,7 @@ import gc
 import heapq
 import itertools
 import json
+import os
 import signal
 import sys
 import threading
@@ -66,6 +67,8 @@ class Probe:
         self.slowest: dict[str, list[tuple[float, int, dict]]] = {}  # handler -> min-heap
         self._seq = itertools.count()
         self.watch = StallWatch()
+        self.checkpoints: list[tuple[float, float]] = []  # (wall time, seconds)
+        self.freeze = False
 
     def add(self, stage: str, value: float) -> None:
         if self.on:
@@ -164,6 +167,10 @@ class Probe:
             self.samples.clear()
             self.maxima.clear()
             self.slowest.clear()
+            self.checkpoints.clear()
+        if self.freeze:
+            gc.collect()
+            gc.freeze()
         self.watch.start(threading.get_ident())  # signal handlers run on the loop's thread
         self.on = True
         try:
@@ -181,6 +188,7 @@ class Probe:
         self.watch.stop()
         with self._lock:
             detail = {"max": self.maxima, "stalls": self.watch.stalls,
+                      "checkpoints": self.checkpoints,
                       "slowest": {k: [rec for _, _, rec in sorted(v, reverse=True)]
                                   for k, v in self.slowest.items()}}
             Path(self.out).write_text(json.dumps({**self.samples, "~detail": detail}))
@@ -237,6 +245,9 @@ def install(probe: Probe) -> None:
     _wrap_method(probe, "scheduler.placer", "Placer", "place", "scheduler place")
     _wrap_method(probe, "scheduler.claims", "Claims", "claim", "scheduler claim wait")
     _wrap_method(probe, "scheduler.outbox", "Outbox", "enqueue", "scheduler enqueue wait")
+    _wrap_method(probe, "scheduler.placer", "Placer", "_resolve", "scheduler decide")
+    _wrap_method(probe, "scheduler.paths.forwarder", "Forwarder", "forward", "scheduler forward")
+    _wrap_method(probe, "scheduler.sender", "AgentSender", "enqueue", "scheduler sender enqueue")
     _wrap_method(probe, "node_agent.node", "NodeAgent", "submit_many", "agent submit_many")
     _wrap_method(probe, "node_agent.node", "NodeAgent", "_pump", "agent pump")
     _wrap_method(probe, "node_agent.queue", "TaskQueue", "fits_node", "agent fits")
@@ -244,6 +255,41 @@ def install(probe: Probe) -> None:
     _wrap_method(probe, "node_agent.journal_store", "JournalStore", "_commit",
                  "agent group commit", size=lambda self, conn, batch, *a, **k: len(batch))
     _watch_ends_alone(probe)
+    _watch_checkpoints(probe)
+
+
+def _watch_checkpoints(probe: Probe) -> None:
+    """Group commits that checkpointed the WAL into the database file (its mtime moved):
+    stage ``agent checkpoint commit``, and their times in ``~detail`` ``checkpoints``,
+    to set against stalls of every agent's fsync at once."""
+    try:
+        from node_agent.journal_store import JournalStore
+        commit = JournalStore._commit
+    except (ImportError, AttributeError):
+        return
+    @functools.wraps(commit)
+    def watched(self, conn, batch, *args, **kwargs):
+        if not probe.on:
+            return commit(self, conn, batch, *args, **kwargs)
+        before, t0, wall = os.stat(self.path).st_mtime_ns, time.perf_counter(), time.time()
+        try:
+            return commit(self, conn, batch, *args, **kwargs)
+        finally:
+            if os.stat(self.path).st_mtime_ns != before:
+                dt = time.perf_counter() - t0
+                probe.add("agent checkpoint commit", dt)
+                with probe._lock:
+                    probe.checkpoints.append((wall, dt))
+
+    JournalStore._commit = watched  # type: ignore[method-assign]
+
+
+def _gc_settings(spec: str) -> None:
+    """``DODOOR_PROBE_GC``: ``freeze`` (``gc.freeze()`` when recording starts, after the
+    warm-up) and/or ``T0:T1:T2`` thresholds, comma-separated (benchmarks only)."""
+    for part in filter(None, spec.split(",")):
+        if part != "freeze":
+            gc.set_threshold(*(int(x) for x in part.split(":")))
 
 
 def _watch_ends_alone(probe: Probe) -> None:
@@ -293,6 +339,9 @@ def _watch_ends_alone(probe: Probe) -> None:
 def main(argv: list[str]) -> None:
     out, rest = argv[0], argv[1:]
     probe = Probe(out)
+    spec = os.environ.get("DODOOR_PROBE_GC", "")
+    _gc_settings(spec)
+    probe.freeze = "freeze" in spec.split(",")
     install(probe)
     signal.signal(signal.SIGUSR1, probe.start)
     signal.signal(signal.SIGUSR2, probe.stop)

@@ -75,6 +75,8 @@ class ProbedCluster(Cluster):
     def __init__(self, args: argparse.Namespace, workdir: Path, tree: Path) -> None:
         super().__init__(args, workdir, null=False)
         self.tree = tree
+        # GC settings for this tree's daemons only (the baseline runs the defaults)
+        self.gc_spec = args.probe_gc if tree == REPO else ""
         self.outs: list[tuple[str, Path]] = []
 
     def _spawn(self, argv: list[str], port: int, null: bool = False,
@@ -83,6 +85,8 @@ class ProbedCluster(Cluster):
         self.outs.append((argv[0], out))
         log = open(self.workdir / f"{argv[0]}-{port}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        if self.gc_spec:
+            env["DODOOR_PROBE_GC"] = self.gc_spec
         self.procs.append(subprocess.Popen(
             [sys.executable, str(PROBE), str(out), "--log-level", "WARNING", *argv],
             cwd=self.tree, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -307,6 +311,12 @@ def report_stalls(run: dict, top: int = 5) -> None:
               f"{worst[0] - t0:.2f}s ({sum(x[1] > 0.05 for x in disk)} over 50 ms); dirty max "
               f"{max(x[2] for x in disk) / 1024:.1f} MiB, writeback max "
               f"{max(x[3] for x in disk) / 1024:.1f} MiB")
+        cps = sorted(c for d in detail for c in d.get("checkpoints", []))
+        slow = [x for x in disk if x[1] > 0.05]
+        near = sum(any(c[0] <= x[0] and x[0] - x[1] <= c[0] + c[1] for c in cps) for x in slow)
+        print(f"   WAL checkpoints in the agents' commits: {len(cps)}, max "
+              f"{max((c[1] for c in cps), default=0) * 1e3:.0f} ms; disk stalls > 50 ms "
+              f"begun within 0.5 s before or during one: {near} of {len(slow)}")
     print("   worst per process (ms @ s into the run): loop lag / GC pause / stalls > 100 ms")
     for d in detail:
         m = d.get("max", {})
@@ -346,6 +356,10 @@ def main() -> None:
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--b", type=int, default=80)
     p.add_argument("--baseline-tree", default="", metavar="DIR")
+    p.add_argument("--probe-gc", default="", metavar="SPEC",
+                   help="this tree's daemons only: 'freeze' (gc.freeze() after the warm-up) "
+                        "and/or thresholds 'T0:T1:T2', comma-separated; with --baseline-tree "
+                        "set to the same code, the GC settings against the defaults")
     p.add_argument("--detail-out", default="", metavar="FILE",
                    help="write every run's figures, slowest requests and stall stacks as JSON")
     p.add_argument("--ids", default="client",
