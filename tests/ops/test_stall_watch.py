@@ -1,0 +1,52 @@
+"""benchmarks/stall_watch.py: the latency probe's watchdog samples a late loop's stack."""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from stall_watch import StallWatch  # noqa: E402
+
+
+def _block_here(seconds: float) -> None:
+    time.sleep(seconds)  # stands for a blocking call on the loop's thread
+
+
+def test_a_late_tick_is_sampled_where_the_thread_stands():
+    watch = StallWatch(threshold_s=0.1, every_s=0.1, per_stall=8, poll_s=0.005)
+    watch.start(threading.get_ident())
+    try:
+        _block_here(0.45)
+    finally:
+        watch.stop()
+    # late by 0.1 s, then every 0.1 s until the block ends: at most 4 (fewer when the
+    # watchdog itself waits for a CPU), never more
+    assert 2 <= len(watch.stalls) <= 4
+    lates = [s["late_s"] for s in watch.stalls]
+    assert lates == sorted(lates) and lates[0] >= 0.1
+    assert all(s["stack"][-1].endswith(" _block_here") for s in watch.stalls)
+    assert not any(s["in_gc"] for s in watch.stalls)
+
+
+def test_ticks_on_time_are_not_sampled():
+    watch = StallWatch(threshold_s=0.1, poll_s=0.005)
+    watch.start(threading.get_ident())
+    try:
+        for _ in range(30):
+            time.sleep(0.01)
+            watch.last_tick = time.perf_counter()
+    finally:
+        watch.stop()
+    assert watch.stalls == []
+
+
+def test_one_stall_gives_at_most_per_stall_samples():
+    watch = StallWatch(threshold_s=0.05, every_s=0.02, per_stall=2, poll_s=0.005)
+    watch.start(threading.get_ident())
+    try:
+        _block_here(0.3)
+    finally:
+        watch.stop()
+    assert len(watch.stalls) == 2
