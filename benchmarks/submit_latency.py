@@ -10,7 +10,11 @@ fsync'd, docs/guarantees.md). Per tree and round, on a fresh cluster:
 3. each rate of ``--rates`` (``half``: half of that peak; or tasks/s), open loop,
    with every daemon under ``benchmarks/latency_probe.py``: the client's
    p50/p99 and each stage's (parse, claim, enqueue, the agent's journal commit,
-   GC pauses, loop lag), and the CPU per task of each process kind.
+   GC pauses, loop lag), and the CPU per task of each process kind;
+4. where the tail comes from: each process's worst loop lag and GC pause with
+   when it happened, the slowest requests stage by stage, the stacks of loops
+   that were more than 100 ms late, the agents' WAL checkpoints, and a 4 KiB
+   fsync every 20 ms on the journals' disk during the run (``DiskWatch``).
 
 Agents are left to finish the peak run's tasks before a rate is measured.
 ``--baseline-tree DIR`` (e.g. ``git worktree add --detach /tmp/lat-base main``)
@@ -18,6 +22,7 @@ runs the same rounds on that tree's daemons, alternating with this one.
 
 Usage: python benchmarks/submit_latency.py [--seconds 5] [--rounds 1]
        [--rates half,635] [--baseline-tree DIR] [--ids client|server|client,server]
+       [--probe-gc freeze,20000:10:10] [--detail-out FILE]
 """
 
 from __future__ import annotations
