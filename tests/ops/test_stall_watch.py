@@ -47,7 +47,7 @@ def test_one_stall_gives_at_most_per_stall_samples():
     watch = StallWatch(threshold_s=0.05, every_s=0.02, per_stall=2, poll_s=0.005)
     watch.start(threading.get_ident())
     try:
-        _block_here(0.3)
+        _block_here(0.6)
     finally:
         watch.stop()
-    assert len(watch.stalls) == 2
+    assert 1 <= len(watch.stalls) <= 2  # ten would fit in the block without the cap
