@@ -44,9 +44,7 @@ def parse_task(obj: Any, make_id: Callable[[], str] | None = None, where: str = 
     get = obj.get
     raw_id = get("id")
     if raw_id is not None:
-        task_id = _string(raw_id, where, "id", MAX_ID_LENGTH)
-        if not task_id.strip():
-            raise ValidationError(where + "id", "must not be empty")
+        task_id = _task_id(raw_id, where)
     elif make_id is not None:
         task_id = make_id()
     else:
@@ -101,11 +99,7 @@ def parse_task_columns(ids: Any, demands: Any, priorities: Any = None, runs: Any
                               f"{len(DEMAND_COLUMNS)} float64, got {_kind(demands)}"
                               f" of {len(demands) if isinstance(demands, bytes) else '?'} bytes")
     for i, task_id in enumerate(ids):
-        if not (type(task_id) is str and 0 < len(task_id) <= MAX_ID_LENGTH and task_id.isascii()
-                and "\x00" not in task_id and not task_id.isspace()):
-            _string(task_id, f"{where}[{i}].", "id", MAX_ID_LENGTH)
-            if not task_id.strip():
-                raise ValidationError(f"{where}[{i}].id", "must not be empty")
+        _task_id(task_id, where, i)
     table = np.frombuffer(demands, dtype="<f8").reshape(n, len(DEMAND_COLUMNS))
     _check_demands(table, where)
     if priorities is None:
@@ -185,6 +179,19 @@ def task_columns(tasks: Sequence[Task]) -> dict[str, Any]:
     if runs:
         out["runs"] = runs
     return out
+
+
+def _task_id(value: Any, where: str, index: int | None = None) -> str:
+    """A task id: a non-blank ASCII string of at most MAX_ID_LENGTH; ``index`` puts it in
+    a batch's column (``tasks[3].id``)."""
+    if (type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isascii()
+            and "\x00" not in value and not value.isspace()):
+        return value  # the usual case, checked without building the field name
+    at = where if index is None else f"{where}[{index}]."
+    task_id = _string(value, at, "id", MAX_ID_LENGTH)
+    if not task_id.strip():
+        raise ValidationError(at + "id", "must not be empty")
+    return task_id
 
 
 def _priority(value: Any, where: str) -> int:
