@@ -218,7 +218,7 @@ def refresh_now(ls: LoadStoreApp) -> bool:
     """Ask for a push when reports changed the state and no snapshot went out for
     ``refresh_ms``; True if one was asked for."""
     idle_ms = ls.clock.now_ms() - ls.pusher.last_push_ms
-    if ls.store.loads.changed and idle_ms >= ls.settings.refresh_ms:
+    if ls.store.changed and idle_ms >= ls.settings.refresh_ms:
         ls.pusher.request()
         return True
     return False

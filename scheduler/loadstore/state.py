@@ -103,6 +103,11 @@ class LoadStoreState:
     def seq(self) -> int:
         return self.loads.seq
 
+    @property
+    def changed(self) -> bool:
+        """Did a report change a node's state since the last snapshot was taken?"""
+        return self.loads.changed
+
     def live(self) -> list[NodeRecord]:
         return [self.nodes[k] for k in sorted(self.nodes)
                 if self.nodes[k].alive and self.nodes[k].reported_here]

@@ -317,7 +317,7 @@ async def test_a_report_that_changes_the_state_is_pushed_after_refresh_ms_withou
     await client.post("/internal/register", data=encode(Register("scheduler", "s", url)),
                       headers=MSGPACK)
     await wait_for(lambda: len(fake.snapshots) == 1)
-    assert not ls.store.loads.changed and not refresh_now(ls)
+    assert not ls.store.changed and not refresh_now(ls)
     beat = dataclasses.replace(node_state("n1", seq=2), heartbeat=True)  # same state
     await client.post("/internal/node_state", data=encode(beat), headers=MSGPACK)
     clock.advance(5000)
@@ -330,5 +330,5 @@ async def test_a_report_that_changes_the_state_is_pushed_after_refresh_ms_withou
     assert refresh_now(ls)
     await wait_for(lambda: len(fake.snapshots) == 2)
     assert fake.snapshots[1].state[:, 3].tolist() == [1.0]
-    assert not ls.store.loads.changed and not refresh_now(ls)  # that push took the change
+    assert not ls.store.changed and not refresh_now(ls)  # that push took the change
     assert ls.counter.counts["snapshot"] == 2
