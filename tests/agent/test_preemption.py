@@ -85,11 +85,16 @@ async def _low_then_high(client, ex: Logged, low_ms: float, low_cmd=(), high_cmd
     assert (await enqueue(client, high)).status == 202
 
 
+async def _preempting_agent(aiohttp_client, agent_settings, executor):
+    """An agent of 2 cores and 2 slots that preempts, on ``executor``."""
+    return await aiohttp_client(create_app(
+        agent_settings(cores=2.0, slots=2, preempt=True), executor=executor))
+
+
 async def test_a_high_task_stops_the_low_one_which_waits_then_runs_again_once(
         aiohttp_client, agent_settings):
     ex = Logged(SleepExecutor())
-    client = await aiohttp_client(create_app(
-        agent_settings(cores=2.0, slots=2, preempt=True), executor=ex))
+    client = await _preempting_agent(aiohttp_client, agent_settings, ex)
     agent = client.app[STATE].agent
     await _low_then_high(client, ex, low_ms=5000.0)
     await wait_for(lambda: ("start", "high") in ex.log)
@@ -114,8 +119,7 @@ async def test_a_high_task_stops_the_low_one_which_waits_then_runs_again_once(
 
 async def test_the_rerun_succeeds_once_and_nothing_ends_twice(aiohttp_client, agent_settings):
     ex = Logged(SleepExecutor())
-    client = await aiohttp_client(create_app(
-        agent_settings(cores=2.0, slots=2, preempt=True), executor=ex))
+    client = await _preempting_agent(aiohttp_client, agent_settings, ex)
     agent = client.app[STATE].agent
     await _low_then_high(client, ex, low_ms=800.0)
     await wait_for(lambda: ("succeeded", "low") in ex.log, timeout=10)
@@ -227,8 +231,7 @@ class SlowStop(SleepExecutor):
 async def test_a_client_cancel_during_the_stop_wins_and_nothing_is_requeued(
         aiohttp_client, agent_settings):
     ex = Logged(SlowStop())
-    client = await aiohttp_client(create_app(
-        agent_settings(cores=2.0, slots=2, preempt=True), executor=ex))
+    client = await _preempting_agent(aiohttp_client, agent_settings, ex)
     agent = client.app[STATE].agent
     await _low_then_high(client, ex, low_ms=5000.0)
     await wait_for(lambda: agent.preemption._notes)

@@ -88,15 +88,22 @@ async def test_the_probe_lists_queued_tasks_below_the_class_and_never_a_running_
     assert peers.counter.by_direction["sent"]["probe"] == 3
 
 
-async def test_a_move_order_that_succeeds_hands_the_task_over_once(
-        aiohttp_client, tmp_path, peers):
+async def _order_move(aiohttp_client, tmp_path, peers, task_id: str):
+    """Order ``task_id`` moved from the origin agent to a fresh one; returns the two
+    agents' clients, the stats and the order's outcome."""
     origin = await _origin(aiohttp_client, tmp_path)
     target = await aiohttp_client(create_app(_settings(tmp_path, "node-b"),
                                              executor=GatedExecutor()))
     stats = FallbackStats()
     orders = AgentMoveOrders(peers, lambda url: "", stats)
-    done = await orders.order([ProposedMove("low", ("node-a", _url(origin)),
+    done = await orders.order([ProposedMove(task_id, ("node-a", _url(origin)),
                                             ("node-b", _url(target)))])
+    return origin, target, stats, done
+
+
+async def test_a_move_order_that_succeeds_hands_the_task_over_once(
+        aiohttp_client, tmp_path, peers):
+    origin, target, stats, done = await _order_move(aiohttp_client, tmp_path, peers, "low")
     assert done == [True]
     assert (stats.moves_proposed, stats.moves_done, stats.moves_failed) == (1, 1, 0)
     assert await _state(origin, "low") == "moved"
@@ -106,13 +113,7 @@ async def test_a_move_order_that_succeeds_hands_the_task_over_once(
 
 async def test_a_task_that_started_meanwhile_is_not_moved_and_the_move_fails(
         aiohttp_client, tmp_path, peers):
-    origin = await _origin(aiohttp_client, tmp_path)
-    target = await aiohttp_client(create_app(_settings(tmp_path, "node-b"),
-                                             executor=GatedExecutor()))
-    stats = FallbackStats()
-    orders = AgentMoveOrders(peers, lambda url: "", stats)
-    done = await orders.order([ProposedMove("run", ("node-a", _url(origin)),
-                                            ("node-b", _url(target)))])
+    origin, target, stats, done = await _order_move(aiohttp_client, tmp_path, peers, "run")
     assert done == [False]
     assert (stats.moves_done, stats.moves_failed) == (0, 1)
     assert await _state(origin, "run") == "running"
