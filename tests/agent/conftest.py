@@ -105,10 +105,12 @@ class FakeLoadStore:
         self.fenced: set[str] = set()  # incarnations answered ``fenced``
         self.kept: set[str] = set()  # ended ids a fenced answer says the store heard
         self.instance = "store-1"
+        self.auth_seen: set[str | None] = set()  # the reports' Authorization headers
         self.app = web.Application()
         self.app.router.add_post("/internal/node_state", self._node_state)
 
     async def _node_state(self, request: web.Request) -> web.Response:
+        self.auth_seen.add(request.headers.get("Authorization"))
         self.states.append(decode(await request.read()))
         if self.wants_load is None or self.status >= 300:
             return web.Response(status=self.status)

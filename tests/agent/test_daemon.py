@@ -8,19 +8,20 @@ import sys
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from dodoor.wire import CONTENT_TYPE, Enqueue, decode, encode
-from tests.agent.conftest import make_task, wait_for
+from dodoor.wire import CONTENT_TYPE, Enqueue, encode
+from tests.agent.conftest import FakeLoadStore, make_task, wait_for
+from tests.daemons.conftest import free_port
 
 TOKEN = "daemon-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def stand_in_store(aiohttp_server) -> tuple[FakeLoadStore, str]:
+    """A load store that records the reports of real agents; returns it and its url."""
+    fake = FakeLoadStore()
+    server = await aiohttp_server(fake.app, host="127.0.0.1", port=free_port())
+    return fake, str(server.make_url("")).rstrip("/")
 
 
 def spawn(port: int, loadstore: str, journal: str, log_path, node_id: str = "node-k",
@@ -55,17 +56,8 @@ async def task_states(http: aiohttp.ClientSession, base: str, ids) -> dict[str, 
 
 @pytest.mark.slow
 async def test_sigkill_mid_queue_then_restart_finishes_everything(aiohttp_server, tmp_path):
-    reports, auth_seen = [], set()
-
-    async def node_state(request):
-        auth_seen.add(request.headers.get("Authorization"))
-        reports.append(decode(await request.read()))
-        return web.Response(status=204)
-
-    store_app = web.Application()
-    store_app.router.add_post("/internal/node_state", node_state)
-    store = await aiohttp_server(store_app, host="127.0.0.1", port=free_port())
-    loadstore = str(store.make_url("")).rstrip("/")
+    store, loadstore = await stand_in_store(aiohttp_server)
+    reports = store.states
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     journal, log_path = str(tmp_path / "agent.sqlite"), tmp_path / "agent.log"
@@ -107,7 +99,7 @@ async def test_sigkill_mid_queue_then_restart_finishes_everything(aiohttp_server
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert auth_seen == {f"Bearer {TOKEN}"}
+    assert store.auth_seen == {f"Bearer {TOKEN}"}
     assert {r.node_id for r in reports} == {"node-k"}
     log_text = log_path.read_text()
     assert "resumed" in log_text and "stopping" in log_text

@@ -11,11 +11,10 @@ import signal
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from dodoor.wire import CONTENT_TYPE, Enqueue, encode
 from tests.agent.conftest import make_task, wait_for
-from tests.agent.test_daemon import AUTH, free_port, healthy, spawn, task_states
+from tests.agent.test_daemon import AUTH, free_port, healthy, spawn, stand_in_store, task_states
 
 
 def _lines(path) -> list[str]:
@@ -25,14 +24,7 @@ def _lines(path) -> list[str]:
 @pytest.mark.slow
 async def test_sigkill_right_after_a_preemption_recovers_one_consistent_state(
         aiohttp_server, tmp_path):
-    async def node_state(request):
-        await request.read()
-        return web.Response(status=204)
-
-    store_app = web.Application()
-    store_app.router.add_post("/internal/node_state", node_state)
-    store = await aiohttp_server(store_app, host="127.0.0.1", port=free_port())
-    loadstore = str(store.make_url("")).rstrip("/")
+    _, loadstore = await stand_in_store(aiohttp_server)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     journal, log_path = str(tmp_path / "agent.sqlite"), tmp_path / "agent.log"
